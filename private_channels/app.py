@@ -1,0 +1,78 @@
+"""The ready composition of the middlewares, mountable under any path.
+
+::
+
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from private_channels import make_app, open_storage
+
+    host.wsgi_app = DispatcherMiddleware(host.wsgi_app, {
+        "/api/repo": make_app(open_storage("./private-channels-data")),
+    })
+
+From the outside in: token authentication (which also cuts the ``/t/<TOKEN>`` path
+form), channel routing, then the Python upload, simple index, R upload and CRAN
+repository middlewares, each serving what it owns and passing on the rest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from werkzeug.exceptions import HTTPException
+
+from .auth import TokenAuthMiddleware
+from .channels import ChannelRegistry
+from .cran.repository import CranRepositoryMiddleware
+from .cran.upload import CranUploadMiddleware
+from .errors import http_error
+from .forms import DEFAULT_MAX_UPLOAD_SIZE, is_upload
+from .pypi.simple import SimpleIndexMiddleware
+from .pypi.upload import PythonUploadMiddleware
+from .routing import ChannelMiddleware
+from .tokens import TokenStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .storage import Storage
+
+__all__ = ["make_app"]
+
+
+def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """What is left when no middleware claimed the request."""
+    if is_upload(environ):
+        error: HTTPException = http_error(
+            400,
+            "The upload form has neither ':action=file_upload' (twine, uv publish) nor "
+            "'filetype=cran_source_package' or 'cran_binary_package' (R).",
+        )
+    else:
+        error = http_error(404, "Nothing is at this URL; see <prefix>/<channel>/simple/.")
+    return error(environ, start_response)
+
+
+def make_app(
+    storage: Storage,
+    *,
+    secret_key: str | bytes | None = None,
+    max_upload_size: int = DEFAULT_MAX_UPLOAD_SIZE,
+    token_cache_ttl: float = 5.0,
+) -> WSGIApplication:
+    """Compose every middleware over one storage into a WSGI app.
+
+    ``secret_key`` enables stateless signed tokens minted with
+    :func:`~private_channels.tokens.mint_signed_token`; ``max_upload_size`` bounds each
+    upload (413 past it); ``token_cache_ttl`` bounds how long a revoked token may still
+    be accepted by a process that verified it recently.
+    """
+    app: WSGIApplication = _not_found
+    app = CranRepositoryMiddleware(app, storage)
+    app = CranUploadMiddleware(app, storage, max_upload_size=max_upload_size)
+    app = SimpleIndexMiddleware(app, storage)
+    app = PythonUploadMiddleware(app, storage, max_upload_size=max_upload_size)
+    app = ChannelMiddleware(app, ChannelRegistry(storage))
+    store = TokenStore(storage, secret_key=secret_key, cache_ttl=token_cache_ttl)
+    return TokenAuthMiddleware(app, store)

@@ -1,0 +1,151 @@
+"""Token authentication, and the authorization check every handler calls.
+
+::
+
+    app = TokenAuthMiddleware(app, TokenStore(storage))
+
+Three separate steps, as devpi does them: :func:`credentials` finds a token in the
+request (any of the five forms of SPEC.md), the middleware resolves it to a
+:class:`~private_channels.tokens.Token` and puts it in
+``environ["private_channels.identity"]`` (and its id in ``REMOTE_USER``), and each handler
+decides access with :func:`authorize` for the scope it needs on its channel.
+
+The path form ``/t/<TOKEN>/`` is cut out of ``PATH_INFO``, ``REQUEST_URI`` and
+``RAW_URI`` before the wrapped app sees the request, so nothing downstream can log it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+from .errors import http_error
+from .tokens import Scope, Token, TokenStore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .channels import Channel
+
+__all__ = [
+    "AUTH_ERROR_KEY",
+    "IDENTITY_KEY",
+    "TokenAuthMiddleware",
+    "authorize",
+    "credentials",
+    "identity",
+    "require_known",
+]
+
+IDENTITY_KEY = "private_channels.identity"
+AUTH_ERROR_KEY = "private_channels.auth_error"
+CHALLENGE = ("WWW-Authenticate", 'Basic realm="private-channels"')
+PASSWORD_MARKER = "x-auth-token"  # noqa: S105 (a marker, not a secret)
+PYPI_USERNAME = "__token__"
+
+MISSING = "Authentication is missing: send a token for this channel."
+INVALID = "The token is invalid or expired."
+
+
+def _from_basic(value: str) -> str | None:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    user, _, password = decoded.partition(":")
+    if user == PYPI_USERNAME:
+        return password
+    if password in (PASSWORD_MARKER, ""):
+        return user
+    return ""  # some other user:password pair: a credential, but not one of ours
+
+
+def credentials(environ: WSGIEnvironment) -> str | None:
+    """The token a request carries in a header, ``None`` if none; ``""`` if malformed."""
+    header = str(environ.get("HTTP_AUTHORIZATION", ""))
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        return _from_basic(value)
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if header:
+        return ""
+    x_auth = environ.get("HTTP_X_AUTH")
+    if x_auth is not None:
+        return str(x_auth).strip()
+    return None
+
+
+def _cut_path_token(environ: WSGIEnvironment) -> str | None:
+    """Remove ``/t/<TOKEN>`` from the front of the path and return the token."""
+    path: str = environ.get("PATH_INFO", "")
+    if not path.startswith("/t/"):
+        return None
+    token, slash, rest = path[3:].partition("/")
+    environ["PATH_INFO"] = slash + rest
+    for key in ("REQUEST_URI", "RAW_URI"):
+        uri = environ.get(key)
+        if uri:
+            environ[key] = uri.replace(f"/t/{token}", "", 1)
+    return token
+
+
+def identity(environ: WSGIEnvironment) -> Token | None:
+    token: Token | None = environ.get(IDENTITY_KEY)
+    return token
+
+
+class TokenAuthMiddleware:
+    """Resolve the request's token, if any, to an identity; refuse bad tokens with 401."""
+
+    def __init__(self, app: WSGIApplication, store: TokenStore) -> None:
+        self.app = app
+        self.store = store
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        secret = _cut_path_token(environ)
+        if secret is None:
+            secret = credentials(environ)
+        environ[IDENTITY_KEY] = None
+        if secret is not None:
+            token = self.store.verify(secret) if secret else None
+            if token is None:
+                error = http_error(401, INVALID, headers=[CHALLENGE])
+                return error(environ, start_response)  # type: ignore[return-value]
+            environ[IDENTITY_KEY] = token
+            environ["REMOTE_USER"] = token.id
+        return self.app(environ, start_response)  # type: ignore[return-value]
+
+
+def authorize(environ: WSGIEnvironment, channel: Channel, scope: Scope) -> Token | None:
+    """Allow the request ``scope`` on ``channel`` or raise 401/403.
+
+    Public channels let anyone read; everything else needs a token that covers the
+    channel with at least ``scope``.
+    """
+    token = identity(environ)
+    if token is None:
+        if scope == Scope.READ and channel.public:
+            return None
+        raise http_error(401, MISSING, headers=[CHALLENGE])
+    if not token.allows(channel.name, scope):
+        raise http_error(
+            403,
+            f"This token may not {_VERBS[scope]} channel {channel.name!r}.",
+        )
+    return token
+
+
+def require_known(environ: WSGIEnvironment, channel_name: str) -> None:
+    """Raise the answer for a channel that does not exist, without letting callers
+    who could not see it learn that it does not (SPEC.md: 404 only to those allowed)."""
+    token = identity(environ)
+    if token is None:
+        raise http_error(401, MISSING, headers=[CHALLENGE])
+    if not token.covers(channel_name):
+        raise http_error(403, f"This token may not read channel {channel_name!r}.")
+    raise http_error(404, f"Channel {channel_name!r} does not exist.")
+
+
+_VERBS = {Scope.READ: "read", Scope.WRITE: "upload to", Scope.ADMIN: "administer"}

@@ -1,0 +1,118 @@
+"""The channel registry, kept in the storage itself (there is no second database).
+
+::
+
+    registry = ChannelRegistry(storage)
+    registry.create("data-team", public=False)
+    registry.get("data-team")          # Channel(name='data-team', public=False, ...)
+
+A channel is the record ``registry/channels/<name>.json`` (so listing channels costs
+one listing of small records); everything a channel holds lives under
+``channels/<name>/``, so deleting a channel is deleting that prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from .storage import Storage, dump_json, read_json
+
+__all__ = [
+    "RESERVED_CHANNEL_NAMES",
+    "Channel",
+    "ChannelExistsError",
+    "ChannelRegistry",
+    "InvalidChannelNameError",
+    "channel_prefix",
+    "validate_channel_name",
+]
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
+
+# "t" is the path-token segment (P/t/<TOKEN>/<CHANNEL>/...), so a channel named "t"
+# could never be reached; names starting with "." would be "." and ".." on disk.
+RESERVED_CHANNEL_NAMES = frozenset({"t"})
+
+
+class InvalidChannelNameError(ValueError):
+    """A channel name outside letters, digits, ``-``, ``_``, ``.`` and 1-64 characters."""
+
+
+class ChannelExistsError(FileExistsError):
+    """A channel of that name exists already."""
+
+
+def validate_channel_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidChannelNameError(
+            f"Channel name {name!r} is invalid: use 1 to 64 letters, digits, '-', '_' or '.',"
+            " not starting with '.' or '-'."
+        )
+    if name.lower() in RESERVED_CHANNEL_NAMES:
+        raise InvalidChannelNameError(f"Channel name {name!r} is reserved; choose another.")
+    return name
+
+
+def channel_prefix(name: str) -> str:
+    """The storage prefix under which a channel keeps everything it holds."""
+    return f"channels/{name}/"
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    public: bool = False
+    created: float = 0.0
+
+    @property
+    def prefix(self) -> str:
+        return channel_prefix(self.name)
+
+
+class ChannelRegistry:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return f"registry/channels/{name}.json"
+
+    def create(self, name: str, *, public: bool = False) -> Channel:
+        channel = Channel(name=validate_channel_name(name), public=public, created=time.time())
+        try:
+            self.storage.create(self._key(name), io.BytesIO(dump_json(asdict(channel))))
+        except FileExistsError:
+            raise ChannelExistsError(f"Channel {name!r} exists already.") from None
+        return channel
+
+    def get(self, name: str) -> Channel | None:
+        """The channel called ``name``, or ``None`` (also for names that are invalid)."""
+        try:
+            validate_channel_name(name)
+            doc, _ = read_json(self.storage, self._key(name))
+        except (FileNotFoundError, InvalidChannelNameError):
+            return None
+        return Channel(name=doc["name"], public=bool(doc["public"]), created=doc["created"])
+
+    def list(self) -> Iterator[Channel]:
+        for key in self.storage.list("registry/channels/"):
+            channel = self.get(key.rpartition("/")[2].removesuffix(".json"))
+            if channel is not None:
+                yield channel
+
+    def delete(self, name: str) -> None:
+        """Delete a channel and everything it holds; the record goes first, so a
+        half-finished delete leaves an unreachable remainder, never a broken channel."""
+        validate_channel_name(name)
+        try:
+            self.storage.delete(self._key(name))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"Channel {name!r} does not exist.") from None
+        for key in list(self.storage.list(channel_prefix(name))):
+            with contextlib.suppress(FileNotFoundError):
+                self.storage.delete(key)

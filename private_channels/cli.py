@@ -1,0 +1,259 @@
+"""The ``private-channels`` command: the standalone server and the administration.
+
+::
+
+    private-channels serve --port 8000                 # storage: ./private-channels-data
+    private-channels channel create data-team
+    private-channels token create --channel data-team --scope write --expires 30d
+
+Every command takes ``--storage URL`` and otherwise reads ``PRIVATE_CHANNELS_STORAGE``.
+Errors are one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import socket
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from werkzeug import serving
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from .app import make_app
+from .channels import ChannelExistsError, ChannelRegistry, InvalidChannelNameError
+from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
+from .tokens import ALL_CHANNELS, Scope, TokenStore, parse_duration
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["main"]
+
+_PATH_TOKEN = re.compile(r"/t/[^/\s\"?]+")
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr."""
+
+
+class RedactingRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, with path tokens cut out of every log line."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        text = (message % args) if args else message
+        text = _PATH_TOKEN.sub("/t/<redacted>", text)
+        address = self.address_string().replace("%", "%%")
+        serving._log(  # type: ignore[attr-defined]
+            type, f"{address} - - [{self.log_date_time_string()}] {text.replace('%', '%%')}\n"
+        )
+
+
+def mount(app: WSGIApplication, prefix: str) -> WSGIApplication:
+    """Serve ``app`` under ``prefix`` and 404 everything else."""
+    prefix = "/" + prefix.strip("/")
+    if prefix == "/":
+        return app
+
+    def mounted(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        path: str = environ.get("PATH_INFO", "")
+        if path == prefix or path.startswith(prefix + "/"):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+            environ["PATH_INFO"] = path[len(prefix) :]
+            return app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"Channels are served under {prefix}/.\n".encode()]
+
+    return mounted
+
+
+def _storage(args: argparse.Namespace) -> Storage:
+    try:
+        return open_storage(args.storage)
+    except (StorageURLError, OSError) as exc:
+        raise CommandError(f"cannot open storage: {exc}") from exc
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    storage = _storage(args)
+    secret_key = os.environ.get("PRIVATE_CHANNELS_SECRET_KEY") or None
+    app = mount(
+        make_app(storage, secret_key=secret_key, max_upload_size=args.max_upload_size), args.prefix
+    )
+    # Bind here rather than in werkzeug, which prints its own two-line error and exits.
+    try:
+        sock = socket.create_server((args.host, args.port), reuse_port=False)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
+    server = make_server(
+        args.host,
+        args.port,
+        app,
+        threaded=True,
+        request_handler=RedactingRequestHandler,
+        fd=sock.fileno(),
+    )
+    prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
+    print(
+        f"private-channels serving {storage!r} on http://{args.host}:{server.port}{prefix}/",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        sock.close()
+    return 0
+
+
+def cmd_channel_create(args: argparse.Namespace) -> int:
+    try:
+        channel = ChannelRegistry(_storage(args)).create(args.name, public=args.public)
+    except (ChannelExistsError, InvalidChannelNameError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"{channel.name}\t{'public' if channel.public else 'private'}")
+    return 0
+
+
+def cmd_channel_list(args: argparse.Namespace) -> int:
+    for channel in ChannelRegistry(_storage(args)).list():
+        print(f"{channel.name}\t{'public' if channel.public else 'private'}")
+    return 0
+
+
+def cmd_channel_delete(args: argparse.Namespace) -> int:
+    try:
+        ChannelRegistry(_storage(args)).delete(args.name)
+    except (FileNotFoundError, InvalidChannelNameError) as exc:
+        raise CommandError(str(exc)) from exc
+    return 0
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    try:
+        scope = Scope.parse(args.scope)
+        expires_in = parse_duration(args.expires) if args.expires else None
+        secret, token = TokenStore(_storage(args)).create(
+            channels=args.channel, scope=scope, expires_in=expires_in, note=args.note or ""
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    print(
+        f"id {token.id}, scope {token.scope}, channels {','.join(sorted(token.channels))}, "
+        f"expires {_when(token.expires)}",
+        file=sys.stderr,
+    )
+    print(secret)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    for token in TokenStore(_storage(args)).list():
+        state = " (revoked)" if token.revoked else ""
+        print(
+            f"{token.id}\t{','.join(sorted(token.channels))}\t{token.scope}\t"
+            f"{_when(token.expires)}\t{token.note}{state}"
+        )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    try:
+        TokenStore(_storage(args)).revoke(args.id)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    return 0
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text} is not between 0 and 65535")
+    return port
+
+
+def _size(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not a number of bytes like 500m or 2g")
+    return int(match[1]) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match[2]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--storage",
+        default=os.environ.get("PRIVATE_CHANNELS_STORAGE") or DEFAULT_STORAGE,
+        help="storage URL: a path, file://..., memory:// or s3://bucket/prefix "
+        "(default: $PRIVATE_CHANNELS_STORAGE or ./private-channels-data)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="private-channels", description="Private Python and R package channels."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the standalone server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--prefix", default="/api/repo", help="mount path (default /api/repo)")
+    serve.add_argument("--max-upload-size", type=_size, default="1g", help="default 1g")
+    serve.set_defaults(func=cmd_serve)
+
+    channel = commands.add_parser("channel", help="manage channels")
+    channel_commands = channel.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = channel_commands.add_parser("create", parents=[common])
+    create.add_argument("name")
+    create.add_argument("--public", action="store_true", help="anyone may read it")
+    create.set_defaults(func=cmd_channel_create)
+    channel_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_channel_list)
+    delete = channel_commands.add_parser("delete", parents=[common])
+    delete.add_argument("name")
+    delete.set_defaults(func=cmd_channel_delete)
+
+    token = commands.add_parser("token", help="manage tokens")
+    token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tcreate = token_commands.add_parser("create", parents=[common])
+    tcreate.add_argument(
+        "--channel",
+        action="append",
+        required=True,
+        metavar="NAME|*",
+        help=f"a channel it grants, or {ALL_CHANNELS} for all; repeatable",
+    )
+    tcreate.add_argument("--scope", required=True, choices=["read", "write", "admin"])
+    tcreate.add_argument("--expires", metavar="DURATION", help="like 90s, 30m, 12h, 30d")
+    tcreate.add_argument("--note")
+    tcreate.set_defaults(func=cmd_token_create)
+    token_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_token_list)
+    revoke = token_commands.add_parser("revoke", parents=[common])
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_token_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except CommandError as exc:
+        print(f"private-channels: error: {exc}", file=sys.stderr)
+        return 1
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

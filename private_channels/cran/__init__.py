@@ -1,0 +1,1 @@
+"""R packages: uploads with curl and a CRAN-like repository that ``install.packages`` reads."""

@@ -1,0 +1,72 @@
+"""Errors that teach: a status code and one sentence the user can act on.
+
+::
+
+    raise http_error(400, "The filename 'x.whl' is not a valid wheel filename.")
+
+The sentence goes into the body and also into the reason phrase, because twine (and
+most HTTP clients in their error messages) print the reason phrase, not the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.response import Response as SansIOResponse
+from werkzeug.wrappers import Response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["ChannelHTTPError", "http_error", "reason_phrase"]
+
+MAX_REASON = 200
+
+
+def reason_phrase(sentence: str) -> str:
+    """Make a sentence safe for an HTTP status line: one line of latin-1."""
+    line = " ".join(sentence.split())
+    line = line.encode("latin-1", "replace").decode("latin-1")
+    return line[:MAX_REASON]
+
+
+class ChannelHTTPError(HTTPException):
+    """An HTTP error whose status line and body both carry one explanatory sentence."""
+
+    def __init__(
+        self,
+        code: int,
+        sentence: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(description=sentence)
+        self.code = code
+        self.sentence = sentence
+        self.extra_headers = list(headers)
+
+    @property
+    def name(self) -> str:
+        return reason_phrase(self.sentence)
+
+    def get_response(  # type: ignore[override]
+        self,
+        environ: WSGIEnvironment | None = None,
+        scope: dict[str, Any] | None = None,
+    ) -> SansIOResponse:
+        response = Response(
+            self.sentence + "\n",
+            status=f"{self.code} {reason_phrase(self.sentence)}",
+            mimetype="text/plain",
+        )
+        for name, value in self.extra_headers:
+            response.headers.add(name, value)
+        return response
+
+
+def http_error(
+    code: int, sentence: str, *, headers: Iterable[tuple[str, str]] = ()
+) -> ChannelHTTPError:
+    return ChannelHTTPError(code, sentence, headers=headers)

@@ -1,0 +1,26 @@
+"""Accepts twine and uv publish uploads at POST P/<CHANNEL>.
+
+Not built yet: every request passes on to the wrapped app.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..storage import Storage
+
+__all__ = ["PythonUploadMiddleware"]
+
+
+class PythonUploadMiddleware:
+    def __init__(self, app: WSGIApplication, storage: Storage, **options: Any) -> None:
+        self.app = app
+        self.storage = storage
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return self.app(environ, start_response)

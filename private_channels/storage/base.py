@@ -1,0 +1,172 @@
+"""The storage protocol: blobs keyed by path-like strings.
+
+Everything private-channels keeps (packages, index records, channels, tokens) lives in
+one :class:`Storage`.  The protocol is shaped so that an object store implements it
+exactly: no rename, no directories, no locks shared between hosts.  Mutable records
+are updated optimistically, by compare-and-swap on their ETag::
+
+    from private_channels.storage import MemoryStorage, update_json
+
+    storage = MemoryStorage()
+    update_json(storage, "counters/uploads.json", lambda doc: {"n": (doc or {}).get("n", 0) + 1})
+
+Not-found is the builtin :class:`FileNotFoundError`; an existing key on create is
+:class:`FileExistsError`; a lost race on a compare-and-swap is :class:`StaleWriteError`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
+
+__all__ = [
+    "InvalidKeyError",
+    "StaleWriteError",
+    "Stat",
+    "Storage",
+    "read_bytes",
+    "read_json",
+    "update_json",
+    "validate_key",
+]
+
+CHUNK_SIZE = 1024 * 1024
+
+# Letters, digits and the punctuation that package filenames use; every segment must
+# start with a letter, digit or underscore so that "." and ".." (and the backends' own
+# hidden temp and lock files) can never be named.
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+~=,@-]*\Z")
+MAX_KEY_LENGTH = 1024
+
+
+class InvalidKeyError(ValueError):
+    """A key that could escape the storage root or that no backend can hold."""
+
+
+class StaleWriteError(Exception):
+    """A conditional write lost a race: the key changed since its ETag was read."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    size: int
+    mtime: float  # seconds since the epoch
+    etag: str
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A flat namespace of immutable-per-version blobs.
+
+    Keys are ``/``-separated strings (see :func:`validate_key`); listing is by plain
+    string prefix, like an object store, and never shows directories.
+    """
+
+    def open(self, key: str) -> tuple[IO[bytes], Stat]:
+        """Open ``key`` for streaming reads; the stat describes the version opened."""
+        ...
+
+    def stat(self, key: str) -> Stat: ...
+
+    def put(self, key: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
+        """Write ``key`` atomically from a stream, replacing any previous version.
+
+        With ``if_match``, write only if the current version has that ETag; otherwise
+        raise :class:`StaleWriteError` (also when the key does not exist).
+        """
+        ...
+
+    def create(self, key: str, data: IO[bytes]) -> Stat:
+        """Write ``key`` only if it does not exist yet, else raise :class:`FileExistsError`."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Yield every key that starts with ``prefix``, in sorted order."""
+        ...
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None: ...
+
+
+def validate_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(f"storage key must be 1 to {MAX_KEY_LENGTH} characters")
+    for segment in key.split("/"):
+        if not _SEGMENT.match(segment):
+            raise InvalidKeyError(f"storage key {key!r} has an invalid segment {segment!r}")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A prefix is a key, or a key followed by ``/``, or part of a last segment."""
+    if prefix == "":
+        return prefix
+    head, _, last = prefix.rpartition("/")
+    if head:
+        validate_key(head)
+    if last and not re.fullmatch(r"[A-Za-z0-9._+~=,@-]*", last):
+        raise InvalidKeyError(f"storage prefix {prefix!r} has an invalid last segment")
+    if last.startswith(".") or (not head and prefix.startswith("/")):
+        raise InvalidKeyError(f"storage prefix {prefix!r} is not allowed")
+    return prefix
+
+
+def read_bytes(storage: Storage, key: str, *, limit: int = 64 * 1024 * 1024) -> tuple[bytes, Stat]:
+    """Read a small blob whole, refusing anything larger than ``limit`` bytes."""
+    stream, stat = storage.open(key)
+    with stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"storage key {key!r} is larger than {limit} bytes")
+    return data, stat
+
+
+def read_json(storage: Storage, key: str) -> tuple[Any, Stat]:
+    data, stat = read_bytes(storage, key)
+    return json.loads(data), stat
+
+
+def dump_json(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+T = TypeVar("T")
+
+
+def update_json(
+    storage: Storage,
+    key: str,
+    change: Callable[[Any], T],
+    *,
+    attempts: int = 50,
+) -> T:
+    """Apply ``change`` to the JSON document at ``key`` with compare-and-swap.
+
+    ``change`` gets the current document (``None`` when absent) and returns the new one;
+    it may run several times when other writers race (each time on a fresh copy, so
+    changing it in place is fine).  A result equal to what is stored writes nothing.
+    """
+    for _ in range(attempts):
+        try:
+            raw, stat = read_bytes(storage, key)
+        except FileNotFoundError:
+            raw, stat_or_none = b"", None
+        else:
+            stat_or_none = stat
+        new = change(json.loads(raw) if raw else None)
+        encoded = dump_json(new)
+        if encoded == raw:
+            return new
+        body = io.BytesIO(encoded)
+        try:
+            if stat_or_none is None:
+                storage.create(key, body)
+            else:
+                storage.put(key, body, if_match=stat_or_none.etag)
+        except (FileExistsError, StaleWriteError):
+            continue
+        return new
+    raise StaleWriteError(f"gave up updating {key!r} after {attempts} conflicting writes")

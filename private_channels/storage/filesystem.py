@@ -1,0 +1,169 @@
+"""The embedded default backend: one file per key under a root directory.
+
+::
+
+    storage = FileSystemStorage("./private-channels-data")
+
+Writes go to a hidden temp file in the key's own directory, are flushed to disk, and
+then appear at once with ``os.replace`` (overwrite) or ``os.link`` (create-if-absent,
+which the kernel makes atomic), so a reader or a crash never sees half a file.
+Compare-and-swap on mutable records takes an ``flock`` on a hidden lock file beside
+the key: this backend is for one host, where such locks are sound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from .base import CHUNK_SIZE, InvalidKeyError, StaleWriteError, Stat, validate_key, validate_prefix
+
+__all__ = ["FileSystemStorage"]
+
+
+def _etag(st: os.stat_result) -> str:
+    # Every write is a new inode (rename or link of a fresh temp file), so inode plus
+    # mtime plus size changes on every write without hashing the content.
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def _stat(st: os.stat_result) -> Stat:
+    return Stat(size=st.st_size, mtime=st.st_mtime, etag=_etag(st))
+
+
+class FileSystemStorage:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"cannot create storage directory {self.root}: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(f"storage directory {self.root} is not writable")
+
+    def __repr__(self) -> str:
+        return f"FileSystemStorage({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        path = self.root.joinpath(*validate_key(key).split("/"))
+        # Segments are already restricted; this guards against a symlink planted
+        # inside the root by someone with shell access.
+        if not path.resolve().is_relative_to(self.root):
+            raise InvalidKeyError(f"storage key {key!r} escapes the storage root")
+        return path
+
+    def open(self, key: str) -> tuple[IO[bytes], Stat]:
+        path = self._path(key)
+        if path.is_dir():
+            raise FileNotFoundError(key)
+        stream = path.open("rb")
+        return stream, _stat(os.fstat(stream.fileno()))
+
+    def stat(self, key: str) -> Stat:
+        path = self._path(key)
+        st = path.stat()
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        return _stat(st)
+
+    def _write_temp(self, path: Path, data: IO[bytes]) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(data, out, CHUNK_SIZE)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.parent / f".lock-{path.name}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _current_etag(self, path: Path) -> str | None:
+        try:
+            return _etag(path.stat())
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        try:
+            if if_match is None:
+                os.replace(tmp, path)
+            else:
+                with self._locked(path):
+                    if self._current_etag(path) != if_match:
+                        raise StaleWriteError(key)
+                    os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return _stat(path.stat())
+
+    def create(self, key: str, data: IO[bytes]) -> Stat:
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        try:
+            os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+        return _stat(path.stat())
+
+    def list(self, prefix: str) -> Iterator[str]:
+        validate_prefix(prefix)
+        head, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*head.split("/")) if head else self.root
+        for key in self._walk(start, f"{head}/" if head else ""):
+            if key.startswith(prefix):
+                yield key
+
+    def _walk(self, directory: Path, base: str) -> Iterator[str]:
+        try:
+            # A directory's keys all start with "name/", so sorting it under that
+            # string keeps the whole walk in plain string order, as object stores list.
+            entries = sorted(
+                os.scandir(directory),
+                key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name,
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), f"{base}{entry.name}/")
+            elif entry.is_file(follow_symlinks=False):
+                yield f"{base}{entry.name}"
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        path = self._path(key)
+        if if_match is None:
+            if path.is_dir():
+                raise FileNotFoundError(key)
+            path.unlink()
+            return
+        with self._locked(path):
+            current = self._current_etag(path)
+            if current is None:
+                raise FileNotFoundError(key)
+            if current != if_match:
+                raise StaleWriteError(key)
+            path.unlink()

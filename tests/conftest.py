@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from private_channels.storage import FileSystemStorage, MemoryStorage, Storage
+
+from .support import LiveServer, live_server
+
+BACKENDS = ["memory", "filesystem"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        default=None,
+        help=f"storage backends to run backend-parametrized tests on (default: {BACKENDS})",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        backends = metafunc.config.getoption("--backend") or BACKENDS
+        metafunc.parametrize("backend", backends)
+
+
+@pytest.fixture
+def storage(backend: str, tmp_path: Path) -> Storage:
+    """A fresh, empty storage of each backend under test."""
+    if backend == "memory":
+        return MemoryStorage()
+    if backend == "filesystem":
+        return FileSystemStorage(tmp_path / "storage")
+    raise pytest.UsageError(f"unknown backend {backend!r}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A running ``private-channels serve`` on a fresh filesystem storage at /api/repo."""
+    with live_server(str(tmp_path / "data"), tmp_path) as running:
+        yield running

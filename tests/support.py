@@ -1,0 +1,139 @@
+"""Helpers shared by the test modules: apps under a prefix, live servers, real clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import webtest
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from private_channels import make_app
+from private_channels.storage import Storage
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require_client(name: str) -> str:
+    """The path of a real client program; in CI a missing one fails instead of skipping."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed, and CI must run the tests that need it")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def _empty(environ, start_response):  # type: ignore[no-untyped-def]
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"host app: not found\n"]
+
+
+def mounted(app, prefix: str):  # type: ignore[no-untyped-def]
+    """Mount ``app`` under ``prefix`` the way a host does, with DispatcherMiddleware."""
+    if prefix in ("", "/"):
+        return app
+    return DispatcherMiddleware(_empty, {prefix: app})
+
+
+def test_app(storage: Storage, prefix: str = "/api/repo", **options) -> webtest.TestApp:  # type: ignore[no-untyped-def]
+    return webtest.TestApp(mounted(make_app(storage, **options), prefix))
+
+
+test_app.__test__ = False  # type: ignore[attr-defined]
+
+
+def cli(
+    *args: str, storage: str | os.PathLike[str], check: bool = True, **kwargs
+) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """Run the real command line in a subprocess, as a user would."""
+    env = {**os.environ, "PRIVATE_CHANNELS_STORAGE": str(storage)}
+    env.update(kwargs.pop("env", {}))
+    result = subprocess.run(
+        [sys.executable, "-m", "private_channels", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"private-channels {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+@dataclass
+class LiveServer:
+    url: str  # http://127.0.0.1:PORT/api/repo
+    storage: str
+    process: subprocess.Popen[str]
+    log: Path
+    host: str = field(default="127.0.0.1")
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return cli(*args, storage=self.storage, check=check)
+
+    def token(self, channel: str = "*", scope: str = "write") -> str:
+        result = self.cli("token", "create", "--channel", channel, "--scope", scope)
+        return result.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def live_server(
+    storage: str, tmp: Path, *, prefix: str = "/api/repo", extra_env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """Run ``private-channels serve`` on a free port of 127.0.0.1 until the block ends."""
+    log = tmp / f"server-{time.monotonic_ns()}.log"
+    env = {**os.environ, **(extra_env or {})}
+    env.pop("PRIVATE_CHANNELS_STORAGE", None)
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "private_channels",
+                "serve",
+                "--storage",
+                storage,
+                "--port",
+                "0",
+                "--prefix",
+                prefix,
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and url is None:
+            for line in log.read_text().splitlines():
+                if "serving" in line and " on http://" in line:
+                    url = line.rsplit(" on ", 1)[1].strip().rstrip("/")
+            if process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{log.read_text()}")
+            time.sleep(0.05)
+        if url is None:
+            raise AssertionError(f"server did not start:\n{log.read_text()}")
+        yield LiveServer(url=url, storage=storage, process=process, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,126 @@
+"""The command line, run as a user runs it: a subprocess with its exit code and output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .support import cli, live_server
+
+
+def test_channel_create_list_delete(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cli("channel", "create", "beta", storage=data)
+    cli("channel", "create", "alpha", "--public", storage=data)
+    assert cli("channel", "list", storage=data).stdout.splitlines() == [
+        "alpha\tpublic",
+        "beta\tprivate",
+    ]
+    cli("channel", "delete", "beta", storage=data)
+    assert cli("channel", "list", storage=data).stdout.splitlines() == ["alpha\tpublic"]
+
+
+def test_storage_flag_beats_environment(tmp_path: Path) -> None:
+    cli("channel", "create", "x", "--storage", str(tmp_path / "flag"), storage=tmp_path / "env")
+    assert cli("channel", "list", storage=tmp_path / "flag").stdout.strip() == "x\tprivate"
+    assert cli("channel", "list", storage=tmp_path / "env").stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["channel", "create", "../x"], "Channel name '../x' is invalid"),
+        (["channel", "delete", "nope"], "Channel 'nope' does not exist."),
+        (
+            ["token", "create", "--channel", "x", "--scope", "write", "--expires", "soon"],
+            "duration 'soon'",
+        ),
+        (["token", "revoke", "zz"], "token id 'zz'"),
+    ],
+)
+def test_errors_are_one_line_and_nonzero(tmp_path: Path, args: list[str], message: str) -> None:
+    result = cli(*args, storage=tmp_path / "data", check=False)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_duplicate_channel_is_an_error(tmp_path: Path) -> None:
+    cli("channel", "create", "x", storage=tmp_path)
+    result = cli("channel", "create", "x", storage=tmp_path, check=False)
+    assert result.returncode == 1
+    assert result.stderr == "private-channels: error: Channel 'x' exists already.\n"
+
+
+def test_unreachable_storage_is_an_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = cli("channel", "list", storage=blocker / "sub", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("private-channels: error: cannot open storage:")
+    assert result.stderr.count("\n") == 1
+    result = cli("channel", "list", storage="ftp://nowhere", check=False)
+    assert result.returncode == 1 and "unknown scheme" in result.stderr
+
+
+def test_bad_arguments_exit_nonzero(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "private_channels", "serve", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "port 99999" in result.stderr
+
+
+def test_serve_uses_default_storage_and_answers(tmp_path: Path) -> None:
+    # No --storage and no environment variable: ./private-channels-data in the cwd.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "private_channels", "serve", "--port", "0"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in __import__("os").environ.items() if k != "PRIVATE_CHANNELS_STORAGE"},
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "private-channels-data" in line
+        url = line.rsplit(" on ", 1)[1].strip()
+        assert url.endswith("/api/repo/")
+        with pytest.raises(urllib.error.HTTPError) as excinfo:
+            urllib.request.urlopen(url + "team/simple/")
+        excinfo.value.close()
+        assert excinfo.value.code == 401
+        assert (tmp_path / "private-channels-data").is_dir()
+    finally:
+        process.terminate()
+        process.wait(10)
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+def test_serve_under_another_prefix(tmp_path: Path) -> None:
+    with live_server(str(tmp_path / "d"), tmp_path, prefix="/pkgs") as server:
+        assert server.url.endswith("/pkgs")
+        with pytest.raises(urllib.error.HTTPError) as excinfo:
+            urllib.request.urlopen(server.url.removesuffix("/pkgs") + "/elsewhere")
+        excinfo.value.close()
+        assert excinfo.value.code == 404
+
+
+def test_serve_on_a_busy_port_is_an_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = cli("serve", "--port", str(port), storage=tmp_path, check=False)
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1" in result.stderr

@@ -1,0 +1,302 @@
+"""The storage contract: every backend runs every test here (see conftest's ``backend``)."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from private_channels.storage import (
+    FileSystemStorage,
+    InvalidKeyError,
+    MemoryStorage,
+    StaleWriteError,
+    Storage,
+    StorageURLError,
+    open_storage,
+    read_bytes,
+    read_json,
+    update_json,
+)
+
+
+class ChunkedReader(io.RawIOBase):
+    """A stream that yields its bytes a little at a time and counts how far it was read."""
+
+    def __init__(self, data: bytes, chunk: int = 7) -> None:
+        self.data, self.chunk, self.pos = data, chunk, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        n = min(len(buffer), self.chunk, len(self.data) - self.pos)
+        buffer[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_satisfies_protocol(storage: Storage) -> None:
+    assert isinstance(storage, Storage)
+
+
+def test_create_then_read_back(storage: Storage) -> None:
+    stat = storage.create("a/b/c.bin", io.BytesIO(b"hello"))
+    assert stat.size == 5
+    stream, opened = storage.open("a/b/c.bin")
+    with stream:
+        assert stream.read() == b"hello"
+    assert opened == storage.stat("a/b/c.bin") == stat
+
+
+def test_create_refuses_existing_key(storage: Storage) -> None:
+    storage.create("k", io.BytesIO(b"first"))
+    with pytest.raises(FileExistsError):
+        storage.create("k", io.BytesIO(b"second"))
+    assert read_bytes(storage, "k")[0] == b"first"
+
+
+def test_streaming_write_of_a_large_blob(storage: Storage) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    source = ChunkedReader(data, chunk=64 * 1024)
+    storage.put("big/blob", io.BufferedReader(source))
+    assert source.pos == len(data)
+    stream, stat = storage.open("big/blob")
+    with stream:
+        assert stat.size == len(data)
+        assert stream.read(10) == data[:10]
+        assert stream.read() == data[10:]
+
+
+def test_missing_keys_are_file_not_found(storage: Storage) -> None:
+    with pytest.raises(FileNotFoundError):
+        storage.open("nope")
+    with pytest.raises(FileNotFoundError):
+        storage.stat("nope")
+    with pytest.raises(FileNotFoundError):
+        storage.delete("nope")
+
+
+def test_directories_are_not_keys(storage: Storage) -> None:
+    storage.create("dir/file", io.BytesIO(b"x"))
+    with pytest.raises(FileNotFoundError):
+        storage.stat("dir")
+    with pytest.raises(FileNotFoundError):
+        storage.open("dir")
+    assert list(storage.list("dir")) == ["dir/file"]
+
+
+def test_put_replaces_and_changes_etag(storage: Storage) -> None:
+    first = storage.put("doc", io.BytesIO(b"one"))
+    second = storage.put("doc", io.BytesIO(b"two!"))
+    assert first.etag != second.etag
+    assert read_bytes(storage, "doc") == (b"two!", second)
+
+
+def test_put_if_match(storage: Storage) -> None:
+    stat = storage.put("doc", io.BytesIO(b"one"))
+    newer = storage.put("doc", io.BytesIO(b"two"), if_match=stat.etag)
+    with pytest.raises(StaleWriteError):
+        storage.put("doc", io.BytesIO(b"three"), if_match=stat.etag)
+    with pytest.raises(StaleWriteError):
+        storage.put("absent", io.BytesIO(b"x"), if_match=stat.etag)
+    assert read_bytes(storage, "doc") == (b"two", newer)
+
+
+def test_delete(storage: Storage) -> None:
+    stat = storage.create("x/y", io.BytesIO(b"1"))
+    storage.put("x/z", io.BytesIO(b"2"))
+    with pytest.raises(StaleWriteError):
+        storage.delete("x/y", if_match="not-the-etag")
+    storage.delete("x/y", if_match=stat.etag)
+    storage.delete("x/z")
+    assert list(storage.list("x/")) == []
+    storage.create("x/y", io.BytesIO(b"again"))  # a deleted key can be created anew
+
+
+def test_list_by_prefix_in_string_order(storage: Storage) -> None:
+    keys = ["a/b", "a-c", "a/b0/c", "a0", "b/c/d", "ab"]
+    for key in keys:
+        storage.create(key, io.BytesIO(key.encode()))
+    assert list(storage.list("")) == sorted(keys)
+    assert list(storage.list("a")) == sorted(k for k in keys if k.startswith("a"))
+    assert list(storage.list("a/")) == ["a/b", "a/b0/c"]
+    assert list(storage.list("a/b")) == ["a/b", "a/b0/c"]
+    assert list(storage.list("zzz/")) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "/abs",
+        "a/../b",
+        "..",
+        "a/./b",
+        "a//b",
+        "a/",
+        ".hidden",
+        "a/.tmp-x",
+        "a\\b",
+        "a\x00b",
+        "x" * 2000,
+    ],
+)
+def test_keys_cannot_escape(storage: Storage, key: str) -> None:
+    with pytest.raises(InvalidKeyError):
+        storage.create(key, io.BytesIO(b"x"))
+    with pytest.raises(InvalidKeyError):
+        storage.open(key)
+
+
+def test_update_json_loses_no_concurrent_update(storage: Storage) -> None:
+    def add(n: int) -> None:
+        update_json(storage, "counter.json", lambda doc: {**(doc or {}), str(n): n})
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    doc, _ = read_json(storage, "counter.json")
+    assert doc == {str(n): n for n in range(16)}
+
+
+def test_update_json_that_changes_nothing_writes_nothing(storage: Storage) -> None:
+    update_json(storage, "d.json", lambda doc: {"a": 1})
+    before = storage.stat("d.json")
+    update_json(storage, "d.json", lambda doc: doc)
+    assert storage.stat("d.json") == before
+
+
+def test_concurrent_create_from_threads_has_one_winner(storage: Storage) -> None:
+    barrier = threading.Barrier(12)
+    outcomes: list[str] = []
+
+    def race(n: int) -> None:
+        barrier.wait()
+        try:
+            storage.create("race/key", io.BytesIO(f"writer {n}".encode() * 1000))
+            outcomes.append(f"won {n}")
+        except FileExistsError:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [o for o in outcomes if o.startswith("won")]
+    assert len(winners) == 1 and outcomes.count("lost") == 11
+    n = winners[0].split()[1]
+    assert read_bytes(storage, "race/key")[0] == f"writer {n}".encode() * 1000
+
+
+def _create_in_process(
+    root: str, n: int, start: multiprocessing.synchronize.Event, results
+) -> None:  # type: ignore[no-untyped-def]
+    storage = FileSystemStorage(root)
+    start.wait()
+    for i in range(50):
+        try:
+            storage.create(f"race/{i}", io.BytesIO(str(n).encode() * 10_000))
+            results.put((i, n))
+        except FileExistsError:
+            pass
+
+
+def test_concurrent_create_from_two_processes_has_one_winner(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    processes = [
+        ctx.Process(target=_create_in_process, args=(str(tmp_path), n, start, results))
+        for n in (1, 2)
+    ]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    wins = [results.get(timeout=5) for _ in range(50)]
+    assert results.empty()
+    assert sorted(i for i, _ in wins) == list(range(50))
+    storage = FileSystemStorage(tmp_path)
+    for i, n in wins:
+        assert read_bytes(storage, f"race/{i}")[0] == str(n).encode() * 10_000
+
+
+def _update_in_process(root: str, n: int) -> None:
+    storage = FileSystemStorage(root)
+    for i in range(20):
+        update_json(storage, "shared.json", lambda doc, i=i: {**(doc or {}), f"{n}-{i}": True})
+
+
+def test_update_json_across_processes_loses_nothing(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    processes = [ctx.Process(target=_update_in_process, args=(str(tmp_path), n)) for n in (1, 2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    doc, _ = read_json(FileSystemStorage(tmp_path), "shared.json")
+    assert len(doc) == 40
+
+
+class FailingReader(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        raise ConnectionResetError("client went away")
+
+
+def test_failed_write_leaves_nothing(storage: Storage) -> None:
+    with pytest.raises(ConnectionResetError):
+        storage.create("partial", io.BufferedReader(FailingReader()))
+    with pytest.raises(ConnectionResetError):
+        storage.put("partial", io.BufferedReader(FailingReader()))
+    assert list(storage.list("")) == []
+    with pytest.raises(FileNotFoundError):
+        storage.stat("partial")
+
+
+def test_filesystem_leaves_no_temp_files(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path)
+    storage.create("a/b", io.BytesIO(b"1"))
+    with pytest.raises(FileExistsError):
+        storage.create("a/b", io.BytesIO(b"2"))
+    with pytest.raises(ConnectionResetError):
+        storage.put("a/c", io.BufferedReader(FailingReader()))
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
+
+
+def test_filesystem_symlink_cannot_escape(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    root = tmp_path / "root"
+    storage = FileSystemStorage(root)
+    (root / "link").symlink_to(outside)
+    with pytest.raises(InvalidKeyError):
+        storage.open("link/secret")
+
+
+def test_open_storage_urls(tmp_path: Path) -> None:
+    assert isinstance(open_storage(str(tmp_path / "a")), FileSystemStorage)
+    assert isinstance(open_storage(f"file://{tmp_path / 'b'}"), FileSystemStorage)
+    assert isinstance(open_storage("memory://"), MemoryStorage)
+    with pytest.raises(StorageURLError, match="unknown scheme"):
+        open_storage("ftp://x")
+
+
+def test_unwritable_root_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="cannot create storage directory"):
+        FileSystemStorage(blocker / "sub")
