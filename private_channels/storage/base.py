@@ -157,6 +157,8 @@ def update_json(
         else:
             stat_or_none = stat
         new = change(json.loads(raw) if raw else None)
+        if new is None and stat_or_none is None:
+            return new  # absent and to stay absent
         encoded = dump_json(new)
         if encoded == raw:
             return new

@@ -1,0 +1,243 @@
+"""What a channel knows about its Python files, kept so that reads never open archives.
+
+::
+
+    store = PythonStore(storage)
+    store.add_file(channel, record, stream, metadata=b"Metadata-Version: 2.1\\n...")
+    project = store.project(channel, "my-pkg")      # every file with hashes, yank state, ...
+
+Layout under ``channels/<channel>/pypi/``:
+
+- ``blobs/<sha256>/<filename>``: the file itself, content-addressed so that two uploads
+  that race on one filename can never overwrite each other's bytes;
+  ``blobs/<sha256>/<filename>.metadata``: a wheel's METADATA, verbatim (PEP 658).
+- ``projects/<normalized-name>.json``: the project document, one record per file. It is
+  the commit point of an upload: a file exists for the index once its record is in it.
+- ``projects.json``: the names of all projects, for the root page.
+
+Both documents change only by compare-and-swap (:func:`~..storage.update_json`), so
+uploads through any number of processes on one storage lose nothing, and a page view
+costs one read of one document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from ..channels import Channel
+from ..storage import Stat, Storage, read_json, update_json
+
+__all__ = [
+    "DeletedFilenameError",
+    "FileConflictError",
+    "FileRecord",
+    "Project",
+    "PythonStore",
+]
+
+
+class FileConflictError(FileExistsError):
+    """The filename exists in the channel with other bytes."""
+
+
+class DeletedFilenameError(FileExistsError):
+    """The filename was deleted from the channel and may not be used again."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One distribution file, everything the index shows about it."""
+
+    filename: str
+    project: NormalizedName
+    version: str
+    size: int
+    sha256: str
+    blake2b_256: str
+    upload_time: float  # seconds since the epoch
+    uploader: str | None = None  # token id
+    requires_python: str | None = None
+    yanked: str | None = None  # None: not yanked; "" yanked without a reason
+    metadata_sha256: str | None = None  # set when the METADATA file is served (PEP 658)
+
+    @property
+    def blob(self) -> str:
+        return f"blobs/{self.sha256}/{self.filename}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> FileRecord:
+        return cls(**doc)
+
+
+@dataclass(frozen=True)
+class Project:
+    name: NormalizedName
+    display_name: str
+    files: tuple[FileRecord, ...]
+    stat: Stat  # of the project document: its etag validates caches of rendered pages
+    deleted: frozenset[str] = field(default_factory=frozenset)
+
+
+def _prefix(channel: Channel) -> str:
+    return f"{channel.prefix}pypi/"
+
+
+class PythonStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    # -- keys ------------------------------------------------------------------
+
+    def project_key(self, channel: Channel, name: str) -> str:
+        return f"{_prefix(channel)}projects/{canonicalize_name(name)}.json"
+
+    def projects_key(self, channel: Channel) -> str:
+        return f"{_prefix(channel)}projects.json"
+
+    def blob_key(self, channel: Channel, sha256: str, filename: str) -> str:
+        return f"{_prefix(channel)}blobs/{sha256}/{filename}"
+
+    # -- reads -----------------------------------------------------------------
+
+    def project(self, channel: Channel, name: str) -> Project | None:
+        """The project's files in upload order, or ``None`` if it has none."""
+        try:
+            doc, stat = read_json(self.storage, self.project_key(channel, name))
+        except FileNotFoundError:
+            return None
+        return Project(
+            name=canonicalize_name(doc["name"]),
+            display_name=doc["name"],
+            files=tuple(FileRecord.from_json(f) for f in doc["files"].values()),
+            stat=stat,
+            deleted=frozenset(doc.get("deleted", ())),
+        )
+
+    def projects(self, channel: Channel) -> tuple[dict[NormalizedName, str], Stat | None]:
+        """Normalized name to display name for every project; the stat validates caches."""
+        try:
+            doc, stat = read_json(self.storage, self.projects_key(channel))
+        except FileNotFoundError:
+            return {}, None
+        return dict(doc["projects"]), stat
+
+    def open_blob(self, channel: Channel, sha256: str, filename: str) -> tuple[IO[bytes], Stat]:
+        return self.storage.open(self.blob_key(channel, sha256, filename))
+
+    # -- writes ----------------------------------------------------------------
+
+    def add_file(
+        self,
+        channel: Channel,
+        record: FileRecord,
+        content: IO[bytes],
+        *,
+        display_name: str,
+        metadata: bytes | None = None,
+    ) -> bool:
+        """Store a file and commit its record; ``False`` if the very same file was there.
+
+        Raises :class:`FileConflictError` when the filename holds other bytes and
+        :class:`DeletedFilenameError` when it was deleted.  On any failure nothing of
+        this upload stays in storage.
+        """
+        existing = self.project(channel, record.project)
+        if existing is not None:
+            self._check_new(existing.files, existing.deleted, record)
+            if any(f.filename == record.filename for f in existing.files):
+                return False
+
+        blob = self.blob_key(channel, record.sha256, record.filename)
+        created: list[str] = []
+        try:
+            with contextlib.suppress(FileExistsError):  # same sha256: the same bytes
+                self.storage.create(blob, content)
+                created.append(blob)
+            if metadata is not None:
+                with contextlib.suppress(FileExistsError):
+                    self.storage.create(f"{blob}.metadata", io.BytesIO(metadata))
+                    created.append(f"{blob}.metadata")
+            self._add_project_name(channel, record.project, display_name)
+            added = [False]
+
+            def commit(doc: dict[str, Any] | None) -> dict[str, Any]:
+                doc = doc or {"name": display_name, "files": {}, "deleted": []}
+                files = [FileRecord.from_json(f) for f in doc["files"].values()]
+                self._check_new(files, doc.get("deleted", ()), record)
+                added[0] = record.filename not in doc["files"]
+                doc["files"].setdefault(record.filename, record.to_json())
+                return doc
+
+            update_json(self.storage, self.project_key(channel, record.project), commit)
+        except BaseException:
+            self._forget(created)
+            raise
+        if not added[0]:
+            self._forget(created)  # a racing upload of the same bytes committed first
+        return added[0]
+
+    def _check_new(
+        self, files: Iterable[FileRecord], deleted: Iterable[str], record: FileRecord
+    ) -> None:
+        if record.filename in set(deleted):
+            raise DeletedFilenameError(record.filename)
+        for old in files:
+            if old.filename == record.filename and old.sha256 != record.sha256:
+                raise FileConflictError(record.filename)
+
+    def _add_project_name(self, channel: Channel, name: NormalizedName, display: str) -> None:
+        def add(doc: dict[str, Any] | None) -> dict[str, Any]:
+            doc = doc or {"projects": {}}
+            doc["projects"].setdefault(name, display)
+            return doc
+
+        update_json(self.storage, self.projects_key(channel), add)
+
+    def _forget(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                self.storage.delete(key)
+
+    def update_files(
+        self,
+        channel: Channel,
+        name: str,
+        change: Callable[[FileRecord], FileRecord | None],
+    ) -> Project | None:
+        """Replace records of one project: ``change(record) -> record | None`` (None deletes).
+
+        Deleted filenames are remembered so that they cannot be uploaded again, and
+        their blobs are removed after the document no longer names them.
+        """
+        removed: list[FileRecord] = []
+
+        def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            removed.clear()
+            if doc is None:
+                return None
+            files: dict[str, Any] = {}
+            for filename, raw in doc["files"].items():
+                old = FileRecord.from_json(raw)
+                new = change(old)
+                if new is None:
+                    removed.append(old)
+                    doc.setdefault("deleted", []).append(filename)
+                else:
+                    files[filename] = new.to_json()
+            doc["files"] = files
+            return doc
+
+        update_json(self.storage, self.project_key(channel, name), apply)
+        for record in removed:
+            blob = self.blob_key(channel, record.sha256, record.filename)
+            self._forget([blob, f"{blob}.metadata"])
+        return self.project(channel, name)
