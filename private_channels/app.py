@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
 
-from .auth import TokenAuthMiddleware
+from .auth import TokenAuthMiddleware, authorize
 from .channels import ChannelRegistry
 from .cran.repository import CranRepositoryMiddleware
 from .cran.upload import CranUploadMiddleware
@@ -28,8 +28,8 @@ from .errors import http_error
 from .forms import DEFAULT_MAX_UPLOAD_SIZE, is_upload
 from .pypi.simple import SimpleIndexMiddleware
 from .pypi.upload import PythonUploadMiddleware
-from .routing import ChannelMiddleware
-from .tokens import TokenStore
+from .routing import ChannelMiddleware, current_channel
+from .tokens import Scope, TokenStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,15 +43,18 @@ __all__ = ["make_app"]
 
 def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """What is left when no middleware claimed the request."""
-    if is_upload(environ):
-        error: HTTPException = http_error(
-            400,
-            "The upload form has neither ':action=file_upload' (twine, uv publish) nor "
-            "'filetype=cran_source_package' or 'cran_binary_package' (R).",
-        )
-    else:
-        error = http_error(404, "Nothing is at this URL; see <prefix>/<channel>/simple/.")
-    return error(environ, start_response)
+    try:
+        if is_upload(environ):
+            # Only those who may upload learn what an upload should look like.
+            authorize(environ, current_channel(environ), Scope.WRITE)
+            raise http_error(
+                400,
+                "The upload form has neither ':action=file_upload' (twine, uv publish) nor "
+                "'filetype=cran_source_package' or 'cran_binary_package' (R).",
+            )
+        raise http_error(404, "Nothing is at this URL; see <prefix>/<channel>/simple/.")
+    except HTTPException as error:
+        return error(environ, start_response)
 
 
 def make_app(
