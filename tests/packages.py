@@ -17,6 +17,7 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 
@@ -114,7 +115,7 @@ def build_project(
     source = Path(directory) / f"src-{module}-{version}"
     (source / module).mkdir(parents=True)
     imports = "".join(
-        f"import {canonicalize_name(r.split()[0].split('>')[0].split('=')[0].split('<')[0]).replace('-', '_')}  # noqa\n"
+        f"import {canonicalize_name(Requirement(r).name).replace('-', '_')}  # noqa\n"
         for r in requires
     )
     (source / module / "__init__.py").write_text(f"{imports}VERSION = {version!r}\n")
