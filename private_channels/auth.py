@@ -12,6 +12,15 @@ decides access with :func:`authorize` for the scope it needs on its channel.
 
 The path form ``/t/<TOKEN>/`` is cut out of ``PATH_INFO``, ``REQUEST_URI`` and
 ``RAW_URI`` before the wrapped app sees the request, so nothing downstream can log it.
+When a request carries several forms, the path form wins, then ``Authorization``,
+then ``X-Auth``.
+
+The answers (SPEC.md, "Tokens"): a request with a token that is malformed, unknown,
+expired or revoked is refused here with 401, whatever it asks for; everything else is
+up to :func:`authorize`: anonymous requests may read public channels and get 401
+elsewhere, a good token without the scope or channel gets 403.  Every 401 carries
+``WWW-Authenticate: Basic realm="private-channels"`` (pip and twine send credentials
+only after that challenge) and says "missing" or "invalid or expired", nothing more.
 """
 
 from __future__ import annotations
@@ -19,8 +28,9 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
 
-from .errors import http_error
+from .errors import ChannelHTTPError, http_error
 from .tokens import Scope, Token, TokenStore
 
 if TYPE_CHECKING:
@@ -77,6 +87,16 @@ def credentials(environ: WSGIEnvironment) -> str | None:
     return None
 
 
+def _cut_from_uri(uri: str, token: str) -> str | None:
+    """``uri`` without its ``/t/<token>`` segments, matched after percent-decoding."""
+    path, question, query = uri.partition("?")
+    segments = path.split("/")
+    for i in range(len(segments) - 1):
+        if unquote(segments[i]) == "t" and unquote(segments[i + 1]) == token:
+            return "/".join(segments[:i] + segments[i + 2 :]) + question + query
+    return None
+
+
 def _cut_path_token(environ: WSGIEnvironment) -> str | None:
     """Remove ``/t/<TOKEN>`` from the front of the path and return the token."""
     path: str = environ.get("PATH_INFO", "")
@@ -87,7 +107,14 @@ def _cut_path_token(environ: WSGIEnvironment) -> str | None:
     for key in ("REQUEST_URI", "RAW_URI"):
         uri = environ.get(key)
         if uri:
-            environ[key] = uri.replace(f"/t/{token}", "", 1)
+            cut = _cut_from_uri(uri, token)
+            if cut is None:
+                # Encoded oddly (say, %2F between the segments): rebuild it from what
+                # the wrapped app sees rather than leave the token in it.
+                query = environ.get("QUERY_STRING", "")
+                cut = quote(environ.get("SCRIPT_NAME", "") + environ["PATH_INFO"], safe="/")
+                cut += f"?{query}" if query else ""
+            environ[key] = cut
     return token
 
 
@@ -119,33 +146,46 @@ class TokenAuthMiddleware:
 
 
 def authorize(environ: WSGIEnvironment, channel: Channel, scope: Scope) -> Token | None:
-    """Allow the request ``scope`` on ``channel`` or raise 401/403.
+    """Allow the request ``scope`` on ``channel`` or raise 401/403; return the identity.
 
-    Public channels let anyone read; everything else needs a token that covers the
-    channel with at least ``scope``.
+    ::
+
+        token = authorize(environ, current_channel(environ), Scope.WRITE)
+
+    Anyone may read a public channel, with a token for other channels or none at all
+    (pip sends the same credentials to every channel of a host); everything else needs
+    a token that covers the channel with at least ``scope``.
     """
     token = identity(environ)
+    if scope == Scope.READ and channel.public:
+        return token
     if token is None:
-        if scope == Scope.READ and channel.public:
-            return None
         raise http_error(401, MISSING, headers=[CHALLENGE])
     if not token.allows(channel.name, scope):
-        raise http_error(
-            403,
-            f"This token may not {_VERBS[scope]} channel {channel.name!r}.",
-        )
+        raise _forbidden(channel.name, scope)
     return token
 
 
-def require_known(environ: WSGIEnvironment, channel_name: str) -> None:
+def require_known(environ: WSGIEnvironment, channel_name: str, scope: Scope | None = None) -> None:
     """Raise the answer for a channel that does not exist, without letting callers
-    who could not see it learn that it does not (SPEC.md: 404 only to those allowed)."""
+    who could not see it learn that it does not (SPEC.md: 404 only to those allowed).
+
+    The 401 or 403 is the very answer :func:`authorize` gives for an existing private
+    channel; ``scope`` defaults to read for GET and HEAD and to write otherwise.
+    """
+    if scope is None:
+        method = environ.get("REQUEST_METHOD", "GET")
+        scope = Scope.READ if method in ("GET", "HEAD", "OPTIONS") else Scope.WRITE
     token = identity(environ)
     if token is None:
         raise http_error(401, MISSING, headers=[CHALLENGE])
     if not token.covers(channel_name):
-        raise http_error(403, f"This token may not read channel {channel_name!r}.")
+        raise _forbidden(channel_name, scope)
     raise http_error(404, f"Channel {channel_name!r} does not exist.")
+
+
+def _forbidden(channel_name: str, scope: Scope) -> ChannelHTTPError:
+    return http_error(403, f"This token may not {_VERBS[scope]} channel {channel_name!r}.")
 
 
 _VERBS = {Scope.READ: "read", Scope.WRITE: "upload to", Scope.ADMIN: "administer"}

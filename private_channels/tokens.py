@@ -17,8 +17,14 @@ Hosts that mint their own tokens use :func:`mint_signed_token` with their secret
 (itsdangerous); such tokens carry their grants and are revoked by id through the same
 store (``registry/revoked/<id>``).
 
-Verified tokens are cached in-process for ``cache_ttl`` seconds (default 5): a
-revocation made through any process takes effect everywhere within that time.
+Verification results are cached in-process for ``cache_ttl`` seconds (default 5,
+``make_app(..., token_cache_ttl=...)``), keyed by the token's hash, never by the
+secret.  That bounds revocation across processes: once ``token revoke`` (or
+:meth:`TokenStore.revoke` in any process on the same storage) has returned, every
+process refuses the token at most ``cache_ttl`` seconds later; the process that
+revoked refuses it at once.  The same bound applies the other way round: a token
+tried *before* it existed may stay refused for up to ``cache_ttl`` seconds.  Expiry
+is checked on every request, cache or not.  ``cache_ttl=0`` disables the cache.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +60,11 @@ _HEX_TOKEN = re.compile(r"[0-9a-f]{48}\Z")
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
 _SIGNED_SALT = "private-channels.token"
 _KEY = "registry/token-key"
+# Far longer than any token we mint or sign; a bound so that junk is not hashed or decoded.
+_MAX_SECRET_LENGTH = 4096
+_MAX_NOTE_LENGTH = 200
+# Ten years: enough for any sensible expiry, small enough for every date library.
+_MAX_LIFETIME = 10 * 366 * 86400
 
 
 class Scope(enum.IntEnum):
@@ -88,7 +99,9 @@ class Token:
     signed: bool = False
 
     def expired(self, now: float | None = None) -> bool:
-        return self.expires is not None and (now or time.time()) >= self.expires
+        if self.expires is None:
+            return False
+        return (time.time() if now is None else now) >= self.expires
 
     def covers(self, channel: str) -> bool:
         return ALL_CHANNELS in self.channels or channel in self.channels
@@ -126,22 +139,52 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str) -> int:
-    """``90s``, ``30m``, ``12h``, ``30d``, ``2w`` to seconds."""
+    """``90s``, ``30m``, ``12h``, ``30d``, ``2w`` to seconds.
+
+    >>> parse_duration("30d")
+    2592000
+    """
     match = _DURATION.match(text.strip())
     if not match or int(match[1]) == 0:
         raise ValueError(f"duration {text!r} is not a positive number followed by s, m, h, d or w")
-    return int(match[1]) * _UNITS[match[2]]
+    seconds = int(match[1]) * _UNITS[match[2]]
+    _check_lifetime(seconds)
+    return seconds
+
+
+def _check_lifetime(expires_in: float | None) -> None:
+    if expires_in is None:
+        return
+    if not 0 < expires_in <= _MAX_LIFETIME:
+        raise ValueError(
+            f"expiry {expires_in!r} seconds is not between 1 second and 10 years; "
+            "leave it out for a token that does not expire"
+        )
 
 
 def _normalize_channels(channels: Iterable[str]) -> frozenset[str]:
     from .channels import validate_channel_name
 
+    if isinstance(channels, str):
+        # A bare string would silently become a set of one-letter channel names.
+        channels = [channels]
     names = frozenset(channels)
     if not names:
         raise ValueError("a token must name at least one channel, or '*' for all")
     for name in names - {ALL_CHANNELS}:
         validate_channel_name(name)
     return names
+
+
+def _check_note(note: str) -> str:
+    if len(note) > _MAX_NOTE_LENGTH or any(ch.isspace() and ch != " " for ch in note):
+        raise ValueError(
+            f"a note must be one line of at most {_MAX_NOTE_LENGTH} characters, "
+            "without tabs or newlines"
+        )
+    if any(not ch.isprintable() for ch in note):
+        raise ValueError("a note must not contain control characters")
+    return note
 
 
 def mint_signed_token(
@@ -152,10 +195,21 @@ def mint_signed_token(
     expires_in: float | None = None,
     token_id: str | None = None,
 ) -> str:
-    """Mint a stateless token signed with the host's secret key.
+    """Mint a stateless token signed with the host's secret key (itsdangerous).
 
-    It needs no storage write; :meth:`TokenStore.revoke` with its id still revokes it.
+    ::
+
+        token = mint_signed_token(key, channels=["data-team"], scope=Scope.READ,
+                                  expires_in=3600, token_id="0123456789ab")
+        app = make_app(storage, secret_key=key)      # accepts it like a stored token
+        TokenStore(storage).revoke("0123456789ab")   # and refuses it from then on
+
+    It needs no storage write.  ``token_id`` (12 lowercase hex digits, random when left
+    out) is what :meth:`TokenStore.revoke` takes and what ``REMOTE_USER`` shows.
     """
+    if token_id is not None and not _TOKEN_ID.match(token_id):
+        raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
+    _check_lifetime(expires_in)
     payload = {
         "id": token_id or secrets.token_hex(6),
         "ch": sorted(_normalize_channels(channels)),
@@ -175,6 +229,12 @@ class _CacheEntry:
 
 @dataclass
 class TokenStore:
+    """Stored tokens (and revocations of signed ones) in a :class:`Storage`.
+
+    ``secret_key`` enables signed tokens (see :func:`mint_signed_token`); ``cache_ttl``
+    bounds how long a revocation made by another process may go unnoticed here.
+    """
+
     storage: Storage
     secret_key: str | bytes | None = None
     cache_ttl: float = 5.0
@@ -189,7 +249,10 @@ class TokenStore:
             # If another process made it first, everyone uses that one.
             with contextlib.suppress(FileExistsError):
                 self.storage.create(_KEY, io.BytesIO(secrets.token_bytes(32)))
-            self._hmac_key, _ = read_bytes(self.storage, _KEY, limit=1024)
+            key, _ = read_bytes(self.storage, _KEY, limit=1024)
+            if len(key) < 16:
+                raise ValueError(f"the token hashing key {_KEY!r} in storage is damaged")
+            self._hmac_key = key
         return self._hmac_key
 
     def _hash(self, secret: str) -> str:
@@ -206,26 +269,43 @@ class TokenStore:
         note: str = "",
     ) -> tuple[str, Token]:
         """Make a new token; the secret is returned once and never stored."""
-        now = time.time()
+        names = _normalize_channels(channels)
+        _check_lifetime(expires_in)
+        _check_note(note)
         secret = secrets.token_hex(24)
+        digest = self._hash(secret)
+        # Claim the id first: a (rare) collision then costs a retry, never an orphan
+        # record that works but cannot be listed or revoked.
+        for _ in range(10):
+            token_id = secrets.token_hex(6)
+            try:
+                self.storage.create(
+                    f"registry/token-ids/{token_id}.json", io.BytesIO(dump_json({"hash": digest}))
+                )
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise RuntimeError("could not find a free token id")
+        now = time.time()
         token = Token(
-            id=secrets.token_hex(6),
-            channels=_normalize_channels(channels),
+            id=token_id,
+            channels=names,
             scope=scope,
             created=now,
             expires=None if expires_in is None else now + expires_in,
             note=note,
         )
-        digest = self._hash(secret)
         self.storage.create(
             f"registry/tokens/{digest}.json", io.BytesIO(dump_json(token.to_json()))
         )
-        self.storage.create(
-            f"registry/token-ids/{token.id}.json", io.BytesIO(dump_json({"hash": digest}))
-        )
+        with self._lock:
+            # A guess of this very secret before it existed must not keep it refused here.
+            self._cache.pop(digest, None)
         return secret, token
 
     def list(self) -> Iterator[Token]:
+        """Every stored token (revoked and expired ones too), by id."""
         for key in self.storage.list("registry/token-ids/"):
             token_id = key.rpartition("/")[2].removesuffix(".json")
             token = self.get(token_id)
@@ -233,6 +313,7 @@ class TokenStore:
                 yield token
 
     def get(self, token_id: str) -> Token | None:
+        """The stored token with this id, or ``None``."""
         if not _TOKEN_ID.match(token_id):
             return None
         try:
@@ -242,51 +323,66 @@ class TokenStore:
             return None
         return Token.from_json(doc)
 
-    def revoke(self, token_id: str) -> None:
-        """Revoke a stored or a signed token by its id."""
+    def revoke(self, token_id: str) -> bool:
+        """Revoke a stored or a signed token by its id, for good.
+
+        Returns whether a stored token has that id (``False``: only signed tokens
+        minted with it are refused from now on).
+        """
         if not _TOKEN_ID.match(token_id):
-            raise ValueError(f"token id {token_id!r} is not 12 hexadecimal characters")
-        with contextlib.suppress(FileExistsError):
-            self.storage.create(f"registry/revoked/{token_id}", io.BytesIO(b""))
+            raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
         try:
             ref, _ = read_json(self.storage, f"registry/token-ids/{token_id}.json")
         except FileNotFoundError:
-            return  # a signed token: the marker above is all it has
-        update_json(
-            self.storage,
-            f"registry/tokens/{ref['hash']}.json",
-            lambda doc: {**doc, "revoked": True},
-        )
+            ref = None
+        # The stored flag first: should the marker below fail, the token is refused anyway.
+        if ref is not None:
+            update_json(
+                self.storage,
+                f"registry/tokens/{ref['hash']}.json",
+                lambda doc: None if doc is None else {**doc, "revoked": True},
+            )
+        with contextlib.suppress(FileExistsError):
+            self.storage.create(f"registry/revoked/{token_id}", io.BytesIO(b""))
+        with self._lock:
+            self._cache.pop(f"revoked:{token_id}", None)
+            if ref is not None:
+                self._cache.pop(ref["hash"], None)
+        return ref is not None
 
     # -- verification ------------------------------------------------------------
 
     def verify(self, secret: str) -> Token | None:
-        """The token a secret stands for, or ``None`` if it is unknown, expired or revoked."""
+        """The token a secret stands for, or ``None`` if it is unknown, expired or revoked.
+
+        A stored token is found by its keyed hash (one read, no listing, no comparison
+        that depends on the secret); a signed one by checking its signature.
+        """
+        token: Token | None = None
+        if len(secret) > _MAX_SECRET_LENGTH:
+            return None
         if _HEX_TOKEN.match(secret):
-            cache_key = self._hash(secret)
-            token = self._cached(cache_key, self._load_stored)
+            token = self._cached(self._hash(secret), self._load_stored)
         elif self.secret_key is not None and "." in secret:
             token = self._load_signed(secret)
-            if token is not None:
-                revoked = self._cached(f"revoked:{token.id}", self._load_revocation)
-                token = None if revoked is not None else token
-        else:
-            token = None
+            if token is not None and self._cached(f"revoked:{token.id}", self._load_revocation):
+                return None
         if token is None or token.revoked or token.expired():
             return None
         return token
 
-    def _cached(self, cache_key: str, load: Any) -> Token | None:
+    def _cached(self, cache_key: str, load: Callable[[str], Token | None]) -> Token | None:
         now = time.monotonic()
         with self._lock:
             entry = self._cache.get(cache_key)
         if entry is not None and entry.until > now:
             return entry.token
-        token: Token | None = load(cache_key)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[cache_key] = _CacheEntry(token, now + self.cache_ttl)
+        token = load(cache_key)
+        if self.cache_ttl > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[cache_key] = _CacheEntry(token, now + self.cache_ttl)
         return token
 
     def _load_stored(self, digest: str) -> Token | None:
@@ -309,14 +405,20 @@ class TokenStore:
         assert self.secret_key is not None
         try:
             payload = URLSafeSerializer(self.secret_key, salt=_SIGNED_SALT).loads(secret)
+            expires = payload["exp"]
+            channels = payload["ch"]
+            if not (expires is None or isinstance(expires, int | float)):
+                return None
+            if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+                return None
             token = Token(
-                id=payload["id"],
-                channels=frozenset(payload["ch"]),
+                id=str(payload["id"]),
+                channels=frozenset(channels),
                 scope=Scope.parse(payload["sc"]),
-                expires=payload["exp"],
+                expires=expires,
                 signed=True,
             )
-        except (BadSignature, KeyError, TypeError, ValueError):
+        except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
             return None
         if not _TOKEN_ID.match(token.id):
             return None
