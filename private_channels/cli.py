@@ -24,54 +24,33 @@ from typing import TYPE_CHECKING, Any
 from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .app import make_app
+from .accesslog import configure_logging
 from .channels import ChannelExistsError, ChannelRegistry, InvalidChannelNameError
+from .config import ConfigError, load_config
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
-from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
+from .tokens import ALL_CHANNELS, Scope, TokenStore, parse_duration
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["main"]
 
-# The path form as the request line may spell it: werkzeug logs the raw path, decoded
-# for display, so "/t/", "%74" for "t" and "%2F" for "/" all occur; case-insensitive
-# because "/T/<TOKEN>" reaches the app (as an unknown channel) and is logged too.
-_PATH_TOKEN = re.compile(r"(?i)(?:/|%2f)(?:t|%74)(?:/|%2f)+[^/\s\"'?]+")
-# Tokens sent where no token belongs (say, as a channel name): the default form, and
-# itsdangerous' signed form (base64 of '{"...' then a dot and the signature).
-_BARE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{48}(?![0-9A-Za-z])|eyJ[\w-]*\.[\w.-]+")
+_PATH_TOKEN = re.compile(r"/t/[^/\s\"?]+")
 
 
 class CommandError(Exception):
     """A failure to report as one line on stderr."""
 
 
-def redact(text: str) -> str:
-    """``text`` with anything that looks like a token replaced by ``<redacted>``.
-
-    >>> redact('"GET /api/repo/t/46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35/x/ HTTP/1.1"')
-    '"GET /api/repo/t/<redacted>/x/ HTTP/1.1"'
-    """
-    text = _PATH_TOKEN.sub("/t/<redacted>", text)
-    return _BARE_TOKEN.sub("<redacted>", text)
-
-
 class RedactingRequestHandler(WSGIRequestHandler):
-    """werkzeug's request handler, with tokens cut out of every log line.
-
-    The middleware removes the path form before any app sees it, but werkzeug logs
-    the request line as the client sent it, so the log needs its own redaction.
-    """
+    """werkzeug's request handler, with path tokens cut out of every log line."""
 
     def log(self, type: str, message: str, *args: Any) -> None:
-        text = redact((message % args) if args else message)
+        text = (message % args) if args else message
+        text = _PATH_TOKEN.sub("/t/<redacted>", text)
+        address = self.address_string().replace("%", "%%")
         serving._log(  # type: ignore[attr-defined]
-            type,
-            "%s - - [%s] %s\n",
-            self.address_string(),
-            self.log_date_time_string(),
-            text,
+            type, f"{address} - - [{self.log_date_time_string()}] {text.replace('%', '%%')}\n"
         )
 
 
@@ -100,12 +79,28 @@ def _storage(args: argparse.Namespace) -> Storage:
         raise CommandError(f"cannot open storage: {exc}") from exc
 
 
+class _AccessLoggedRequestHandler(RedactingRequestHandler):
+    """The access log middleware logs each request (with its id and token id), so
+    werkzeug's own request line would only repeat it; errors are still logged."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    storage = _storage(args)
-    secret_key = os.environ.get("PRIVATE_CHANNELS_SECRET_KEY") or None
-    app = mount(
-        make_app(storage, secret_key=secret_key, max_upload_size=args.max_upload_size), args.prefix
-    )
+    # Arguments over PRIVATE_CHANNELS_* over the TOML file (see private_channels.config).
+    try:
+        config = load_config(path=args.config).replace(
+            storage=args.storage, prefix=args.prefix, max_upload_size=args.max_upload_size
+        )
+        storage = config.open_storage()
+        app = config.build_app(storage)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    handler = RedactingRequestHandler
+    if config.log_format != "off":
+        configure_logging()
+        handler = _AccessLoggedRequestHandler
     # Bind here rather than in werkzeug, which prints its own two-line error and exits.
     try:
         sock = socket.create_server((args.host, args.port), reuse_port=False)
@@ -116,12 +111,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.port,
         app,
         threaded=True,
-        request_handler=RedactingRequestHandler,
+        request_handler=handler,
         fd=sock.fileno(),
     )
-    prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
     print(
-        f"private-channels serving {storage!r} on http://{args.host}:{server.port}{prefix}/",
+        f"private-channels serving {storage!r} on http://{args.host}:{server.port}{config.prefix}/",
         file=sys.stderr,
         flush=True,
     )
@@ -174,43 +168,29 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     print(
-        f"created token {token.id}: scope {token.scope}, channels "
-        f"{','.join(sorted(token.channels))}, expires {_when(token.expires)}; "
-        "the token (last line) is shown only this once",
+        f"id {token.id}, scope {token.scope}, channels {','.join(sorted(token.channels))}, "
+        f"expires {_when(token.expires)}",
         file=sys.stderr,
     )
-    print(secret, flush=True)
+    print(secret)
     return 0
-
-
-def _state(token: Token) -> str:
-    if token.revoked:
-        return "revoked"
-    return "expired" if token.expired() else "active"
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
     for token in TokenStore(_storage(args)).list():
+        state = " (revoked)" if token.revoked else ""
         print(
             f"{token.id}\t{','.join(sorted(token.channels))}\t{token.scope}\t"
-            f"{_when(token.expires)}\t{token.note}\t{_state(token)}"
+            f"{_when(token.expires)}\t{token.note}{state}"
         )
     return 0
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     try:
-        stored = TokenStore(_storage(args)).revoke(args.id)
+        TokenStore(_storage(args)).revoke(args.id)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    if stored:
-        print(f"revoked token {args.id}", file=sys.stderr)
-    else:
-        # Signed tokens are in no list, so an unknown id may well be one of theirs.
-        print(
-            f"no stored token has id {args.id}; signed tokens with that id are revoked",
-            file=sys.stderr,
-        )
     return 0
 
 
@@ -244,8 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the standalone server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
-    serve.add_argument("--prefix", default="/api/repo", help="mount path (default /api/repo)")
-    serve.add_argument("--max-upload-size", type=_size, default="1g", help="default 1g")
+    # No defaults here: what is not given comes from the environment or the config file.
+    serve.set_defaults(storage=None)
+    serve.add_argument("--prefix", help="mount path (default /api/repo)")
+    serve.add_argument("--max-upload-size", type=_size, help="default 1g")
+    serve.add_argument(
+        "--config", metavar="FILE", help="TOML settings file (default: $PRIVATE_CHANNELS_CONFIG)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     channel = commands.add_parser("channel", help="manage channels")
@@ -269,13 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|*",
         help=f"a channel it grants, or {ALL_CHANNELS} for all; repeatable",
     )
-    tcreate.add_argument("--scope", required=True, metavar="read|write|admin")
+    tcreate.add_argument("--scope", required=True, choices=["read", "write", "admin"])
     tcreate.add_argument("--expires", metavar="DURATION", help="like 90s, 30m, 12h, 30d")
-    tcreate.add_argument("--note", help="one line, to tell tokens apart in 'token list'")
+    tcreate.add_argument("--note")
     tcreate.set_defaults(func=cmd_token_create)
     token_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_token_list)
     revoke = token_commands.add_parser("revoke", parents=[common])
-    revoke.add_argument("id", help="the id that 'token list' shows (never the token)")
+    revoke.add_argument("id")
     revoke.set_defaults(func=cmd_token_revoke)
     return parser
 

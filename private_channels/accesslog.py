@@ -1,0 +1,178 @@
+"""Access logs with request ids, the token id, and never a token.
+
+::
+
+    app = AccessLogMiddleware(app, format="json")    # one JSON object per request
+
+Each request gets an id: the incoming ``X-Request-ID`` when it looks like one (a proxy
+or load balancer that made one up first), else a fresh one.  It is returned in the
+response's ``X-Request-ID`` header, kept in ``environ["private_channels.request_id"]``,
+and logged with the method, path, status, size, duration, client address and the id of
+the token that authenticated the request (``REMOTE_USER``, set by
+:class:`~private_channels.auth.TokenAuthMiddleware`; a token id, never its secret).
+
+Paths are logged with the ``/t/<TOKEN>/`` segment replaced by ``/t/<redacted>/`` and
+without their query string, and no header that carries credentials is ever read here.
+Records go to the ``private_channels.access`` logger (see :func:`configure_logging`);
+``format="text"`` gives one line close to the common log format.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = [
+    "REQUEST_ID_KEY",
+    "AccessLogMiddleware",
+    "configure_logging",
+    "redact_path",
+]
+
+REQUEST_ID_KEY = "private_channels.request_id"
+LOGGER_NAME = "private_channels.access"
+# Incoming ids end up in log lines: accept only what cannot forge or break a line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}\Z")
+# PATH_INFO arrives decoded, but "/T/" reaches the app too (as an unknown channel),
+# and so do tokens sent where a channel belongs: the default form (48 hex digits) and
+# itsdangerous' signed form (base64 of '{"...', a dot, a signature).
+_PATH_TOKEN = re.compile(r"(?i)/t/+[^/]*")
+_BARE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{48}(?![0-9A-Za-z])|eyJ[\w-]*\.[\w.-]+")
+
+
+def redact_path(path: str) -> str:
+    """``/api/repo/t/<TOKEN>/ch/...`` to ``/api/repo/t/<redacted>/ch/...``.
+
+    Every ``/t/<segment>`` is cut, wherever it is, because the mount prefix is unknown
+    here; a project or file path that happens to contain ``/t/`` loses one segment in
+    the log, which is a small price for never logging a token.
+    """
+    return _BARE_TOKEN.sub("<redacted>", _PATH_TOKEN.sub("/t/<redacted>", path))
+
+
+def configure_logging(stream: IO[str] | None = None) -> logging.Logger:
+    """Send access records to ``stream`` (stderr) one message a line, unless the
+    host configured the ``private_channels.access`` logger itself."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+class AccessLogMiddleware:
+    """Log one record per request, after its body was sent (or the app failed)."""
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        format: str = "text",
+        logger: logging.Logger | None = None,
+        trust_request_id: bool = True,
+    ) -> None:
+        if format not in ("text", "json"):
+            raise ValueError(f"access log format {format!r} is not 'text' or 'json'")
+        self.app = app
+        self.format = format
+        self.logger = logger or logging.getLogger(LOGGER_NAME)
+        self.trust_request_id = trust_request_id
+
+    def request_id(self, environ: WSGIEnvironment) -> str:
+        incoming = str(environ.get("HTTP_X_REQUEST_ID", "")).strip()
+        if self.trust_request_id and _REQUEST_ID.match(incoming):
+            return incoming
+        return uuid.uuid4().hex
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
+        request_id = self.request_id(environ)
+        environ[REQUEST_ID_KEY] = request_id
+        # Read the path now: the wrapped apps cut the token out of PATH_INFO, but
+        # SCRIPT_NAME + PATH_INFO as they arrived is what the client asked for.
+        record: dict[str, Any] = {
+            "request_id": request_id,
+            "remote_addr": environ.get("REMOTE_ADDR", ""),
+            "method": environ.get("REQUEST_METHOD", ""),
+            "path": redact_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")),
+            "status": None,
+            "size": 0,
+            "user_agent": environ.get("HTTP_USER_AGENT", ""),
+        }
+
+        def logging_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            record["status"] = int(status.split(" ", 1)[0])
+            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
+            headers.append(("X-Request-ID", request_id))
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = self.app(environ, logging_start_response)
+        except BaseException:
+            record["status"] = 500
+            self._log(record, environ, started)
+            raise
+        return _LoggedBody(body, lambda size: self._done(record, environ, started, size))
+
+    def _done(
+        self, record: dict[str, Any], environ: WSGIEnvironment, started: float, size: int
+    ) -> None:
+        record["size"] = size
+        self._log(record, environ, started)
+
+    def _log(self, record: dict[str, Any], environ: WSGIEnvironment, started: float) -> None:
+        record["token_id"] = environ.get("REMOTE_USER") or None
+        record["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+        self.logger.info(self.render(record))
+
+    def render(self, record: dict[str, Any]) -> str:
+        """One log line: JSON, or text like the common log format plus id and duration."""
+        if self.format == "json":
+            return json.dumps(record, separators=(",", ":"))
+        when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
+        # json.dumps quotes and escapes, so a hostile path or agent cannot split the line.
+        return (
+            f"{record['remote_addr'] or '-'} - {record['token_id'] or '-'} [{when}] "
+            f"{json.dumps(record['method'] + ' ' + record['path'])} {record['status']} "
+            f"{record['size']} {record['duration_ms']}ms "
+            f"request_id={record['request_id']} {json.dumps(record['user_agent'])}"
+        )
+
+
+class _LoggedBody:
+    """The app's body, counted as it is sent, logged once when the server closes it."""
+
+    def __init__(self, body: Iterable[bytes], done: Any) -> None:
+        self.body = body
+        self.done = done
+        self.size = 0
+        self.logged = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.body:
+            self.size += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self.logged:
+                self.logged = True
+                self.done(self.size)

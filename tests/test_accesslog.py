@@ -1,0 +1,208 @@
+"""Access logs: one record per request, request ids, token ids, never a token."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import webtest
+
+from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore
+from private_channels.accesslog import (
+    REQUEST_ID_KEY,
+    AccessLogMiddleware,
+    configure_logging,
+    redact_path,
+)
+
+from .support import mounted, test_app
+
+PREFIXES = ["/api/repo", "/deep/er/mount"]
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def records() -> Iterator[Records]:
+    logger = logging.getLogger("private_channels.access")
+    handler = Records()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def setup() -> tuple[MemoryStorage, str, str, str]:
+    storage = MemoryStorage()
+    ChannelRegistry(storage).create("team")
+    secret, token = TokenStore(storage).create(channels=["team"], scope=Scope.READ)
+    other, _ = TokenStore(storage).create(channels=["elsewhere"], scope=Scope.READ)
+    return storage, secret, token.id, other
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_json_record_with_token_id_and_request_id(
+    setup: tuple[MemoryStorage, str, str, str], records: Records, prefix: str
+) -> None:
+    storage, secret, token_id, _ = setup
+    app = test_app(storage, prefix, access_log="json")
+    response = app.get(
+        f"{prefix}/team/simple/", headers={"X-Auth": secret, "User-Agent": "pip/26.0"}, status="*"
+    )
+    assert len(records.lines) == 1
+    record = json.loads(records.lines[0])
+    assert record["token_id"] == token_id
+    assert record["method"] == "GET"
+    assert record["path"] == f"{prefix}/team/simple/"
+    assert record["status"] == response.status_int
+    assert record["size"] == len(response.body)
+    assert record["user_agent"] == "pip/26.0"
+    assert record["duration_ms"] >= 0
+    assert record["request_id"] == response.headers["X-Request-ID"]
+    assert secret not in records.lines[0]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_no_token_form_reaches_the_log(
+    setup: tuple[MemoryStorage, str, str, str], records: Records, prefix: str
+) -> None:
+    storage, secret, token_id, other = setup
+    app = test_app(storage, prefix, access_log="json")
+    basic = base64.b64encode(f"{secret}:x-auth-token".encode()).decode()
+    pypi = base64.b64encode(f"__token__:{secret}".encode()).decode()
+    app.get(f"{prefix}/t/{secret}/team/simple/", status="*")
+    app.get(f"{prefix}/T/{secret}/team/simple/", status="*")
+    app.get(f"{prefix}/team/simple/", headers={"Authorization": f"Basic {basic}"}, status="*")
+    app.get(f"{prefix}/team/simple/", headers={"Authorization": f"Basic {pypi}"}, status="*")
+    app.get(f"{prefix}/team/simple/", headers={"Authorization": f"Bearer {secret}"}, status="*")
+    app.get(f"{prefix}/{secret}/simple/", status="*")  # a token pasted as channel name
+    app.get(f"{prefix}/team/simple/", headers={"X-Auth": other}, status=403)
+    app.get(f"{prefix}/team/simple/", headers={"X-Auth": secret[:-1] + "0"}, status=401)
+    text = "\n".join(records.lines)
+    assert len(records.lines) == 8
+    assert secret not in text and other not in text and secret[:-1] not in text
+    paths = [json.loads(line)["path"] for line in records.lines]
+    assert paths[0] == f"{prefix}/t/<redacted>/team/simple/"
+    assert paths[1] == f"{prefix}/t/<redacted>/team/simple/"
+    assert paths[5] == f"{prefix}/<redacted>/simple/"
+    # The path form authenticated: its token id is logged like the header forms'
+    # ("/T/" is no token form, only a channel that nobody may probe).
+    token_ids = [json.loads(line)["token_id"] for line in records.lines[:5]]
+    assert token_ids == [token_id, None, token_id, token_id, token_id]
+    assert [json.loads(line)["status"] for line in records.lines[6:]] == [403, 401]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/repo/t/abc/team/simple/", "/api/repo/t/<redacted>/team/simple/"),
+        ("/t/abc", "/t/<redacted>"),
+        ("/api/repo/t//abc/team/", "/api/repo/t/<redacted>/team/"),
+        ("/api/repo/team/simple/", "/api/repo/team/simple/"),
+        ("/x/" + "a" * 64 + "/f.whl", "/x/" + "a" * 64 + "/f.whl"),  # a sha256 is no token
+        ("/x/" + "a" * 48 + "/", "/x/<redacted>/"),
+    ],
+)
+def test_redact_path(path: str, expected: str) -> None:
+    assert redact_path(path) == expected
+
+
+def test_request_id_honoured_or_made(records: Records) -> None:
+    app = test_app(MemoryStorage(), "/api/repo", access_log="text")
+    given = app.get("/api/repo/-/health", headers={"X-Request-ID": "lb-1234.abc"})
+    assert given.headers["X-Request-ID"] == "lb-1234.abc"
+    assert "request_id=lb-1234.abc" in records.lines[-1]
+    made = {app.get("/api/repo/-/health").headers["X-Request-ID"] for _ in range(3)}
+    assert len(made) == 3
+    # An id that could forge a log line or carry junk is replaced, not echoed.
+    for bad in ["has space", "x" * 129, 'quote"s', "new\\nline"]:
+        response = app.get("/api/repo/-/health", headers={"X-Request-ID": bad})
+        assert response.headers["X-Request-ID"] != bad
+        assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_text_line_cannot_be_split(records: Records) -> None:
+    app = test_app(MemoryStorage(), "/api/repo", access_log="text")
+    app.get("/api/repo/-/health", headers={"User-Agent": 'evil"\n127.0.0.1 - admin'})
+    assert len(records.lines) == 1
+    line = records.lines[0]
+    assert "\n" not in line
+    assert line.startswith("127.0.0.1 - - [") or line.startswith("- - - [")
+    assert '"GET /api/repo/-/health" 200 ' in line
+
+
+def test_the_request_id_is_in_the_environ_and_the_app_errors_are_logged(records: Records) -> None:
+    seen = {}
+
+    def failing(environ, start_response):  # type: ignore[no-untyped-def]
+        seen["id"] = environ[REQUEST_ID_KEY]
+        raise RuntimeError("boom")
+
+    app = webtest.TestApp(mounted(AccessLogMiddleware(failing, format="json"), "/api/repo"))
+    with pytest.raises(RuntimeError):
+        app.get("/api/repo/x")
+    record = json.loads(records.lines[-1])
+    assert record["status"] == 500
+    assert record["request_id"] == seen["id"]
+
+
+def test_body_is_closed_and_counted_once(records: Records) -> None:
+    closed = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"abc"
+            yield b"de"
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def inner(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Request-ID", "spoof")])
+        return Body()
+
+    app = webtest.TestApp(mounted(AccessLogMiddleware(inner, format="json"), "/api/repo"))
+    response = app.get("/api/repo/x")
+    assert response.headers.getall("X-Request-ID") == [json.loads(records.lines[0])["request_id"]]
+    assert closed == [True]
+    assert len(records.lines) == 1
+    assert json.loads(records.lines[0])["size"] == 5
+
+
+def test_bad_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="'xml'"):
+        AccessLogMiddleware(lambda e, s: [], format="xml")
+
+
+def test_configure_logging_writes_one_line_per_request() -> None:
+    logger = logging.getLogger("private_channels.access")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    logger.handlers.clear()
+    stream = io.StringIO()
+    try:
+        assert configure_logging(stream) is logger
+        configure_logging(io.StringIO())  # a second call keeps the first handler
+        app = test_app(MemoryStorage(), "/api/repo", access_log="json")
+        app.get("/api/repo/-/health")
+        app.get("/api/repo/-/health")
+        lines = stream.getvalue().splitlines()
+        assert [json.loads(line)["status"] for line in lines] == [200, 200]
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
