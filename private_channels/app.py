@@ -54,6 +54,9 @@ def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Itera
                 "The upload form has neither ':action=file_upload' (twine, uv publish) nor "
                 "'filetype=cran_source_package' or 'cran_binary_package' (R).",
             )
+        # A 404 here would tell outsiders the channel exists (SPEC.md: unknown channels
+        # are 401/403 to them), so they get the same answer as for a channel that does not.
+        authorize(environ, current_channel(environ), Scope.READ)
         raise http_error(404, "Nothing is at this URL; see <prefix>/<channel>/simple/.")
     except HTTPException as error:
         return error(environ, start_response)

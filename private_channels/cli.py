@@ -28,29 +28,51 @@ from .accesslog import configure_logging
 from .channels import ChannelExistsError, ChannelRegistry, InvalidChannelNameError
 from .config import ConfigError, load_config
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
-from .tokens import ALL_CHANNELS, Scope, TokenStore, parse_duration
+from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["main"]
 
-_PATH_TOKEN = re.compile(r"/t/[^/\s\"?]+")
+# The path form as the request line may spell it: werkzeug logs the raw path, decoded
+# for display, so "/t/", "%74" for "t" and "%2F" for "/" all occur; case-insensitive
+# because "/T/<TOKEN>" reaches the app (as an unknown channel) and is logged too.
+_PATH_TOKEN = re.compile(r"(?i)(?:/|%2f)(?:t|%74)(?:/|%2f)+[^/\s\"'?]+")
+# Tokens sent where no token belongs (say, as a channel name): the default form, and
+# itsdangerous' signed form (base64 of '{"...' then a dot and the signature).
+_BARE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{48}(?![0-9A-Za-z])|eyJ[\w-]*\.[\w.-]+")
 
 
 class CommandError(Exception):
     """A failure to report as one line on stderr."""
 
 
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a token replaced by ``<redacted>``.
+
+    >>> redact('"GET /api/repo/t/46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35/x/ HTTP/1.1"')
+    '"GET /api/repo/t/<redacted>/x/ HTTP/1.1"'
+    """
+    text = _PATH_TOKEN.sub("/t/<redacted>", text)
+    return _BARE_TOKEN.sub("<redacted>", text)
+
+
 class RedactingRequestHandler(WSGIRequestHandler):
-    """werkzeug's request handler, with path tokens cut out of every log line."""
+    """werkzeug's request handler, with tokens cut out of every log line.
+
+    The middleware removes the path form before any app sees it, but werkzeug logs
+    the request line as the client sent it, so the log needs its own redaction.
+    """
 
     def log(self, type: str, message: str, *args: Any) -> None:
-        text = (message % args) if args else message
-        text = _PATH_TOKEN.sub("/t/<redacted>", text)
-        address = self.address_string().replace("%", "%%")
+        text = redact((message % args) if args else message)
         serving._log(  # type: ignore[attr-defined]
-            type, f"{address} - - [{self.log_date_time_string()}] {text.replace('%', '%%')}\n"
+            type,
+            "%s - - [%s] %s\n",
+            self.address_string(),
+            self.log_date_time_string(),
+            text,
         )
 
 
@@ -168,29 +190,43 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     print(
-        f"id {token.id}, scope {token.scope}, channels {','.join(sorted(token.channels))}, "
-        f"expires {_when(token.expires)}",
+        f"created token {token.id}: scope {token.scope}, channels "
+        f"{','.join(sorted(token.channels))}, expires {_when(token.expires)}; "
+        "the token (last line) is shown only this once",
         file=sys.stderr,
     )
-    print(secret)
+    print(secret, flush=True)
     return 0
+
+
+def _state(token: Token) -> str:
+    if token.revoked:
+        return "revoked"
+    return "expired" if token.expired() else "active"
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
     for token in TokenStore(_storage(args)).list():
-        state = " (revoked)" if token.revoked else ""
         print(
             f"{token.id}\t{','.join(sorted(token.channels))}\t{token.scope}\t"
-            f"{_when(token.expires)}\t{token.note}{state}"
+            f"{_when(token.expires)}\t{token.note}\t{_state(token)}"
         )
     return 0
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     try:
-        TokenStore(_storage(args)).revoke(args.id)
+        stored = TokenStore(_storage(args)).revoke(args.id)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    if stored:
+        print(f"revoked token {args.id}", file=sys.stderr)
+    else:
+        # Signed tokens are in no list, so an unknown id may well be one of theirs.
+        print(
+            f"no stored token has id {args.id}; signed tokens with that id are revoked",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -254,13 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|*",
         help=f"a channel it grants, or {ALL_CHANNELS} for all; repeatable",
     )
-    tcreate.add_argument("--scope", required=True, choices=["read", "write", "admin"])
+    tcreate.add_argument("--scope", required=True, metavar="read|write|admin")
     tcreate.add_argument("--expires", metavar="DURATION", help="like 90s, 30m, 12h, 30d")
-    tcreate.add_argument("--note")
+    tcreate.add_argument("--note", help="one line, to tell tokens apart in 'token list'")
     tcreate.set_defaults(func=cmd_token_create)
     token_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_token_list)
     revoke = token_commands.add_parser("revoke", parents=[common])
-    revoke.add_argument("id")
+    revoke.add_argument("id", help="the id that 'token list' shows (never the token)")
     revoke.set_defaults(func=cmd_token_revoke)
     return parser
 
