@@ -1,26 +1,185 @@
-"""Serves src/contrib and bin/ as a CRAN-like repository.
+"""Serves ``src/contrib`` and ``bin/`` of a channel as a CRAN-like repository.
 
-Not built yet: every request passes on to the wrapped app.
+::
+
+    app = CranRepositoryMiddleware(app, storage)
+
+    # Rscript -e 'install.packages("abc", repos = "http://HOST/api/repo/t/TOKEN/CHANNEL")'
+
+What it serves, under ``P/<CHANNEL>/`` (the layout R's ``contrib.url()`` expects):
+
+- ``src/contrib/PACKAGES``, ``PACKAGES.gz``, ``PACKAGES.rds`` and the latest
+  ``<pkg>_<ver>.tar.gz`` of each package; older versions under
+  ``src/contrib/Archive/<pkg>/``, listed in ``src/contrib/Meta/archive.rds`` (which
+  ``remotes::install_version`` reads; ``install.packages`` never looks in Archive/).
+- ``bin/windows/contrib/<x.y>/`` (``.zip``) and ``bin/macosx[/<platform>]/contrib/<x.y>/``
+  (``.tgz``), each with its own index files.
+
+R asks for ``PACKAGES.rds`` first and falls back to ``PACKAGES.gz`` then ``PACKAGES``;
+all three are rendered from one snapshot of the directory's index document and cached
+by its ETag, so they agree with each other and are never half-written.  A directory
+nothing was uploaded to serves empty indexes, so R says "not available" rather than
+warning that the repository is broken.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
+
+from ..auth import authorize
+from ..errors import http_error
+from ..routing import current_channel
+from ..tokens import Scope
+from .index import INDEX_FILES, render, render_archive_rds
+from .store import DIRECTORY_PATTERN, CranRecord, CranStore, Directory
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from ..channels import Channel
     from ..storage import Storage
 
 __all__ = ["CranRepositoryMiddleware"]
 
+_NAME = r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]"
+_FILE = rf"{_NAME}_[0-9][0-9.-]*\.(?:tar\.gz|zip|tgz)"
+# The directory part has a variable depth (bin/macosx[/<platform>]/contrib/<x.y>),
+# which regular expressions say more plainly than a werkzeug rule map.
+_INDEX = re.compile(rf"/(?P<dir>{DIRECTORY_PATTERN})/(?P<name>PACKAGES(?:\.gz|\.rds)?)")
+_DOWNLOAD = re.compile(rf"/(?P<dir>{DIRECTORY_PATTERN})/(?P<file>{_FILE})")
+_ARCHIVED = re.compile(rf"/src/contrib/Archive/(?P<package>{_NAME})/(?P<file>{_FILE})")
+_META = "/src/contrib/Meta/archive.rds"
+_ROOTS = ("/src/", "/bin/")
+
+_MIMETYPES = {
+    "PACKAGES": "text/plain; charset=utf-8",
+    ".gz": "application/gzip",
+    ".tgz": "application/gzip",
+    ".zip": "application/zip",
+    ".rds": "application/octet-stream",
+}
+
+
+def _mimetype(name: str) -> str:
+    for suffix, mimetype in _MIMETYPES.items():
+        if name.endswith(suffix):
+            return mimetype
+    return "application/octet-stream"
+
 
 class CranRepositoryMiddleware:
-    def __init__(self, app: WSGIApplication, storage: Storage, **options: Any) -> None:
+    def __init__(
+        self, app: WSGIApplication, storage: Storage, *, cache_size: int = 256, **options: Any
+    ) -> None:
         self.app = app
-        self.storage = storage
+        self.store = CranStore(storage)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str, str], tuple[bytes, str]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        return self.app(environ, start_response)
+        path: str = environ.get("PATH_INFO", "")
+        if not path.startswith(_ROOTS):
+            return self.app(environ, start_response)
+        try:
+            response = self.route(environ, path)
+        except HTTPException as error:
+            return error(environ, start_response)
+        if response is None:
+            return self.app(environ, start_response)
+        return response(environ, start_response)
+
+    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
+        """The response for a path this middleware owns, ``None`` for any other."""
+        index = _INDEX.fullmatch(path)
+        download = _DOWNLOAD.fullmatch(path)
+        archived = _ARCHIVED.fullmatch(path)
+        if not (index or download or archived or path == _META):
+            return None
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            raise http_error(
+                405, "This URL is read-only; upload with POST to the channel URL itself.",
+                headers=[("Allow", "GET, HEAD")],
+            )  # fmt: skip
+        channel = current_channel(environ)
+        authorize(environ, channel, Scope.READ)
+        if index:
+            directory = self.store.directory(channel, index["dir"])
+            return self.index_file(environ, channel, directory, index["name"])
+        if path == _META:
+            directory = self.store.directory(channel, "src/contrib")
+            return self.index_file(environ, channel, directory, "archive.rds")
+        if download:
+            directory = self.store.directory(channel, download["dir"])
+            record = directory.find(download["file"])
+            # CRAN keeps only the latest source in src/contrib; older ones are archived.
+            if record is None or (
+                directory.path == "src/contrib" and record not in directory.latest()
+            ):
+                raise http_error(404, f"{download['file']} is not in {download['dir']}/.")
+            return self.package_file(environ, channel, record)
+        assert archived is not None
+        directory = self.store.directory(channel, "src/contrib")
+        record = directory.find(archived["file"])
+        if record is None or record.package != archived["package"] or (
+            record not in directory.archived()
+        ):  # fmt: skip
+            raise http_error(404, f"{archived['file']} is not in the archive.")
+        return self.package_file(environ, channel, record)
+
+    def rendered(self, channel: Channel, directory: Directory, name: str) -> tuple[bytes, str]:
+        """An index file's bytes and strong ETag, rendered once per document version."""
+        version = directory.stat.etag if directory.stat is not None else "-"
+        key = (self.store.index_key(channel, directory.path), version, name)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        body = render_archive_rds(directory) if name == "archive.rds" else render(directory, name)
+        entry = (body, hashlib.sha256(body).hexdigest()[:32])
+        with self._lock:
+            self._cache[key] = entry
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return entry
+
+    def index_file(
+        self, environ: WSGIEnvironment, channel: Channel, directory: Directory, name: str
+    ) -> Response:
+        assert name in (*INDEX_FILES, "archive.rds")
+        body, etag = self.rendered(channel, directory, name)
+        response = Response(body, mimetype=_mimetype(name))
+        response.set_etag(etag)
+        # Indexes change with every upload: revalidate (cheap, with the ETag) each time.
+        response.cache_control.no_cache = True
+        response.cache_control.private = True
+        return response.make_conditional(environ)
+
+    def package_file(
+        self, environ: WSGIEnvironment, channel: Channel, record: CranRecord
+    ) -> Response:
+        response = Response(mimetype=_mimetype(record.filename))
+        response.content_length = record.size
+        response.set_etag(record.sha256)
+        response.last_modified = record.upload_time  # type: ignore[assignment]
+        response.cache_control.private = True
+        if environ.get("REQUEST_METHOD") == "GET":
+            stream, _ = self.store.open_blob(channel, record)
+            response.response = wrap_file(environ, stream)
+            response.direct_passthrough = True
+        response.make_conditional(environ, accept_ranges=True, complete_length=record.size)
+        if response.status_code in (304, 412):
+            response.close()
+            response.response = []
+        return response

@@ -1,26 +1,155 @@
-"""Accepts R packages posted with curl at POST P/<CHANNEL>.
+"""Accepts R packages posted with curl at ``POST P/<CHANNEL>``.
 
-Not built yet: every request passes on to the wrapped app.
+::
+
+    app = CranUploadMiddleware(app, storage, max_upload_size=1 << 30)
+
+    # curl -F filetype=cran_source_package -F content=@abc_2.1.tar.gz \\
+    #      -H "X-Auth: TOKEN" http://HOST/api/repo/CHANNEL
+
+A source package (``R CMD build``) goes to ``src/contrib/``; a binary
+(``R CMD INSTALL --build``) goes where its ``Built:`` field says R looks for it:
+``bin/windows/contrib/<x.y>/`` for a Windows ``.zip``, ``bin/macosx/.../contrib/<x.y>/``
+for a macOS ``.tgz``.  Files are stored under the name their DESCRIPTION gives
+(``<Package>_<Version>``), because that is the name R asks for.  Uploads whose form has
+no ``filetype=cran_*`` are passed on untouched (the form is parsed once and shared).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import hashlib
+import tempfile
+import time
+from typing import TYPE_CHECKING
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from ..auth import authorize
+from ..errors import http_error
+from ..forms import DEFAULT_MAX_UPLOAD_SIZE, is_upload, upload_form
+from ..routing import current_channel
+from ..tokens import Scope
+from .description import InvalidPackageError, Limits, read_package
+from .store import CranRecord, CranStore, FileConflictError, directories_for, fields_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from werkzeug.datastructures import FileStorage
 
     from ..storage import Storage
+    from ..tokens import Token
 
-__all__ = ["CranUploadMiddleware"]
+__all__ = ["FILETYPES", "CranUploadMiddleware"]
+
+FILETYPES = {"cran_source_package": False, "cran_binary_package": True}  # -> binary?
+_CHUNK = 1024 * 1024
 
 
 class CranUploadMiddleware:
-    def __init__(self, app: WSGIApplication, storage: Storage, **options: Any) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        storage: Storage,
+        *,
+        max_upload_size: int = DEFAULT_MAX_UPLOAD_SIZE,
+        limits: Limits | None = None,
+    ) -> None:
         self.app = app
-        self.storage = storage
+        self.store = CranStore(storage)
+        self.max_upload_size = max_upload_size
+        self.limits = limits or Limits()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        return self.app(environ, start_response)
+        if not is_upload(environ):
+            return self.app(environ, start_response)
+        try:
+            token = authorize(environ, current_channel(environ), Scope.WRITE)
+            form, files = upload_form(environ, max_size=self.max_upload_size)
+            filetype = form.get("filetype", "")
+            if not filetype.startswith("cran_"):
+                return self.app(environ, start_response)
+            response = self.upload(environ, filetype, files.getlist("content"), token)
+        except HTTPException as error:
+            return error(environ, start_response)
+        return response(environ, start_response)
+
+    def upload(
+        self,
+        environ: WSGIEnvironment,
+        filetype: str,
+        contents: list[FileStorage],
+        token: Token | None,
+    ) -> Response:
+        """Parse, validate, store, respond."""
+        if filetype not in FILETYPES:
+            raise http_error(
+                400, "The filetype must be cran_source_package or cran_binary_package."
+            )
+        if len(contents) != 1:
+            raise http_error(
+                400, "Send exactly one package file in the field 'content' (curl -F content=@FILE)."
+            )
+        content = contents[0]
+        # A seekable copy we own: the archive is read twice (DESCRIPTION, then storage).
+        with tempfile.SpooledTemporaryFile(max_size=_CHUNK * 8) as spool:
+            md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+            while chunk := content.stream.read(_CHUNK):
+                md5.update(chunk)
+                sha256.update(chunk)
+                size += len(chunk)
+                spool.write(chunk)
+            if size == 0:
+                raise http_error(400, "The uploaded package file is empty.")
+            spool.seek(0)
+            try:
+                package = read_package(spool, binary=FILETYPES[filetype], limits=self.limits)
+            except InvalidPackageError as exc:
+                raise http_error(400, str(exc)) from None
+            client_name = (content.filename or "").replace("\\", "/").rpartition("/")[2]
+            if client_name and client_name != package.filename:
+                raise http_error(
+                    400,
+                    f"The file is named {client_name[:80]!r} but its DESCRIPTION makes it "
+                    f"{package.filename!r}; rename it or fix the DESCRIPTION.",
+                )
+            directories = directories_for(package)
+            if not directories:
+                raise http_error(
+                    400,
+                    f"No R version reads a {package.kind} built for "
+                    f"R {package.built.r_version if package.built else '?'} on this platform.",
+                )
+            record = CranRecord(
+                filename=package.filename,
+                package=package.name,
+                version=package.version,
+                size=size,
+                md5=md5.hexdigest(),
+                sha256=sha256.hexdigest(),
+                upload_time=time.time(),
+                fields=fields_for(package, md5.hexdigest()),
+                uploader=token.id if token is not None else None,
+            )
+            spool.seek(0)
+            channel = current_channel(environ)
+            try:
+                added = self.store.add(channel, directories, record, spool)
+            except FileConflictError:
+                raise http_error(
+                    409,
+                    f"File already exists: {package.filename} was uploaded with other bytes; "
+                    "bump the Version to publish a change.",
+                ) from None
+        where = ", ".join(f"{d}/" for d in directories)
+        if added:
+            return _text(f"Uploaded {package.filename} to {where}.")
+        return _text(
+            f"{package.filename} is already in {where} with the same bytes; nothing changed."
+        )
+
+
+def _text(line: str) -> Response:
+    return Response(line + "\n", status=200, mimetype="text/plain")

@@ -1,0 +1,134 @@
+"""Debian Control File (DCF) text, the format of R's DESCRIPTION and PACKAGES files.
+
+::
+
+    records = parse_dcf("Package: abc\\nVersion: 1.0\\n")   # [{"Package": "abc", ...}]
+    text = format_dcf(records)                           # back to DCF, one record each
+
+The parser reads values the way R's ``read.dcf`` does (continuation lines lose their
+indentation and are joined with ``\\n``; a line ``.`` is an empty line), so the values
+stored from a DESCRIPTION are the ones R itself would put in its index.
+
+The writer is what keeps an uploaded DESCRIPTION from writing into the public
+``PACKAGES``: every line after a field's first is indented and blank lines become
+``" ."``, so no value can end a record or start a field, whatever it contains.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterable, Mapping
+
+__all__ = ["DCFError", "format_dcf", "parse_dcf", "validate_field_name"]
+
+# R accepts any run of non-blank characters but ':' as a field name; printable ASCII is
+# all that real DESCRIPTION files use, and all that a reader of PACKAGES expects.
+_FIELD_NAME = re.compile(r"[!-9;-~]+\Z")
+_FIELD_LINE = re.compile(r"([!-9;-~]+):(.*)\Z", re.DOTALL)
+# R's write.dcf folds at 0.9 * getOption("width") and indents by 0.1 * width.
+FOLD_WIDTH = 72
+FOLD_INDENT = " " * 8
+
+
+class DCFError(ValueError):
+    """Text that is not DCF: a stray line, a duplicated field, a bad field name."""
+
+
+def validate_field_name(name: str) -> str:
+    if not _FIELD_NAME.match(name):
+        raise DCFError(f"{name!r} is not a valid DCF field name.")
+    return name
+
+
+def _lines(text: str) -> list[str]:
+    # R reads "\n" line ends; CR and CRLF from other systems count as line ends too.
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def parse_dcf(text: str) -> list[dict[str, str]]:
+    """Parse DCF text into one dict per record, as R's ``read.dcf`` reads it.
+
+    Raises :class:`DCFError` for a continuation line at the start of a record, a line
+    that is neither a field nor a continuation, or a field given twice in one record.
+    """
+    records: list[dict[str, str]] = []
+    record: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for number, line in enumerate(_lines(text), start=1):
+        if not line.strip():
+            if record:
+                records.append({k: "\n".join(v) for k, v in record.items()})
+            record, current = {}, None
+            continue
+        if line[0] in " \t":
+            if current is None:
+                raise DCFError(f"Line {number} continues a field, but no field precedes it.")
+            stripped = line.strip()
+            current.append("" if stripped == "." else stripped)
+            continue
+        match = _FIELD_LINE.match(line)
+        if match is None:
+            raise DCFError(f"Line {number} is neither 'Field: value' nor a continuation line.")
+        name, value = match.group(1), match.group(2).strip()
+        if name in record:
+            raise DCFError(f"Field {name!r} appears twice in one record.")
+        current = record[name] = [value]
+    if record:
+        records.append({k: "\n".join(v) for k, v in record.items()})
+    return records
+
+
+def _field_lines(name: str, value: str, fold: bool) -> list[str]:
+    """A field as lines: ``Name: ...`` first, every later line indented."""
+    paragraphs: list[list[str]] = [[]]
+    # splitlines() also splits on the rarer line ends (\v, \f, \x85, \u2028...), so
+    # none of them can smuggle a line start past the indentation below.
+    for line in value.splitlines():
+        if line.strip():
+            paragraphs[-1].append(line.strip())
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    if not paragraphs[-1]:
+        paragraphs.pop()
+    head = f"{name}: "
+    out: list[str] = []
+    for index, paragraph in enumerate(paragraphs):
+        if index:
+            out.append(" .")  # DCF's escape for an empty line inside a value
+        if fold:
+            first = head if not out else FOLD_INDENT
+            out.extend(
+                textwrap.wrap(
+                    " ".join(" ".join(paragraph).split()),
+                    width=FOLD_WIDTH,
+                    initial_indent=first,
+                    subsequent_indent=FOLD_INDENT,
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            )
+        else:
+            for line in paragraph:
+                out.append(head + line if not out else " " + line)
+    return out
+
+
+def format_dcf(records: Iterable[Mapping[str, str | None]], *, fold: bool = False) -> str:
+    """Write records as DCF text, one blank line between records.
+
+    Fields whose value is ``None`` or empty are left out, as R's ``write_PACKAGES``
+    leaves out NA.  With ``fold``, whitespace in each paragraph is collapsed and lines
+    are wrapped as R's ``write.dcf`` wraps them; without, line breaks are kept.
+    """
+    chunks: list[str] = []
+    for record in records:
+        lines: list[str] = []
+        for name, value in record.items():
+            validate_field_name(name)
+            if value is None or not value.strip():
+                continue
+            lines.extend(_field_lines(name, value, fold))
+        if lines:
+            chunks.append("\n".join(lines) + "\n")
+    return "\n".join(chunks)

@@ -1,0 +1,407 @@
+"""The DESCRIPTION of an R package archive, read in memory with bounds, and checked.
+
+::
+
+    with open("abc_1.0.tar.gz", "rb") as f:
+        package = read_package(f, binary=False)
+    package.name, package.version, package.fields["Imports"]
+
+Nothing is ever extracted.  Every member of the archive is looked at (so that a
+hostile archive is refused as a whole, not only the DESCRIPTION it points at) and
+refused if it is a link, a hard link or a device, if its path is absolute or climbs
+with ``..``, or if it lies outside the one top-level directory named after the
+package.  R's own ``tools::write_PACKAGES`` follows a symlinked DESCRIPTION and would
+copy a server file into the public index; this reader cannot.
+
+Package names and versions follow R's own rules (``tools:::.check_package_description``);
+a DESCRIPTION may be UTF-8 or declare ``Encoding: latin1``, with CRLF line ends or a BOM.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, Literal
+
+from .dcf import DCFError, parse_dcf
+
+__all__ = [
+    "BASE_PACKAGES",
+    "Built",
+    "InvalidPackageError",
+    "Limits",
+    "PackageFile",
+    "check_dependencies",
+    "parse_built",
+    "r_version_key",
+    "read_package",
+    "valid_package_name",
+    "valid_version",
+]
+
+# R's valid_package_name_regexp and valid_package_version_regexp (tools/R/utils.R),
+# with [[:alpha:]] and [[:alnum:]] taken as ASCII, as CRAN requires.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]\Z")
+_VERSION = re.compile(r"[0-9]+[-.][0-9]+([-.][0-9]+)*\Z")
+_DEPENDENCY = re.compile(
+    r"(?P<name>[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]|R)"
+    r"\s*(\(\s*(?:>=|<=|==|!=|>|<)\s*[0-9]+(?:[-.][0-9]+)*\s*\))?\Z"
+)
+DEPENDENCY_FIELDS = ("Depends", "Imports", "LinkingTo", "Suggests", "Enhances")
+# rownames(installed.packages(priority = "base")) in R 4.x: they ship with R, and a
+# repository that offered one would shadow R itself.
+BASE_PACKAGES = frozenset(
+    {
+        "base", "compiler", "datasets", "graphics", "grDevices", "grid", "methods",
+        "parallel", "splines", "stats", "stats4", "tcltk", "tools", "utils",
+    }
+)  # fmt: skip
+_BASE_LOWER = frozenset(name.lower() for name in BASE_PACKAGES)
+_ENCODINGS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "latin1": "latin-1",
+    "latin-1": "latin-1",
+    "iso-8859-1": "latin-1",
+    "iso8859-1": "latin-1",
+    "latin9": "iso-8859-15",
+    "iso-8859-15": "iso-8859-15",
+    "cp1252": "cp1252",
+}
+_BUILT = re.compile(
+    r"R (?P<r>[0-9]+\.[0-9]+)(?:\.[0-9]+)?(?:[^;]*);\s*(?P<platform>[^;]*);[^;]*;\s*(?P<os>[^;]+)\Z"
+)
+_PLATFORM = re.compile(r"[A-Za-z0-9_.+-]*\Z")
+
+Kind = Literal["source", "win.binary", "mac.binary"]
+
+
+class InvalidPackageError(ValueError):
+    """An archive that is not a valid R package; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what reading one archive may cost."""
+
+    max_members: int = 100_000
+    max_unpacked: int = 4 * 1024 * 1024 * 1024  # bytes of tar after gunzip
+    max_description: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Built:
+    """The ``Built:`` field of a binary: ``R 4.3.1; aarch64-apple-darwin20; <date>; unix``."""
+
+    r_version: str  # major.minor, the contrib/<x.y> directory
+    platform: str  # empty for packages without compiled code
+    os: str  # "unix" or "windows"
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """What an archive says about itself."""
+
+    kind: Kind
+    name: str
+    version: str
+    fields: Mapping[str, str] = field(repr=False)
+    built: Built | None = None
+    has_src: bool = False  # a src/ directory: compiled code, when NeedsCompilation is absent
+
+    @property
+    def extension(self) -> str:
+        return {"source": ".tar.gz", "win.binary": ".zip", "mac.binary": ".tgz"}[self.kind]
+
+    @property
+    def filename(self) -> str:
+        """The name R asks for: ``<Package>_<Version>`` and the type's extension."""
+        return f"{self.name}_{self.version}{self.extension}"
+
+
+def valid_package_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def valid_version(version: str) -> bool:
+    return len(version) <= 64 and bool(_VERSION.match(version))
+
+
+def r_version_key(version: str) -> tuple[int, ...]:
+    """Order versions as R's ``package_version`` does: numbers split at ``.`` and ``-``."""
+    return tuple(int(part) for part in re.split(r"[-.]", version))
+
+
+def check_dependencies(name: str, value: str) -> None:
+    """A dependency field must be a comma-separated list of ``pkg`` or ``pkg (op ver)``."""
+    for entry in value.split(","):
+        entry = " ".join(entry.split())
+        if entry and not _DEPENDENCY.match(entry):
+            raise InvalidPackageError(
+                f"The DESCRIPTION field {name} has an invalid entry {entry[:60]!r}."
+            )
+
+
+def parse_built(value: str) -> Built:
+    match = _BUILT.match(" ".join(value.split()))
+    if match is None or not _PLATFORM.match(match["platform"].strip()):
+        raise InvalidPackageError(
+            "The DESCRIPTION field Built is not 'R x.y.z; <platform>; <date>; <os>'."
+        )
+    return Built(
+        r_version=match["r"],
+        platform=match["platform"].strip(),
+        os=match["os"].strip(),
+    )
+
+
+# -- reading archives --------------------------------------------------------------
+
+
+class _Counted:
+    """A read-only stream that refuses to give more than ``limit`` bytes in all."""
+
+    def __init__(self, raw: IO[bytes] | gzip.GzipFile, limit: int) -> None:
+        self.raw = raw
+        self.left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.left -= len(data)
+        if self.left < 0:
+            raise InvalidPackageError("The archive unpacks to more than this server accepts.")
+        return data
+
+
+def _check_path(name: str) -> list[str]:
+    """The path's segments; refuse any that could land outside the archive's directory."""
+    if "\\" in name or "\x00" in name or name.startswith("/"):
+        raise InvalidPackageError(f"The archive member {name[:80]!r} has an unsafe path.")
+    segments = name.removesuffix("/").split("/")
+    if any(s in ("", ".", "..") for s in segments) or ":" in segments[0]:
+        raise InvalidPackageError(f"The archive member {name[:80]!r} has an unsafe path.")
+    return segments
+
+
+class _Members:
+    """What the scan of an archive collects: top-level names and DESCRIPTION's bytes."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.count = 0
+        self.tops: set[str] = set()
+        self.descriptions: dict[str, bytes] = {}
+        self.has_src = False
+
+    def add(self, name: str, *, is_file: bool, is_dir: bool) -> bool:
+        """Record one member; ``True`` if it is a DESCRIPTION whose bytes are needed."""
+        self.count += 1
+        if self.count > self.limits.max_members:
+            raise InvalidPackageError(
+                f"The archive has more than {self.limits.max_members} members."
+            )
+        segments = _check_path(name)
+        if not (is_file or is_dir):
+            raise InvalidPackageError(
+                f"The archive member {name[:80]!r} is a link or a device; "
+                "only files and directories are accepted."
+            )
+        self.tops.add(segments[0])
+        if len(segments) >= 2 and segments[1] == "src":
+            self.has_src = True
+        if is_file and len(segments) == 2 and segments[1] == "DESCRIPTION":
+            if segments[0] in self.descriptions:
+                raise InvalidPackageError("The archive holds its DESCRIPTION twice.")
+            return True
+        return False
+
+    def description(self) -> tuple[str, bytes]:
+        if len(self.tops) != 1:
+            raise InvalidPackageError(
+                "The archive must hold exactly one top-level directory, named after the package."
+            )
+        (top,) = self.tops
+        if top not in self.descriptions:
+            raise InvalidPackageError(f"The archive has no {top}/DESCRIPTION file.")
+        return top, self.descriptions[top]
+
+    def read_bounded(self, name: str, size: int, stream: IO[bytes] | None) -> None:
+        limit = self.limits.max_description
+        if size > limit or stream is None:
+            raise InvalidPackageError(f"The DESCRIPTION file is larger than {limit} bytes.")
+        with stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise InvalidPackageError(f"The DESCRIPTION file is larger than {limit} bytes.")
+        self.descriptions[name.split("/", 1)[0]] = data
+
+
+def _scan_tar(stream: IO[bytes], limits: Limits) -> _Members:
+    members = _Members(limits)
+    try:
+        with (
+            gzip.GzipFile(fileobj=stream, mode="rb") as gunzip,
+            tarfile.open(fileobj=_Counted(gunzip, limits.max_unpacked), mode="r|") as tar,  # type: ignore[call-overload]
+        ):
+            for member in tar:
+                if members.add(member.name, is_file=member.isreg(), is_dir=member.isdir()):
+                    members.read_bounded(member.name, member.size, tar.extractfile(member))
+    except InvalidPackageError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error, UnicodeError):
+        raise InvalidPackageError("The file is not a valid gzip-compressed tar archive.") from None
+    return members
+
+
+def _scan_zip(stream: IO[bytes], limits: Limits) -> _Members:
+    members = _Members(limits)
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            infos = archive.infolist()
+            if len(infos) > limits.max_members:
+                raise InvalidPackageError(
+                    f"The archive has more than {limits.max_members} members."
+                )
+            for info in infos:
+                mode = (info.external_attr >> 16) & 0o170000
+                is_dir = info.is_dir()
+                is_file = not is_dir and mode in (0, stat.S_IFREG)
+                if is_dir and mode not in (0, stat.S_IFDIR):
+                    is_dir = False
+                if members.add(info.filename, is_file=is_file, is_dir=is_dir):
+                    members.read_bounded(info.filename, info.file_size, archive.open(info))
+    except InvalidPackageError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
+            NotImplementedError, ValueError):  # fmt: skip
+        raise InvalidPackageError("The file is not a valid zip archive.") from None
+    return members
+
+
+# -- DESCRIPTION ---------------------------------------------------------------------
+
+
+def _decode(raw: bytes) -> str:
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    # Find Encoding: first; latin-1 decodes any bytes, and field names are ASCII.
+    try:
+        records = parse_dcf(raw.decode("latin-1"))
+    except DCFError as exc:
+        raise InvalidPackageError(f"The DESCRIPTION file is malformed: {exc}") from None
+    declared = records[0].get("Encoding") if len(records) == 1 else None
+    codec = "utf-8"
+    if declared is not None:
+        codec = _ENCODINGS.get(declared.strip().lower(), "")
+        if not codec:
+            raise InvalidPackageError(
+                f"The DESCRIPTION declares Encoding {declared[:40]!r}; use UTF-8 or latin1."
+            )
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError:
+        raise InvalidPackageError(
+            "The DESCRIPTION file is not valid UTF-8; fix it or declare 'Encoding: latin1'."
+        ) from None
+
+
+def parse_description(raw: bytes) -> dict[str, str]:
+    """Decode and parse DESCRIPTION bytes; check the fields a repository relies on."""
+    try:
+        records = parse_dcf(_decode(raw))
+    except DCFError as exc:
+        raise InvalidPackageError(f"The DESCRIPTION file is malformed: {exc}") from None
+    if len(records) != 1:
+        raise InvalidPackageError("The DESCRIPTION file must hold exactly one record.")
+    fields = records[0]
+    name = fields.get("Package", "")
+    version = fields.get("Version", "")
+    if not valid_package_name(name):
+        raise InvalidPackageError(
+            f"The DESCRIPTION's Package {name[:60]!r} is not a valid R package name "
+            "(letters, digits and '.', starting with a letter, at least two characters)."
+        )
+    if name.lower() in _BASE_LOWER:
+        raise InvalidPackageError(f"{name!r} is the name of a package that ships with R.")
+    if not valid_version(version):
+        raise InvalidPackageError(
+            f"The DESCRIPTION's Version {version[:60]!r} is not a valid R package version "
+            "(at least two numbers separated by '.' or '-')."
+        )
+    for dependency_field in DEPENDENCY_FIELDS:
+        if dependency_field in fields:
+            check_dependencies(dependency_field, fields[dependency_field])
+    needs = fields.get("NeedsCompilation")
+    if needs is not None and needs not in ("yes", "no"):
+        raise InvalidPackageError("The DESCRIPTION field NeedsCompilation must be yes or no.")
+    return fields
+
+
+def _sniff(stream: IO[bytes]) -> bytes:
+    head = stream.read(4)
+    stream.seek(0)
+    return head
+
+
+def read_package(stream: IO[bytes], *, binary: bool, limits: Limits | None = None) -> PackageFile:
+    """Read and check the package in ``stream`` (seekable; left at its start).
+
+    ``binary`` says what the uploader declared: a source ``.tar.gz``, or a Windows
+    ``.zip`` / macOS ``.tgz`` binary whose ``Built:`` field must say so.
+    """
+    limits = limits or Limits()
+    head = _sniff(stream)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        if not binary:
+            raise InvalidPackageError(
+                "A zip file is a Windows binary; upload it as filetype=cran_binary_package."
+            )
+        members = _scan_zip(stream, limits)
+        kind: Kind = "win.binary"
+    elif head.startswith(b"\x1f\x8b"):
+        members = _scan_tar(stream, limits)
+        kind = "mac.binary" if binary else "source"
+    else:
+        raise InvalidPackageError(
+            "The file is neither a gzip-compressed tar archive nor a zip archive."
+        )
+    stream.seek(0)
+    top, raw = members.description()
+    fields = parse_description(raw)
+    name, version = fields["Package"], fields["Version"]
+    if top != name:
+        raise InvalidPackageError(
+            f"The archive's top-level directory {top!r} is not named after its package {name!r}."
+        )
+    built = None
+    if binary:
+        if "Built" not in fields:
+            raise InvalidPackageError(
+                "A binary package needs a Built field; build it with R CMD INSTALL --build."
+            )
+        built = parse_built(fields["Built"])
+        expected_os = "windows" if kind == "win.binary" else "unix"
+        if built.os != expected_os or (
+            kind == "mac.binary" and built.platform and "apple-darwin" not in built.platform
+        ):
+            raise InvalidPackageError(
+                "Only Windows (.zip) and macOS (.tgz) binaries are served; this one was "
+                f"built for {built.platform or built.os!r}."
+            )
+    elif "Built" in fields:
+        raise InvalidPackageError(
+            "This archive is an installed (binary) package; upload it as cran_binary_package."
+        )
+    return PackageFile(
+        kind=kind,
+        name=name,
+        version=version,
+        fields=fields,
+        built=built,
+        has_src=members.has_src,
+    )

@@ -1,0 +1,218 @@
+"""R's serialization format (what ``saveRDS`` writes), in pure Python, for the few
+shapes a CRAN-like repository serves.
+
+::
+
+    matrix = character_matrix([["abc", "1.0"]], colnames=["Package", "Version"],
+                              rownames=["abc"])
+    data = dump_rds(matrix, compress="xz")       # readRDS() gives the same matrix back
+
+``PACKAGES.rds`` is a character matrix with dimnames (``install.packages`` needs a
+matrix: a data frame breaks it); ``Meta/archive.rds`` is a named list of data frames.
+The encoding is R's XDR format (big-endian), serialization version 3 by default
+(version 2 on request), compressed with xz as R itself does, or gzip.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "NA_INTEGER",
+    "RObject",
+    "character_matrix",
+    "data_frame",
+    "dump_rds",
+    "named_list",
+    "serialize",
+]
+
+# SEXP types and pseudo-types from R's Rinternals.h / serialize.c.
+NILSXP, SYMSXP, LISTSXP, CHARSXP = 0, 1, 2, 9
+LGLSXP, INTSXP, REALSXP, STRSXP, VECSXP = 10, 13, 14, 16, 19
+REFSXP, NILVALUE_SXP = 255, 254
+IS_OBJECT, HAS_ATTR, HAS_TAG = 1 << 8, 1 << 9, 1 << 10
+UTF8_MASK, ASCII_MASK = 1 << 3, 1 << 6
+NA_INTEGER = -(2**31)
+# The version of R this writer claims to be, and the oldest R that can read each format.
+WRITER_VERSION = (4 << 16) | (2 << 8) | 2
+MIN_READER = {2: (2 << 16) | (3 << 8), 3: (3 << 16) | (5 << 8)}
+
+Kind = Literal["character", "integer", "double", "logical", "list", "null"]
+_SEXP = {
+    "character": STRSXP,
+    "integer": INTSXP,
+    "double": REALSXP,
+    "logical": LGLSXP,
+    "list": VECSXP,
+}
+
+
+@dataclass(frozen=True)
+class RObject:
+    """An R vector (or ``NULL``) with attributes, in the order R keeps them.
+
+    Values: ``str | None`` for character (``None`` is ``NA``), ``int | None`` for
+    integer and logical (``bool`` is fine), ``float | None`` for double, ``RObject``
+    for list.
+    """
+
+    kind: Kind
+    values: Sequence[object] = ()
+    attributes: tuple[tuple[str, RObject], ...] = field(default=())
+
+    @property
+    def is_object(self) -> bool:
+        return any(name == "class" for name, _ in self.attributes)
+
+
+NULL = RObject("null")
+
+
+def _character(values: Sequence[str | None]) -> RObject:
+    return RObject("character", tuple(values))
+
+
+def character_matrix(
+    rows: Sequence[Sequence[str | None]],
+    *,
+    colnames: Sequence[str],
+    rownames: Sequence[str] | None = None,
+) -> RObject:
+    """A character matrix (filled by column, as R stores it) with dimnames."""
+    ncol = len(colnames)
+    if any(len(row) != ncol for row in rows):
+        raise ValueError("every row needs one value per column")
+    if rownames is not None and len(rownames) != len(rows):
+        raise ValueError("rownames must name every row")
+    by_column = tuple(row[j] for j in range(ncol) for row in rows)
+    dimnames = RObject(
+        "list",
+        (NULL if rownames is None else _character(rownames), _character(colnames)),
+    )
+    dim = RObject("integer", (len(rows), ncol))
+    return RObject("character", by_column, (("dim", dim), ("dimnames", dimnames)))
+
+
+def named_list(items: Mapping[str, RObject]) -> RObject:
+    return RObject("list", tuple(items.values()), (("names", _character(list(items))),))
+
+
+def data_frame(columns: Mapping[str, RObject], *, row_names: Sequence[str]) -> RObject:
+    """A data frame: a list of equal-length columns with names, class and row.names."""
+    return RObject(
+        "list",
+        tuple(columns.values()),
+        (
+            ("names", _character(list(columns))),
+            ("class", _character(["data.frame"])),
+            ("row.names", _character(row_names)),
+        ),
+    )
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.symbols: dict[str, int] = {}
+
+    def integer(self, value: int) -> None:
+        self.out += struct.pack(">i", value)
+
+    def flags(self, sexp: int, *, levels: int = 0, obj: bool = False, attr: bool = False,
+              tag: bool = False) -> None:  # fmt: skip
+        self.integer(sexp | (IS_OBJECT if obj else 0) | (HAS_ATTR if attr else 0)
+                 | (HAS_TAG if tag else 0) | (levels << 12))  # fmt: skip
+
+    def charsxp(self, value: str | None) -> None:
+        if value is None:
+            self.flags(CHARSXP)
+            self.integer(-1)
+            return
+        encoded = value.encode("utf-8")
+        self.flags(CHARSXP, levels=ASCII_MASK if value.isascii() else UTF8_MASK)
+        self.integer(len(encoded))
+        self.out += encoded
+
+    def symbol(self, name: str) -> None:
+        # R writes each symbol once and refers back to it by its index afterwards.
+        index = self.symbols.get(name)
+        if index is not None:
+            self.integer((index << 8) | REFSXP)
+            return
+        self.symbols[name] = len(self.symbols) + 1
+        self.flags(SYMSXP)
+        self.charsxp(name)
+
+    def item(self, obj: RObject) -> None:
+        if obj.kind == "null":
+            self.integer(NILVALUE_SXP)
+            return
+        sexp = _SEXP[obj.kind]
+        self.flags(sexp, obj=obj.is_object, attr=bool(obj.attributes))
+        self.integer(len(obj.values))
+        for value in obj.values:
+            self.element(obj.kind, value)
+        if obj.attributes:
+            for name, attribute in obj.attributes:
+                self.flags(LISTSXP, tag=True)
+                self.symbol(name)
+                self.item(attribute)
+            self.integer(NILVALUE_SXP)
+
+    def element(self, kind: Kind, value: object) -> None:
+        if kind == "character":
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"character vector holds {value!r}")
+            self.charsxp(value)
+        elif kind in ("integer", "logical"):
+            if value is not None and not isinstance(value, int):
+                raise TypeError(f"{kind} vector holds {value!r}")
+            self.integer(NA_INTEGER if value is None else int(value))
+        elif kind == "double":
+            if value is None:
+                # R's NA_real_: a NaN whose low word is 1954.
+                self.out += struct.pack(">II", 0x7FF00000, 1954)
+            elif isinstance(value, (int, float)):
+                self.out += struct.pack(">d", float(value))
+            else:
+                raise TypeError(f"double vector holds {value!r}")
+        elif isinstance(value, RObject):
+            self.item(value)
+        else:
+            raise TypeError(f"list holds {value!r}")
+
+
+def serialize(obj: RObject, *, version: Literal[2, 3] = 3) -> bytes:
+    """The bytes ``serialize(obj, NULL, xdr = TRUE, version = version)`` gives in R."""
+    writer = _Writer()
+    writer.out += b"X\n"
+    writer.integer(version)
+    writer.integer(WRITER_VERSION)
+    writer.integer(MIN_READER[version])
+    if version == 3:
+        native = b"UTF-8"
+        writer.integer(len(native))
+        writer.out += native
+    writer.item(obj)
+    return bytes(writer.out)
+
+
+def dump_rds(
+    obj: RObject,
+    *,
+    compress: Literal["xz", "gzip"] = "xz",
+    version: Literal[2, 3] = 3,
+) -> bytes:
+    """What ``saveRDS(obj, compress = compress)`` writes: serialized and compressed."""
+    data = serialize(obj, version=version)
+    if compress == "gzip":
+        # mtime=0: the same table always gives the same bytes (and the same ETag).
+        return gzip.compress(data, compresslevel=6, mtime=0)
+    # R reads xz through liblzma, which checks CRC32 as R's own writer does.
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)

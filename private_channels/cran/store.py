@@ -1,0 +1,292 @@
+"""What a channel knows about its R packages: one JSON document per repository directory.
+
+::
+
+    store = CranStore(storage)
+    store.add(channel, package, record, stream)      # False: the very same file was there
+    directory = store.directory(channel, "src/contrib")
+    directory.latest()                               # what PACKAGES lists
+    directory.archived()                             # what Archive/<pkg>/ holds
+
+Layout under ``channels/<channel>/cran/``:
+
+- ``blobs/<sha256>/<filename>``: the file itself, content-addressed, so two uploads that
+  race on one filename never overwrite each other's bytes.
+- ``index/<directory>.json`` (``index/src/contrib.json``,
+  ``index/bin/windows/contrib/4.3.json``...): one record per file of that repository
+  directory.  It is the commit point of an upload and changes only by compare-and-swap
+  (:func:`~..storage.update_json`), so concurrent uploads through several server processes
+  lose nothing; ``PACKAGES``, ``PACKAGES.gz``, ``PACKAGES.rds`` and ``Meta/archive.rds``
+  are rendered from one snapshot of it, never half-written.
+
+A newer version "moves" the older one to ``Archive/`` simply by being newer: the
+document keeps every file, and which one is the latest is decided when it is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from ..channels import Channel
+from ..storage import Stat, Storage, read_json, update_json
+from .description import PackageFile, r_version_key
+
+__all__ = [
+    "BINARY_FIELDS",
+    "DIRECTORY_PATTERN",
+    "SOURCE_FIELDS",
+    "CranRecord",
+    "CranStore",
+    "Directory",
+    "FileConflictError",
+    "directories_for",
+    "fields_for",
+    "index_fields",
+    "is_directory",
+]
+
+# tools:::.get_standard_repository_db_fields("source") in R 4.2, in R's order.
+SOURCE_FIELDS = (
+    "Package", "Version", "Priority", "Depends", "Imports", "LinkingTo", "Suggests",
+    "Enhances", "License", "License_is_FOSS", "License_restricts_use", "OS_type", "Archs",
+    "MD5sum", "NeedsCompilation",
+)  # fmt: skip
+# R's binary fields leave NeedsCompilation out; CRAN's binary indexes add it and Built.
+BINARY_FIELDS = (*SOURCE_FIELDS, "Built")
+
+# A repository directory: src/contrib, bin/windows/contrib/<x.y>, or
+# bin/macosx[/<platform>]/contrib/<x.y> (what R's contrib.url() builds for each type).
+DIRECTORY_PATTERN = (
+    r"src/contrib|bin/windows/contrib/[0-9]+\.[0-9]+"
+    r"|bin/macosx/(?:[a-z0-9][a-z0-9_-]{0,40}/)?contrib/[0-9]+\.[0-9]+"
+)
+_DIRECTORY = re.compile(DIRECTORY_PATTERN)
+
+
+class FileConflictError(FileExistsError):
+    """The filename exists in the directory with other bytes."""
+
+
+def is_directory(path: str) -> bool:
+    return bool(_DIRECTORY.fullmatch(path))
+
+
+def index_fields(directory: str) -> tuple[str, ...]:
+    return SOURCE_FIELDS if directory == "src/contrib" else BINARY_FIELDS
+
+
+def _mac_directories(r_version: str, platform: str) -> list[str]:
+    """Where R's contrib.url(repos, "mac.binary[.<x>]") looks for this build.
+
+    R 4.0-4.2 on Intel used bin/macosx/contrib/<x.y>; Apple silicon builds (R 4.1+) and
+    all builds from R 4.3 on live under bin/macosx/big-sur-<arch>/contrib/<x.y>.  A
+    package without compiled code (empty platform) suits both architectures.
+    """
+    key = r_version_key(r_version)
+    arm = "aarch64" in platform or "arm64" in platform
+    intel = "x86_64" in platform
+    both = not platform
+    dirs = []
+    if (arm or both) and key >= (4, 1):
+        dirs.append(f"bin/macosx/big-sur-arm64/contrib/{r_version}")
+    if intel or both:
+        if key >= (4, 3):
+            dirs.append(f"bin/macosx/big-sur-x86_64/contrib/{r_version}")
+        elif key >= (4, 0):
+            dirs.append(f"bin/macosx/contrib/{r_version}")
+        elif key >= (3, 4):
+            dirs.append(f"bin/macosx/el-capitan/contrib/{r_version}")
+    return dirs
+
+
+def directories_for(package: PackageFile) -> list[str]:
+    """The repository directories that serve this file (empty: no R reads there)."""
+    if package.kind == "source":
+        return ["src/contrib"]
+    assert package.built is not None
+    if package.kind == "win.binary":
+        return [f"bin/windows/contrib/{package.built.r_version}"]
+    return _mac_directories(package.built.r_version, package.built.platform)
+
+
+def fields_for(package: PackageFile, md5: str) -> dict[str, str | None]:
+    """The index fields of one file, as ``tools::write_PACKAGES`` computes them."""
+    names = SOURCE_FIELDS if package.kind == "source" else BINARY_FIELDS
+    values: dict[str, str | None] = {}
+    for name in names:
+        value = package.fields.get(name)
+        # write_PACKAGES turns empty values into NA.
+        values[name] = value if value else None
+    values["MD5sum"] = md5
+    if values["NeedsCompilation"] is None and package.kind == "source":
+        # As write_PACKAGES decides it for a tarball that does not say.
+        values["NeedsCompilation"] = "yes" if package.has_src else "no"
+    return values
+
+
+@dataclass(frozen=True)
+class CranRecord:
+    """One file of one repository directory."""
+
+    filename: str
+    package: str
+    version: str
+    size: int
+    md5: str
+    sha256: str
+    upload_time: float  # seconds since the epoch
+    fields: dict[str, str | None] = field(default_factory=dict)
+    uploader: str | None = None  # token id
+
+    @property
+    def blob(self) -> str:
+        return f"blobs/{self.sha256}/{self.filename}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> CranRecord:
+        return cls(**doc)
+
+
+def _newest_first(record: CranRecord) -> tuple[tuple[int, ...], float]:
+    return r_version_key(record.version), record.upload_time
+
+
+@dataclass(frozen=True)
+class Directory:
+    path: str
+    records: tuple[CranRecord, ...]
+    stat: Stat | None  # of the index document: its etag validates rendered caches
+
+    def latest(self) -> list[CranRecord]:
+        """The newest version of each package, ordered as R's list.files() lists them.
+
+        R sorts in the collation of its locale, which for package names (ASCII
+        letters, digits and dots) is case-insensitive first.
+        """
+        best: dict[str, CranRecord] = {}
+        for record in self.records:
+            old = best.get(record.package)
+            if old is None or _newest_first(record) > _newest_first(old):
+                best[record.package] = record
+        return sorted(best.values(), key=lambda r: (r.filename.casefold(), r.filename))
+
+    def archived(self) -> list[CranRecord]:
+        """Every file that is not the latest of its package (CRAN's Archive/)."""
+        latest = {r.filename for r in self.latest()}
+        return sorted(
+            (r for r in self.records if r.filename not in latest),
+            key=lambda r: (r.package.encode(), r_version_key(r.version), r.upload_time),
+        )
+
+    def find(self, filename: str) -> CranRecord | None:
+        for record in self.records:
+            if record.filename == filename:
+                return record
+        return None
+
+
+def _prefix(channel: Channel) -> str:
+    return f"{channel.prefix}cran/"
+
+
+class CranStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def index_key(self, channel: Channel, directory: str) -> str:
+        if not is_directory(directory):
+            raise ValueError(f"{directory!r} is not a repository directory")
+        return f"{_prefix(channel)}index/{directory}.json"
+
+    def blob_key(self, channel: Channel, record: CranRecord) -> str:
+        return f"{_prefix(channel)}{record.blob}"
+
+    # -- reads -----------------------------------------------------------------
+
+    def directory(self, channel: Channel, path: str) -> Directory:
+        """The records of one directory (none if nothing was uploaded there)."""
+        try:
+            doc, stat = read_json(self.storage, self.index_key(channel, path))
+        except FileNotFoundError:
+            return Directory(path=path, records=(), stat=None)
+        records = tuple(CranRecord.from_json(r) for r in doc["files"].values())
+        return Directory(path=path, records=records, stat=stat)
+
+    def open_blob(self, channel: Channel, record: CranRecord) -> tuple[IO[bytes], Stat]:
+        return self.storage.open(self.blob_key(channel, record))
+
+    # -- writes ----------------------------------------------------------------
+
+    def add(self, channel: Channel, directories: Iterable[str], record: CranRecord,
+            content: IO[bytes]) -> bool:  # fmt: skip
+        """Store a file and commit its record in each directory.
+
+        Returns ``False`` when every directory had the very same file already.  Raises
+        :class:`FileConflictError` when one holds that filename with other bytes; then,
+        as on any failure, nothing of this upload stays in storage.
+        """
+        directories = list(directories)
+        for path in directories:
+            self._check(self.directory(channel, path).find(record.filename), record)
+        blob = self.blob_key(channel, record)
+        created = False
+        committed: list[str] = []
+        try:
+            try:
+                self.storage.create(blob, content)
+                created = True
+            except FileExistsError:
+                pass  # the same sha256 and name: the same bytes are there already
+            for path in directories:
+                if self._commit(channel, path, record):
+                    committed.append(path)
+        except BaseException:
+            for path in committed:
+                self._uncommit(channel, path, record)
+            if created and not self._referenced(channel, directories, record):
+                with contextlib.suppress(FileNotFoundError):
+                    self.storage.delete(blob)
+            raise
+        return bool(committed)
+
+    @staticmethod
+    def _check(existing: CranRecord | None, record: CranRecord) -> None:
+        if existing is not None and existing.sha256 != record.sha256:
+            raise FileConflictError(record.filename)
+
+    def _commit(self, channel: Channel, path: str, record: CranRecord) -> bool:
+        added = [False]
+
+        def change(doc: dict[str, Any] | None) -> dict[str, Any]:
+            doc = doc or {"files": {}}
+            old = doc["files"].get(record.filename)
+            self._check(None if old is None else CranRecord.from_json(old), record)
+            added[0] = old is None
+            doc["files"].setdefault(record.filename, record.to_json())
+            return doc
+
+        update_json(self.storage, self.index_key(channel, path), change)
+        return added[0]
+
+    def _uncommit(self, channel: Channel, path: str, record: CranRecord) -> None:
+        def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            if doc is not None and doc["files"].get(record.filename) == record.to_json():
+                del doc["files"][record.filename]
+            return doc
+
+        with contextlib.suppress(Exception):
+            update_json(self.storage, self.index_key(channel, path), change)
+
+    def _referenced(self, channel: Channel, directories: list[str], record: CranRecord) -> bool:
+        for path in directories:
+            found = self.directory(channel, path).find(record.filename)
+            if found is not None and found.sha256 == record.sha256:
+                return True
+        return False

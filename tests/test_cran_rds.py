@@ -1,0 +1,174 @@
+"""The pure-Python RDS writer, read back by the real R and compared with R's own files."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import struct
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore
+from private_channels.cran.rds import (
+    RObject,
+    character_matrix,
+    data_frame,
+    dump_rds,
+    named_list,
+    serialize,
+)
+
+from .support import require_client, test_app
+from .test_cran_description import source_package
+
+
+def rscript(code: str) -> str:
+    result = subprocess.run(
+        [require_client("Rscript"), "-e", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_header_and_layout_of_version_3() -> None:
+    data = serialize(RObject("character", ("a", None)))
+    assert data[:2] == b"X\n"
+    version, writer, minimum, native_len = struct.unpack(">iiii", data[2:18])
+    assert (version, minimum, native_len) == (3, 0x030500, 5)
+    assert writer >= 0x040000
+    assert data[18:23] == b"UTF-8"
+    flags, length = struct.unpack(">ii", data[23:31])
+    assert (flags, length) == (16, 2)  # STRSXP, no attributes
+    assert struct.unpack(">ii", data[31:39]) == (9 | (64 << 12), 1)  # ASCII CHARSXP "a"
+    assert struct.unpack(">ii", data[40:48]) == (9, -1)  # NA_STRING
+
+
+def test_version_2_has_no_native_encoding() -> None:
+    data = serialize(RObject("integer", (1,)), version=2)
+    assert struct.unpack(">iii", data[2:14])[::2] == (2, 0x020300)
+    assert struct.unpack(">iii", data[14:26]) == (13, 1, 1)
+
+
+def test_compression_formats() -> None:
+    obj = RObject("logical", (True, None))
+    assert lzma.decompress(dump_rds(obj)) == serialize(obj)
+    assert gzip.decompress(dump_rds(obj, compress="gzip")) == serialize(obj)
+    assert dump_rds(obj, compress="gzip") == dump_rds(obj, compress="gzip")
+
+
+def test_matrix_shape_is_checked() -> None:
+    with pytest.raises(ValueError):
+        character_matrix([["a"]], colnames=["A", "B"])
+    with pytest.raises(ValueError):
+        character_matrix([["a"]], colnames=["A"], rownames=["x", "y"])
+
+
+@pytest.mark.parametrize("compress", ["xz", "gzip"])
+@pytest.mark.parametrize("version", [2, 3])
+def test_r_reads_every_shape(tmp_path: Path, compress: str, version: int) -> None:
+    matrix = character_matrix(
+        [["abc", "1.0", None], ["dé", "2-1", "x\ny"]],
+        colnames=["Package", "Version", "X"],
+        rownames=["abc", "dé"],
+    )
+    frame = data_frame(
+        {
+            "size": RObject("double", (1.0, None)),
+            "isdir": RObject("logical", (False, None)),
+            "n": RObject("integer", (7, None)),
+            "when": RObject(
+                "double", (0.0, 86400.0), (("class", RObject("character", ("POSIXct", "POSIXt"))),)
+            ),
+        },
+        row_names=["a/a_1.tar.gz", "a/a_2.tar.gz"],
+    )
+    (tmp_path / "m.rds").write_bytes(dump_rds(matrix, compress=compress, version=version))  # type: ignore[arg-type]
+    (tmp_path / "l.rds").write_bytes(
+        dump_rds(named_list({"a": frame, "b": frame}), compress=compress, version=version)  # type: ignore[arg-type]
+    )
+    out = rscript(
+        f"""
+        m <- readRDS("{tmp_path / "m.rds"}")
+        want <- matrix(c("abc", "d\\u00e9", "1.0", "2-1", NA, "x\\ny"), 2,
+                       dimnames = list(c("abc", "d\\u00e9"), c("Package", "Version", "X")))
+        stopifnot(identical(m, want), Encoding(m[2, 1]) == "UTF-8")
+        l <- readRDS("{tmp_path / "l.rds"}")
+        stopifnot(identical(names(l), c("a", "b")), is.data.frame(l$b))
+        stopifnot(identical(rownames(l$a), c("a/a_1.tar.gz", "a/a_2.tar.gz")))
+        stopifnot(identical(l$a$size, c(1, NA)), identical(l$a$isdir, c(FALSE, NA)))
+        stopifnot(identical(l$a$n, c(7L, NA)), inherits(l$a$when, "POSIXct"))
+        stopifnot(as.numeric(l$b$when[2]) == 86400)
+        cat("ok")
+        """
+    )
+    assert out == "ok"
+
+
+def _directory(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    return info
+
+
+def _channel_app(storage: MemoryStorage):  # type: ignore[no-untyped-def]
+    ChannelRegistry(storage).create("team")
+    token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    return test_app(storage), {"X-Auth": token}
+
+
+def test_packages_rds_is_what_write_packages_writes(tmp_path: Path) -> None:
+    """The same tarballs indexed by R and by the server give identical tables."""
+    packages = {
+        "abc_1.0.tar.gz": source_package("abc", "1.0"),
+        "abc_1.10.tar.gz": source_package(
+            "abc", "1.10", Imports="utils,\n    stats (>= 3.5)", NeedsCompilation="no"
+        ),
+        "abc_1.9.tar.gz": source_package("abc", "1.9"),
+        "Zeta_0.5-1.tar.gz": source_package(
+            "Zeta",
+            "0.5-1",
+            Depends="R (>= 3.5.0), abc",
+            LinkingTo="abc",
+            Suggests="testthat",
+            # R decides NeedsCompilation from the directory entry Zeta/src/.
+            extra=[_directory("Zeta/src"), ("Zeta/src/z.c", b"int z;\n")],
+        ),
+        "mid_2.0.tar.gz": source_package("mid", "2.0", License="MIT + file LICENSE"),
+    }
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    app, headers = _channel_app(MemoryStorage())
+    for filename, data in packages.items():
+        (theirs / filename).write_bytes(data)
+        app.post(
+            "/api/repo/team",
+            {"filetype": "cran_source_package"},
+            upload_files=[("content", filename, data)],
+            headers=headers,
+        )
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    for name in ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds"):
+        body = app.get(f"/api/repo/team/src/contrib/{name}", headers=headers).body
+        (ours / name).write_bytes(body)
+    out = rscript(
+        f"""
+        tools::write_PACKAGES("{theirs}", type = "source")
+        a <- readRDS("{ours / "PACKAGES.rds"}")
+        b <- readRDS("{theirs / "PACKAGES.rds"}")
+        print(a); print(b)
+        stopifnot(identical(a, b))
+        stopifnot(identical(read.dcf("{ours / "PACKAGES"}"), read.dcf("{theirs / "PACKAGES"}")))
+        stopifnot(identical(read.dcf("{ours / "PACKAGES.gz"}"),
+                            read.dcf("{theirs / "PACKAGES.gz"}")))
+        cat("identical", nrow(a), a[, "Version"])
+        """
+    )
+    assert out.splitlines()[-1] == "identical 3 1.10 2.0 0.5-1"  # abc, mid, Zeta
