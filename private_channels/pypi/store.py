@@ -24,14 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import (
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 
 from ..channels import Channel
-from ..storage import Stat, Storage, read_json, update_json
+from ..storage import StaleWriteError, Stat, Storage, read_json, update_json
 
 __all__ = [
     "DeletedFilenameError",
@@ -91,6 +97,15 @@ def _prefix(channel: Channel) -> str:
     return f"{channel.prefix}pypi/"
 
 
+def _project_of(filename: str) -> NormalizedName | None:
+    try:
+        if filename.endswith(".whl"):
+            return parse_wheel_filename(filename)[0]
+        return parse_sdist_filename(filename)[0]
+    except ValueError:
+        return None
+
+
 class PythonStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -131,7 +146,21 @@ class PythonStore:
         return dict(doc["projects"]), stat
 
     def open_blob(self, channel: Channel, sha256: str, filename: str) -> tuple[IO[bytes], Stat]:
-        return self.storage.open(self.blob_key(channel, sha256, filename))
+        """Open a committed file (or, with ``filename + ".metadata"``, its METADATA).
+
+        Raises :class:`FileNotFoundError` unless a record of the channel names exactly
+        this file: a blob whose upload never committed is never served.
+        """
+        wants_metadata = filename.endswith(".metadata")
+        name = filename.removesuffix(".metadata")
+        project_name = _project_of(name)
+        project = self.project(channel, project_name) if project_name else None
+        for record in project.files if project is not None else ():
+            if record.filename == name and record.sha256 == sha256:
+                if wants_metadata and record.metadata_sha256 is None:
+                    break
+                return self.storage.open(self.blob_key(channel, sha256, filename))
+        raise FileNotFoundError(f"{filename} ({sha256}) is not in channel {channel.name}")
 
     # -- writes ----------------------------------------------------------------
 
@@ -147,43 +176,60 @@ class PythonStore:
         """Store a file and commit its record; ``False`` if the very same file was there.
 
         Raises :class:`FileConflictError` when the filename holds other bytes and
-        :class:`DeletedFilenameError` when it was deleted.  On any failure nothing of
-        this upload stays in storage.
+        :class:`DeletedFilenameError` when it was deleted; both are found before any
+        write when possible, and otherwise what this call wrote is removed again.
+
+        The blob is written before the record that names it is committed, so a
+        process killed in between leaves an *orphan* blob: harmless, because nothing
+        reads a blob that no record names (:meth:`open_blob` checks), and collected by
+        :meth:`collect_garbage`.  (The filesystem backend may also leave hidden
+        ``.tmp-*`` files of a write in progress; they are never listed or served.)
         """
         existing = self.project(channel, record.project)
         if existing is not None:
             self._check_new(existing.files, existing.deleted, record)
             if any(f.filename == record.filename for f in existing.files):
+                # Re-running an upload also repairs a project name whose addition a
+                # crash interrupted; unchanged documents are not rewritten.
+                self._add_project_name(channel, record.project, existing.display_name)
                 return False
 
         blob = self.blob_key(channel, record.sha256, record.filename)
-        created: list[str] = []
+        self._write_blob(blob, content)
+        if metadata is not None:
+            self._write_blob(f"{blob}.metadata", io.BytesIO(metadata))
+        added = [False]
+
+        def commit(doc: dict[str, Any] | None) -> dict[str, Any]:
+            doc = doc or {"name": display_name, "files": {}, "deleted": []}
+            files = [FileRecord.from_json(f) for f in doc["files"].values()]
+            self._check_new(files, doc.get("deleted", ()), record)
+            added[0] = record.filename not in doc["files"]
+            doc["files"].setdefault(record.filename, record.to_json())
+            return doc
+
         try:
-            with contextlib.suppress(FileExistsError):  # same sha256: the same bytes
-                self.storage.create(blob, content)
-                created.append(blob)
-            if metadata is not None:
-                with contextlib.suppress(FileExistsError):
-                    self.storage.create(f"{blob}.metadata", io.BytesIO(metadata))
-                    created.append(f"{blob}.metadata")
-            self._add_project_name(channel, record.project, display_name)
-            added = [False]
-
-            def commit(doc: dict[str, Any] | None) -> dict[str, Any]:
-                doc = doc or {"name": display_name, "files": {}, "deleted": []}
-                files = [FileRecord.from_json(f) for f in doc["files"].values()]
-                self._check_new(files, doc.get("deleted", ()), record)
-                added[0] = record.filename not in doc["files"]
-                doc["files"].setdefault(record.filename, record.to_json())
-                return doc
-
-            update_json(self.storage, self.project_key(channel, record.project), commit)
-        except BaseException:
-            self._forget(created)
+            doc = update_json(self.storage, self.project_key(channel, record.project), commit)
+        except (FileConflictError, DeletedFilenameError):
+            # The filename is bound to other bytes for good (records never change
+            # their sha256 and deleted names are never reused), so no upload can ever
+            # commit this blob: removing it cannot hurt a racing upload of the same file.
+            self._forget([blob, f"{blob}.metadata"])
             raise
-        if not added[0]:
-            self._forget(created)  # a racing upload of the same bytes committed first
+        # Other failures leave the blob: a racing upload of the same bytes may be about
+        # to commit it, and an orphan is invisible until collected.
+        self._add_project_name(channel, record.project, doc["name"])
         return added[0]
+
+    def _write_blob(self, key: str, content: IO[bytes]) -> None:
+        try:
+            self.storage.create(key, content)
+        except FileExistsError:
+            # Same key, same bytes: a racing upload of this very file, or the orphan of
+            # an interrupted one.  Writing it again renews its mtime, so that
+            # collect_garbage's grace period protects it until this upload commits.
+            content.seek(0)
+            self.storage.put(key, content)
 
     def _check_new(
         self, files: Iterable[FileRecord], deleted: Iterable[str], record: FileRecord
@@ -241,3 +287,37 @@ class PythonStore:
             blob = self.blob_key(channel, record.sha256, record.filename)
             self._forget([blob, f"{blob}.metadata"])
         return self.project(channel, name)
+
+    def collect_garbage(self, channel: Channel, *, grace: float = 3600.0) -> list[str]:
+        """Remove blobs no record names, once older than ``grace`` seconds; repair names.
+
+        Such blobs are left by uploads whose process died between writing the blob
+        and committing its record.  The grace period spares uploads in progress (an
+        upload renews its blob's mtime right before it commits).  Project documents
+        missing from ``projects.json`` (a crash after the commit) are added back.
+        Returns the keys removed.
+        """
+        prefix = _prefix(channel)
+        referenced: set[str] = set()
+        for key in self.storage.list(f"{prefix}projects/"):
+            if not key.endswith(".json"):
+                continue
+            doc, _ = read_json(self.storage, key)
+            for raw in doc["files"].values():
+                record = FileRecord.from_json(raw)
+                blob = self.blob_key(channel, record.sha256, record.filename)
+                referenced.update((blob, f"{blob}.metadata"))
+            if doc["files"]:
+                self._add_project_name(channel, canonicalize_name(doc["name"]), doc["name"])
+        removed: list[str] = []
+        cutoff = time.time() - grace
+        for key in self.storage.list(f"{prefix}blobs/"):
+            if key in referenced:
+                continue
+            # if_match: an upload that renewed the blob since the stat keeps it.
+            with contextlib.suppress(FileNotFoundError, StaleWriteError):
+                stat = self.storage.stat(key)
+                if stat.mtime < cutoff:
+                    self.storage.delete(key, if_match=stat.etag)
+                    removed.append(key)
+        return removed
