@@ -27,6 +27,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from .accesslog import configure_logging
 from .channels import ChannelExistsError, ChannelRegistry, InvalidChannelNameError
 from .config import ConfigError, load_config
+from .pypi import manage
+from .pypi.store import PythonStore
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
 from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
 
@@ -230,6 +232,25 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_files(args: argparse.Namespace) -> int:
+    """yank, unyank and delete: the same operations as the admin HTTP API."""
+    storage = _storage(args)
+    channel = ChannelRegistry(storage).get(args.channel)
+    if channel is None:
+        raise CommandError(f"channel {args.channel!r} does not exist")
+    try:
+        target = manage.parse_target(args.target)
+        options = {"reason": args.reason or ""} if args.command == "yank" else {}
+        action = {"yank": manage.yank, "unyank": manage.unyank, "delete": manage.delete}
+        files = action[args.command](PythonStore(storage), channel, target, **options)
+    except (manage.InvalidTargetError, manage.NoSuchFileError) as exc:
+        raise CommandError(str(exc).rstrip(".")) from exc
+    past = {"yank": "yanked", "unyank": "unyanked", "delete": "deleted"}[args.command]
+    for filename in files:
+        print(f"{past} {filename}")
+    return 0
+
+
 def _port(text: str) -> int:
     port = int(text)
     if not 0 <= port <= 65535:
@@ -298,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", parents=[common])
     revoke.add_argument("id", help="the id that 'token list' shows (never the token)")
     revoke.set_defaults(func=cmd_token_revoke)
+
+    for name, summary in (
+        ("yank", "mark Python files yanked (PEP 592): installers skip them unless pinned"),
+        ("unyank", "make yanked Python files installable again"),
+        ("delete", "remove Python files; their names can never be uploaded again"),
+    ):
+        files = commands.add_parser(name, parents=[common], help=summary)
+        files.add_argument("channel")
+        files.add_argument("target", metavar="FILENAME|PROJECT==VERSION")
+        if name == "yank":
+            files.add_argument("--reason", help="shown to users by pip and uv")
+        files.set_defaults(func=cmd_files)
     return parser
 
 

@@ -1,0 +1,153 @@
+"""Yank, unyank and delete Python files: shared by the admin HTTP API and the command line.
+
+::
+
+    store = PythonStore(storage)
+    target = parse_target("demo==1.0")                       # or a filename
+    yank(store, channel, target, reason="Broken on Windows")  # -> ["demo-1.0.tar.gz", ...]
+
+A target is one file (by its filename) or every file of one release
+(``PROJECT==VERSION``, compared as PEP 440 versions).  Each operation is one
+compare-and-swap of the project document, so the index shows it on the next request
+of every server process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from ..channels import Channel
+from .store import FileRecord, PythonStore
+
+__all__ = [
+    "MAX_REASON_LENGTH",
+    "InvalidTargetError",
+    "NoSuchFileError",
+    "Target",
+    "delete",
+    "parse_target",
+    "target",
+    "unyank",
+    "yank",
+]
+
+MAX_REASON_LENGTH = 1000
+
+
+class InvalidTargetError(ValueError):
+    """Neither a distribution filename nor ``PROJECT==VERSION``."""
+
+
+class NoSuchFileError(LookupError):
+    """The target names no file of the channel."""
+
+
+@dataclass(frozen=True)
+class Target:
+    project: NormalizedName
+    filename: str | None = None
+    version: str | None = None
+
+    def matches(self, record: FileRecord) -> bool:
+        if self.filename is not None:
+            return record.filename == self.filename
+        assert self.version is not None
+        return _same_version(record.version, self.version)
+
+    def __str__(self) -> str:
+        return self.filename or f"{self.project}=={self.version}"
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def _project_of(filename: str) -> NormalizedName:
+    try:
+        if filename.endswith(".whl"):
+            return parse_wheel_filename(filename)[0]
+        return parse_sdist_filename(filename)[0]
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        raise InvalidTargetError(
+            f"{filename!r} is neither a wheel or sdist filename nor PROJECT==VERSION."
+        ) from None
+
+
+def target(
+    *, filename: str | None = None, project: str | None = None, version: str | None = None
+) -> Target:
+    """A target from the admin API's form fields: a filename, or a project and version."""
+    if filename:
+        if "/" in filename or "\\" in filename:
+            raise InvalidTargetError(f"{filename!r} is a path; give the file's name alone.")
+        return Target(project=_project_of(filename), filename=filename)
+    if project and version:
+        return Target(project=canonicalize_name(project), version=version.strip())
+    raise InvalidTargetError(
+        "Name a file with 'filename', or a release with 'project' and 'version'."
+    )
+
+
+def parse_target(text: str) -> Target:
+    """``FILENAME`` or ``PROJECT==VERSION``, as the command line takes them."""
+    project, sep, version = text.partition("==")
+    if sep:
+        if not project.strip() or not version.strip():
+            raise InvalidTargetError(
+                f"{text!r} needs both a project and a version: PROJECT==VERSION."
+            )
+        return target(project=project.strip(), version=version)
+    return target(filename=text.strip())
+
+
+def _change(
+    store: PythonStore,
+    channel: Channel,
+    target: Target,
+    update: Callable[[FileRecord], FileRecord | None],
+) -> list[str]:
+    current = store.project(channel, target.project)
+    if current is None or not any(target.matches(f) for f in current.files):
+        raise NoSuchFileError(f"Channel {channel.name!r} has no file {str(target)!r}.")
+    touched: set[str] = set()
+
+    def change(record: FileRecord) -> FileRecord | None:
+        if not target.matches(record):
+            return record
+        touched.add(record.filename)
+        return update(record)
+
+    store.update_files(channel, target.project, change)
+    return sorted(touched)
+
+
+def yank(store: PythonStore, channel: Channel, target: Target, reason: str = "") -> list[str]:
+    """Mark the target's files yanked (PEP 592) with ``reason``; returns their names."""
+    reason = " ".join(reason.split())
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidTargetError(f"The reason is longer than {MAX_REASON_LENGTH} characters.")
+    return _change(store, channel, target, lambda r: replace(r, yanked=reason))
+
+
+def unyank(store: PythonStore, channel: Channel, target: Target) -> list[str]:
+    """Make the target's files installable again; returns their names."""
+    return _change(store, channel, target, lambda r: replace(r, yanked=None))
+
+
+def delete(store: PythonStore, channel: Channel, target: Target) -> list[str]:
+    """Remove the target's files and their bytes; their names stay unusable for uploads."""
+    return _change(store, channel, target, lambda r: None)
