@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -110,6 +111,8 @@ class AccessLogMiddleware:
             "status": None,
             "size": 0,
             "user_agent": environ.get("HTTP_USER_AGENT", ""),
+            # Which worker answered, under gunicorn and other pre-forking servers.
+            "pid": os.getpid(),
         }
 
         def logging_start_response(
