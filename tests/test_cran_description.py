@@ -38,7 +38,7 @@ Member = tuple[str, bytes | None, bytes]  # name, type (None: regular file), con
 
 def tarball(members: Iterable[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for member in members:
             if isinstance(member, tarfile.TarInfo):
                 tar.addfile(member)
@@ -47,7 +47,8 @@ def tarball(members: Iterable[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
                 info.size = len(member[1])
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(member[1]))
-    return buffer.getvalue()
+    # mtime=0: the same members always give the same bytes (stable test ids, xdist).
+    return gzip.compress(buffer.getvalue(), mtime=0)
 
 
 def source_package(
@@ -78,8 +79,11 @@ def windows_zip(
 ) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(f"{name}/DESCRIPTION", description(name, version, Built=built))
-        archive.writestr(f"{name}/R/{name}", b"lazy-load")
+        fixed = (2024, 1, 1, 0, 0, 0)
+        archive.writestr(
+            zipfile.ZipInfo(f"{name}/DESCRIPTION", fixed), description(name, version, Built=built)
+        )
+        archive.writestr(zipfile.ZipInfo(f"{name}/R/{name}", fixed), b"lazy-load")
         for info, data in extra:
             archive.writestr(info, data)
     return buffer.getvalue()
@@ -213,6 +217,7 @@ def test_accepts_utf8() -> None:
         (description().encode() + b"Version: 2.0\n", "malformed"),
         (description(Built=WINDOWS_BUILT).encode(), "binary"),
     ],
+    ids=lambda value: value if isinstance(value, str) else "data",
 )
 def test_refuses_bad_descriptions(text: bytes, match: str) -> None:
     refused(source_package(text=text), match)
@@ -294,6 +299,7 @@ def test_bounds_member_count_and_unpacked_size() -> None:
         (b"\x1f\x8b\x08\x00garbage", "not a valid gzip-compressed tar"),
         (windows_zip(), "Windows binary"),
     ],
+    ids=lambda value: value if isinstance(value, str) else "data",
 )
 def test_refuses_broken_files(data: bytes, match: str) -> None:
     refused(data, match)
@@ -325,6 +331,7 @@ def test_zip_refuses_a_symlinked_description() -> None:
         (mac_tgz(built="R 4.2.2; x86_64-pc-linux-gnu; 2022-11-10; unix"), "built for"),
         (mac_tgz(built="R 4.2.2 x86_64"), "Built"),
     ],
+    ids=lambda value: value if isinstance(value, str) else "data",
 )
 def test_binaries_must_say_where_they_run(data: bytes, match: str) -> None:
     refused(data, match, binary=True)

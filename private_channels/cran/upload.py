@@ -89,6 +89,9 @@ class CranUploadMiddleware:
                 400, "The filetype must be cran_source_package or cran_binary_package."
             )
         if len(contents) != 1:
+            for extra in contents:
+                # forms.close_upload_form closes only the first file of each field.
+                extra.close()
             raise http_error(
                 400, "Send exactly one package file in the field 'content' (curl -F content=@FILE)."
             )
