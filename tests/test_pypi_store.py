@@ -6,18 +6,20 @@ import hashlib
 import io
 import threading
 import time
+from collections.abc import Callable
+from typing import IO, Any
 
 import pytest
 from packaging.utils import canonicalize_name
 
-from private_channels.channels import ChannelRegistry
+from private_channels.channels import Channel, ChannelRegistry
 from private_channels.pypi.store import (
     DeletedFilenameError,
     FileConflictError,
     FileRecord,
     PythonStore,
 )
-from private_channels.storage import Storage
+from private_channels.storage import Stat, Storage
 
 
 def record(filename: str, data: bytes, project: str = "demo") -> FileRecord:
@@ -89,3 +91,131 @@ def test_concurrent_uploads_all_land(storage: Storage) -> None:
     assert project is not None
     assert len(project.files) == 11
     assert results.count(True) == 11 and results.count(False) == 3
+
+
+class _Hooked:
+    """A storage that runs ``hook`` once, right after the first create of a matching key."""
+
+    def __init__(self, storage: Storage, match: str, hook: Callable[[], None]) -> None:
+        self.storage = storage
+        self.match = match
+        self.hook: Callable[[], None] | None = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def create(self, key: str, data: IO[bytes]) -> Stat:
+        stat = self.storage.create(key, data)
+        if self.match in key and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return stat
+
+
+def test_losing_a_race_of_the_same_file_keeps_the_winners_blob(storage: Storage) -> None:
+    channel = ChannelRegistry(storage).create("c")
+    name = "demo-1.0.tar.gz"
+
+    def other_client_commits_first() -> None:
+        assert PythonStore(storage).add_file(
+            channel, record(name, b"A"), io.BytesIO(b"A"), display_name="demo"
+        )
+
+    hooked = PythonStore(_Hooked(storage, "/blobs/", other_client_commits_first))  # type: ignore[arg-type]
+    assert not hooked.add_file(channel, record(name, b"A"), io.BytesIO(b"A"), display_name="demo")
+    sha = hashlib.sha256(b"A").hexdigest()
+    stream, _ = PythonStore(storage).open_blob(channel, sha, name)
+    with stream:
+        assert stream.read() == b"A"
+
+
+def test_conflict_found_at_commit_removes_the_blob(storage: Storage) -> None:
+    channel = ChannelRegistry(storage).create("c")
+    name = "demo-1.0-py3-none-any.whl"
+    store = PythonStore(storage)
+    store.add_file(channel, record("demo-0.1.tar.gz", b"0"), io.BytesIO(b"0"), display_name="demo")
+    before = sorted(storage.list(""))
+
+    def other_bytes_commit_first() -> None:
+        store.add_file(channel, record(name, b"B"), io.BytesIO(b"B"), display_name="demo")
+
+    hooked = PythonStore(_Hooked(storage, "/blobs/", other_bytes_commit_first))  # type: ignore[arg-type]
+    with pytest.raises(FileConflictError):
+        hooked.add_file(
+            channel, record(name, b"A"), io.BytesIO(b"A"), display_name="demo", metadata=b"M"
+        )
+    after = set(storage.list(""))
+    sha_a = hashlib.sha256(b"A").hexdigest()
+    assert not any(sha_a in key for key in after)
+    assert len(after - set(before)) == 1  # B's blob; its record is in the same document
+
+
+def _orphan(storage: Storage, channel: Channel, data: bytes, filename: str) -> str:
+    """What a process killed between writing a blob and committing its record leaves."""
+    key = PythonStore(storage).blob_key(channel, hashlib.sha256(data).hexdigest(), filename)
+    storage.create(key, io.BytesIO(data))
+    return key
+
+
+def test_orphan_blobs_are_invisible_and_collected(storage: Storage) -> None:
+    channel = ChannelRegistry(storage).create("c")
+    store = PythonStore(storage)
+    sha = hashlib.sha256(b"A").hexdigest()
+    orphan = _orphan(storage, channel, b"A", "demo-1.0.tar.gz")
+    with pytest.raises(FileNotFoundError):
+        store.open_blob(channel, sha, "demo-1.0.tar.gz")
+    store.add_file(
+        channel,
+        record("demo-2.0-py3-none-any.whl", b"W"),
+        io.BytesIO(b"W"),
+        display_name="demo",
+        metadata=b"Metadata-Version: 2.1\n",
+    )
+    wheel_sha = hashlib.sha256(b"W").hexdigest()
+    for wrong in [
+        (sha, "demo-2.0-py3-none-any.whl"),  # a real filename under another sha256
+        (wheel_sha, "demo-2.0-py3-none-any.whl.metadata.metadata"),
+        (wheel_sha, "not-a-distribution"),
+    ]:
+        with pytest.raises(FileNotFoundError):
+            store.open_blob(channel, *wrong)
+    stream, _ = store.open_blob(channel, wheel_sha, "demo-2.0-py3-none-any.whl.metadata")
+    with stream:
+        assert stream.read() == b"Metadata-Version: 2.1\n"
+    assert store.collect_garbage(channel) == []  # young orphans may be uploads in progress
+    time.sleep(0.05)
+    assert store.collect_garbage(channel, grace=0.01) == [orphan]
+    committed = sorted(storage.list(""))
+    assert store.collect_garbage(channel, grace=0) == []
+    assert sorted(storage.list("")) == committed
+    # An upload of the orphan's very bytes lands normally after all.
+    assert store.add_file(
+        channel, record("demo-1.0.tar.gz", b"A"), io.BytesIO(b"A"), display_name="demo"
+    )
+    with store.open_blob(channel, sha, "demo-1.0.tar.gz")[0] as stream:
+        assert stream.read() == b"A"
+
+
+def test_upload_over_an_orphan_renews_it(storage: Storage) -> None:
+    channel = ChannelRegistry(storage).create("c")
+    store = PythonStore(storage)
+    orphan = _orphan(storage, channel, b"A", "demo-1.0.tar.gz")
+    old = storage.stat(orphan)
+    time.sleep(1.05)  # S3 keeps modification times to the second
+    store.add_file(channel, record("demo-1.0.tar.gz", b"A"), io.BytesIO(b"A"), display_name="d")
+    # So that collect_garbage's grace period spares it until the record commits.
+    assert storage.stat(orphan).mtime > old.mtime
+
+
+def test_collect_garbage_repairs_a_missing_project_name(storage: Storage) -> None:
+    channel = ChannelRegistry(storage).create("c")
+    store = PythonStore(storage)
+    store.add_file(channel, record("demo-1.0.tar.gz", b"A"), io.BytesIO(b"A"), display_name="Demo")
+    storage.delete(store.projects_key(channel))  # as if killed right after the commit
+    assert store.projects(channel)[0] == {}
+    store.collect_garbage(channel)
+    assert store.projects(channel)[0] == {"demo": "Demo"}
+    storage.delete(store.projects_key(channel))
+    # Re-running the upload repairs it too.
+    store.add_file(channel, record("demo-1.0.tar.gz", b"A"), io.BytesIO(b"A"), display_name="Demo")
+    assert store.projects(channel)[0] == {"demo": "Demo"}

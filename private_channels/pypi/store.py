@@ -23,10 +23,11 @@ costs one read of one document.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
 from packaging.utils import (
@@ -175,6 +176,9 @@ class PythonStore:
     ) -> bool:
         """Store a file and commit its record; ``False`` if the very same file was there.
 
+        ``metadata`` (a wheel's METADATA, verbatim) is served beside the file (PEP 658);
+        the record's ``metadata_sha256`` is filled in from it when not set.
+
         Raises :class:`FileConflictError` when the filename holds other bytes and
         :class:`DeletedFilenameError` when it was deleted; both are found before any
         write when possible, and otherwise what this call wrote is removed again.
@@ -185,6 +189,8 @@ class PythonStore:
         :meth:`collect_garbage`.  (The filesystem backend may also leave hidden
         ``.tmp-*`` files of a write in progress; they are never listed or served.)
         """
+        if metadata is not None and record.metadata_sha256 is None:
+            record = replace(record, metadata_sha256=hashlib.sha256(metadata).hexdigest())
         existing = self.project(channel, record.project)
         if existing is not None:
             self._check_new(existing.files, existing.deleted, record)
@@ -314,7 +320,9 @@ class PythonStore:
         for key in self.storage.list(f"{prefix}blobs/"):
             if key in referenced:
                 continue
-            # if_match: an upload that renewed the blob since the stat keeps it.
+            # if_match: an upload that renewed the blob since the stat keeps it (where
+            # ETags change on every write; S3's are the content's, and there the grace
+            # period, renewed by the upload, is what protects it).
             with contextlib.suppress(FileNotFoundError, StaleWriteError):
                 stat = self.storage.stat(key)
                 if stat.mtime < cutoff:
