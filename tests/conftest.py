@@ -7,9 +7,10 @@ import pytest
 
 from private_channels.storage import FileSystemStorage, MemoryStorage, Storage
 
+from .s3server import SeaweedFS, seaweedfs  # noqa: F401  (the session fixture)
 from .support import LiveServer, live_server
 
-BACKENDS = ["memory", "filesystem"]
+BACKENDS = ["memory", "filesystem", "s3"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,12 +29,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def storage(backend: str, tmp_path: Path) -> Storage:
+def storage(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
     """A fresh, empty storage of each backend under test."""
     if backend == "memory":
         return MemoryStorage()
     if backend == "filesystem":
         return FileSystemStorage(tmp_path / "storage")
+    if backend == "s3":
+        # SeaweedFS starts once per session, and only if some test asks for it.
+        s3: SeaweedFS = request.getfixturevalue("seaweedfs")
+        s3_storage = s3.storage()
+        request.addfinalizer(s3_storage.close)
+        return s3_storage  # type: ignore[no-any-return]
     raise pytest.UsageError(f"unknown backend {backend!r}")
 
 
