@@ -1,0 +1,163 @@
+"""The CRAN-like layout a channel serves: indexes, downloads, Archive/, Meta/archive.rds."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+
+import pytest
+
+from private_channels import ChannelRegistry, Scope, TokenStore
+from private_channels.cran.dcf import parse_dcf
+from private_channels.storage import MemoryStorage, Storage
+
+from .test_cran_description import source_package, windows_zip
+from .test_cran_upload import PREFIXES, Channel
+
+
+@pytest.fixture(params=PREFIXES)
+def channel(request: pytest.FixtureRequest) -> Channel:
+    return Channel(MemoryStorage(), request.param)
+
+
+@pytest.fixture
+def versions(channel: Channel) -> dict[str, bytes]:
+    """abc 1.0, 1.2 and 1.10 uploaded in that order (1.10 is the latest), xyz 0.1."""
+    files = {
+        "abc_1.0.tar.gz": source_package("abc", "1.0"),
+        "abc_1.2.tar.gz": source_package("abc", "1.2"),
+        "abc_1.10.tar.gz": source_package("abc", "1.10"),
+        "xyz_0.1.tar.gz": source_package("xyz", "0.1", Imports="abc (>= 1.2)"),
+    }
+    for filename, data in files.items():
+        channel.upload(data, filename)
+    return files
+
+
+def test_index_lists_the_latest_of_each_package(channel: Channel, versions: dict) -> None:  # type: ignore[type-arg]
+    records = channel.index()
+    assert [(r["Package"], r["Version"]) for r in records] == [("abc", "1.10"), ("xyz", "0.1")]
+    gz = parse_dcf(gzip.decompress(channel.get("src/contrib/PACKAGES.gz").body).decode())
+    assert gz == records
+    rds = lzma.decompress(channel.get("src/contrib/PACKAGES.rds").body)
+    assert rds.startswith(b"X\n\x00\x00\x00\x03")
+    # CHARSXPs are length-prefixed: the version strings themselves, not "abc (>= 1.2)".
+    assert b"\x00\x00\x00\x041.10" in rds and b"\x00\x00\x00\x031.2" not in rds
+
+
+def test_latest_in_src_contrib_older_in_archive(channel: Channel, versions: dict) -> None:  # type: ignore[type-arg]
+    latest = channel.get("src/contrib/abc_1.10.tar.gz")
+    assert latest.body == versions["abc_1.10.tar.gz"]
+    assert latest.content_type == "application/gzip"
+    for old in ("abc_1.0.tar.gz", "abc_1.2.tar.gz"):
+        channel.get(f"src/contrib/{old}", status=404)
+        assert channel.get(f"src/contrib/Archive/abc/{old}").body == versions[old]
+    channel.get("src/contrib/Archive/abc/abc_1.10.tar.gz", status=404)
+    channel.get("src/contrib/Archive/xyz/abc_1.0.tar.gz", status=404)
+    channel.get("src/contrib/Archive/abc/abc_9.9.tar.gz", status=404)
+
+
+def test_archive_rds_lists_older_versions(channel: Channel, versions: dict) -> None:  # type: ignore[type-arg]
+    body = channel.get("src/contrib/Meta/archive.rds").body
+    assert body[:2] == b"\x1f\x8b"  # gzip, as remotes reads it
+    data = gzip.decompress(body)
+    assert b"abc/abc_1.0.tar.gz" in data and b"abc/abc_1.2.tar.gz" in data
+    assert b"abc_1.10" not in data and b"xyz" not in data
+
+
+def test_downloads_are_conditional_and_ranged(channel: Channel, versions: dict) -> None:  # type: ignore[type-arg]
+    data = versions["abc_1.10.tar.gz"]
+    first = channel.get("src/contrib/abc_1.10.tar.gz")
+    assert first.headers["Content-Length"] == str(len(data))
+    etag = first.headers["ETag"]
+    assert "Last-Modified" in first.headers
+    url = f"{channel.url}/src/contrib/abc_1.10.tar.gz"
+    auth = {"X-Auth": channel.read}
+    not_modified = channel.app.get(url, headers={**auth, "If-None-Match": etag}, status=304)
+    assert not_modified.body == b""
+    part = channel.app.get(url, headers={**auth, "Range": "bytes=0-9"}, status=206)
+    assert part.body == data[:10]
+    head = channel.app.head(url, headers=auth)
+    assert head.headers["Content-Length"] == str(len(data)) and head.body == b""
+
+
+def test_indexes_are_conditional_and_follow_uploads(channel: Channel, versions: dict) -> None:  # type: ignore[type-arg]
+    url = f"{channel.url}/src/contrib/PACKAGES.rds"
+    auth = {"X-Auth": channel.read}
+    etag = channel.app.get(url, headers=auth).headers["ETag"]
+    channel.app.get(url, headers={**auth, "If-None-Match": etag}, status=304)
+    channel.upload(source_package("abc", "2.0"), "abc_2.0.tar.gz")
+    fresh = channel.app.get(url, headers={**auth, "If-None-Match": etag}, status=200)
+    assert fresh.headers["ETag"] != etag
+    assert [r["Version"] for r in channel.index()] == ["2.0", "0.1"]
+
+
+@pytest.mark.parametrize(
+    "directory",
+    ["src/contrib", "bin/windows/contrib/4.2", "bin/macosx/big-sur-arm64/contrib/4.4"],
+)
+def test_empty_directories_serve_empty_indexes(channel: Channel, directory: str) -> None:
+    assert channel.get(f"{directory}/PACKAGES").body == b""
+    assert gzip.decompress(channel.get(f"{directory}/PACKAGES.gz").body) == b""
+    assert lzma.decompress(channel.get(f"{directory}/PACKAGES.rds").body).startswith(b"X\n")
+
+
+def test_binary_directories_have_their_own_index(channel: Channel) -> None:
+    channel.upload(source_package("abc", "1.0"), "abc_1.0.tar.gz")
+    channel.upload(windows_zip("abc", "1.0"), "abc_1.0.zip", "cran_binary_package")
+    (record,) = channel.index("bin/windows/contrib/4.2")
+    assert record["Built"].startswith("R 4.2.2; x86_64-w64-mingw32")
+    assert channel.get("bin/windows/contrib/4.2/abc_1.0.zip").content_type == "application/zip"
+    channel.get("bin/windows/contrib/4.3/abc_1.0.zip", status=404)
+    channel.get("src/contrib/abc_1.0.zip", status=404)
+    assert "Built" not in channel.index()[0]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "src/contrib/",
+        "src/contrib/PACKAGES.json",
+        "src/contrib/../contrib/PACKAGES",
+        "src/contrib/abc_1.0.tar.bz2",
+        "bin/windows/contrib/x.y/PACKAGES",
+        "bin/linux/contrib/4.2/PACKAGES",
+        "src/contrib/Meta/other.rds",
+    ],
+)
+def test_other_paths_are_not_ours(channel: Channel, path: str) -> None:
+    response = channel.get(path, status=404)
+    assert "PACKAGES" not in response.text or "Nothing is at this URL" in response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["src/contrib/PACKAGES", "src/contrib/abc_1.0.tar.gz", "src/contrib/Meta/archive.rds"]
+)
+def test_index_urls_are_read_only(channel: Channel, path: str) -> None:
+    response = channel.app.post(
+        f"{channel.url}/{path}", {"x": "y"}, headers={"X-Auth": channel.write}, status=405
+    )
+    assert "read-only" in response.status
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+def test_reading_needs_a_token_unless_public(channel: Channel, versions: dict) -> None:  # type: ignore[type-arg]
+    url = f"{channel.url}/src/contrib/PACKAGES"
+    denied = channel.app.get(url, status=401)
+    assert denied.headers["WWW-Authenticate"] == 'Basic realm="private-channels"'
+    channel.app.get(url, headers={"X-Auth": "f" * 48}, status=401)
+    prefix = channel.url.rsplit("/team", 1)[0]
+    by_path = channel.app.get(f"{prefix}/t/{channel.read}/team/src/contrib/PACKAGES")
+    assert "Package: abc" in by_path.text
+    channel.app.get(f"{prefix}/t/{'0' * 48}/team/src/contrib/PACKAGES", status=401)
+    channel.app.get(f"{prefix}/t/{channel.read}/team/src/contrib/abc_1.10.tar.gz", status=200)
+
+
+def test_public_channel_reads_anonymously(storage: Storage) -> None:
+    ChannelRegistry(storage).create("open", public=True)
+    channel = Channel(storage, "/api/repo")
+    channel.url = "/api/repo/open"
+    channel.write, _ = TokenStore(storage).create(channels=["open"], scope=Scope.WRITE)
+    channel.upload(source_package(), "abc_1.0.tar.gz", token="write")
+    assert "Package: abc" in channel.app.get("/api/repo/open/src/contrib/PACKAGES").text
+    channel.upload(source_package("abc", "1.1"), "abc_1.1.tar.gz", token=None, status=401)
