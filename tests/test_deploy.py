@@ -3,6 +3,7 @@ waitress as real processes on 127.0.0.1, and behind a reverse proxy with a path 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,12 +18,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
 
 import pytest
+import webtest
+from packaging.utils import canonicalize_name
 
 from private_channels import ChannelRegistry, Scope, TokenStore, open_storage
+from private_channels.config import Config
 
+from .packages import make_wheel
 from .support import cli
+from .test_examples import PIP_ENV, serving
 
 # waitress-serve, not "python -m waitress", whose exit status is always 0.
 WAITRESS = str(Path(sys.executable).with_name("waitress-serve"))
@@ -132,11 +140,23 @@ def test_production_server_serves_the_configured_app(
         with ThreadPoolExecutor(max_workers=8) as pool:
             assert set(pool.map(fetch, range(16))) == {401}
 
+        def served() -> list[dict[str, object]]:
+            return [
+                r
+                for r in server.access_records()
+                if str(r["path"]).startswith("/api/repo/t/<redacted>/team/")
+            ]
+
+        # A record is written when the server closes the response, maybe just after
+        # the client has read it: wait for the last ones before stopping the server.
+        deadline = time.monotonic() + 10
+        while len(served()) < 56 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     records = server.access_records()
     assert tokens["read"] not in server.log.read_text()
-    served = [r for r in records if str(r["path"]).startswith("/api/repo/t/<redacted>/team/")]
-    assert len(served) == 56
-    assert {r["token_id"] for r in served[:40]} == {tokens["read_id"]}
+    assert len(served()) == 56
+    assert [r["token_id"] for r in served()].count(tokens["read_id"]) == 40
     pids = {r["pid"] for r in records}
     if kind == "gunicorn":
         # Concurrent requests on sync workers spread over the processes (measured: 3 of 3).
@@ -164,3 +184,119 @@ def test_invalid_configuration_stops_start_up(kind: str, tmp_path: Path) -> None
         "PRIVATE_CHANNELS_SECRET_KEY) is invalid: it has 5 characters, fewer than 32;"
     ) in text
     assert "short" not in text  # the key itself is never echoed
+
+
+# --- Behind a reverse proxy that serves the app under a path prefix ---------------------
+
+PUBLIC = "https://packages.example.org/outer"
+
+
+def reverse_proxy(backend: Any, prefix: str = "/outer") -> Any:
+    """What nginx does with ``location /outer/ { proxy_pass http://backend/; }`` and the
+    usual ``X-Forwarded-*`` headers: strip the prefix and say so in the headers."""
+
+    def proxy(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(prefix + "/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"proxy: not found\n"]
+        forwarded = dict(environ)
+        forwarded.update(
+            PATH_INFO=path[len(prefix) :],
+            HTTP_X_FORWARDED_PREFIX=prefix,
+            HTTP_X_FORWARDED_FOR=environ.get("REMOTE_ADDR", "127.0.0.1"),
+            HTTP_X_FORWARDED_HOST=environ.get("HTTP_HOST", "localhost"),
+            HTTP_X_FORWARDED_PROTO=environ.get("wsgi.url_scheme", "http"),
+        )
+        return backend(forwarded, start_response)
+
+    return proxy
+
+
+@pytest.fixture
+def proxied(tmp_path: Path) -> tuple[webtest.TestApp, dict[str, str], Any]:
+    storage = open_storage(str(tmp_path / "data"))
+    ChannelRegistry(storage).create("team")
+    write, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    backend = Config(trusted_proxies=1, log_format="off").build_app(storage)
+    app = reverse_proxy(backend)
+    wheel = make_wheel(tmp_path, "Example_Pkg", "1.0")
+    webtest.TestApp(app, extra_environ={"HTTP_HOST": "packages.example.org"}).post(
+        "/outer/api/repo/team",
+        {":action": "file_upload", "name": "Example_Pkg", "version": "1.0",
+         "filetype": "bdist_wheel", "pyversion": "py3", "metadata_version": "2.1",
+         "sha256_digest": hashlib.sha256(wheel.read_bytes()).hexdigest()},
+        upload_files=[("content", wheel.name, wheel.read_bytes())],
+        headers={"X-Auth": write},
+    )  # fmt: skip
+    client = webtest.TestApp(
+        app,
+        extra_environ={"HTTP_HOST": "packages.example.org", "wsgi.url_scheme": "https"},
+    )
+    client.authorization = ("Basic", (write, "x-auth-token"))
+    return client, {"write": write, "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()}, app
+
+
+def _follow(
+    client: webtest.TestApp, url: str, status: int = 200, accept: str = "*/*"
+) -> webtest.TestResponse:
+    """GET a URL the server emitted, as the proxy would pass it on."""
+    assert url.startswith(PUBLIC + "/"), url
+    path = url.removeprefix("https://packages.example.org")
+    return client.get(path, status=status, headers={"Accept": accept})
+
+
+def test_redirects_behind_a_prefix_proxy_keep_the_prefix(
+    proxied: tuple[webtest.TestApp, dict[str, str], Any],
+) -> None:
+    client, _, _ = proxied
+    page = f"{PUBLIC}/api/repo/team/simple/Example_Pkg/"
+    moved = _follow(client, page, status=301)
+    assert urljoin(page, moved.headers["Location"]) == f"{PUBLIC}/api/repo/team/simple/example-pkg/"
+    bare = f"{PUBLIC}/api/repo/team/simple"
+    moved = _follow(client, bare, status=301)
+    assert urljoin(bare, moved.headers["Location"]) == f"{PUBLIC}/api/repo/team/simple/"
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/vnd.pypi.simple.v1+json"])
+def test_index_links_behind_a_prefix_proxy_resolve_under_it(
+    proxied: tuple[webtest.TestApp, dict[str, str], Any], accept: str
+) -> None:
+    client, expected, _ = proxied
+    root = f"{PUBLIC}/api/repo/team/simple/"
+    listing = _follow(client, root, accept=accept)
+    if accept == "text/html":
+        projects = re.findall(r'href="([^"]+)"', listing.text)
+    else:
+        # PEP 691: the client normalizes the name to build the project URL.
+        projects = [canonicalize_name(p["name"]) + "/" for p in listing.json["projects"]]
+    assert len(projects) == 1
+    page_url = urljoin(root, projects[0])
+    page = _follow(client, page_url, accept=accept)
+    if accept == "text/html":
+        links = re.findall(r'href="([^"]+)"', page.text)
+    else:
+        links = [f["url"] for f in page.json["files"]]
+    assert len(links) == 1
+    file_url = urljoin(page_url, links[0])
+    assert file_url.startswith(f"{PUBLIC}/api/repo/team/")
+    download = _follow(client, file_url.partition("#")[0])
+    assert hashlib.sha256(download.body).hexdigest() == expected["sha256"]
+
+
+@pytest.mark.e2e
+def test_pip_installs_through_a_prefix_proxy(
+    proxied: tuple[webtest.TestApp, dict[str, str], Any], tmp_path: Path
+) -> None:
+    _, tokens, app = proxied
+    with serving(app) as base:
+        host = base.removeprefix("http://")
+        target = tmp_path / "target"
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+             "--index-url", f"http://{tokens['write']}:x-auth-token@{host}/outer/api/repo/team/simple/",
+             "Example_Pkg==1.0"],
+            capture_output=True, text=True, timeout=300, env=PIP_ENV,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (target / "example_pkg").is_dir()

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import io
 import os
 import socket
 import subprocess
 import sys
+import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import webtest
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from private_channels import ChannelRegistry, Scope, TokenStore, open_storage
 
-from .support import REPO
+from .packages import build_project
+from .support import REPO, require_client
 
 pytestmark = [
     # Pyramid 2 imports pkg_resources, which setuptools deprecates (hence setuptools<81).
@@ -143,6 +152,10 @@ def test_standalone_script_serves_and_never_logs_a_token(tmp_path: Path) -> None
             assert answer.code not in (401, 403)
             assert answer.headers["X-Request-ID"] == "probe-1"
             answer.close()
+        # The record is written when the server closes the response, which may be just
+        # after the client has read it.
+        while "request_id=probe-1" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -150,3 +163,114 @@ def test_standalone_script_serves_and_never_logs_a_token(tmp_path: Path) -> None
     assert tokens["read"] not in text
     assert '"GET /api/repo/t/<redacted>/team/simple/"' in text
     assert "request_id=probe-1" in text
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve ``app`` over HTTP on a free port of 127.0.0.1 in a thread, for real clients."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
+    assert result.returncode == 0, f"{command[0]} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+# pip on this machine has extra indexes and find-links configured: none of it may help.
+PIP_ENV = {**os.environ, "PIP_CONFIG_FILE": "/dev/null", "PIP_FIND_LINKS": "", "PIP_NO_INPUT": "1"}
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """A real sdist and wheel of a project whose name is not normalized."""
+    return build_project(tmp_path_factory.mktemp("build"), "Example_Pkg", "1.0")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_twine_upload_and_pip_install_through_the_example(
+    name: str, dists: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twine = require_client("twine")
+    tokens = prepare(tmp_path / "data")
+    module = load_example(name, tmp_path / "data", monkeypatch)
+    with serving(module.app) as base:
+        channel = f"{base}/api/repo/team"
+        run(
+            [twine, "upload", "--non-interactive", "--disable-progress-bar",
+             "--repository-url", channel, "-u", "__token__", "-p", tokens["write"],
+             *map(str, dists)],
+        )  # fmt: skip
+        # Re-running an upload just works (SPEC: same bytes again is 200).
+        run([twine, "upload", "--non-interactive", "--repository-url", channel,
+             "-u", tokens["write"], "-p", "x-auth-token", *map(str, dists)])  # fmt: skip
+        index = f"http://{tokens['read']}:x-auth-token@{base.removeprefix('http://')}"
+        target = tmp_path / "target"
+        run(
+            [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+             "--index-url", f"{index}/api/repo/team/simple/", "example-pkg==1.0"],
+            env=PIP_ENV,
+        )  # fmt: skip
+        assert (target / "example_pkg" / "__init__.py").read_text() == "VERSION = '1.0'\n"
+        # The host's own routes are untouched by all that.
+        if HOST_ROUTES[name]:
+            with urllib.request.urlopen(f"{base}/status", timeout=10) as response:
+                assert b"channels" in response.read()
+
+
+def r_source_package(name: str, version: str) -> bytes:
+    """A pure-R source package, as ``R CMD build`` would make it."""
+    files = {
+        f"{name}/DESCRIPTION": (
+            f"Package: {name}\nVersion: {version}\nTitle: A Test\n"
+            "Description: A package to test installs.\nAuthor: Test\n"
+            "Maintainer: Test <test@example.org>\nLicense: MIT\n"
+        ),
+        f"{name}/NAMESPACE": "export(hello)\n",
+        f"{name}/R/hello.R": f'hello <- function() "hello from {name} {version}"\n',
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue())
+
+
+@pytest.mark.e2e
+def test_curl_upload_and_r_install_through_the_flask_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    curl, rscript = require_client("curl"), require_client("Rscript")
+    tokens = prepare(tmp_path / "data")
+    module = load_example("flask_app", tmp_path / "data", monkeypatch)
+    package = tmp_path / "hellor_0.1.tar.gz"
+    package.write_bytes(r_source_package("hellor", "0.1"))
+    library = tmp_path / "library"
+    library.mkdir()
+    with serving(module.app) as base:
+        run([curl, "--fail-with-body", "-sS", "-H", f"X-Auth: {tokens['write']}",
+             "-F", "filetype=cran_source_package", "-F", f"content=@{package}",
+             f"{base}/api/repo/team"])  # fmt: skip
+        script = (
+            f'install.packages("hellor", repos="{base}/api/repo/t/{tokens["read"]}/team", '
+            f'lib="{library}", quiet=TRUE); library(hellor, lib.loc="{library}"); cat(hello())'
+        )
+        result = run([rscript, "--vanilla", "-e", script])
+    assert result.stdout.strip().endswith("hello from hellor 0.1")
