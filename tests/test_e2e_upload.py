@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from private_channels.channels import ChannelRegistry
 from private_channels.pypi.store import PythonStore
 from private_channels.storage import FileSystemStorage
 
-from .packages import build_project, make_sdist, make_wheel
+from .packages import build_project, make_sdist, make_wheel, metadata_text
 from .support import LiveServer, live_server, require_client
 
 pytestmark = pytest.mark.e2e
@@ -314,3 +315,33 @@ def test_two_servers_on_one_storage_lose_nothing(tmp_path: Path) -> None:
     assert [status for status, _ in results] == [200] * len(threads), results
     assert sum("Uploaded" in text for _, text in results) == 13  # the raced sdist once
     assert _records(storage, "shared") == {p.name: p.read_bytes() for p in [*wheels, same]}
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_a_large_upload_streams(server: LiveServer, tmp_path: Path) -> None:
+    """The server's peak memory barely moves for a 96 MB upload: spooled, hashed and
+    stored in chunks, with only the archive's directory and METADATA read.  (A fresh
+    server, so that no earlier request has raised the peak already.)"""
+    live = server
+    url = _channel(live, "large")
+    token = live.token("large", "write")
+    wheel = tmp_path / "large-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("large-1.0.dist-info/METADATA", metadata_text("large", "1.0"))
+        with archive.open("large/data.bin", "w") as member:
+            for _ in range(96):
+                member.write(os.urandom(1024 * 1024))
+    body = upload_body(wheel, name="large")
+    before = _peak_rss_kib(live.process.pid)
+    status, text = post(url, token, body)
+    assert status == 200, text
+    growth_mib = (_peak_rss_kib(live.process.pid) - before) / 1024
+    assert growth_mib < 32, f"peak memory grew by {growth_mib:.0f} MiB"
+    assert _records(live.storage, "large", "large") == {wheel.name: wheel.read_bytes()}

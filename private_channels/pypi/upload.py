@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["PythonUploadMiddleware"]
 
 # Form field -> hashlib constructor, for every digest the legacy API defines.
-DIGESTS: dict[str, Any] = {
+DIGESTS: dict[str, Callable[[], Any]] = {
     "sha256_digest": hashlib.sha256,
     "blake2_256_digest": lambda: hashlib.blake2b(digest_size=32),
     "md5_digest": lambda: hashlib.md5(usedforsecurity=False),
@@ -172,7 +173,7 @@ def check_form(form: MultiDict[str, str]) -> None:
         )
 
 
-def hash_stream(stream: Any) -> dict[str, Any]:
+def hash_stream(stream: IO[bytes]) -> dict[str, Any]:
     """Every digest of the legacy API and the size, in one pass over the spooled file."""
     hashes = {field: new() for field, new in DIGESTS.items()}
     size = 0
