@@ -185,6 +185,28 @@ def test_uv_publish_conflict_and_read_token(
     assert _listing(live.storage) == before
 
 
+def test_uv_publish_check_url_reads_the_index(
+    live: LiveServer, dists: list[Path], tmp_path: Path
+) -> None:
+    """``--check-url`` skips files the index already has with the same sha256 and
+    refuses to upload a file whose name the index has with another.  uv sends no
+    credentials to the check URL, so a private channel's is given the path token."""
+    url = _channel(live, "uv-check")
+    token = live.token("uv-check", "write")
+    check = ["--token", token, "--check-url", f"{live.url}/t/{token}/uv-check/simple/"]
+    first = uv_publish(url, *dists, args=check)
+    assert first.returncode == 0, _output(first)
+    assert _records(live.storage, "uv-check") == {p.name: p.read_bytes() for p in dists}
+    posts = live.log_text().count('"POST /api/repo/uv-check/"')
+    rerun = uv_publish(url, *dists, args=check)
+    assert rerun.returncode == 0, _output(rerun)
+    assert _output(rerun).count("already exists, skipping") == 2
+    changed = make_wheel(tmp_path, PROJECT, "1.0", module_source="CHANGED = True\n")
+    conflict = uv_publish(url, changed, args=check)
+    assert conflict.returncode != 0 and "do not match" in _output(conflict)
+    assert live.log_text().count('"POST /api/repo/uv-check/"') == posts  # nothing sent
+
+
 # -- failures mid-upload, with a raw socket ----------------------------------------
 
 BOUNDARY = "pcboundary7MA4YWxkTrZu0gW"
