@@ -34,6 +34,8 @@ from .errors import ChannelHTTPError, http_error
 from .tokens import Scope, Token, TokenStore
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .channels import Channel
@@ -58,7 +60,7 @@ MISSING = "Authentication is missing: send a token for this channel."
 INVALID = "The token is invalid or expired."
 
 
-def _from_basic(value: str) -> str | None:
+def _from_basic(value: str) -> str:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
@@ -73,17 +75,23 @@ def _from_basic(value: str) -> str | None:
 
 def credentials(environ: WSGIEnvironment) -> str | None:
     """The token a request carries in a header, ``None`` if none; ``""`` if malformed."""
+    found = _header_credentials(environ)
+    return None if found is None else found[1]
+
+
+def _header_credentials(environ: WSGIEnvironment) -> tuple[str, str] | None:
+    """The environ key of the header that carries a token, and the token."""
     header = str(environ.get("HTTP_AUTHORIZATION", ""))
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic":
-        return _from_basic(value)
+        return "HTTP_AUTHORIZATION", _from_basic(value)
     if scheme.lower() == "bearer":
-        return value.strip()
+        return "HTTP_AUTHORIZATION", value.strip()
     if header:
-        return ""
+        return "HTTP_AUTHORIZATION", ""
     x_auth = environ.get("HTTP_X_AUTH")
     if x_auth is not None:
-        return str(x_auth).strip()
+        return "HTTP_X_AUTH", str(x_auth).strip()
     return None
 
 
@@ -130,19 +138,25 @@ class TokenAuthMiddleware:
         self.app = app
         self.store = store
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         secret = _cut_path_token(environ)
+        header = None
         if secret is None:
-            secret = credentials(environ)
+            found = _header_credentials(environ)
+            if found is not None:
+                header, secret = found
         environ[IDENTITY_KEY] = None
         if secret is not None:
             token = self.store.verify(secret) if secret else None
             if token is None:
-                error = http_error(401, INVALID, headers=[CHALLENGE])
-                return error(environ, start_response)  # type: ignore[return-value]
+                return http_error(401, INVALID, headers=[CHALLENGE])(environ, start_response)
+            if header is not None:
+                # The identity replaces the secret: an error reporter or debugger that
+                # dumps the environ further in must not find the token there.
+                del environ[header]
             environ[IDENTITY_KEY] = token
             environ["REMOTE_USER"] = token.id
-        return self.app(environ, start_response)  # type: ignore[return-value]
+        return self.app(environ, start_response)
 
 
 def authorize(environ: WSGIEnvironment, channel: Channel, scope: Scope) -> Token | None:

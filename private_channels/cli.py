@@ -65,7 +65,12 @@ class RedactingRequestHandler(WSGIRequestHandler):
 
     The middleware removes the path form before any app sees it, but werkzeug logs
     the request line as the client sent it, so the log needs its own redaction.
+    So do the errors of :mod:`http.server` for a request line it cannot parse, which
+    quote that line in the reason phrase and the body.
     """
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        super().send_error(code, None if message is None else redact(message), explain)
 
     def log(self, type: str, message: str, *args: Any) -> None:
         text = redact((message % args) if args else message)
