@@ -445,7 +445,20 @@ def test_pages_cost_one_stat_when_cached_and_never_list(storage: Storage, tmp_pa
             client.get(path)
         assert all(call == "stat" for call, _ in counting.calls), counting.calls
         assert len(counting.calls) == 3
-    assert project_key in {key for _, key in counting.calls} or True
+    # Downloads check the record in the cached document too: one stat, then the blob.
+    record = publish(storage, channel, make_wheel(tmp_path, "demo", "1.2"))
+    blob = PythonStore(storage).blob_key(channel, record.sha256, record.filename)
+    client.get(f"/files/{record.sha256}/{record.filename}")
+    counting.calls.clear()
+    client.get(f"/files/{record.sha256}/{record.filename}")
+    assert counting.calls == [("stat", project_key), ("open", blob)]
+    # A fresh process whose client has the page current answers 304 from a stat alone.
+    etag = client.get("/simple/demo/").headers["ETag"]
+    fresh = webtest.TestApp(app)
+    middleware.cache = SimpleIndexMiddleware(nothing, counting).cache  # type: ignore[arg-type]
+    counting.calls.clear()
+    fresh.get("/simple/demo/", headers={"If-None-Match": etag}, status=304)
+    assert counting.calls == [("stat", project_key)]
     # A change made behind its back (another process) is seen on the next request.
     publish(storage, channel, make_wheel(tmp_path, "demo", "2.0"))
     assert "demo-2.0-py3-none-any.whl" in client.get("/simple/demo/").text

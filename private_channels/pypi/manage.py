@@ -37,6 +37,7 @@ __all__ = [
     "Target",
     "delete",
     "parse_target",
+    "project_of",
     "target",
     "unyank",
     "yank",
@@ -76,7 +77,8 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-def _project_of(filename: str) -> NormalizedName:
+def project_of(filename: str) -> NormalizedName:
+    """The normalized project name a wheel or sdist filename carries."""
     try:
         if filename.endswith(".whl"):
             return parse_wheel_filename(filename)[0]
@@ -94,7 +96,7 @@ def target(
     if filename:
         if "/" in filename or "\\" in filename:
             raise InvalidTargetError(f"{filename!r} is a path; give the file's name alone.")
-        return Target(project=_project_of(filename), filename=filename)
+        return Target(project=project_of(filename), filename=filename)
     if project and version:
         return Target(project=canonicalize_name(project), version=version.strip())
     raise InvalidTargetError(

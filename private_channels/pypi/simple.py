@@ -21,6 +21,7 @@ a server that has one (gunicorn, uWSGI) can ``sendfile`` them from the filesyste
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -38,18 +39,17 @@ from werkzeug.exceptions import (
     RequestedRangeNotSatisfiable,
     RequestEntityTooLarge,
 )
-from werkzeug.http import parse_accept_header
+from werkzeug.http import is_resource_modified, parse_accept_header
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
 from ..auth import authorize
 from ..errors import http_error
 from ..routing import current_channel
-from ..storage import InvalidKeyError
 from ..tokens import Scope
 from . import manage
 from .render import HTML, JSON, MEDIA_TYPES, TEXT_HTML, index_page, project_page, render
-from .store import PythonStore
+from .store import FileRecord, PythonStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -106,6 +106,7 @@ def _offer_quality(accepted: MIMEAccept, offer: str) -> tuple[float, int]:
     return best[1], best[0]
 
 
+@functools.lru_cache(maxsize=256)  # pure, and clients send the same few headers
 def negotiate(accept: str | None) -> str | None:
     """The media type to answer an ``Accept`` header with, or ``None`` (406).
 
@@ -130,30 +131,37 @@ def negotiate(accept: str | None) -> str | None:
     return next(offer for specificity, offer in best if specificity == top)
 
 
-class _PageCache:
-    """Rendered pages by (channel, page, format), each valid for one storage ETag."""
+class _Cache:
+    """What this process derived from storage documents (rendered pages, parsed
+    projects), each entry valid for one storage ETag, least recently used out first
+    once the weights (about the bytes held) pass ``limit``."""
 
-    def __init__(self, entries: int) -> None:
-        self._entries = entries
-        self._pages: OrderedDict[tuple[str, ...], tuple[str, bytes]] = OrderedDict()
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._weight = 0
+        self._entries: OrderedDict[tuple[str, ...], tuple[str, Any, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, ...], storage_etag: str) -> bytes | None:
+    def get(self, key: tuple[str, ...], storage_etag: str) -> Any:
         with self._lock:
-            cached = self._pages.get(key)
+            cached = self._entries.get(key)
             if cached is None or cached[0] != storage_etag:
                 return None
-            self._pages.move_to_end(key)
+            self._entries.move_to_end(key)
             return cached[1]
 
-    def put(self, key: tuple[str, ...], storage_etag: str, body: bytes) -> None:
-        if self._entries <= 0:
-            return
+    def put(self, key: tuple[str, ...], storage_etag: str, value: Any, weight: int) -> None:
+        if weight > self._limit // 4:
+            return  # one huge page must not flush everything else
         with self._lock:
-            self._pages[key] = (storage_etag, body)
-            self._pages.move_to_end(key)
-            while len(self._pages) > self._entries:
-                self._pages.popitem(last=False)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._weight -= old[2]
+            self._entries[key] = (storage_etag, value, weight)
+            self._weight += weight
+            while self._weight > self._limit:
+                _, (_, _, dropped) = self._entries.popitem(last=False)
+                self._weight -= dropped
 
 
 def _page_etag(storage_etag: str, media_type: str) -> str:
@@ -168,17 +176,18 @@ def _not_found(what: str) -> HTTPException:
 class SimpleIndexMiddleware:
     """The read side of a channel's Python packages, and its yank/delete API.
 
-    ``cache_entries`` bounds the rendered pages kept in this process (0 turns the
-    cache off); each is checked against its document's storage ETag on every request.
+    ``cache_bytes`` bounds what this process keeps of rendered pages and parsed
+    project documents (0 turns the cache off); every entry is checked against its
+    document's storage ETag (one ``stat``) on every request that uses it.
     """
 
     def __init__(
-        self, app: WSGIApplication, storage: Storage, *, cache_entries: int = 2048
+        self, app: WSGIApplication, storage: Storage, *, cache_bytes: int = 64 * 1024 * 1024
     ) -> None:
         self.app = app
         self.storage = storage
         self.store = PythonStore(storage)
-        self.cache = _PageCache(cache_entries)
+        self.cache = _Cache(cache_bytes)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -285,12 +294,14 @@ class SimpleIndexMiddleware:
         serialization = "json" if media_type == JSON else "html"
         cache_key = (channel.name, *page, serialization)
         body = self.cache.get(cache_key, storage_etag)
+        if body is None and not is_resource_modified(environ, _page_etag(storage_etag, media_type)):
+            body = b""  # the client's copy is current (a 304 follows): nothing to read
         if body is None:
             data, storage_etag = load()
             if data is None:
                 raise _not_found(f"Project {project!r}")
             body = render(data, media_type)
-            self.cache.put(cache_key, storage_etag, body)
+            self.cache.put(cache_key, storage_etag, body, len(body))
         content_type = media_type if media_type == JSON else f"{media_type}; charset=utf-8"
         response = Response(body, content_type=content_type)
         response.headers.add(*_VARY)
@@ -309,16 +320,20 @@ class SimpleIndexMiddleware:
         sha256, _, filename = rest.partition("/")
         if not _SHA256.match(sha256) or not filename or "/" in filename:
             raise _not_found("This file")
-        try:
-            # The store serves only files that a committed record names.
-            stream, stat = self.store.open_blob(channel, sha256, filename)
-        except (FileNotFoundError, InvalidKeyError):
-            raise _not_found(f"File {filename!r}") from None
-        if environ.get("REQUEST_METHOD") == "HEAD":
-            stream.close()
         metadata = filename.endswith(".metadata")
+        record = self._committed(channel, filename.removesuffix(".metadata"))
+        if record is None or record.sha256 != sha256 or (metadata and not record.metadata_sha256):
+            raise _not_found(f"File {filename!r}")
+        key = self.store.blob_key(channel, sha256, filename)
+        try:
+            if environ.get("REQUEST_METHOD") == "HEAD":
+                stream, stat = None, self.storage.stat(key)
+            else:
+                stream, stat = self.storage.open(key)
+        except FileNotFoundError:  # deleted since the record was read
+            raise _not_found(f"File {filename!r}") from None
         response = Response(
-            wrap_file(environ, stream) if not stream.closed else b"",
+            wrap_file(environ, stream) if stream is not None else b"",
             mimetype="text/plain" if metadata else "application/octet-stream",
             direct_passthrough=True,
         )
@@ -334,6 +349,33 @@ class SimpleIndexMiddleware:
         except RequestedRangeNotSatisfiable:
             response.close()
             raise
+
+    def _committed(self, channel: Channel, filename: str) -> FileRecord | None:
+        """The record of a file, if committed: only those are served (a blob whose
+        upload never committed, or that is being deleted, is not).
+
+        PythonStore.open_blob checks the same, but by reading and parsing the whole
+        project document on every download; here the parsed document is cached, and
+        checked with one ``stat`` like the pages.
+        """
+        try:
+            name = manage.project_of(filename)
+        except manage.InvalidTargetError:
+            return None
+        try:
+            storage_etag = self.storage.stat(self.store.project_key(channel, name)).etag
+        except FileNotFoundError:
+            return None
+        cache_key = (channel.name, "records", name)
+        records: dict[str, FileRecord] | None = self.cache.get(cache_key, storage_etag)
+        if records is None:
+            project = self.store.project(channel, name)
+            if project is None:
+                return None
+            records = {record.filename: record for record in project.files}
+            weight = sum(512 + len(filename) for filename in records)
+            self.cache.put(cache_key, project.stat.etag, records, weight)
+        return records.get(filename)
 
     # -- yank, unyank, delete ----------------------------------------------------
 
