@@ -17,9 +17,9 @@ secrets in the URL.  The query parameters (all optional):
 ``addressing_style``
     ``path`` (``endpoint/bucket/key``), ``virtual`` (``bucket.endpoint/key``) or ``auto``;
 ``part_size``
-    bytes per multipart part, like ``16m`` (default ``8m``, at least ``5m``): blobs up to
-    this size are one PutObject, larger ones a multipart upload, and a write never holds
-    more than two parts in memory, whatever the blob's size;
+    bytes per multipart part, like ``16m`` (default ``8m``, at least ``5m``): smaller
+    blobs are one PutObject, others a multipart upload, and a write holds one part in
+    memory at a time, whatever the blob's size;
 ``max_attempts``
     attempts per request, retries included (default 3);
 ``listing``
@@ -37,6 +37,7 @@ need no lock server.  See ``docs/storage.md`` for what each operation costs in r
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import time
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ from botocore.config import Config
 
 from . import StorageURLError
 from .base import (
+    CHUNK_SIZE,
     InvalidKeyError,
     StaleWriteError,
     Stat,
@@ -115,17 +117,19 @@ def _stat(response: dict[str, Any]) -> Stat:
     )
 
 
-def _read_part(data: IO[bytes], size: int) -> bytes:
-    """Read up to ``size`` bytes, looping because a stream may return short reads."""
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining > 0:
-        chunk = data.read(remaining)
+def _read_part(data: IO[bytes], size: int) -> tuple[io.BytesIO, int]:
+    """Read up to ``size`` bytes into one buffer (a stream may return short reads)."""
+    part = io.BytesIO()
+    length = 0
+    while length < size:
+        # Small reads, so that the part is the only copy of its bytes in memory.
+        chunk = data.read(min(size - length, CHUNK_SIZE))
         if not chunk:
             break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        part.write(chunk)
+        length += len(chunk)
+    part.seek(0)
+    return part, length
 
 
 def _parse_size(text: str) -> int:
@@ -150,6 +154,7 @@ class S3Storage:
         client: Any,
         part_size: int = DEFAULT_PART_SIZE,
         listing: str = "walk",
+        page_size: int = 1000,
     ) -> None:
         prefix = prefix.strip("/")
         if prefix:
@@ -163,6 +168,7 @@ class S3Storage:
         self.client = client
         self.part_size = part_size
         self.listing = listing
+        self.page_size = page_size  # keys per list request; S3 answers at most 1,000
         self._root = f"{prefix}/" if prefix else ""
 
     @classmethod
@@ -339,16 +345,18 @@ class S3Storage:
             raise FileExistsError(key) from None
 
     def _write(self, s3key: str, data: IO[bytes], conditions: dict[str, str]) -> Stat:
-        first = _read_part(data, self.part_size)
-        second = _read_part(data, self.part_size) if len(first) == self.part_size else b""
+        # In a list that _multipart empties, so that no frame here keeps the part alive.
+        head = [_read_part(data, self.part_size)]
+        size = head[0][1]
         try:
-            if not second:
+            if size < self.part_size:
                 response = self.client.put_object(
-                    Bucket=self.bucket, Key=s3key, Body=first, **conditions
+                    Bucket=self.bucket, Key=s3key, Body=head.pop()[0], **conditions
                 )
-                size = len(first)
             else:
-                response, size = self._multipart(s3key, first, second, data, conditions)
+                # A blob of exactly one part becomes a one-part upload: knowing it is the
+                # last part would take reading a second part ahead, doubling the memory.
+                response, size = self._multipart(s3key, head, data, conditions)
         except botocore.exceptions.ClientError as exc:
             if _is_precondition(exc):
                 raise _PreconditionFailed from None
@@ -356,8 +364,13 @@ class S3Storage:
         return self._stat_written(s3key, str(response["ETag"]), size)
 
     def _multipart(
-        self, s3key: str, first: bytes, second: bytes, data: IO[bytes], conditions: dict[str, str]
+        self,
+        s3key: str,
+        head: list[tuple[io.BytesIO, int]],
+        data: IO[bytes],
+        conditions: dict[str, str],
     ) -> tuple[dict[str, Any], int]:
+        """Upload ``head`` (the part already read; popped, so as not to keep it) and the rest."""
         if "IfNoneMatch" in conditions and self._exists(s3key):
             # Not needed for correctness (the completion is conditional too), but it
             # spares uploading a large blob only to have it refused.
@@ -366,8 +379,10 @@ class S3Storage:
         try:
             parts: list[dict[str, Any]] = []
             size = 0
-            chunk, lookahead = first, second
-            while chunk:
+            while True:
+                body, length = head.pop() if head else _read_part(data, self.part_size)
+                if length == 0:
+                    break
                 if len(parts) == MAX_PARTS:
                     raise ValueError(
                         f"blob exceeds {MAX_PARTS} parts of {self.part_size} bytes; "
@@ -375,12 +390,11 @@ class S3Storage:
                     )
                 number = len(parts) + 1
                 answer = self.client.upload_part(
-                    Bucket=self.bucket, Key=s3key, UploadId=upload, PartNumber=number, Body=chunk
+                    Bucket=self.bucket, Key=s3key, UploadId=upload, PartNumber=number, Body=body
                 )
                 parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-                size += len(chunk)
-                chunk = lookahead
-                lookahead = _read_part(data, self.part_size) if chunk else b""
+                size += length
+                del body  # before reading the next part into memory
             response = self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=s3key,
@@ -456,7 +470,9 @@ class S3Storage:
 
     def _pages(self, **params: str) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
-        yield from paginator.paginate(Bucket=self.bucket, **params)
+        yield from paginator.paginate(
+            Bucket=self.bucket, PaginationConfig={"PageSize": self.page_size}, **params
+        )
 
     def _flat(self, prefix: str) -> Iterator[str]:
         last = ""
