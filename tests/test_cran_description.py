@@ -335,3 +335,21 @@ def test_zip_refuses_a_symlinked_description() -> None:
 )
 def test_binaries_must_say_where_they_run(data: bytes, match: str) -> None:
     refused(data, match, binary=True)
+
+
+def test_refuses_oversized_extended_headers() -> None:
+    member = tarfile.TarInfo("abc/inst/x")
+    member.pax_headers = {"comment": "x" * (2 * 1024 * 1024)}
+    refused(source_package(extra=[member]), "oversized extended tar header")
+
+
+def test_zip_refuses_encrypted_members() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("abc/DESCRIPTION", description(Built=WINDOWS_BUILT))
+    data = bytearray(buffer.getvalue())
+    # Set the "encrypted" flag bit in the local and the central directory headers.
+    data[6] |= 0x1
+    central = data.index(b"PK\x01\x02")
+    data[central + 8] |= 0x1
+    refused(bytes(data), "not a valid zip archive", binary=True)

@@ -242,12 +242,35 @@ class _Members:
         self.descriptions[name.split("/", 1)[0]] = data
 
 
+# GNU long names and pax headers are read into memory whole; real ones are tiny.
+MAX_EXTENDED_HEADER = 1024 * 1024
+_EXTENDED_TYPES = frozenset(
+    {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+     tarfile.SOLARIS_XHDTYPE}
+)  # fmt: skip
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses an extended header too large to hold in memory (a gzip bomb in disguise)."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        # tarfile documents _proc_member as the hook for subclasses.
+        if self.type in _EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER:
+            raise InvalidPackageError("The archive has an oversized extended tar header.")
+        member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+        return member
+
+
 def _scan_tar(stream: IO[bytes], limits: Limits) -> _Members:
     members = _Members(limits)
     try:
         with (
             gzip.GzipFile(fileobj=stream, mode="rb") as gunzip,
-            tarfile.open(fileobj=_Counted(gunzip, limits.max_unpacked), mode="r|") as tar,  # type: ignore[call-overload]
+            tarfile.open(  # type: ignore[call-overload]
+                fileobj=_Counted(gunzip, limits.max_unpacked),
+                mode="r|",
+                tarinfo=_BoundedTarInfo,
+            ) as tar,
         ):
             for member in tar:
                 if members.add(member.name, is_file=member.isreg(), is_dir=member.isdir()):
@@ -279,7 +302,8 @@ def _scan_zip(stream: IO[bytes], limits: Limits) -> _Members:
     except InvalidPackageError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
-            NotImplementedError, ValueError):  # fmt: skip
+            NotImplementedError, ValueError, RuntimeError):  # fmt: skip
+        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression.
         raise InvalidPackageError("The file is not a valid zip archive.") from None
     return members
 

@@ -28,7 +28,7 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -78,9 +78,8 @@ def _mimetype(name: str) -> str:
 
 
 class CranRepositoryMiddleware:
-    def __init__(
-        self, app: WSGIApplication, storage: Storage, *, cache_size: int = 256, **options: Any
-    ) -> None:
+    def __init__(self, app: WSGIApplication, storage: Storage, *, cache_size: int = 256) -> None:
+        """``cache_size``: how many rendered index files each process keeps."""
         self.app = app
         self.store = CranStore(storage)
         self.cache_size = cache_size
