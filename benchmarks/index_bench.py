@@ -187,7 +187,7 @@ def live(root: Path, token: str, big: FileRecord, seconds: float, threads: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20000)
-    parser.add_argument("--projects", type=int, default=2000)
+    parser.add_argument("--projects", type=int, default=1900)
     parser.add_argument("--big", type=int, default=1000, help="files of the one big project")
     parser.add_argument("--backend", choices=["filesystem", "memory"], default="filesystem")
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")

@@ -110,9 +110,16 @@ def _offer_quality(accepted: MIMEAccept, offer: str) -> tuple[float, int]:
 def negotiate(accept: str | None) -> str | None:
     """The media type to answer an ``Accept`` header with, or ``None`` (406).
 
-    No header, or one whose best match is only a wildcard, gets HTML (``text/html``):
-    PEP 691 treats a missing header as ``*/*``, and browsers and old tools want HTML.
-    pip and uv list the JSON type first, with HTML at a lower quality, and get JSON.
+    No header, or one whose best matches are all through ``*/*``, gets HTML
+    (``text/html`` unless refused): PEP 691 treats a missing header as ``*/*``, and
+    browsers and old tools want HTML.  Otherwise the highest quality wins, then the
+    most specific match, then JSON, the most expressive format (PEP 691's advice).
+    pip and uv list the JSON type first, with HTML at a lower quality, and get JSON::
+
+        >>> negotiate("application/vnd.pypi.simple.v1+json, text/html;q=0.01")
+        'application/vnd.pypi.simple.v1+json'
+        >>> negotiate(None), negotiate("application/json")
+        ('text/html', None)
     """
     if accept is None or not accept.strip():
         return TEXT_HTML
