@@ -298,14 +298,19 @@ def test_multipart_create_of_an_existing_key_uploads_nothing(s3: S3Storage) -> N
 def test_multipart_completion_is_conditional(seaweedfs: SeaweedFS, s3: S3Storage) -> None:
     """A writer that wins while our parts upload makes our completion fail, not overwrite."""
     other = seaweedfs.client()
+    winners = iter([b"the winner", b"the next winner"])
 
     def sneak_in(**kwargs: Any) -> None:
-        other.put_object(Bucket=s3.bucket, Key=f"{s3._root}race", Body=b"the winner")
+        other.put_object(Bucket=s3.bucket, Key=f"{s3._root}race", Body=next(winners))
 
     s3.client.meta.events.register("before-call.s3.CompleteMultipartUpload", sneak_in)
     with pytest.raises(FileExistsError):
         s3.create("race", io.BytesIO(b"z" * (2 * PART)))
-    assert read_bytes(s3, "race")[0] == b"the winner"
+    data, stat = read_bytes(s3, "race")
+    assert data == b"the winner"
+    with pytest.raises(StaleWriteError):
+        s3.put("race", io.BytesIO(b"z" * (2 * PART)), if_match=stat.etag)
+    assert read_bytes(s3, "race")[0] == b"the next winner"
     assert uploads_in_progress(s3) == []
 
 
@@ -313,10 +318,12 @@ def test_multipart_put_if_match(s3: S3Storage) -> None:
     first = s3.put("doc", io.BytesIO(b"small"))
     big = b"b" * (2 * PART + 1)
     second = s3.put("doc", io.BytesIO(big), if_match=first.etag)
+    requests = Requests(s3.client)
     with pytest.raises(StaleWriteError):
         s3.put("doc", io.BytesIO(big), if_match=first.etag)
     with pytest.raises(StaleWriteError):
         s3.put("absent", io.BytesIO(big), if_match=first.etag)
+    assert requests.take() == {"HeadObject": 2}  # refused before uploading anything
     assert s3.stat("doc") == second and second.size == len(big)
     assert uploads_in_progress(s3) == []
 

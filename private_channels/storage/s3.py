@@ -371,7 +371,7 @@ class S3Storage:
         conditions: dict[str, str],
     ) -> tuple[dict[str, Any], int]:
         """Upload ``head`` (the part already read; popped, so as not to keep it) and the rest."""
-        if "IfNoneMatch" in conditions and self._exists(s3key):
+        if conditions and not self._may_write(s3key, conditions):
             # Not needed for correctness (the completion is conditional too), but it
             # spares uploading a large blob only to have it refused.
             raise _PreconditionFailed
@@ -409,14 +409,16 @@ class S3Storage:
             raise
         return response, size
 
-    def _exists(self, s3key: str) -> bool:
+    def _may_write(self, s3key: str, conditions: dict[str, str]) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=s3key)
+            etag: str | None = str(self.client.head_object(Bucket=self.bucket, Key=s3key)["ETag"])
         except botocore.exceptions.ClientError as exc:
-            if _is_not_found(exc):
-                return False
-            raise
-        return True
+            if not _is_not_found(exc):
+                raise
+            etag = None
+        if "IfNoneMatch" in conditions:
+            return etag is None
+        return etag is not None and etag == conditions["IfMatch"]
 
     def _stat_written(self, s3key: str, etag: str, size: int) -> Stat:
         # PutObject and CompleteMultipartUpload answer no Last-Modified, and the stat
