@@ -25,6 +25,7 @@ from private_channels.storage import (
     StorageURLError,
     open_storage,
     read_bytes,
+    update_json,
 )
 from private_channels.storage.s3 import ListingOrderError, S3Storage
 
@@ -387,6 +388,12 @@ def test_request_counts_per_operation(s3: S3Storage) -> None:
     assert requests.take() == {"HeadObject": 1}
     s3.delete("k", if_match=stat.etag)
     assert requests.take() == {"HeadObject": 1, "DeleteObject": 1}
+    update_json(s3, "d.json", lambda doc: {"n": 1})  # absent: a create
+    assert requests.take() == {"GetObject": 1, "PutObject": 1, "HeadObject": 1}
+    update_json(s3, "d.json", lambda doc: {"n": doc["n"] + 1})
+    assert requests.take() == {"GetObject": 1, "PutObject": 1, "HeadObject": 1}
+    update_json(s3, "d.json", lambda doc: doc)  # no change: no write
+    assert requests.take() == {"GetObject": 1}
 
 
 def test_delete_if_match_is_enforced_by_the_store(seaweedfs: SeaweedFS, s3: S3Storage) -> None:
