@@ -111,7 +111,8 @@ def uv_publish(url: str, *files: Path, args: list[str]) -> subprocess.CompletedP
 
 
 def _output(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout + result.stderr
+    """Both streams, with whitespace collapsed: twine and uv wrap to the terminal width."""
+    return " ".join((result.stdout + result.stderr).split())
 
 
 @pytest.mark.parametrize("form", ["x-auth-token", "__token__"])
