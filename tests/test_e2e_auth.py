@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -343,7 +343,7 @@ def test_curl_sample(setup: Setup, tmp_path: Path) -> None:
     assert_no_token_in(setup, [])
 
 
-def assert_no_token_in(setup: Setup, answers: list[Answer], also: list[str] = ()) -> None:  # type: ignore[assignment]
+def assert_no_token_in(setup: Setup, answers: list[Answer], also: Sequence[str] = ()) -> None:
     secrets = [*setup.tokens.values(), *also]
     for answer in answers:
         text = f"{answer.reason}\n{answer.headers}\n{answer.body}"
