@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -202,6 +203,28 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
 def test_wheel_structure(tmp_path: Path, members: dict[str, bytes], says: str) -> None:
     with pytest.raises(InvalidDistributionError, match=says):
         read(_zip(tmp_path / "demo-1.0-py3-none-any.whl", members))
+
+
+def test_zip_member_twice(tmp_path: Path) -> None:
+    path = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("demo-1.0.dist-info/METADATA", PKG_INFO)
+        archive.writestr("demo/__init__.py", b"")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            archive.writestr("demo/__init__.py", b"import os")
+    with pytest.raises(
+        InvalidDistributionError, match=re.escape("'demo/__init__.py' more than once")
+    ):
+        read(path)
+
+
+def test_dot_slash_member_names(tmp_path: Path) -> None:
+    path = _tar(
+        tmp_path / "demo-1.0.tar.gz",
+        [_file("./demo-1.0/PKG-INFO")],
+        {"./demo-1.0/PKG-INFO": PKG_INFO},
+    )
+    assert read(path).name == "demo"
 
 
 def test_zip_sdist(tmp_path: Path) -> None:

@@ -172,12 +172,14 @@ def _escapes(path: str) -> bool:
 
 def _metadata_member(names: list[str], wheel: bool) -> str:
     """The one METADATA (``*.dist-info/METADATA``) or PKG-INFO (``*/PKG-INFO``) member."""
+    # Some archivers write "./" in front of every name.
     if wheel:
-        found = [n for n in names if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+        pattern = r"[^/]+\.dist-info/METADATA"
         what, where = "METADATA", "<name>-<version>.dist-info/METADATA"
     else:
-        found = [n for n in names if re.fullmatch(r"[^/]+/PKG-INFO", n)]
+        pattern = r"[^/]+/PKG-INFO"
         what, where = "PKG-INFO", "<name>-<version>/PKG-INFO"
+    found = [n for n in names if re.fullmatch(pattern, posixpath.normpath(n))]
     kind = "wheel" if wheel else "sdist"
     if not found:
         raise InvalidDistributionError(f"The {kind} has no {what} file at {where}.")
@@ -199,11 +201,19 @@ def _zip_metadata(stream: IO[bytes], limits: Limits, *, wheel: bool) -> bytes:
                 f"The {kind} has more than {limits.max_members} members."
             )
         total = 0
+        seen: set[str] = set()
         for member in members:
             if _escapes(member.filename):
                 raise InvalidDistributionError(
                     f"The {kind} member {member.filename!r} escapes the archive."
                 )
+            # Two entries of one name unpack differently depending on the tool that
+            # reads them (which one wins), so, like PyPI, refuse them.
+            if member.filename in seen:
+                raise InvalidDistributionError(
+                    f"The {kind} has the member {member.filename!r} more than once."
+                )
+            seen.add(member.filename)
             total += member.file_size
         if total > limits.max_unpacked_size:
             raise InvalidDistributionError(
@@ -289,7 +299,9 @@ def _tar_metadata(stream: IO[bytes], limits: Limits) -> bytes:
                 problem = _tar_member_problem(member)
                 if problem:
                     raise InvalidDistributionError(f"The sdist member {member.name!r} {problem}.")
-                if member.isfile() and re.fullmatch(r"[^/]+/PKG-INFO", member.name):
+                if member.isfile() and re.fullmatch(
+                    r"[^/]+/PKG-INFO", posixpath.normpath(member.name)
+                ):
                     if member.size > limits.max_metadata_size:
                         raise _metadata_too_large("sdist", limits)
                     extracted = archive.extractfile(member)
