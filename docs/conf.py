@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 project = "private-channels"
 author = "the private-channels developers"
-copyright = "the private-channels developers"  # noqa: A001 (Sphinx's name)
+copyright = "the private-channels developers"
 
 extensions = [
     "myst_parser",
