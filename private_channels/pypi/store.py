@@ -191,14 +191,15 @@ class PythonStore:
         """
         if metadata is not None and record.metadata_sha256 is None:
             record = replace(record, metadata_sha256=hashlib.sha256(metadata).hexdigest())
-        existing = self.project(channel, record.project)
-        if existing is not None:
-            self._check_new(existing.files, existing.deleted, record)
-            if any(f.filename == record.filename for f in existing.files):
-                # Re-running an upload also repairs a project name whose addition a
-                # crash interrupted; unchanged documents are not rewritten.
-                self._add_project_name(channel, record.project, existing.display_name)
-                return False
+        try:
+            existing, _ = read_json(self.storage, self.project_key(channel, record.project))
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and self._is_new(existing, record) is False:
+            # Re-running an upload also repairs a project name whose addition a
+            # crash interrupted; unchanged documents are not rewritten.
+            self._add_project_name(channel, record.project, existing["name"])
+            return False
 
         blob = self.blob_key(channel, record.sha256, record.filename)
         self._write_blob(blob, content)
@@ -208,9 +209,7 @@ class PythonStore:
 
         def commit(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {"name": display_name, "files": {}, "deleted": []}
-            files = [FileRecord.from_json(f) for f in doc["files"].values()]
-            self._check_new(files, doc.get("deleted", ()), record)
-            added[0] = record.filename not in doc["files"]
+            added[0] = self._is_new(doc, record)
             doc["files"].setdefault(record.filename, record.to_json())
             return doc
 
@@ -237,14 +236,21 @@ class PythonStore:
             content.seek(0)
             self.storage.put(key, content)
 
-    def _check_new(
-        self, files: Iterable[FileRecord], deleted: Iterable[str], record: FileRecord
-    ) -> None:
-        if record.filename in set(deleted):
+    @staticmethod
+    def _is_new(doc: dict[str, Any], record: FileRecord) -> bool:
+        """Whether the project document lacks the file; raise if it may not be added.
+
+        Looks at the one record by its filename, so that the cost of an upload does
+        not grow with the number of files a project has.
+        """
+        if record.filename in doc.get("deleted", ()):
             raise DeletedFilenameError(record.filename)
-        for old in files:
-            if old.filename == record.filename and old.sha256 != record.sha256:
-                raise FileConflictError(record.filename)
+        old = doc["files"].get(record.filename)
+        if old is None:
+            return True
+        if old["sha256"] != record.sha256:
+            raise FileConflictError(record.filename)
+        return False
 
     def _add_project_name(self, channel: Channel, name: NormalizedName, display: str) -> None:
         def add(doc: dict[str, Any] | None) -> dict[str, Any]:
