@@ -220,3 +220,37 @@ def test_config_error_from_the_cli_is_one_line(tmp_path: Path) -> None:
         "private-channels: error: The setting log_format (from PRIVATE_CHANNELS_LOG_FORMAT) is "
         "invalid: 'xml' is not one of text, json, off."
     ]
+
+
+def test_serve_arguments_over_environment_over_file(tmp_path: Path) -> None:
+    """``serve``: its options win over PRIVATE_CHANNELS_*, which win over the file."""
+    file = tmp_path / "pc.toml"
+    file.write_text(f'storage = "{tmp_path / "from-file"}"\nprefix = "/file"\nlog_format = "off"\n')
+
+    def serving_line(*args: str, **env: str) -> str:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "private_channels", "serve", "--port", "0", *args],
+            env={"PATH": "/usr/bin:/bin", **env},
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            cwd=tmp_path,
+        )
+        try:
+            assert process.stderr is not None
+            return process.stderr.readline().strip()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            assert process.stderr is not None
+            process.stderr.close()
+
+    line = serving_line("--config", str(file))
+    assert str(tmp_path / "from-file") in line and line.endswith("/file/")
+    line = serving_line(PRIVATE_CHANNELS_CONFIG=str(file), PRIVATE_CHANNELS_PREFIX="/env")
+    assert str(tmp_path / "from-file") in line and line.endswith("/env/")
+    line = serving_line(
+        "--prefix", "/arg", "--storage", str(tmp_path / "from-arg"),
+        PRIVATE_CHANNELS_CONFIG=str(file), PRIVATE_CHANNELS_PREFIX="/env",
+    )  # fmt: skip
+    assert str(tmp_path / "from-arg") in line and line.endswith("/arg/")
