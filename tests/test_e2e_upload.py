@@ -139,6 +139,15 @@ def test_twine_uploads_reruns_and_conflicts(
     assert _listing(live.storage) == before
 
 
+def test_twine_under_a_deeper_prefix(dists: list[Path], tmp_path: Path) -> None:
+    with live_server(str(tmp_path / "data"), tmp_path, prefix="/deep/er/mount") as deep:
+        assert deep.url.endswith("/deep/er/mount")
+        url = _channel(deep, "team")
+        result = twine(url.rstrip("/"), *dists, user="__token__", password=deep.token("team"))
+        assert result.returncode == 0, _output(result)
+        assert _records(deep.storage, "team") == {p.name: p.read_bytes() for p in dists}
+
+
 def test_twine_refused_tokens(live: LiveServer, dists: list[Path]) -> None:
     url = _channel(live, "twine-refused")
     read_token = live.token("twine-refused", "read")
