@@ -175,31 +175,32 @@ def authorize(environ: WSGIEnvironment, channel: Channel, scope: Scope) -> Token
         return token
     if token is None:
         raise http_error(401, MISSING, headers=[CHALLENGE])
-    if not token.allows(channel.name, scope):
-        raise _forbidden(channel.name, scope)
+    if not token.covers(channel.name):
+        raise _not_covered(channel.name)
+    if token.scope < scope:
+        raise http_error(403, f"This token may not {_VERBS[scope]} channel {channel.name!r}.")
     return token
 
 
-def require_known(environ: WSGIEnvironment, channel_name: str, scope: Scope | None = None) -> None:
+def require_known(environ: WSGIEnvironment, channel_name: str) -> None:
     """Raise the answer for a channel that does not exist, without letting callers
     who could not see it learn that it does not (SPEC.md: 404 only to those allowed).
 
-    The 401 or 403 is the very answer :func:`authorize` gives for an existing private
-    channel; ``scope`` defaults to read for GET and HEAD and to write otherwise.
+    The 401 or 403 is word for word what :func:`authorize` answers for an existing
+    private channel, whatever the request asked for.
     """
-    if scope is None:
-        method = environ.get("REQUEST_METHOD", "GET")
-        scope = Scope.READ if method in ("GET", "HEAD", "OPTIONS") else Scope.WRITE
     token = identity(environ)
     if token is None:
         raise http_error(401, MISSING, headers=[CHALLENGE])
     if not token.covers(channel_name):
-        raise _forbidden(channel_name, scope)
+        raise _not_covered(channel_name)
     raise http_error(404, f"Channel {channel_name!r} does not exist.")
 
 
-def _forbidden(channel_name: str, scope: Scope) -> ChannelHTTPError:
-    return http_error(403, f"This token may not {_VERBS[scope]} channel {channel_name!r}.")
+def _not_covered(channel_name: str) -> ChannelHTTPError:
+    # One sentence whatever the scope asked for: a sentence that named the scope would
+    # differ between an existing channel (the handler's scope) and a missing one.
+    return http_error(403, f"This token is not for channel {channel_name!r}.")
 
 
 _VERBS = {Scope.READ: "read", Scope.WRITE: "upload to", Scope.ADMIN: "administer"}

@@ -242,10 +242,11 @@ def test_authorize_answers() -> None:
     assert status_of(lambda: authorize(environ_with(other), PRIVATE, Scope.READ)) == 403
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
-def test_unknown_channels_answer_like_hidden_ones(method: str) -> None:
-    """A caller who may not see a channel cannot tell a missing one from a hidden one."""
-    scope = Scope.READ if method == "GET" else Scope.WRITE
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+@pytest.mark.parametrize("scope", list(Scope))
+def test_unknown_channels_answer_like_hidden_ones(method: str, scope: Scope) -> None:
+    """A caller who may not see a channel cannot tell a missing one from a hidden one,
+    whatever the handler of the existing channel asks for (read, upload, admin)."""
     other = Token(id="1" * 12, channels=frozenset({"elsewhere"}), scope=Scope.ADMIN)
     for token in (None, other):
         with pytest.raises(ChannelHTTPError) as hidden:
@@ -254,11 +255,33 @@ def test_unknown_channels_answer_like_hidden_ones(method: str) -> None:
             require_known(environ_with(token, method), PRIVATE.name)
         assert hidden.value.code == missing.value.code
         assert hidden.value.sentence == missing.value.sentence
+        headers = dict(hidden.value.get_response().headers)
+        assert headers == dict(missing.value.get_response().headers)
     for channels in ({"team"}, {"*"}):
         allowed = Token(id="2" * 12, channels=frozenset(channels), scope=Scope.READ)
         with pytest.raises(ChannelHTTPError) as known:
             require_known(environ_with(allowed, method), "team")
         assert known.value.code == 404
+
+
+def test_403_says_what_is_missing() -> None:
+    reader = Token(id="0" * 12, channels=frozenset({"team"}), scope=Scope.READ)
+    writer = Token(id="0" * 12, channels=frozenset({"team"}), scope=Scope.WRITE)
+    sentences = {}
+    for token, scope in [(reader, Scope.WRITE), (writer, Scope.ADMIN), (reader, Scope.ADMIN)]:
+        with pytest.raises(ChannelHTTPError) as refused:
+            authorize(environ_with(token), PRIVATE, scope)
+        assert refused.value.code == 403
+        sentences[token.scope, scope] = refused.value.sentence
+    assert sentences == {
+        (Scope.READ, Scope.WRITE): "This token may not upload to channel 'team'.",
+        (Scope.WRITE, Scope.ADMIN): "This token may not administer channel 'team'.",
+        (Scope.READ, Scope.ADMIN): "This token may not administer channel 'team'.",
+    }
+    other = Token(id="1" * 12, channels=frozenset({"elsewhere"}), scope=Scope.ADMIN)
+    with pytest.raises(ChannelHTTPError) as refused:
+        authorize(environ_with(other), PRIVATE, Scope.READ)
+    assert refused.value.sentence == "This token is not for channel 'team'."
 
 
 @pytest.mark.parametrize(
