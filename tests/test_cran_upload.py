@@ -301,3 +301,14 @@ def test_concurrent_uploads_through_two_apps_lose_nothing(storage: Storage) -> N
     records = first.index()
     assert sorted(r["Package"] for r in records) == sorted(names)
     assert {r["Version"] for r in records} == {"1.1"}
+
+
+def test_bodies_that_are_not_multipart_pass_on(channel: Channel) -> None:
+    response = channel.app.post(
+        channel.url,
+        {"filetype": "cran_source_package"},
+        headers={"X-Auth": channel.write},
+        status=400,
+    )
+    assert "neither" in response.text and "cran_source_package" in response.text
+    assert channel.cran_keys() == []

@@ -63,7 +63,10 @@ class CranUploadMiddleware:
         self.limits = limits or Limits()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if not is_upload(environ):
+        # curl -F always sends multipart; any other body is for someone else (or for
+        # the fallback, which explains what an upload looks like).
+        content_type = str(environ.get("CONTENT_TYPE", ""))
+        if not is_upload(environ) or not content_type.startswith("multipart/form-data"):
             return self.app(environ, start_response)
         try:
             token = authorize(environ, current_channel(environ), Scope.WRITE)
