@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 from private_channels.channels import Channel, ChannelRegistry
 from private_channels.pypi.simple import SimpleIndexMiddleware, negotiate
 from private_channels.pypi.store import DeletedFilenameError, FileRecord, PythonStore
-from private_channels.storage import FileSystemStorage, Stat, Storage
+from private_channels.storage import FileSystemStorage, MemoryStorage, Stat, Storage
 from private_channels.tokens import Scope, TokenStore
 
 from .packages import make_sdist, make_wheel
@@ -114,8 +114,15 @@ class Repo:
 
 
 @pytest.fixture(params=PREFIXES)
-def repo(request: pytest.FixtureRequest, storage: Storage, tmp_path: Path) -> Repo:
-    return Repo(storage, request.param, tmp_path)
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Repo:
+    """Under each prefix, on the memory backend: for what does not depend on storage."""
+    return Repo(MemoryStorage(), request.param, tmp_path)
+
+
+@pytest.fixture
+def backend_repo(storage: Storage, tmp_path: Path) -> Repo:
+    """On every storage backend: for streaming, conditional requests and changes."""
+    return Repo(storage, "/api/repo", tmp_path)
 
 
 def follow(base: str, link: str) -> str:
@@ -165,7 +172,8 @@ def test_simple_without_slash_redirects_relatively(repo: Repo) -> None:
 # -- the project page ----------------------------------------------------------------
 
 
-def test_project_page_json_every_field(repo: Repo) -> None:
+def test_project_page_json_every_field(backend_repo: Repo) -> None:
+    repo = backend_repo
     response = repo.get("/simple/holy-grail/", headers={"Accept": UV_ACCEPT})
     assert response.headers["Content-Type"] == JSON_TYPE
     assert response.headers["Vary"] == "Accept"
@@ -378,7 +386,8 @@ def test_page_etag_answers_304_and_differs_by_format(repo: Repo) -> None:
     repo.get("/simple/", headers={"If-None-Match": root.headers["ETag"]}, status=304)
 
 
-def test_a_change_shows_at_once_and_changes_the_etag(repo: Repo) -> None:
+def test_a_change_shows_at_once_and_changes_the_etag(backend_repo: Repo) -> None:
+    repo = backend_repo
     before = repo.get("/simple/holy-grail/", headers={"Accept": JSON_TYPE})
     root_before = repo.get("/simple/")
     newer = publish(repo.storage, repo.channel, make_wheel(repo.tmp, "Holy_Grail", "2.0"))
@@ -485,7 +494,8 @@ def file_path(record: FileRecord, suffix: str = "") -> str:
     return f"/files/{record.sha256}/{record.filename}{suffix}"
 
 
-def test_download_headers(repo: Repo) -> None:
+def test_download_headers(backend_repo: Repo) -> None:
+    repo = backend_repo
     data = repo.wheel_path.read_bytes()
     response = repo.get(file_path(repo.wheel))
     assert response.body == data
@@ -498,14 +508,16 @@ def test_download_headers(repo: Repo) -> None:
     assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
 
 
-def test_sdist_is_not_sent_gzip_encoded(repo: Repo) -> None:
+def test_sdist_is_not_sent_gzip_encoded(backend_repo: Repo) -> None:
+    repo = backend_repo
     # A Content-Encoding: gzip would make clients unpack it and then fail the hash.
     response = repo.get(file_path(repo.sdist))
     assert "Content-Encoding" not in response.headers
     assert response.body == repo.sdist_path.read_bytes()
 
 
-def test_download_conditional_and_ranges(repo: Repo) -> None:
+def test_download_conditional_and_ranges(backend_repo: Repo) -> None:
+    repo = backend_repo
     data = repo.wheel_path.read_bytes()
     first = repo.get(file_path(repo.wheel))
     repo.get(file_path(repo.wheel), headers={"If-None-Match": first.headers["ETag"]}, status=304)
@@ -522,14 +534,16 @@ def test_download_conditional_and_ranges(repo: Repo) -> None:
     repo.get(file_path(repo.wheel), headers={"Range": f"bytes={len(data) + 5}-"}, status=416)
 
 
-def test_head_of_a_file(repo: Repo) -> None:
+def test_head_of_a_file(backend_repo: Repo) -> None:
+    repo = backend_repo
     response = repo.app.head(repo.url(file_path(repo.wheel)), headers={"X-Auth": repo.read})
     assert response.body == b""
     assert response.headers["Content-Length"] == str(repo.wheel.size)
     assert response.headers["ETag"] == f'"{repo.wheel.sha256}"'
 
 
-def test_metadata_is_byte_identical_to_the_wheels(repo: Repo) -> None:
+def test_metadata_is_byte_identical_to_the_wheels(backend_repo: Repo) -> None:
+    repo = backend_repo
     metadata = wheel_metadata(repo.wheel_path)
     response = repo.get(file_path(repo.wheel, ".metadata"))
     assert response.body == metadata
@@ -578,7 +592,8 @@ def files_of(repo: Repo) -> dict[str, dict[str, Any]]:
     return {f["filename"]: f for f in page["files"]}
 
 
-def test_yank_and_unyank_a_file(repo: Repo) -> None:
+def test_yank_and_unyank_a_file(backend_repo: Repo) -> None:
+    repo = backend_repo
     response = repo.post(
         "/-/yank", {"filename": repo.wheel.filename, "reason": "Breaks on <Windows>"}
     )
@@ -609,7 +624,8 @@ def test_yank_a_release_without_reason(repo: Repo) -> None:
     assert anchors[repo.wheel.filename]["data-yanked"] == ""
 
 
-def test_delete_a_file(repo: Repo) -> None:
+def test_delete_a_file(backend_repo: Repo) -> None:
+    repo = backend_repo
     repo.post("/-/delete", {"filename": repo.wheel.filename})
     assert set(files_of(repo)) == {repo.sdist.filename}
     assert files_of(repo)
