@@ -13,8 +13,10 @@ import multiprocessing
 import os
 import socket
 import tracemalloc
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +32,7 @@ from private_channels.storage import (
 from private_channels.storage.s3 import ListingOrderError, S3Storage
 
 from .s3server import SeaweedFS
-from .support import cli
+from .support import cli, live_server
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # S3's smallest part, so that multipart tests stay small
@@ -223,6 +225,28 @@ def test_cli_reports_a_missing_bucket_in_one_line(seaweedfs: SeaweedFS) -> None:
         f"cannot open storage: S3 bucket 'no-such-bucket' at {seaweedfs.endpoint_url} "
         "does not exist"
     )
+
+
+def test_cli_and_server_run_on_s3(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    """A channel made by the command line is seen by a server on the same bucket prefix."""
+    url = seaweedfs.url()
+    cli("channel", "create", "team", storage=url, env=seaweedfs.env)
+    listed = cli("channel", "list", storage=url, env=seaweedfs.env).stdout
+    assert listed.split() == ["team", "private"]
+    created = cli(
+        "token", "create", "--channel", "team", "--scope", "read", storage=url, env=seaweedfs.env
+    )
+    token = created.stdout.strip().splitlines()[-1]
+    with live_server(url, tmp_path, extra_env=seaweedfs.env) as server:
+        with urllib.request.urlopen(f"{server.url}/-/health", timeout=10) as response:
+            assert response.status == 200
+        page = urllib.request.Request(f"{server.url}/team/simple/", headers={"X-Auth": token})
+        with urllib.request.urlopen(page, timeout=10) as response:
+            assert response.status == 200
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"{server.url}/team/simple/", timeout=10)
+        caught.value.close()
+        assert caught.value.code == 401
 
 
 # Multipart uploads
