@@ -100,8 +100,8 @@ def _link(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     return info
 
 
-def read(data: bytes, *, binary: bool = False, limits: Limits | None = None):  # type: ignore[no-untyped-def]
-    return read_package(io.BytesIO(data), binary=binary, limits=limits)
+def read(data: bytes, *, binary: bool = False, linux: bool = False, limits: Limits | None = None):  # type: ignore[no-untyped-def]
+    return read_package(io.BytesIO(data), binary=binary, linux=linux, limits=limits)
 
 
 def refused(data: bytes, match: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -353,3 +353,30 @@ def test_zip_refuses_encrypted_members() -> None:
     central = data.index(b"PK\x01\x02")
     data[central + 8] |= 0x1
     refused(bytes(data), "not a valid zip archive", binary=True)
+
+
+LINUX_BUILT = "R 4.2.2; x86_64-pc-linux-gnu; 2022-11-10 12:00:00 UTC; unix"
+
+
+def test_reads_linux_binaries() -> None:
+    package = read(source_package(Built=LINUX_BUILT), binary=True, linux=True)
+    assert package.kind == "linux.binary" and package.filename == "abc_1.0.tar.gz"
+    assert package.named_by("abc_1.0_R_x86_64-pc-linux-gnu.tar.gz")
+    assert package.named_by("abc_1.0.tar.gz")
+    assert not package.named_by("abc_1.0_R_x86_64/../x.tar.gz")
+    assert not package.named_by("abc_1.1_R_x86_64-pc-linux-gnu.tar.gz")
+    pure_r = read(source_package(Built="R 4.2.2; ; 2022-11-10; unix"), binary=True, linux=True)
+    assert pure_r.built is not None and pure_r.built.platform == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "linux", "match"),
+    [
+        (source_package(Built=MAC_ARM_BUILT), True, "built for"),
+        (source_package(Built=LINUX_BUILT), False, "distribution"),
+        (windows_zip(), True, "without a distribution"),
+    ],
+    ids=["mac-as-linux", "linux-without-distribution", "zip-as-linux"],
+)
+def test_linux_binaries_must_be_linux(data: bytes, linux: bool, match: str) -> None:
+    refused(data, match, binary=True, linux=linux)

@@ -161,3 +161,84 @@ def test_public_channel_reads_anonymously(storage: Storage) -> None:
     channel.upload(source_package(), "abc_1.0.tar.gz", token="write")
     assert "Package: abc" in channel.app.get("/api/repo/open/src/contrib/PACKAGES").text
     channel.upload(source_package("abc", "1.1"), "abc_1.1.tar.gz", token=None, status=401)
+
+
+LINUX_AGENT = "R (4.2.2 x86_64-pc-linux-gnu x86_64 linux-gnu)"
+
+
+def _linux_binary(version: str = "1.0", platform: str = "x86_64-pc-linux-gnu") -> bytes:
+    built = f"R 4.2.2; {platform}; 2022-11-10 12:00:00 UTC; unix"
+    return source_package("abc", version, Built=built, NeedsCompilation="yes")
+
+
+def _upload_linux(channel: Channel, data: bytes, *, status: int = 200, **form: str):  # type: ignore[no-untyped-def]
+    return channel.app.post(
+        channel.url,
+        {"filetype": "cran_binary_package", "distribution": "bookworm", **form},
+        upload_files=[("content", "abc_1.0_R_x86_64-pc-linux-gnu.tar.gz", data)],
+        headers={"X-Auth": channel.write},
+        status=status,
+    )
+
+
+def test_linux_binaries_go_to_the_r_that_can_use_them(channel: Channel) -> None:
+    source = source_package("abc", "1.0")
+    binary = _linux_binary()
+    channel.upload(source, "abc_1.0.tar.gz")
+    answer = _upload_linux(channel, binary)
+    assert "__linux__/bookworm/src/contrib/ (for R 4.2)" in answer.text
+    url = f"{channel.url}/__linux__/bookworm/src/contrib/abc_1.0.tar.gz"
+    auth = {"X-Auth": channel.read}
+
+    def get(agent: str | None) -> bytes:
+        headers = {**auth, "User-Agent": agent} if agent else auth
+        response = channel.app.get(url, headers=headers)
+        assert "User-Agent" in response.headers["Vary"]
+        return response.body
+
+    assert get(LINUX_AGENT) == binary
+    assert get(f"R/4.2.2 {LINUX_AGENT}") == binary  # what Package Manager's docs set
+    assert get("libcurl/7.88.1") == source  # R 4.2's libcurl when the option is unset
+    assert get("R (4.3.1 x86_64-pc-linux-gnu x86_64 linux-gnu)") == source  # other R
+    assert get("R (4.2.2 aarch64-unknown-linux-gnu aarch64 linux-gnu)") == source  # other arch
+    assert get("curl/8.0") == source
+    assert get(None) == source
+    # The plain src/contrib never substitutes, and other distributions have none.
+    plain = channel.app.get(f"{channel.url}/src/contrib/abc_1.0.tar.gz", headers={
+        **auth, "User-Agent": LINUX_AGENT})  # fmt: skip
+    assert plain.body == source
+    other = channel.app.get(
+        f"{channel.url}/__linux__/jammy/src/contrib/abc_1.0.tar.gz",
+        headers={**auth, "User-Agent": LINUX_AGENT},
+    )
+    assert other.body == source
+    # The indexes are those of src/contrib.
+    linux_index = channel.get("__linux__/bookworm/src/contrib/PACKAGES").text
+    assert linux_index == channel.get("src/contrib/PACKAGES").text
+    channel.get("__linux__/bookworm/src/contrib/Meta/archive.rds")
+    channel.get("__linux__/bookworm/bin/windows/contrib/4.2/PACKAGES", status=404)
+    channel.get("__linux__/Bad Name/src/contrib/PACKAGES", status=404)
+
+
+def test_a_binary_without_compiled_code_suits_any_architecture(channel: Channel) -> None:
+    channel.upload(source_package("abc", "1.0"), "abc_1.0.tar.gz")
+    binary = _linux_binary(platform="")
+    _upload_linux(channel, binary)
+    response = channel.app.get(
+        f"{channel.url}/__linux__/bookworm/src/contrib/abc_1.0.tar.gz",
+        headers={"X-Auth": channel.read, "User-Agent": LINUX_AGENT.replace("x86_64", "aarch64")},
+    )
+    assert response.body == binary
+
+
+@pytest.mark.parametrize(
+    ("form", "says"),
+    [
+        ({"distribution": "Bookworm!"}, "short lowercase name"),
+        ({"filetype": "cran_source_package"}, "Linux system of a binary only"),
+    ],
+)
+def test_linux_upload_rejections(channel: Channel, form: dict[str, str], says: str) -> None:
+    response = _upload_linux(channel, _linux_binary(), status=400, **form)
+    assert says in response.status
+    assert channel.cran_keys() == []

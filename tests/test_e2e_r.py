@@ -277,6 +277,51 @@ def test_binaries_are_listed_where_contrib_url_looks(
     assert lines[1].startswith(f"/bin/macosx/contrib/{minor}|R {version}; x86_64-apple-darwin")
 
 
+def test_linux_binaries_as_posit_package_manager_serves_them(
+    r_channel: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    server, token = r_channel
+    upload_url = f"{server.url}/{CHANNEL}"
+    source = r_build(tmp_path, write_package(tmp_path, "first", "1.0", FIRST_CODE))
+    build_lib = tmp_path / "build-lib"
+    build_lib.mkdir()
+    run(require_client("R"), "CMD", "INSTALL", "--build", "-l", build_lib, source, cwd=tmp_path)
+    (built,) = tmp_path.glob("first_1.0_R_*.tar.gz")
+    assert curl_upload(upload_url, token, source)[0] == 200
+    code, body = run_curl_form(
+        upload_url, token, built, "filetype=cran_binary_package", "distribution=bookworm"
+    )
+    assert code == 200 and "__linux__/bookworm/src/contrib/" in body, body
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    # The User-Agent Posit Package Manager asks R users to set (R 4.2's libcurl sends
+    # "libcurl/7.x" otherwise) names R's version and platform: the answer is the binary.
+    result = subprocess.run(
+        [require_client("Rscript"), "--vanilla", "-e",
+         'options(HTTPUserAgent = sprintf("R/%s R (%s)", getRversion(), paste(getRversion(), '
+         'R.version["platform"], R.version["arch"], R.version["os"]))); '
+         f'install.packages("first", repos = "{server.url}/t/{token}/{CHANNEL}/__linux__/'
+         f'bookworm", lib = "{lib}")'],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said
+    assert "installing *binary* package" in said, said
+    assert rscript(f'.libPaths("{lib}"); cat(first::hello())') == "hello from first"
+
+
+def run_curl_form(url: str, token: str, path: Path, *fields: str) -> tuple[int, str]:
+    args: list[str] = []
+    for field in fields:
+        args += ["-F", field]
+    out = run(
+        require_client("curl"), "-sS", "-o", "-", "-w", "\n%{http_code}", *args,
+        "-F", f"content=@{path}", "-H", f"X-Auth: {token}", url,
+    )  # fmt: skip
+    body, _, code = out.rpartition("\n")
+    return int(code), body.strip()
+
+
 def test_concurrent_uploads_through_two_server_processes(tmp_path: Path) -> None:
     curl = require_client("curl")
     storage = str(tmp_path / "shared-data")

@@ -79,7 +79,7 @@ _BUILT = re.compile(
 )
 _PLATFORM = re.compile(r"[A-Za-z0-9_.+-]*\Z")
 
-Kind = Literal["source", "win.binary", "mac.binary"]
+Kind = Literal["source", "win.binary", "mac.binary", "linux.binary"]
 
 
 class InvalidPackageError(ValueError):
@@ -117,12 +117,33 @@ class PackageFile:
 
     @property
     def extension(self) -> str:
-        return {"source": ".tar.gz", "win.binary": ".zip", "mac.binary": ".tgz"}[self.kind]
+        return {
+            "source": ".tar.gz",
+            "win.binary": ".zip",
+            "mac.binary": ".tgz",
+            "linux.binary": ".tar.gz",
+        }[self.kind]
 
     @property
     def filename(self) -> str:
         """The name R asks for: ``<Package>_<Version>`` and the type's extension."""
         return f"{self.name}_{self.version}{self.extension}"
+
+    def named_by(self, client_name: str) -> bool:
+        """Whether an uploaded file's own name agrees with its DESCRIPTION.
+
+        A Linux binary may keep the name ``R CMD INSTALL --build`` gives it,
+        ``<Package>_<Version>_R_<platform>.tar.gz``.
+        """
+        if client_name == self.filename:
+            return True
+        stem = f"{self.name}_{self.version}_R_"
+        return (
+            self.kind == "linux.binary"
+            and client_name.startswith(stem)
+            and client_name.endswith(".tar.gz")
+            and bool(_PLATFORM.match(client_name[len(stem) : -len(".tar.gz")]))
+        )
 
 
 def valid_package_name(name: str) -> bool:
@@ -372,24 +393,47 @@ def _sniff(stream: IO[bytes]) -> bytes:
     return head
 
 
-def read_package(stream: IO[bytes], *, binary: bool, limits: Limits | None = None) -> PackageFile:
+def _check_platform(kind: Kind, built: Built) -> None:
+    """A binary must be for the platform its archive type serves (an empty platform:
+    no compiled code, good on any machine of that OS)."""
+    expected_os = "windows" if kind == "win.binary" else "unix"
+    marker = {"mac.binary": "apple-darwin", "linux.binary": "linux"}.get(kind, "")
+    if built.os == expected_os and (not built.platform or marker in built.platform):
+        return
+    if "linux" in built.platform:
+        raise InvalidPackageError(
+            f"This binary was built for {built.platform!r}; upload a Linux binary with "
+            "-F distribution=<name> (e.g. bookworm, jammy)."
+        )
+    raise InvalidPackageError(
+        "Only Windows (.zip), macOS (.tgz) and Linux (.tar.gz with a distribution) binaries "
+        f"are served; this one was built for {built.platform or built.os!r}."
+    )
+
+
+def read_package(
+    stream: IO[bytes], *, binary: bool, linux: bool = False, limits: Limits | None = None
+) -> PackageFile:
     """Read and check the package in ``stream`` (seekable; left at its start).
 
     ``binary`` says what the uploader declared: a source ``.tar.gz``, or a Windows
-    ``.zip`` / macOS ``.tgz`` binary whose ``Built:`` field must say so.
+    ``.zip`` / macOS ``.tgz`` binary whose ``Built:`` field must say so; with ``linux``,
+    a Linux binary ``.tar.gz`` (the uploader names its distribution, which ``Built:``
+    does not say).
     """
     limits = limits or Limits()
     head = _sniff(stream)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        if not binary:
+        if not binary or linux:
             raise InvalidPackageError(
-                "A zip file is a Windows binary; upload it as filetype=cran_binary_package."
+                "A zip file is a Windows binary; upload it as filetype=cran_binary_package "
+                "without a distribution."
             )
         members = _scan_zip(stream, limits)
         kind: Kind = "win.binary"
     elif head.startswith(b"\x1f\x8b"):
         members = _scan_tar(stream, limits)
-        kind = "mac.binary" if binary else "source"
+        kind = ("linux.binary" if linux else "mac.binary") if binary else "source"
     else:
         raise InvalidPackageError(
             "The file is neither a gzip-compressed tar archive nor a zip archive."
@@ -409,14 +453,7 @@ def read_package(stream: IO[bytes], *, binary: bool, limits: Limits | None = Non
                 "A binary package needs a Built field; build it with R CMD INSTALL --build."
             )
         built = parse_built(fields["Built"])
-        expected_os = "windows" if kind == "win.binary" else "unix"
-        if built.os != expected_os or (
-            kind == "mac.binary" and built.platform and "apple-darwin" not in built.platform
-        ):
-            raise InvalidPackageError(
-                "Only Windows (.zip) and macOS (.tgz) binaries are served; this one was "
-                f"built for {built.platform or built.os!r}."
-            )
+        _check_platform(kind, built)
     elif "Built" in fields:
         raise InvalidPackageError(
             "This archive is an installed (binary) package; upload it as cran_binary_package."

@@ -14,6 +14,15 @@ What it serves, under ``P/<CHANNEL>/`` (the layout R's ``contrib.url()`` expects
   ``remotes::install_version`` reads; ``install.packages`` never looks in Archive/).
 - ``bin/windows/contrib/<x.y>/`` (``.zip``) and ``bin/macosx[/<platform>]/contrib/<x.y>/``
   (``.tgz``), each with its own index files.
+- ``__linux__/<distribution>/src/contrib/``, as Posit Package Manager serves Linux
+  binaries: the same indexes as ``src/contrib``, but a download is the Linux binary of
+  that very version when one was uploaded for the distribution, the R version and the
+  platform that R's ``User-Agent`` names, and the source otherwise (``Vary: User-Agent``).
+  As with Package Manager, R must send its ``HTTPUserAgent`` option, which R 4.2's
+  libcurl does only once it is set explicitly::
+
+      options(HTTPUserAgent = sprintf("R/%s R (%s)", getRversion(), paste(getRversion(),
+          R.version["platform"], R.version["arch"], R.version["os"])))
 
 R asks for ``PACKAGES.rds`` first and falls back to ``PACKAGES.gz`` then ``PACKAGES``;
 all three are rendered from one snapshot of the directory's index document and cached
@@ -38,8 +47,16 @@ from ..auth import authorize
 from ..errors import http_error
 from ..routing import current_channel
 from ..tokens import Scope
+from .description import InvalidPackageError, parse_built
 from .index import INDEX_FILES, render, render_archive_rds
-from .store import DIRECTORY_PATTERN, CranRecord, CranStore, Directory
+from .store import (
+    DIRECTORY_PATTERN,
+    DISTRIBUTION_PATTERN,
+    CranRecord,
+    CranStore,
+    Directory,
+    linux_directory,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -59,7 +76,14 @@ _INDEX = re.compile(rf"/(?P<dir>{DIRECTORY_PATTERN})/(?P<name>PACKAGES(?:\.gz|\.
 _DOWNLOAD = re.compile(rf"/(?P<dir>{DIRECTORY_PATTERN})/(?P<file>{_FILE})")
 _ARCHIVED = re.compile(rf"/src/contrib/Archive/(?P<package>{_NAME})/(?P<file>{_FILE})")
 _META = "/src/contrib/Meta/archive.rds"
-_ROOTS = ("/src/", "/bin/")
+_ROOTS = ("/src/", "/bin/", "/__linux__/")
+# Posit Package Manager's layout for Linux binaries: a repository per distribution whose
+# src/contrib serves, for each file, the binary built for the asking R if there is one.
+_LINUX = re.compile(rf"/__linux__/(?P<distribution>{DISTRIBUTION_PATTERN})(?=/src/)")
+# The User-Agent that Posit Package Manager asks R users to set (R 4.2's libcurl sends
+# only "libcurl/<version>" otherwise): "R/4.2.2 R (4.2.2 x86_64-pc-linux-gnu x86_64
+# linux-gnu)"; the "R (...)" part alone is R's own HTTPUserAgent option.
+_R_AGENT = re.compile(r"\bR \((?P<r>[0-9]+\.[0-9]+)\.[0-9]+\S* (?P<platform>\S+) \S+ \S+\)")
 
 _MIMETYPES = {
     "PACKAGES": "text/plain; charset=utf-8",
@@ -100,6 +124,10 @@ class CranRepositoryMiddleware:
 
     def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
         """The response for a path this middleware owns, ``None`` for any other."""
+        linux = _LINUX.match(path)
+        distribution = None
+        if linux is not None:
+            distribution, path = linux["distribution"], path[linux.end() :]
         index = _INDEX.fullmatch(path)
         download = _DOWNLOAD.fullmatch(path)
         archived = _ARCHIVED.fullmatch(path)
@@ -126,6 +154,9 @@ class CranRepositoryMiddleware:
                 directory.path == "src/contrib" and record not in directory.latest()
             ):
                 raise http_error(404, f"{download['file']} is not in {download['dir']}/.")
+            if distribution is not None and directory.path == "src/contrib":
+                binary = self.linux_binary(environ, channel, distribution, record)
+                return self.package_file(environ, channel, binary or record, vary=True)
             return self.package_file(environ, channel, record)
         assert archived is not None
         directory = self.store.directory(channel, "src/contrib")
@@ -135,6 +166,24 @@ class CranRepositoryMiddleware:
         ):  # fmt: skip
             raise http_error(404, f"{archived['file']} is not in the archive.")
         return self.package_file(environ, channel, record)
+
+    def linux_binary(
+        self, environ: WSGIEnvironment, channel: Channel, distribution: str, record: CranRecord
+    ) -> CranRecord | None:
+        """The binary of ``record``'s very version built for the R that asks, if any."""
+        agent = _R_AGENT.search(str(environ.get("HTTP_USER_AGENT", "")))
+        if agent is None:
+            return None
+        directory = self.store.directory(channel, linux_directory(distribution, agent["r"]))
+        binary = directory.find(record.filename)
+        if binary is None or binary.version != record.version:
+            return None
+        try:
+            platform = parse_built(binary.fields.get("Built") or "").platform
+        except InvalidPackageError:
+            return None
+        # An empty platform: no compiled code, good for any architecture.
+        return binary if platform in ("", agent["platform"]) else None
 
     def rendered(self, channel: Channel, directory: Directory, name: str) -> tuple[bytes, str]:
         """An index file's bytes and strong ETag, rendered once per document version."""
@@ -166,9 +215,11 @@ class CranRepositoryMiddleware:
         return response.make_conditional(environ)
 
     def package_file(
-        self, environ: WSGIEnvironment, channel: Channel, record: CranRecord
+        self, environ: WSGIEnvironment, channel: Channel, record: CranRecord, *, vary: bool = False
     ) -> Response:
         response = Response(mimetype=_mimetype(record.filename))
+        if vary:
+            response.vary.add("User-Agent")
         response.content_length = record.size
         response.set_etag(record.sha256)
         response.last_modified = record.upload_time  # type: ignore[assignment]

@@ -18,6 +18,8 @@ Layout under ``channels/<channel>/cran/``:
   (:func:`~..storage.update_json`), so concurrent uploads through several server processes
   lose nothing; ``PACKAGES``, ``PACKAGES.gz``, ``PACKAGES.rds`` and ``Meta/archive.rds``
   are rendered from one snapshot of it, never half-written.
+- ``index/linux/<distribution>/<x.y>.json``: Linux binaries for one distribution and R
+  version, served in place of the source of the same version to the R that can use them.
 
 A newer version "moves" the older one to ``Archive/`` simply by being newer: the
 document keeps every file, and which one is the latest is decided when it is read.
@@ -38,6 +40,7 @@ from .description import PackageFile, r_version_key
 __all__ = [
     "BINARY_FIELDS",
     "DIRECTORY_PATTERN",
+    "DISTRIBUTION_PATTERN",
     "SOURCE_FIELDS",
     "CranRecord",
     "CranStore",
@@ -47,6 +50,7 @@ __all__ = [
     "fields_for",
     "index_fields",
     "is_directory",
+    "linux_directory",
 ]
 
 # tools:::.get_standard_repository_db_fields("source") in R 4.2, in R's order.
@@ -65,6 +69,10 @@ DIRECTORY_PATTERN = (
     r"|bin/macosx/(?:[a-z0-9][a-z0-9_-]{0,40}/)?contrib/[0-9]+\.[0-9]+"
 )
 _DIRECTORY = re.compile(DIRECTORY_PATTERN)
+DISTRIBUTION_PATTERN = r"[a-z0-9][a-z0-9._-]{0,40}"
+# Linux binaries are not a directory of the layout: they are chosen per request among
+# the files of src/contrib (see repository.py), by distribution and R version.
+_LINUX = re.compile(rf"linux/{DISTRIBUTION_PATTERN}/[0-9]+\.[0-9]+")
 
 
 class FileConflictError(FileExistsError):
@@ -73,6 +81,10 @@ class FileConflictError(FileExistsError):
 
 def is_directory(path: str) -> bool:
     return bool(_DIRECTORY.fullmatch(path))
+
+
+def linux_directory(distribution: str, r_version: str) -> str:
+    return f"linux/{distribution}/{r_version}"
 
 
 def index_fields(directory: str) -> tuple[str, ...]:
@@ -103,11 +115,14 @@ def _mac_directories(r_version: str, platform: str) -> list[str]:
     return dirs
 
 
-def directories_for(package: PackageFile) -> list[str]:
+def directories_for(package: PackageFile, distribution: str | None = None) -> list[str]:
     """The repository directories that serve this file (empty: no R reads there)."""
     if package.kind == "source":
         return ["src/contrib"]
     assert package.built is not None
+    if package.kind == "linux.binary":
+        assert distribution is not None
+        return [linux_directory(distribution, package.built.r_version)]
     if package.kind == "win.binary":
         return [f"bin/windows/contrib/{package.built.r_version}"]
     return _mac_directories(package.built.r_version, package.built.platform)
@@ -201,7 +216,7 @@ class CranStore:
         self.storage = storage
 
     def index_key(self, channel: Channel, directory: str) -> str:
-        if not is_directory(directory):
+        if not (is_directory(directory) or _LINUX.fullmatch(directory)):
             raise ValueError(f"{directory!r} is not a repository directory")
         return f"{_prefix(channel)}index/{directory}.json"
 

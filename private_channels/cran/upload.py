@@ -18,6 +18,7 @@ no ``filetype=cran_*`` are passed on untouched (the form is parsed once and shar
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 import time
 from typing import TYPE_CHECKING
@@ -31,7 +32,14 @@ from ..forms import DEFAULT_MAX_UPLOAD_SIZE, is_upload, upload_form
 from ..routing import current_channel
 from ..tokens import Scope
 from .description import InvalidPackageError, Limits, read_package
-from .store import CranRecord, CranStore, FileConflictError, directories_for, fields_for
+from .store import (
+    DISTRIBUTION_PATTERN,
+    CranRecord,
+    CranStore,
+    FileConflictError,
+    directories_for,
+    fields_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -74,7 +82,9 @@ class CranUploadMiddleware:
             filetype = form.get("filetype", "")
             if not filetype.startswith("cran_"):
                 return self.app(environ, start_response)
-            response = self.upload(environ, filetype, files.getlist("content"), token)
+            response = self.upload(
+                environ, filetype, files.getlist("content"), token, form.get("distribution")
+            )
         except HTTPException as error:
             return error(environ, start_response)
         return response(environ, start_response)
@@ -85,12 +95,21 @@ class CranUploadMiddleware:
         filetype: str,
         contents: list[FileStorage],
         token: Token | None,
+        distribution: str | None = None,
     ) -> Response:
         """Parse, validate, store, respond."""
         if filetype not in FILETYPES:
             raise http_error(
                 400, "The filetype must be cran_source_package or cran_binary_package."
             )
+        binary = FILETYPES[filetype]
+        if distribution is not None:
+            if not binary:
+                raise http_error(400, "A distribution names the Linux system of a binary only.")
+            if not re.fullmatch(DISTRIBUTION_PATTERN, distribution):
+                raise http_error(
+                    400, "The distribution must be a short lowercase name such as bookworm."
+                )
         if len(contents) != 1:
             for extra in contents:
                 # forms.close_upload_form closes only the first file of each field.
@@ -111,17 +130,19 @@ class CranUploadMiddleware:
                 raise http_error(400, "The uploaded package file is empty.")
             spool.seek(0)
             try:
-                package = read_package(spool, binary=FILETYPES[filetype], limits=self.limits)
+                package = read_package(
+                    spool, binary=binary, linux=distribution is not None, limits=self.limits
+                )
             except InvalidPackageError as exc:
                 raise http_error(400, str(exc)) from None
             client_name = (content.filename or "").replace("\\", "/").rpartition("/")[2]
-            if client_name and client_name != package.filename:
+            if client_name and not package.named_by(client_name):
                 raise http_error(
                     400,
                     f"The file is named {client_name[:80]!r} but its DESCRIPTION makes it "
                     f"{package.filename!r}; rename it or fix the DESCRIPTION.",
                 )
-            directories = directories_for(package)
+            directories = directories_for(package, distribution)
             if not directories:
                 raise http_error(
                     400,
@@ -149,12 +170,19 @@ class CranUploadMiddleware:
                     f"File already exists: {package.filename} was uploaded with other bytes; "
                     "bump the Version to publish a change.",
                 ) from None
-        where = ", ".join(f"{d}/" for d in directories)
+        where = ", ".join(_describe(d) for d in directories)
         if added:
             return _text(f"Uploaded {package.filename} to {where}.")
         return _text(
             f"{package.filename} is already in {where} with the same bytes; nothing changed."
         )
+
+
+def _describe(directory: str) -> str:
+    if directory.startswith("linux/"):
+        _, distribution, r_version = directory.split("/")
+        return f"__linux__/{distribution}/src/contrib/ (for R {r_version})"
+    return f"{directory}/"
 
 
 def _text(line: str) -> Response:
