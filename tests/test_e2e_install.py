@@ -162,7 +162,7 @@ def pip_install(channel: Channel, target: Path, *args: str, index: str | None = 
     return result.stdout + result.stderr
 
 
-def uv_install(channel: Channel, target: Path, *args: str) -> str:
+def uv_install(channel: Channel, target: Path, *args: str, index: str | None = None) -> str:
     result = run(
         [
             require_client("uv"),
@@ -171,7 +171,7 @@ def uv_install(channel: Channel, target: Path, *args: str) -> str:
             "--python",
             sys.executable,
             "--index-url",
-            channel.index,
+            index or channel.index,
             "--target",
             str(target),
             *args,
@@ -224,6 +224,25 @@ def test_pip_with_the_token_in_the_path(channel: Channel, tmp_path: Path) -> Non
     pip_install(channel, target, "beta-app", "alpha-lib<1.2", index=index)
     assert installed(target) == {"beta_app": "1.0", "alpha_lib": "1.0"}
     assert channel.token not in channel.server.log_text()
+
+
+def test_pip_cache_revalidates_pages_and_keeps_files(channel: Channel, tmp_path: Path) -> None:
+    # pip caches over plain http only for a trusted host (https always).
+    trusted = ("--trusted-host", "127.0.0.1")
+    pip_install(channel, tmp_path / "first", *trusted, "alpha-lib<1.2")
+    seen = len(channel.server.log_text())
+    pip_install(channel, tmp_path / "second", *trusted, "alpha-lib<1.2")  # same pip cache
+    later = channel.server.log_text()[seen:]
+    assert '"GET /api/repo/team/simple/alpha-lib/" 304' in later
+    assert "/files/" not in later  # immutable: straight from pip's cache
+
+
+def test_uv_with_the_token_in_the_path(channel: Channel, tmp_path: Path) -> None:
+    host = channel.server.url.removeprefix("http://").split("/")[0]
+    index = f"http://{host}/api/repo/t/{channel.token}/team/simple"
+    target = tmp_path / "uv-path-token"
+    uv_install(channel, target, "beta-app", "alpha-lib<1.2", index=index)
+    assert installed(target) == {"beta_app": "1.0", "alpha_lib": "1.0"}
 
 
 def test_uv_resolves_skips_the_yanked_and_excludes_newer(channel: Channel, tmp_path: Path) -> None:
