@@ -17,7 +17,9 @@ own metadata against the filename and the form, then hand it to
 :class:`~.store.PythonStore`, whose commit makes it visible to the index.  Every
 rejection is a 400 (or 409, 413) whose one sentence is in the reason phrase, because
 twine prints only that, and never a 5xx, which twine would retry.  Nothing is written
-before every check has passed, so a rejected or interrupted upload leaves nothing.
+to storage before every check has passed, so a rejected or interrupted upload leaves
+nothing there: the body is spooled to an anonymous temporary file outside the storage,
+which the operating system removes even when the server is killed.
 """
 
 from __future__ import annotations
@@ -114,29 +116,28 @@ class PythonUploadMiddleware:
         except InvalidDistributionError as error:
             raise http_error(400, str(error)) from None
         check_against_form(dist, form)
-        record = FileRecord(
-            filename=dist.filename,
-            project=dist.name,
-            version=dist.version,
-            size=digests["size"],
-            sha256=digests["sha256_digest"],
-            blake2b_256=digests["blake2_256_digest"],
-            upload_time=time.time(),
-            uploader=token.id if token is not None else None,
-            requires_python=dist.requires_python,
-            metadata_sha256=hashlib.sha256(dist.metadata).hexdigest()
-            if dist.kind == "wheel"
-            else None,
-        )
         # Attestations (PEP 740), when sent, are accepted and not kept: serving them
         # would claim a verification this server does not make.
-        content.stream.seek(0)
+        added = self.store_file(channel, new_record(dist, digests, token), content.stream, dist)
+        if added:
+            text = f"Uploaded {dist.filename} to channel {channel.name}.\n"
+        else:
+            text = f"{dist.filename} is already in channel {channel.name}, with the same content.\n"
+        return Response(text, status=200, mimetype="text/plain")
+
+    def store_file(
+        self, channel: Channel, record: FileRecord, stream: IO[bytes], dist: Distribution
+    ) -> bool:
+        """Hand the checked file to the store; its conflicts become 409 answers."""
+        stream.seek(0)
         try:
-            added = self.store.add_file(
+            return self.store.add_file(
                 channel,
                 record,
-                content.stream,
+                stream,
                 display_name=dist.display_name,
+                # PEP 658 serves a wheel's METADATA; an sdist's PKG-INFO may be
+                # incomplete (dynamic fields), so installers never ask for it.
                 metadata=dist.metadata if dist.kind == "wheel" else None,
             )
         except FileConflictError:
@@ -151,11 +152,22 @@ class PythonUploadMiddleware:
                 f"File already exists: {dist.filename!r} was deleted from channel "
                 f"{channel.name!r} and its name cannot be used again; upload a new version.",
             ) from None
-        if added:
-            text = f"Uploaded {dist.filename} to channel {channel.name}.\n"
-        else:
-            text = f"{dist.filename} is already in channel {channel.name}, with the same content.\n"
-        return Response(text, status=200, mimetype="text/plain")
+
+
+def new_record(dist: Distribution, digests: dict[str, Any], token: Token | None) -> FileRecord:
+    """Everything the index will show about the file, so that it never opens archives."""
+    return FileRecord(
+        filename=dist.filename,
+        project=dist.name,
+        version=dist.version,
+        size=digests["size"],
+        sha256=digests["sha256_digest"],
+        blake2b_256=digests["blake2_256_digest"],
+        upload_time=time.time(),
+        uploader=token.id if token is not None else None,
+        requires_python=dist.requires_python,
+        metadata_sha256=hashlib.sha256(dist.metadata).hexdigest() if dist.kind == "wheel" else None,
+    )
 
 
 def check_form(form: MultiDict[str, str]) -> None:
