@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import webtest
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from werkzeug.test import EnvironBuilder
 
 from private_channels.channels import Channel, ChannelRegistry
 from private_channels.pypi.simple import SimpleIndexMiddleware, negotiate
@@ -733,3 +734,45 @@ def test_upload_time_is_utc(repo: Repo) -> None:
     moment = dt.datetime.fromisoformat(wheel["upload-time"])
     assert moment.timestamp() == pytest.approx(1700000000.25)
     assert json.dumps(wheel["size"]).isdigit()
+
+
+class RecordingFileWrapper:
+    """A server's ``wsgi.file_wrapper`` (gunicorn's does ``sendfile`` on the file)."""
+
+    def __init__(self, file: IO[bytes], block_size: int = 8192) -> None:
+        self.file = file
+        self.block_size = block_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.file.read(self.block_size):
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def test_downloads_go_through_the_servers_file_wrapper(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path / "data")
+    channel = ChannelRegistry(storage).create("team", public=True)
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    record = publish(storage, channel, wheel)
+    middleware = SimpleIndexMiddleware(lambda e, s: [], storage)  # type: ignore[arg-type,return-value]
+    environ = EnvironBuilder(
+        path=f"/files/{record.sha256}/{record.filename}", base_url="http://host/api/repo/team"
+    ).get_environ()
+    environ.update(
+        {
+            "wsgi.file_wrapper": RecordingFileWrapper,
+            "private_channels.channel": channel,
+            "private_channels.identity": None,
+        }
+    )
+    statuses: list[str] = []
+    body = middleware(environ, lambda status, headers, exc_info=None: statuses.append(status))  # type: ignore[arg-type,return-value]
+    try:
+        assert isinstance(body, RecordingFileWrapper)
+        assert isinstance(body.file, io.BufferedReader)  # a real file: sendfile can use it
+        assert b"".join(body) == wheel.read_bytes()
+    finally:
+        body.close()  # type: ignore[attr-defined]
+    assert statuses == ["200 OK"]
