@@ -219,3 +219,33 @@ def test_collect_garbage_repairs_a_missing_project_name(storage: Storage) -> Non
     # Re-running the upload repairs it too.
     store.add_file(channel, record("demo-1.0.tar.gz", b"A"), io.BytesIO(b"A"), display_name="Demo")
     assert store.projects(channel)[0] == {"demo": "Demo"}
+
+
+class _FailingCommits:
+    """A storage whose project documents cannot be written: a crash before the commit."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def create(self, key: str, data: IO[bytes]) -> Stat:
+        if "/projects/" in key:
+            raise OSError("disk full")
+        return self.storage.create(key, data)
+
+
+def test_a_failed_commit_leaves_only_an_invisible_collectable_blob(storage: Storage) -> None:
+    channel = ChannelRegistry(storage).create("c")
+    before = sorted(storage.list(""))
+    failing = PythonStore(_FailingCommits(storage))  # type: ignore[arg-type]
+    name = "demo-1.0-py3-none-any.whl"
+    with pytest.raises(OSError, match="disk full"):
+        failing.add_file(channel, record(name, b"A"), io.BytesIO(b"A"), display_name="demo")
+    store = PythonStore(storage)
+    assert store.project(channel, "demo") is None and store.projects(channel)[0] == {}
+    with pytest.raises(FileNotFoundError):
+        store.open_blob(channel, hashlib.sha256(b"A").hexdigest(), name)
+    assert store.collect_garbage(channel, grace=-1) != []
+    assert sorted(storage.list("")) == before
