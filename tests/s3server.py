@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sysconfig
@@ -154,14 +153,10 @@ def _wait_until_writable(endpoint_url: str, process: subprocess.Popen[bytes]) ->
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    # On SIGTERM weed takes some 25 seconds to wind down; its data is throwaway.
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            # weed takes tens of seconds to wind down; its data is throwaway.
-            process.wait(2)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.kill()
+    process.wait()
 
 
 @contextlib.contextmanager
