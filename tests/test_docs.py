@@ -367,7 +367,12 @@ def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
 @pytest.mark.e2e
 def test_embedding_page(workdir: Workdir) -> None:
     require_client("curl")
+    for client in ("twine", "Rscript"):
+        require_client(client)
     result = workdir.run("embedding.md")
+    # Through the Flask app: pip installed the Python package, R the R package.
+    assert (Path(workdir.env["PIP_TARGET"]) / "acme_utils" / "__init__.py").is_file()
+    assert (Path(workdir.env["R_LIBS"]) / "acmeutils" / "DESCRIPTION").is_file()
     assert result.stdout.count('"status": "ok"') == 3
     assert '"app":"flask"' in result.stdout.replace(" ", "")
     assert '"app":"pyramid"' in result.stdout.replace(" ", "")
