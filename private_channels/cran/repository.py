@@ -103,11 +103,13 @@ def _mimetype(name: str) -> str:
 
 class CranRepositoryMiddleware:
     def __init__(self, app: WSGIApplication, storage: Storage, *, cache_size: int = 256) -> None:
-        """``cache_size``: how many rendered index files each process keeps."""
+        """``cache_size``: how many rendered index files (and parsed index documents)
+        each process keeps."""
         self.app = app
         self.store = CranStore(storage)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str, str], tuple[bytes, str]] = OrderedDict()
+        self._directories: OrderedDict[str, Directory] = OrderedDict()
         self._lock = threading.Lock()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -141,17 +143,17 @@ class CranRepositoryMiddleware:
         channel = current_channel(environ)
         authorize(environ, channel, Scope.READ)
         if index:
-            directory = self.store.directory(channel, index["dir"])
+            directory = self.directory(channel, index["dir"])
             return self.index_file(environ, channel, directory, index["name"])
         if path == _META:
-            directory = self.store.directory(channel, "src/contrib")
+            directory = self.directory(channel, "src/contrib")
             return self.index_file(environ, channel, directory, "archive.rds")
         if download:
-            directory = self.store.directory(channel, download["dir"])
+            directory = self.directory(channel, download["dir"])
             record = directory.find(download["file"])
             # CRAN keeps only the latest source in src/contrib; older ones are archived.
             if record is None or (
-                directory.path == "src/contrib" and record not in directory.latest()
+                directory.path == "src/contrib" and not directory.is_latest(record)
             ):
                 raise http_error(404, f"{download['file']} is not in {download['dir']}/.")
             if distribution is not None and directory.path == "src/contrib":
@@ -159,13 +161,34 @@ class CranRepositoryMiddleware:
                 return self.package_file(environ, channel, binary or record, vary=True)
             return self.package_file(environ, channel, record)
         assert archived is not None
-        directory = self.store.directory(channel, "src/contrib")
+        directory = self.directory(channel, "src/contrib")
         record = directory.find(archived["file"])
-        if record is None or record.package != archived["package"] or (
-            record not in directory.archived()
-        ):  # fmt: skip
+        if record is None or record.package != archived["package"] or directory.is_latest(record):
             raise http_error(404, f"{archived['file']} is not in the archive.")
         return self.package_file(environ, channel, record)
+
+    def directory(self, channel: Channel, path: str) -> Directory:
+        """A snapshot of one directory's records, parsed once per document version.
+
+        A ``stat`` says whether the snapshot kept from an earlier request is still the
+        current one; only a changed document is read and parsed again.
+        """
+        key = self.store.index_key(channel, path)
+        try:
+            etag = self.store.storage.stat(key).etag
+        except FileNotFoundError:
+            return Directory(path=path, records=(), stat=None)
+        with self._lock:
+            kept = self._directories.get(key)
+            if kept is not None and kept.stat is not None and kept.stat.etag == etag:
+                self._directories.move_to_end(key)
+                return kept
+        directory = self.store.directory(channel, path)
+        with self._lock:
+            self._directories[key] = directory
+            while len(self._directories) > self.cache_size:
+                self._directories.popitem(last=False)
+        return directory
 
     def linux_binary(
         self, environ: WSGIEnvironment, channel: Channel, distribution: str, record: CranRecord
@@ -174,7 +197,7 @@ class CranRepositoryMiddleware:
         agent = _R_AGENT.search(str(environ.get("HTTP_USER_AGENT", "")))
         if agent is None:
             return None
-        directory = self.store.directory(channel, linux_directory(distribution, agent["r"]))
+        directory = self.directory(channel, linux_directory(distribution, agent["r"]))
         binary = directory.find(record.filename)
         if binary is None or binary.version != record.version:
             return None
@@ -225,7 +248,11 @@ class CranRepositoryMiddleware:
         response.last_modified = record.upload_time  # type: ignore[assignment]
         response.cache_control.private = True
         if environ.get("REQUEST_METHOD") == "GET":
-            stream, _ = self.store.open_blob(channel, record)
+            try:
+                stream, _ = self.store.open_blob(channel, record)
+            except FileNotFoundError:
+                # Only if someone removed the file behind the index's back.
+                raise http_error(404, f"{record.filename} is listed but missing.") from None
             response.response = wrap_file(environ, stream)
             response.direct_passthrough = True
         response.make_conditional(environ, accept_ranges=True, complete_length=record.size)

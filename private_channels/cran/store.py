@@ -31,6 +31,7 @@ import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import IO, Any
 
 from ..channels import Channel
@@ -179,32 +180,46 @@ class Directory:
     records: tuple[CranRecord, ...]
     stat: Stat | None  # of the index document: its etag validates rendered caches
 
+    # A Directory is an immutable snapshot, so what is derived from it is computed once
+    # (the repository middleware keeps snapshots while their document is unchanged).
+
+    @cached_property
+    def _latest(self) -> tuple[CranRecord, ...]:
+        best: dict[str, CranRecord] = {}
+        for record in self.records:
+            old = best.get(record.package)
+            if old is None or _newest_first(record) > _newest_first(old):
+                best[record.package] = record
+        return tuple(sorted(best.values(), key=lambda r: (r.filename.casefold(), r.filename)))
+
+    @cached_property
+    def _latest_names(self) -> frozenset[str]:
+        return frozenset(r.filename for r in self._latest)
+
+    @cached_property
+    def _by_name(self) -> dict[str, CranRecord]:
+        return {r.filename: r for r in self.records}
+
     def latest(self) -> list[CranRecord]:
         """The newest version of each package, ordered as R's list.files() lists them.
 
         R sorts in the collation of its locale, which for package names (ASCII
         letters, digits and dots) is case-insensitive first.
         """
-        best: dict[str, CranRecord] = {}
-        for record in self.records:
-            old = best.get(record.package)
-            if old is None or _newest_first(record) > _newest_first(old):
-                best[record.package] = record
-        return sorted(best.values(), key=lambda r: (r.filename.casefold(), r.filename))
+        return list(self._latest)
+
+    def is_latest(self, record: CranRecord) -> bool:
+        return record.filename in self._latest_names
 
     def archived(self) -> list[CranRecord]:
         """Every file that is not the latest of its package (CRAN's Archive/)."""
-        latest = {r.filename for r in self.latest()}
         return sorted(
-            (r for r in self.records if r.filename not in latest),
+            (r for r in self.records if r.filename not in self._latest_names),
             key=lambda r: (r.package.encode(), r_version_key(r.version), r.upload_time),
         )
 
     def find(self, filename: str) -> CranRecord | None:
-        for record in self.records:
-            if record.filename == filename:
-                return record
-        return None
+        return self._by_name.get(filename)
 
 
 def _prefix(channel: Channel) -> str:
