@@ -30,6 +30,7 @@ from private_channels.storage import (
     StorageURLError,
     open_storage,
     read_bytes,
+    read_json,
     update_json,
 )
 from private_channels.storage.s3 import ListingOrderError, S3Storage
@@ -476,9 +477,11 @@ def _create_in_process(url: str, env: dict[str, str], n: int, start: Any, result
             results.put((i, n))
         except FileExistsError:
             pass
+        update_json(storage, "shared.json", lambda doc, i=i: {**(doc or {}), f"{n}-{i}": i})
 
 
-def test_concurrent_create_from_two_processes_has_one_winner(seaweedfs: SeaweedFS) -> None:
+def test_two_processes_race_and_lose_nothing(seaweedfs: SeaweedFS) -> None:
+    """Creates have one winner each, and compare-and-swap updates all land."""
     url = seaweedfs.url()
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Event(), ctx.Queue()
@@ -499,6 +502,8 @@ def test_concurrent_create_from_two_processes_has_one_winner(seaweedfs: SeaweedF
     storage = seaweedfs.storage(url.split("/", 3)[3].split("?")[0])
     for i, n in wins:
         assert read_bytes(storage, f"race/{i}")[0] == str(n).encode() * 10_000
+    doc, _ = read_json(storage, "shared.json")
+    assert doc == {f"{n}-{i}": i for n in (1, 2) for i in range(30)}
 
 
 # Presigned downloads
