@@ -224,8 +224,9 @@ def test_forms_without_cran_filetype_pass_on(channel: Channel) -> None:
     assert channel.cran_keys() == []
 
 
-def test_too_large_is_413(storage: Storage) -> None:
-    channel = Channel(storage, "/api/repo", max_upload_size=2048)
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_too_large_is_413(storage: Storage, prefix: str) -> None:
+    channel = Channel(storage, prefix, max_upload_size=2048)
     data = source_package(extra=[("abc/inst/noise", os.urandom(8192))])
     channel.upload(data, "abc_1.0.tar.gz", status=413)
     assert channel.cran_keys() == []
