@@ -471,7 +471,7 @@ def _create_in_process(url: str, env: dict[str, str], n: int, start: Any, result
     os.environ.update(env)
     storage = open_storage(url)
     start.wait()
-    for i in range(30):
+    for i in range(20):
         try:
             storage.create(f"race/{i}", io.BytesIO(str(n).encode() * 10_000))
             results.put((i, n))
@@ -495,15 +495,15 @@ def test_two_processes_race_and_lose_nothing(seaweedfs: SeaweedFS) -> None:
     for process in processes:
         process.join(60)
         assert process.exitcode == 0
-    wins = [results.get(timeout=5) for _ in range(30)]
+    wins = [results.get(timeout=5) for _ in range(20)]
     assert results.empty()
     results.close()
-    assert sorted(i for i, _ in wins) == list(range(30))
+    assert sorted(i for i, _ in wins) == list(range(20))
     storage = seaweedfs.storage(url.split("/", 3)[3].split("?")[0])
     for i, n in wins:
         assert read_bytes(storage, f"race/{i}")[0] == str(n).encode() * 10_000
     doc, _ = read_json(storage, "shared.json")
-    assert doc == {f"{n}-{i}": i for n in (1, 2) for i in range(30)}
+    assert doc == {f"{n}-{i}": i for n in (1, 2) for i in range(20)}
 
 
 # Presigned downloads
