@@ -212,6 +212,7 @@ def test_accepts_utf8() -> None:
         (description(Imports="rlang; system('x')").encode(), "Imports"),
         (description(Depends="R (>= 3.5.0), utils (~ 1)").encode(), "Depends"),
         (description(NeedsCompilation="maybe").encode(), "NeedsCompilation"),
+        (description(Priority="base").encode(), "Priority"),
         (description().encode() + b"\nPackage: evil\nVersion: 6.6\n", "one record"),
         (b" Package: abc\n", "malformed"),
         (description().encode() + b"Version: 2.0\n", "malformed"),

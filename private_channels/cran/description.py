@@ -381,6 +381,9 @@ def parse_description(raw: bytes) -> dict[str, str]:
     for dependency_field in DEPENDENCY_FIELDS:
         if dependency_field in fields:
             check_dependencies(dependency_field, fields[dependency_field])
+    if fields.get("Priority", "").strip() == "base":
+        # R will not install over its own base packages; no upload may claim to be one.
+        raise InvalidPackageError("Only the packages that ship with R have Priority: base.")
     needs = fields.get("NeedsCompilation")
     if needs is not None and needs not in ("yes", "no"):
         raise InvalidPackageError("The DESCRIPTION field NeedsCompilation must be yes or no.")
