@@ -3,6 +3,7 @@ waitress as real processes on 127.0.0.1, and behind a reverse proxy with a path 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -300,3 +302,60 @@ def test_pip_installs_through_a_prefix_proxy(
         )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert (target / "example_pkg").is_dir()
+
+
+def _multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"'
+        "\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def test_concurrent_uploads_through_gunicorn_workers_lose_nothing(
+    tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    env, _ = deployment
+    storage = open_storage(env["PRIVATE_CHANNELS_STORAGE"])
+    write, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    auth = "Basic " + base64.b64encode(f"__token__:{write}".encode()).decode()
+    (tmp_path / "wheels").mkdir()
+    wheels = [make_wheel(tmp_path / "wheels", "busy-pkg", f"1.{i}") for i in range(12)]
+
+    with production_server("gunicorn", tmp_path, env) as server:
+
+        def upload(wheel: Path) -> int:
+            data = wheel.read_bytes()
+            version = wheel.name.split("-")[1]
+            body, content_type = _multipart(
+                {":action": "file_upload", "protocol_version": "1", "name": "busy-pkg",
+                 "version": version, "filetype": "bdist_wheel", "pyversion": "py3",
+                 "metadata_version": "2.1", "sha256_digest": hashlib.sha256(data).hexdigest()},
+                wheel.name, data,
+            )  # fmt: skip
+            request = urllib.request.Request(
+                f"{server.url}/api/repo/team",
+                data=body,
+                headers={"Content-Type": content_type, "Authorization": auth},
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            assert list(pool.map(upload, wheels)) == [200] * len(wheels)
+        status, _, body = server.get(
+            "/api/repo/team/simple/busy-pkg/",
+            {"Authorization": auth, "Accept": "application/vnd.pypi.simple.v1+json"},
+        )
+    assert status == 200
+    listed = sorted(f["filename"] for f in json.loads(body)["files"])
+    assert listed == sorted(w.name for w in wheels)
+    assert len({r["pid"] for r in server.access_records() if r["method"] == "POST"}) >= 2
