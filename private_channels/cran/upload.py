@@ -21,7 +21,7 @@ import hashlib
 import re
 import tempfile
 import time
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -31,7 +31,7 @@ from ..errors import http_error
 from ..forms import DEFAULT_MAX_UPLOAD_SIZE, is_upload, upload_form
 from ..routing import current_channel
 from ..tokens import Scope
-from .description import InvalidPackageError, Limits, read_package
+from .description import InvalidPackageError, Limits, PackageFile, read_package
 from .store import (
     DISTRIBUTION_PATTERN,
     CranRecord,
@@ -120,28 +120,14 @@ class CranUploadMiddleware:
         content = contents[0]
         # A seekable copy we own: the archive is read twice (DESCRIPTION, then storage).
         with tempfile.SpooledTemporaryFile(max_size=_CHUNK * 8) as spool:
-            md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-            while chunk := content.stream.read(_CHUNK):
-                md5.update(chunk)
-                sha256.update(chunk)
-                size += len(chunk)
-                spool.write(chunk)
-            if size == 0:
-                raise http_error(400, "The uploaded package file is empty.")
-            spool.seek(0)
+            md5, sha256, size = _copy_and_hash(content.stream, spool)
             try:
                 package = read_package(
                     spool, binary=binary, linux=distribution is not None, limits=self.limits
                 )
             except InvalidPackageError as exc:
                 raise http_error(400, str(exc)) from None
-            client_name = (content.filename or "").replace("\\", "/").rpartition("/")[2]
-            if client_name and not package.named_by(client_name):
-                raise http_error(
-                    400,
-                    f"The file is named {client_name[:80]!r} but its DESCRIPTION makes it "
-                    f"{package.filename!r}; rename it or fix the DESCRIPTION.",
-                )
+            _check_client_name(content.filename, package)
             directories = directories_for(package, distribution)
             if not directories:
                 raise http_error(
@@ -154,10 +140,10 @@ class CranUploadMiddleware:
                 package=package.name,
                 version=package.version,
                 size=size,
-                md5=md5.hexdigest(),
-                sha256=sha256.hexdigest(),
+                md5=md5,
+                sha256=sha256,
                 upload_time=time.time(),
-                fields=fields_for(package, md5.hexdigest()),
+                fields=fields_for(package, md5),
                 uploader=token.id if token is not None else None,
             )
             spool.seek(0)
@@ -175,6 +161,32 @@ class CranUploadMiddleware:
             return _text(f"Uploaded {package.filename} to {where}.")
         return _text(
             f"{package.filename} is already in {where} with the same bytes; nothing changed."
+        )
+
+
+def _copy_and_hash(source: IO[bytes], spool: IO[bytes]) -> tuple[str, str, int]:
+    """Copy the upload into ``spool`` (left at its start): MD5 (for PACKAGES), SHA-256, size."""
+    md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+    while chunk := source.read(_CHUNK):
+        md5.update(chunk)
+        sha256.update(chunk)
+        size += len(chunk)
+        spool.write(chunk)
+    if size == 0:
+        raise http_error(400, "The uploaded package file is empty.")
+    spool.seek(0)
+    return md5.hexdigest(), sha256.hexdigest(), size
+
+
+def _check_client_name(filename: str | None, package: PackageFile) -> None:
+    """The client's name for the file, if it sent one, must agree with the DESCRIPTION
+    (the file is stored under the DESCRIPTION's name whatever the client called it)."""
+    client_name = (filename or "").replace("\\", "/").rpartition("/")[2]
+    if client_name and not package.named_by(client_name):
+        raise http_error(
+            400,
+            f"The file is named {client_name[:80]!r} but its DESCRIPTION makes it "
+            f"{package.filename!r}; rename it or fix the DESCRIPTION.",
         )
 
 
