@@ -313,3 +313,16 @@ def test_bodies_that_are_not_multipart_pass_on(channel: Channel) -> None:
     )
     assert "neither" in response.text and "cran_source_package" in response.text
     assert channel.cran_keys() == []
+
+
+def test_a_conflict_in_one_directory_undoes_the_others(channel: Channel) -> None:
+    intel = mac_tgz(built="R 4.3.2; x86_64-apple-darwin20; 2023-11-01; unix")
+    channel.upload(intel, "abc_1.0.tgz", "cran_binary_package")
+    before = channel.cran_keys()
+    # No compiled code: it would go to both big-sur directories, but x86_64 has abc_1.0.tgz.
+    pure_r = mac_tgz(built="R 4.3.2; ; 2023-11-01; unix")
+    response = channel.upload(pure_r, "abc_1.0.tgz", "cran_binary_package", status=409)
+    assert response.text.startswith("File already exists")
+    assert channel.index("bin/macosx/big-sur-arm64/contrib/4.3") == []
+    assert channel.get("bin/macosx/big-sur-x86_64/contrib/4.3/abc_1.0.tgz").body == intel
+    assert channel.cran_keys() == before

@@ -277,10 +277,17 @@ class CranStore:
             for path in directories:
                 if self._commit(channel, path, record):
                     committed.append(path)
-        except BaseException:
+        except BaseException as exc:
             for path in committed:
                 self._uncommit(channel, path, record)
-            if created and not self._referenced(channel, directories, record):
+            # After a conflict the filename is bound to other bytes for good, so no
+            # upload can commit this blob.  After any other failure a racing upload of
+            # the same bytes may be about to commit it: it stays, an unlisted orphan.
+            if (
+                created
+                and isinstance(exc, FileConflictError)
+                and not self._referenced(channel, directories, record)
+            ):
                 with contextlib.suppress(FileNotFoundError):
                     self.storage.delete(blob)
             raise
