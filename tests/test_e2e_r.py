@@ -263,6 +263,8 @@ def test_binaries_are_listed_where_contrib_url_looks(
           cu <- contrib.url(repo, type = type)
           ap <- available.packages(contriburl = cu, type = type, filters = list(), fields = "Built")
           stopifnot(identical(unname(ap[, "Package"]), "first"))
+          index <- read.dcf(url(paste0(cu, "/PACKAGES")))
+          stopifnot(identical(unname(index[, "Package"]), "first"), "Built" %in% colnames(index))
           f <- tempfile()
           ext <- if (type == "win.binary") ".zip" else ".tgz"
           download.file(paste0(cu, "/first_", ap[1, "Version"], ext), f, quiet = TRUE, mode = "wb")
