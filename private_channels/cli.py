@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import os
 import re
 import socket
@@ -26,7 +27,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .accesslog import configure_logging
 from .channels import ChannelExistsError, ChannelRegistry, InvalidChannelNameError
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .pypi import manage
 from .pypi.store import PythonStore
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
@@ -116,6 +117,29 @@ class _AccessLoggedRequestHandler(RedactingRequestHandler):
         pass
 
 
+def _exec_gunicorn(config: Config, sock: socket.socket, workers: int, host: str) -> int:
+    """Replace this process by gunicorn serving ``private_channels.wsgi:app`` with
+    ``workers`` processes on the socket bound here, configured as this command was."""
+    if importlib.util.find_spec("gunicorn") is None:
+        raise CommandError("--workers needs gunicorn: pip install gunicorn")
+    sock.set_inheritable(True)
+    port = sock.getsockname()[1]
+    print(
+        f"private-channels serving {config.storage!r} with {workers} gunicorn workers "
+        f"on http://{host}:{port}{config.prefix}/",
+        file=sys.stderr,
+        flush=True,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
+    env.update(config.environ())
+    command = ["--workers", str(workers), "--bind", f"fd://{sock.fileno()}"]
+    os.execve(  # noqa: S606 (our own interpreter, a fixed argument list)
+        sys.executable,
+        [sys.executable, "-m", "gunicorn", *command, "private_channels.wsgi:app"],
+        env,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     # Arguments over PRIVATE_CHANNELS_* over the TOML file (see private_channels.config).
     try:
@@ -135,6 +159,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sock = socket.create_server((args.host, args.port), reuse_port=False)
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
+    if args.workers > 1:
+        return _exec_gunicorn(config, sock, args.workers, args.host)
     server = make_server(
         args.host,
         args.port,
@@ -263,6 +289,12 @@ def _port(text: str) -> int:
     return port
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"workers {text} is not a number from 1 to 64")
+    return int(text)
+
+
 def _size(text: str) -> int:
     match = re.fullmatch(r"(\d+)([kmg]?)b?", text.strip().lower())
     if not match:
@@ -292,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-size", type=_size, help="default 1g")
     serve.add_argument(
         "--config", metavar="FILE", help="TOML settings file (default: $PRIVATE_CHANNELS_CONFIG)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve with N gunicorn worker processes instead of werkzeug's server",
     )
     serve.set_defaults(func=cmd_serve)
 

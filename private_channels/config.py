@@ -163,6 +163,21 @@ class Config:
             app = ProxyFix(app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
         return app
 
+    def environ(self) -> dict[str, str]:
+        """These settings as ``PRIVATE_CHANNELS_*`` variables, for a child process to
+        :func:`load_config` (the secret key included: keep the result out of logs)."""
+        values = {
+            "storage": self.storage,
+            "secret_key": self.secret_key,
+            "max_upload_size": str(self.max_upload_size),
+            "prefix": self.prefix or "/",  # an empty variable would mean the default
+            "log_format": self.log_format,
+            "public_channels": ",".join(self.public_channels),
+            "trusted_proxies": str(self.trusted_proxies),
+            "token_cache_ttl": repr(self.token_cache_ttl),
+        }
+        return {ENV_PREFIX + k.upper(): v for k, v in values.items() if v}
+
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed, validated like the rest (``None`` ignored)."""
         values = {k: v for k, v in changes.items() if v is not None}

@@ -254,3 +254,17 @@ def test_serve_arguments_over_environment_over_file(tmp_path: Path) -> None:
         PRIVATE_CHANNELS_CONFIG=str(file), PRIVATE_CHANNELS_PREFIX="/env",
     )  # fmt: skip
     assert str(tmp_path / "from-arg") in line and line.endswith("/arg/")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        Config(),
+        Config(storage="memory://", secret_key=KEY, max_upload_size=12345, prefix="",
+               log_format="json", public_channels=("a", "b"), trusted_proxies=2,
+               token_cache_ttl=0.25),
+    ],
+)  # fmt: skip
+def test_environ_round_trips(config: Config) -> None:
+    """What ``serve --workers`` hands to its gunicorn workers reads back the same."""
+    assert load_config(config.environ()) == config

@@ -137,6 +137,16 @@ def test_production_server_serves_the_configured_app(
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(fetch, range(40)))
         assert all(code not in (401, 403) for code in statuses), statuses
+        if kind == "gunicorn":
+            # Workers boot one after the other: a few more batches until more than one
+            # has answered (each record names its process).
+            deadline = time.monotonic() + 20
+            while len({r["pid"] for r in server.access_records()}) < 2:
+                assert time.monotonic() < deadline, "one gunicorn worker answered everything"
+                with ThreadPoolExecutor(max_workers=8) as pool:
+                    statuses += list(pool.map(fetch, range(16)))
+                time.sleep(0.2)
+            assert all(code not in (401, 403) for code in statuses), statuses
 
         cli("token", "revoke", tokens["read_id"], storage=env["PRIVATE_CHANNELS_STORAGE"])
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -152,16 +162,15 @@ def test_production_server_serves_the_configured_app(
         # A record is written when the server closes the response, maybe just after
         # the client has read it: wait for the last ones before stopping the server.
         deadline = time.monotonic() + 10
-        while len(served()) < 56 and time.monotonic() < deadline:
+        while len(served()) < len(statuses) + 16 and time.monotonic() < deadline:
             time.sleep(0.05)
 
     records = server.access_records()
     assert tokens["read"] not in server.log.read_text()
-    assert len(served()) == 56
-    assert [r["token_id"] for r in served()].count(tokens["read_id"]) == 40
+    assert len(served()) == len(statuses) + 16
+    assert [r["token_id"] for r in served()].count(tokens["read_id"]) == len(statuses)
     pids = {r["pid"] for r in records}
     if kind == "gunicorn":
-        # Concurrent requests on sync workers spread over the processes (measured: 3 of 3).
         assert len(pids) >= 2, f"{len(records)} requests, all answered by one worker"
         assert len(re.findall(r"Booting worker with pid", server.log.read_text())) >= 3
 
@@ -359,3 +368,46 @@ def test_concurrent_uploads_through_gunicorn_workers_lose_nothing(
     listed = sorted(f["filename"] for f in json.loads(body)["files"])
     assert listed == sorted(w.name for w in wheels)
     assert len({r["pid"] for r in server.access_records() if r["method"] == "POST"}) >= 2
+
+
+def test_serve_workers_runs_gunicorn_on_the_bound_port(
+    tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    env, tokens = deployment
+    log = tmp_path / "serve.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
+    full_env.update(env, PRIVATE_CHANNELS_PREFIX="/pkgs")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "private_channels", "serve", "--port", "0", "--workers", "3"],
+            stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (
+            match := re.search(r"with 3 gunicorn workers on (http://\S+?)/pkgs/", log.read_text())
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        server = Server(url=match[1], log=log)
+        while server.get("/pkgs/-/health")[0] != 200:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+
+        def fetch(i: int) -> int:
+            return server.get(f"/pkgs/t/{tokens['read']}/team/simple/")[0]
+
+        # Workers boot one after the other: keep sending batches until more than one
+        # has answered (each record names its process).
+        pids: set[object] = set()
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                assert set(pool.map(fetch, range(24))) == {200}
+            time.sleep(0.2)
+            pids = {r["pid"] for r in server.access_records()}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert len(pids) >= 2, log.read_text()
+    assert log.read_text().count("Booting worker") >= 3
+    assert tokens["read"] not in log.read_text()

@@ -382,7 +382,7 @@ def test_embedding_page(workdir: Workdir) -> None:
 def test_deployment_page(workdir: Workdir) -> None:
     require_client("curl")
     result = workdir.run("deployment.md")
-    assert result.stdout.count('"status": "ok"') == 3
+    assert result.stdout.count('"status": "ok"') == 4
     assert "refused to start" in result.stdout
     assert "The setting log_format (from PRIVATE_CHANNELS_LOG_FORMAT) is invalid" in result.stderr
     assert "X-Request-ID: ticket-4711" in result.stdout
