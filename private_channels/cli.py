@@ -386,6 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"private-channels: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A storage that fails mid-command (a full disk, a permission, a lost endpoint).
+        print(f"private-channels: error: storage failed: {exc}", file=sys.stderr)
+        return 1
     return result
 
 

@@ -76,6 +76,6 @@ def close_upload_form(environ: WSGIEnvironment) -> None:
     parsed: UploadForm | None = environ.pop(FORM_KEY, None)
     if parsed is None:
         return
-    for upload in parsed[1].values():
+    for _, upload in parsed[1].items(multi=True):
         with contextlib.suppress(Exception):
             upload.close()

@@ -111,9 +111,6 @@ class CranUploadMiddleware:
                     400, "The distribution must be a short lowercase name such as bookworm."
                 )
         if len(contents) != 1:
-            for extra in contents:
-                # forms.close_upload_form closes only the first file of each field.
-                extra.close()
             raise http_error(
                 400, "Send exactly one package file in the field 'content' (curl -F content=@FILE)."
             )
