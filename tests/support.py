@@ -78,12 +78,13 @@ class LiveServer:
     process: subprocess.Popen[str]
     log: Path
     host: str = field(default="127.0.0.1")
+    env: dict[str, str] = field(default_factory=dict)  # extra_env, e.g. S3 credentials
 
     def log_text(self) -> str:
         return self.log.read_text()
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return cli(*args, storage=self.storage, check=check)
+        return cli(*args, storage=self.storage, check=check, env=self.env)
 
     def token(self, channel: str = "*", scope: str = "write") -> str:
         result = self.cli("token", "create", "--channel", channel, "--scope", scope)
@@ -129,7 +130,7 @@ def live_server(
             time.sleep(0.05)
         if url is None:
             raise AssertionError(f"server did not start:\n{log.read_text()}")
-        yield LiveServer(url=url, storage=storage, process=process, log=log)
+        yield LiveServer(url=url, storage=storage, process=process, log=log, env=extra_env or {})
     finally:
         process.terminate()
         try:
