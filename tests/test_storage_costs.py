@@ -1,0 +1,211 @@
+"""What a request costs in object-store requests, on S3 (SeaweedFS), cold and warm.
+
+Every S3 request the app's client sends is counted by operation with a botocore event
+hook; the bounds below are what docs/storage.md reports.  "Cold" is a fresh process (a
+new app: no cached pages, documents or tokens), "warm" the same request again in the
+same process.  A page view must stay a small constant: a ``stat`` validating the cached
+page, never a listing of the channel, however many projects or files it holds.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import hashlib
+import lzma
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import webtest
+
+from private_channels import ChannelRegistry, Scope, TokenStore
+
+from .packages import make_wheel
+from .s3server import SeaweedFS
+from .support import test_app
+from .test_cran_description import source_package
+
+PREFIX = "/api/repo"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+class Requests:
+    """Counts the S3 requests a client sends, by operation name."""
+
+    def __init__(self, client: Any) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        client.meta.events.register("before-send.s3", self._count)
+
+    def _count(self, request: Any, **kwargs: Any) -> None:
+        self.counts[kwargs["event_name"].rsplit(".", 1)[-1]] += 1
+
+    def take(self) -> dict[str, int]:
+        counts = dict(self.counts)
+        self.counts.clear()
+        return counts
+
+
+class Deployment:
+    """One S3 storage with a channel, a write token, some packages, and app processes."""
+
+    def __init__(self, storage: Any, tmp: Path) -> None:
+        self.storage = storage
+        self.tmp = tmp
+        ChannelRegistry(storage).create("team")
+        self.token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+        self.requests = Requests(storage.client)
+        self.app = self.process()
+
+    def process(self) -> webtest.TestApp:
+        """A fresh app, as a newly started process has: every cache empty."""
+        return test_app(self.storage, PREFIX, token_cache_ttl=3600)
+
+    def get(self, app: webtest.TestApp, path: str, **headers: str) -> webtest.TestResponse:
+        return app.get(f"{PREFIX}/team{path}", headers={"X-Auth": self.token, **headers})
+
+    def upload_wheel(self, app: webtest.TestApp, name: str, version: str) -> None:
+        wheel = make_wheel(self.tmp, name, version)
+        content = wheel.read_bytes()
+        form = {
+            ":action": "file_upload",
+            "protocol_version": "1",
+            "filetype": "bdist_wheel",
+            "pyversion": "py3",
+            "metadata_version": "2.1",
+            "name": name,
+            "version": version,
+            "sha256_digest": hashlib.sha256(content).hexdigest(),
+        }
+        app.post(
+            f"{PREFIX}/team",
+            list(form.items()),
+            upload_files=[("content", wheel.name, content)],
+            headers={"X-Auth": self.token},
+            content_type="multipart/form-data",
+        )
+
+    def upload_r(self, app: webtest.TestApp, name: str, version: str) -> None:
+        app.post(
+            f"{PREFIX}/team",
+            [("filetype", "cran_source_package")],
+            upload_files=[("content", f"{name}_{version}.tar.gz", source_package(name, version))],
+            headers={"X-Auth": self.token},
+            content_type="multipart/form-data",
+        )
+
+
+@pytest.fixture
+def deployment(seaweedfs: SeaweedFS, tmp_path: Path) -> Iterator[Deployment]:
+    storage = seaweedfs.storage()
+    try:
+        yield Deployment(storage, tmp_path)
+    finally:
+        storage.close()
+
+
+READS = [
+    ("project page", "/simple/alpha/", {}),
+    ("project page, JSON", "/simple/alpha/", {"Accept": JSON_TYPE}),
+    ("root page", "/simple/", {}),
+    ("PACKAGES.gz", "/src/contrib/PACKAGES.gz", {}),
+    ("PACKAGES", "/src/contrib/PACKAGES", {}),
+    ("PACKAGES.rds", "/src/contrib/PACKAGES.rds", {}),
+]
+# Per request, whatever the process has cached: the channel record (1 GetObject, so a
+# deleted channel is gone at once everywhere) and 1 HeadObject of the one document the
+# answer derives from, which validates the cached rendering.
+WARM = {"GetObject": 1, "HeadObject": 1}
+# A fresh process also learns the token-hashing key (a create-if-absent that the store
+# refuses, then a read), reads the token record, and reads and renders the document.
+# After a change through any process, the HeadObject sees a new ETag: one more read.
+CHANGED = {"GetObject": 2, "HeadObject": 1}
+COLD = {"PutObject": 1, "GetObject": 4, "HeadObject": 1}
+
+
+def test_page_views_cost_a_small_constant(deployment: Deployment) -> None:
+    d = deployment
+    d.upload_wheel(d.app, "alpha", "1.0")
+    d.upload_r(d.app, "abc", "1.0")
+    for label, path, headers in READS:
+        cold = d.process()
+        d.requests.take()
+        response = d.get(cold, path, **headers)
+        assert d.requests.take() == COLD, label
+        assert d.get(cold, path, **headers).body == response.body
+        assert d.requests.take() == WARM, label
+        # A client revalidating its copy (pip's cache, R's) costs the same, and gets a 304.
+        again = d.get(cold, path, **headers, **{"If-None-Match": response.headers["ETag"]})
+        assert again.status_int == 304
+        assert d.requests.take() == WARM, label
+
+
+def test_page_views_do_not_grow_with_the_channel(deployment: Deployment) -> None:
+    d = deployment
+    for n in range(12):
+        d.upload_wheel(d.app, f"proj{n}", "1.0")
+        d.upload_r(d.app, f"pkg{n}", "1.0")
+    d.upload_wheel(d.app, "alpha", "1.0")
+    d.upload_r(d.app, "abc", "1.0")
+    for label, path, headers in READS:
+        d.get(d.app, path, **headers)
+        d.requests.take()
+        d.get(d.app, path, **headers)
+        assert d.requests.take() == WARM, label
+
+
+def test_a_change_through_another_process_costs_one_read(deployment: Deployment) -> None:
+    d = deployment
+    d.upload_wheel(d.app, "alpha", "1.0")
+    d.upload_r(d.app, "abc", "1.0")
+    other = d.process()
+    for _label, path, headers in READS:
+        d.get(d.app, path, **headers)
+    d.upload_wheel(other, "alpha", "1.1")
+    d.upload_wheel(other, "gamma", "1.0")
+    d.upload_r(other, "abd", "1.0")
+    d.requests.take()
+    news = {"project": b"alpha-1.1", "root": b"gamma", "PACKAGES": b"abd"}
+    for label, path, headers in READS:
+        response = d.get(d.app, path, **headers)
+        # The HeadObject sees a new ETag: the document is read again and re-rendered
+        # (for each serialization of a Python page; once for the three PACKAGES files,
+        # which render from one parsed snapshot of the directory's document).
+        changed = label not in ("PACKAGES", "PACKAGES.rds")
+        assert d.requests.take() == (CHANGED if changed else WARM), label
+        body = response.body
+        body = gzip.decompress(body) if body.startswith(b"\x1f\x8b") else body
+        body = lzma.decompress(body) if body.startswith(b"\xfd7zXZ") else body
+        assert next(v for k, v in news.items() if label.startswith(k)) in body, label
+
+
+def test_downloads_cost_the_file_and_a_validation(deployment: Deployment) -> None:
+    d = deployment
+    d.upload_wheel(d.app, "alpha", "1.0")
+    d.upload_r(d.app, "abc", "1.0")
+    page = d.get(d.app, "/simple/alpha/", Accept=JSON_TYPE).json
+    wheel = "/files/" + page["files"][0]["url"].split("/files/", 1)[1]
+    for path in (wheel, "/src/contrib/abc_1.0.tar.gz"):
+        d.get(d.app, path)
+        d.requests.take()
+        d.get(d.app, path)
+        # The channel, the index document's validation, the file itself.
+        assert d.requests.take() == {"GetObject": 2, "HeadObject": 1}, path
+
+
+def test_uploads_cost_a_bounded_number_of_requests(deployment: Deployment) -> None:
+    d = deployment
+    d.upload_wheel(d.app, "alpha", "1.0")  # the first upload of the process warms the token
+    d.requests.take()
+    d.upload_wheel(d.app, "alpha", "1.1")
+    existing = d.requests.take()
+    d.upload_wheel(d.app, "beta", "1.0")
+    new = d.requests.take()
+    d.upload_r(d.app, "abc", "1.0")
+    r_upload = d.requests.take()
+    # Blobs are created (PutObject with If-None-Match, HeadObject for the new version);
+    # documents are compare-and-swapped; nothing is listed.
+    assert existing == {"GetObject": 4, "PutObject": 3, "HeadObject": 3}
+    assert new == {"GetObject": 4, "PutObject": 4, "HeadObject": 4}
+    assert r_upload == {"GetObject": 3, "PutObject": 2, "HeadObject": 2}
