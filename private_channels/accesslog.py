@@ -119,6 +119,9 @@ class AccessLogMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
             record["status"] = int(status.split(" ", 1)[0])
+            for name, value in headers:
+                if name.lower() == "content-length" and value.isdigit():
+                    record["size"] = int(value)
             headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
             headers.append(("X-Request-ID", request_id))
             return start_response(status, headers, exc_info)
@@ -129,6 +132,12 @@ class AccessLogMiddleware:
             record["status"] = 500
             self._log(record, environ, started)
             raise
+        wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(wrapper, type) and isinstance(body, wrapper):
+            # The server sends such a body itself (gunicorn with sendfile); wrapping it
+            # would hide that, so log now, with the size the response declared.
+            self._log(record, environ, started)
+            return body
         return _LoggedBody(body, lambda size: self._done(record, environ, started, size))
 
     def _done(

@@ -207,3 +207,25 @@ def test_configure_logging_writes_one_line_per_request() -> None:
     finally:
         logger.handlers[:], logger.propagate = saved[0], saved[1]
         logger.setLevel(saved[2])
+
+
+def test_file_wrapper_bodies_pass_through_for_sendfile(records: Records) -> None:
+    """A body made with the server's ``wsgi.file_wrapper`` is returned as it is, so
+    that the server can still send the file itself; it is logged with its length."""
+    from wsgiref.util import FileWrapper
+
+    def inner(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [("Content-Length", "5")])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"hello"))
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/f", "wsgi.file_wrapper": FileWrapper}
+    headers: list[list[tuple[str, str]]] = []
+    body = AccessLogMiddleware(inner, format="json")(
+        environ, lambda s, h, e=None: headers.append(h)
+    )
+    assert isinstance(body, FileWrapper)
+    assert b"".join(body) == b"hello"
+    body.close()
+    record = json.loads(records.lines[-1])
+    assert (record["status"], record["size"]) == (200, 5)
+    assert ("X-Request-ID", record["request_id"]) in headers[0]
