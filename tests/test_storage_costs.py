@@ -112,6 +112,7 @@ READS = [
     ("PACKAGES.gz", "/src/contrib/PACKAGES.gz", {}),
     ("PACKAGES", "/src/contrib/PACKAGES", {}),
     ("PACKAGES.rds", "/src/contrib/PACKAGES.rds", {}),
+    ("Meta/archive.rds", "/src/contrib/Meta/archive.rds", {}),
 ]
 # Per request, whatever the process has cached: the channel record (1 GetObject, so a
 # deleted channel is gone at once everywhere) and 1 HeadObject of the one document the
@@ -165,14 +166,20 @@ def test_a_change_through_another_process_costs_one_read(deployment: Deployment)
     d.upload_wheel(other, "alpha", "1.1")
     d.upload_wheel(other, "gamma", "1.0")
     d.upload_r(other, "abd", "1.0")
+    d.upload_r(other, "abc", "1.1")  # archives abc 1.0
     d.requests.take()
-    news = {"project": b"alpha-1.1", "root": b"gamma", "PACKAGES": b"abd"}
+    news = {
+        "project": b"alpha-1.1",
+        "root": b"gamma",
+        "PACKAGES": b"abd",
+        "Meta": b"abc/abc_1.0.tar.gz",
+    }
     for label, path, headers in READS:
         response = d.get(d.app, path, **headers)
         # The HeadObject sees a new ETag: the document is read again and re-rendered
         # (for each serialization of a Python page; once for the three PACKAGES files,
         # which render from one parsed snapshot of the directory's document).
-        changed = label not in ("PACKAGES", "PACKAGES.rds")
+        changed = label not in ("PACKAGES", "PACKAGES.rds", "Meta/archive.rds")
         assert d.requests.take() == (CHANGED if changed else WARM), label
         body = response.body
         body = gzip.decompress(body) if body.startswith(b"\x1f\x8b") else body
@@ -192,6 +199,14 @@ def test_downloads_cost_the_file_and_a_validation(deployment: Deployment) -> Non
         d.get(d.app, path)
         # The channel, the index document's validation, the file itself.
         assert d.requests.take() == {"GetObject": 2, "HeadObject": 1}, path
+    # After uploads through another process, the changed document is read once more.
+    other = d.process()
+    d.upload_wheel(other, "alpha", "1.1")
+    d.upload_r(other, "abd", "1.0")
+    d.requests.take()
+    for path in (wheel, "/src/contrib/abc_1.0.tar.gz"):
+        d.get(d.app, path)
+        assert d.requests.take() == {"GetObject": 3, "HeadObject": 1}, path
 
 
 def test_uploads_cost_a_bounded_number_of_requests(deployment: Deployment) -> None:
