@@ -19,12 +19,24 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
+from .auth import authorize
 from .errors import http_error
+from .tokens import Scope
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["FORM_KEY", "UploadForm", "close_upload_form", "is_upload", "upload_form"]
+    from .channels import Channel
+    from .tokens import Token
+
+__all__ = [
+    "FORM_KEY",
+    "UploadForm",
+    "claim_upload",
+    "close_upload_form",
+    "is_upload",
+    "upload_form",
+]
 
 FORM_KEY = "private_channels.upload_form"
 DEFAULT_MAX_UPLOAD_SIZE = 1024 * 1024 * 1024
@@ -37,6 +49,24 @@ UploadForm = tuple[MultiDict[str, str], MultiDict[str, FileStorage]]
 def is_upload(environ: WSGIEnvironment) -> bool:
     """A POST to the channel itself (``P/<CHANNEL>`` or ``P/<CHANNEL>/``)."""
     return environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO", "") in ("", "/")
+
+
+def claim_upload(
+    environ: WSGIEnvironment, channel: Channel, *, max_size: int = DEFAULT_MAX_UPLOAD_SIZE
+) -> tuple[Token | None, MultiDict[str, str], MultiDict[str, FileStorage]] | None:
+    """Where every upload middleware starts: ``None`` unless this is a multipart POST
+    to the channel; else the uploader's token and the parsed form.
+
+    Write access is checked before the body is read, so that nobody without it can make
+    the server spool a large body.  Upload forms are always multipart (twine, uv, curl
+    -F); any other body is left for the fallback, which explains what an upload is.
+    """
+    content_type = str(environ.get("CONTENT_TYPE", ""))
+    if not is_upload(environ) or not content_type.startswith("multipart/form-data"):
+        return None
+    token = authorize(environ, channel, Scope.WRITE)
+    form, files = upload_form(environ, max_size=max_size)
+    return token, form, files
 
 
 def upload_form(environ: WSGIEnvironment, *, max_size: int = DEFAULT_MAX_UPLOAD_SIZE) -> UploadForm:

@@ -26,11 +26,9 @@ from typing import IO, TYPE_CHECKING
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from ..auth import authorize
 from ..errors import http_error
-from ..forms import DEFAULT_MAX_UPLOAD_SIZE, is_upload, upload_form
+from ..forms import DEFAULT_MAX_UPLOAD_SIZE, claim_upload
 from ..routing import current_channel
-from ..tokens import Scope
 from .description import InvalidPackageError, Limits, PackageFile, read_package
 from .store import (
     DISTRIBUTION_PATTERN,
@@ -71,14 +69,11 @@ class CranUploadMiddleware:
         self.limits = limits or Limits()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        # curl -F always sends multipart; any other body is for someone else (or for
-        # the fallback, which explains what an upload looks like).
-        content_type = str(environ.get("CONTENT_TYPE", ""))
-        if not is_upload(environ) or not content_type.startswith("multipart/form-data"):
-            return self.app(environ, start_response)
         try:
-            token = authorize(environ, current_channel(environ), Scope.WRITE)
-            form, files = upload_form(environ, max_size=self.max_upload_size)
+            claimed = claim_upload(environ, current_channel(environ), max_size=self.max_upload_size)
+            if claimed is None:
+                return self.app(environ, start_response)
+            token, form, files = claimed
             filetype = form.get("filetype", "")
             if not filetype.startswith("cran_"):
                 return self.app(environ, start_response)

@@ -34,12 +34,10 @@ from packaging.version import InvalidVersion, Version
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from ..auth import authorize
 from ..errors import http_error
-from ..forms import DEFAULT_MAX_UPLOAD_SIZE, is_upload, upload_form
+from ..forms import DEFAULT_MAX_UPLOAD_SIZE, claim_upload
 from ..routing import current_channel
 from ..storage.base import CHUNK_SIZE
-from ..tokens import Scope
 from .metadata import Distribution, InvalidDistributionError, Limits, read_distribution
 from .store import DeletedFilenameError, FileConflictError, FileRecord, PythonStore
 
@@ -81,17 +79,11 @@ class PythonUploadMiddleware:
         self.limits = limits or Limits()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        # The legacy API is always multipart; any other body is for someone else
-        # (or for the fallback, which explains what an upload looks like).
-        content_type = str(environ.get("CONTENT_TYPE", ""))
-        if not is_upload(environ) or not content_type.startswith("multipart/form-data"):
-            return self.app(environ, start_response)
         try:
             channel = current_channel(environ)
-            token = authorize(environ, channel, Scope.WRITE)
-            form, files = upload_form(environ, max_size=self.max_upload_size)
-            if ":action" in form:
-                response = self.upload(channel, token, form, files)
+            claimed = claim_upload(environ, channel, max_size=self.max_upload_size)
+            if claimed is not None and ":action" in claimed[1]:
+                response = self.upload(channel, *claimed)
                 return response(environ, start_response)
         except HTTPException as error:
             return error(environ, start_response)
