@@ -29,6 +29,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from .auth import redact_tokens
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -43,11 +45,6 @@ REQUEST_ID_KEY = "private_channels.request_id"
 LOGGER_NAME = "private_channels.access"
 # Incoming ids end up in log lines: accept only what cannot forge or break a line.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}\Z")
-# PATH_INFO arrives decoded, but "/T/" reaches the app too (as an unknown channel),
-# and so do tokens sent where a channel belongs: the default form (48 hex digits) and
-# itsdangerous' signed form (base64 of '{"...', a dot, a signature).
-_PATH_TOKEN = re.compile(r"(?i)/t/+[^/]*")
-_BARE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{48}(?![0-9A-Za-z])|eyJ[\w-]*\.[\w.-]+")
 
 
 def redact_path(path: str) -> str:
@@ -57,7 +54,7 @@ def redact_path(path: str) -> str:
     here; a project or file path that happens to contain ``/t/`` loses one segment in
     the log, which is a small price for never logging a token.
     """
-    return _BARE_TOKEN.sub("<redacted>", _PATH_TOKEN.sub("/t/<redacted>", path))
+    return redact_tokens(path)
 
 
 def configure_logging(stream: IO[str] | None = None) -> logging.Logger:

@@ -26,6 +26,7 @@ from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .accesslog import configure_logging
+from .auth import redact_tokens as redact
 from .channels import ChannelExistsError, ChannelRegistry, InvalidChannelNameError
 from .config import Config, ConfigError, load_config
 from .pypi import manage
@@ -34,31 +35,13 @@ from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
 from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    pass
 
 __all__ = ["main"]
-
-# The path form as the request line may spell it: werkzeug logs the raw path, decoded
-# for display, so "/t/", "%74" for "t" and "%2F" for "/" all occur; case-insensitive
-# because "/T/<TOKEN>" reaches the app (as an unknown channel) and is logged too.
-_PATH_TOKEN = re.compile(r"(?i)(?:/|%2f)(?:t|%74)(?:/|%2f)+[^/\s\"'?]+")
-# Tokens sent where no token belongs (say, as a channel name): the default form, and
-# itsdangerous' signed form (base64 of '{"...' then a dot and the signature).
-_BARE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{48}(?![0-9A-Za-z])|eyJ[\w-]*\.[\w.-]+")
 
 
 class CommandError(Exception):
     """A failure to report as one line on stderr."""
-
-
-def redact(text: str) -> str:
-    """``text`` with anything that looks like a token replaced by ``<redacted>``.
-
-    >>> redact('"GET /api/repo/t/46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35/x/ HTTP/1.1"')
-    '"GET /api/repo/t/<redacted>/x/ HTTP/1.1"'
-    """
-    text = _PATH_TOKEN.sub("/t/<redacted>", text)
-    return _BARE_TOKEN.sub("<redacted>", text)
 
 
 class RedactingRequestHandler(WSGIRequestHandler):
@@ -82,24 +65,6 @@ class RedactingRequestHandler(WSGIRequestHandler):
             self.log_date_time_string(),
             text,
         )
-
-
-def mount(app: WSGIApplication, prefix: str) -> WSGIApplication:
-    """Serve ``app`` under ``prefix`` and 404 everything else."""
-    prefix = "/" + prefix.strip("/")
-    if prefix == "/":
-        return app
-
-    def mounted(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-        path: str = environ.get("PATH_INFO", "")
-        if path == prefix or path.startswith(prefix + "/"):
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-            environ["PATH_INFO"] = path[len(prefix) :]
-            return app(environ, start_response)
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [f"Channels are served under {prefix}/.\n".encode()]
-
-    return mounted
 
 
 def _storage(args: argparse.Namespace) -> Storage:
