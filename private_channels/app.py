@@ -70,6 +70,7 @@ def make_app(
     token_cache_ttl: float = 5.0,
     health: bool = True,
     access_log: str | None = None,
+    redirect_downloads: int = 0,
 ) -> WSGIApplication:
     """Compose every middleware over one storage into a WSGI app.
 
@@ -79,11 +80,14 @@ def make_app(
     be accepted by a process that verified it recently.  ``health`` serves
     ``P/-/health`` (see :mod:`~private_channels.health`); ``access_log`` (``"text"`` or
     ``"json"``) logs every request with a request id (see :mod:`~private_channels.accesslog`).
+    ``redirect_downloads`` (seconds; 0, the default, is off) answers downloads of package
+    files with a 302 to a presigned URL of the store, valid that long, on a storage that
+    makes them (S3); other storages serve the files themselves.
     """
     app: WSGIApplication = _not_found
-    app = CranRepositoryMiddleware(app, storage)
+    app = CranRepositoryMiddleware(app, storage, redirect_downloads=redirect_downloads)
     app = CranUploadMiddleware(app, storage, max_upload_size=max_upload_size)
-    app = SimpleIndexMiddleware(app, storage)
+    app = SimpleIndexMiddleware(app, storage, redirect_downloads=redirect_downloads)
     app = PythonUploadMiddleware(app, storage, max_upload_size=max_upload_size)
     app = ChannelMiddleware(app, ChannelRegistry(storage))
     store = TokenStore(storage, secret_key=secret_key, cache_ttl=token_cache_ttl)

@@ -20,18 +20,19 @@ Anything invalid raises :class:`ConfigError` whose message is one sentence namin
 setting, where it came from, and what would be accepted, so that a server refuses to
 start rather than run half-configured.
 
-=======================  ====================================  ==============================
-setting                  environment variable                  default
-=======================  ====================================  ==============================
-``storage``              ``PRIVATE_CHANNELS_STORAGE``          ``./private-channels-data``
-``secret_key``           ``PRIVATE_CHANNELS_SECRET_KEY``       none (no signed tokens)
-``max_upload_size``      ``PRIVATE_CHANNELS_MAX_UPLOAD_SIZE``  ``1g``
-``prefix``               ``PRIVATE_CHANNELS_PREFIX``           ``/api/repo``
-``log_format``           ``PRIVATE_CHANNELS_LOG_FORMAT``       ``text`` (or ``json``, ``off``)
-``public_channels``      ``PRIVATE_CHANNELS_PUBLIC_CHANNELS``  none (comma-separated in env)
-``trusted_proxies``      ``PRIVATE_CHANNELS_TRUSTED_PROXIES``  ``0`` (number of proxies)
-``token_cache_ttl``      ``PRIVATE_CHANNELS_TOKEN_CACHE_TTL``  ``5`` (seconds)
-=======================  ====================================  ==============================
+=======================  =======================================  ==============================
+setting                  environment variable                     default
+=======================  =======================================  ==============================
+``storage``              ``PRIVATE_CHANNELS_STORAGE``             ``./private-channels-data``
+``secret_key``           ``PRIVATE_CHANNELS_SECRET_KEY``          none (no signed tokens)
+``max_upload_size``      ``PRIVATE_CHANNELS_MAX_UPLOAD_SIZE``     ``1g``
+``prefix``               ``PRIVATE_CHANNELS_PREFIX``              ``/api/repo``
+``log_format``           ``PRIVATE_CHANNELS_LOG_FORMAT``          ``text`` (or ``json``, ``off``)
+``public_channels``      ``PRIVATE_CHANNELS_PUBLIC_CHANNELS``     none (comma-separated in env)
+``trusted_proxies``      ``PRIVATE_CHANNELS_TRUSTED_PROXIES``     ``0`` (number of proxies)
+``token_cache_ttl``      ``PRIVATE_CHANNELS_TOKEN_CACHE_TTL``     ``5`` (seconds)
+``redirect_downloads``   ``PRIVATE_CHANNELS_REDIRECT_DOWNLOADS``  ``0`` (off; seconds, S3 only)
+=======================  =======================================  ==============================
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Config:
     public_channels: tuple[str, ...] = ()
     trusted_proxies: int = 0
     token_cache_ttl: float = 5.0
+    redirect_downloads: int = 0
 
     def open_storage(self) -> Storage:
         """Open the configured storage, or raise :class:`ConfigError` saying why not."""
@@ -144,6 +146,7 @@ class Config:
             max_upload_size=self.max_upload_size,
             token_cache_ttl=self.token_cache_ttl,
             access_log=None if self.log_format == "off" else self.log_format,
+            redirect_downloads=self.redirect_downloads,
         )
 
     def build_app(self, storage: Storage | None = None) -> WSGIApplication:
@@ -175,6 +178,7 @@ class Config:
             "public_channels": ",".join(self.public_channels),
             "trusted_proxies": str(self.trusted_proxies),
             "token_cache_ttl": repr(self.token_cache_ttl),
+            "redirect_downloads": str(self.redirect_downloads),
         }
         return {ENV_PREFIX + k.upper(): v for k, v in values.items() if v}
 
@@ -319,6 +323,16 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _expiry(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"expected a number of seconds, got {value!r}")
+    number = int(value)
+    # SigV4 presigned URLs live at most seven days.
+    if not 0 <= number <= 7 * 24 * 3600:
+        raise ValueError(f"{value!r} is not a number of seconds between 0 (off) and 604800")
+    return number
+
+
 _CONVERTERS = {
     "storage": _text,
     "secret_key": _secret_key,
@@ -328,4 +342,5 @@ _CONVERTERS = {
     "public_channels": _channels,
     "trusted_proxies": _count,
     "token_cache_ttl": _seconds,
+    "redirect_downloads": _expiry,
 }

@@ -21,6 +21,7 @@ import pytest
 import webtest
 
 from private_channels import ChannelRegistry, Scope, TokenStore
+from private_channels.storage import FileSystemStorage
 
 from .packages import make_wheel
 from .s3server import SeaweedFS
@@ -224,3 +225,38 @@ def test_uploads_cost_a_bounded_number_of_requests(deployment: Deployment) -> No
     assert existing == {"GetObject": 4, "PutObject": 3, "HeadObject": 3}
     assert new == {"GetObject": 4, "PutObject": 4, "HeadObject": 4}
     assert r_upload == {"GetObject": 3, "PutObject": 2, "HeadObject": 2}
+
+
+def test_a_redirected_download_costs_no_read_of_the_file(deployment: Deployment) -> None:
+    d = deployment
+    d.upload_wheel(d.app, "alpha", "1.0")
+    d.upload_r(d.app, "abc", "1.0")
+    app = test_app(d.storage, PREFIX, token_cache_ttl=3600, redirect_downloads=60)
+    page = d.get(app, "/simple/alpha/", Accept=JSON_TYPE).json
+    wheel = "/files/" + page["files"][0]["url"].split("/files/", 1)[1]
+    for path in (wheel, "/src/contrib/abc_1.0.tar.gz"):
+        d.get(app, path)
+        d.requests.take()
+        response = d.get(app, path)
+        assert response.status_int == 302
+        assert response.headers["Location"].startswith(d.storage.client.meta.endpoint_url)
+        assert "no-store" in response.headers["Cache-Control"]
+        # The channel and the document's validation; presigning sends no request.
+        assert d.requests.take() == WARM, path
+
+
+def test_a_storage_that_cannot_presign_serves_the_file(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path / "data")
+    ChannelRegistry(storage).create("team")
+    token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    app = test_app(storage, PREFIX, redirect_downloads=60)
+    upload = source_package("abc", "1.0")
+    app.post(
+        f"{PREFIX}/team",
+        [("filetype", "cran_source_package")],
+        upload_files=[("content", "abc_1.0.tar.gz", upload)],
+        headers={"X-Auth": token},
+        content_type="multipart/form-data",
+    )
+    response = app.get(f"{PREFIX}/team/src/contrib/abc_1.0.tar.gz", headers={"X-Auth": token})
+    assert response.status_int == 200 and response.body == upload

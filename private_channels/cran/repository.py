@@ -102,11 +102,22 @@ def _mimetype(name: str) -> str:
 
 
 class CranRepositoryMiddleware:
-    def __init__(self, app: WSGIApplication, storage: Storage, *, cache_size: int = 256) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        storage: Storage,
+        *,
+        cache_size: int = 256,
+        redirect_downloads: int = 0,
+    ) -> None:
         """``cache_size``: how many rendered index files (and parsed index documents)
-        each process keeps."""
+        each process keeps.  ``redirect_downloads`` (seconds, 0 = off): on a storage
+        that presigns URLs (S3), answer a package download with a 302 to a URL of the
+        store valid that long, so that large files never pass through this process."""
         self.app = app
         self.store = CranStore(storage)
+        presign = getattr(storage, "presigned_url", None)
+        self.redirect_downloads = redirect_downloads if presign is not None else 0
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str, str], tuple[bytes, str]] = OrderedDict()
         self._directories: OrderedDict[str, Directory] = OrderedDict()
@@ -240,6 +251,17 @@ class CranRepositoryMiddleware:
     def package_file(
         self, environ: WSGIEnvironment, channel: Channel, record: CranRecord, *, vary: bool = False
     ) -> Response:
+        if self.redirect_downloads:
+            # The store sends the bytes; the presigned URL is made locally, no request.
+            url = self.store.storage.presigned_url(  # type: ignore[attr-defined]
+                self.store.blob_key(channel, record), self.redirect_downloads
+            )
+            redirect = Response(status=302, headers={"Location": url})
+            redirect.cache_control.private = True
+            redirect.cache_control.no_store = True  # the URL expires
+            if vary:
+                redirect.vary.add("User-Agent")
+            return redirect
         response = Response(mimetype=_mimetype(record.filename))
         if vary:
             response.vary.add("User-Agent")

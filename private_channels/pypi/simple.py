@@ -186,15 +186,26 @@ class SimpleIndexMiddleware:
     ``cache_bytes`` bounds what this process keeps of rendered pages and parsed
     project documents (0 turns the cache off); every entry is checked against its
     document's storage ETag (one ``stat``) on every request that uses it.
+    ``redirect_downloads`` (seconds, 0 = off): on a storage that presigns URLs (S3),
+    answer a file download with a 302 to a URL of the store valid that long, so that
+    large files never pass through this process.
     """
 
     def __init__(
-        self, app: WSGIApplication, storage: Storage, *, cache_bytes: int = 64 * 1024 * 1024
+        self,
+        app: WSGIApplication,
+        storage: Storage,
+        *,
+        cache_bytes: int = 64 * 1024 * 1024,
+        redirect_downloads: int = 0,
     ) -> None:
         self.app = app
         self.storage = storage
         self.store = PythonStore(storage)
         self.cache = _Cache(cache_bytes)
+        # Only a storage that can presign (S3) redirects; others serve the bytes.
+        presign = getattr(storage, "presigned_url", None)
+        self.redirect_downloads = redirect_downloads if presign is not None else 0
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -332,6 +343,12 @@ class SimpleIndexMiddleware:
         if record is None or record.sha256 != sha256 or (metadata and not record.metadata_sha256):
             raise _not_found(f"File {filename!r}")
         key = self.store.blob_key(channel, sha256, filename)
+        if self.redirect_downloads and not metadata:
+            # The store sends the bytes; the presigned URL is made locally, no request.
+            url = self.storage.presigned_url(key, self.redirect_downloads)  # type: ignore[attr-defined]
+            redirect = Response(status=302, headers={"Location": url})
+            redirect.headers["Cache-Control"] = "private, no-store"  # the URL expires
+            return redirect
         try:
             if environ.get("REQUEST_METHOD") == "HEAD":
                 stream, stat = None, self.storage.stat(key)
