@@ -168,7 +168,12 @@ def test_concurrent_uploads_through_many_processes_lose_nothing(
             for _ in range(2)
         ]
         servers = [gunicorn.url, *(e.url for e in endpoints)]
-        pages = ["/simple/", *(f"/simple/{p}/" for p in PROJECTS), "/src/contrib/PACKAGES"]
+        pages = [
+            *((page, accept) for page in ("/simple/", *(f"/simple/{p}/" for p in PROJECTS))
+              for accept in ("text/html", JSON_TYPE)),
+            ("/src/contrib/PACKAGES", "*/*"),
+            ("/src/contrib/PACKAGES.gz", "*/*"),
+        ]  # fmt: skip
 
         def read(server: str, page: str, accept: str = "text/html") -> bytes:
             status, body = request(f"{server}/team{page}", auth, Accept=accept)
@@ -185,7 +190,8 @@ def test_concurrent_uploads_through_many_processes_lose_nothing(
 
         # Every process caches every page (gunicorn: several workers) before the uploads.
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda args: read(*args), [(s, p) for s in servers for p in pages] * 3))
+            warm = [(s, page, accept) for s in servers for page, accept in pages] * 3
+            list(pool.map(lambda args: read(*args), warm))
 
         # Round robin, so that each server takes uploads of every kind at once.
         targets = [servers[i % len(servers)] for i in range(len(uploads))]
