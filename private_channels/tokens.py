@@ -246,10 +246,13 @@ class TokenStore:
 
     def _key_bytes(self) -> bytes:
         if self._hmac_key is None:
-            # If another process made it first, everyone uses that one.
-            with contextlib.suppress(FileExistsError):
-                self.storage.create(_KEY, io.BytesIO(secrets.token_bytes(32)))
-            key, _ = read_bytes(self.storage, _KEY, limit=1024)
+            try:
+                key, _ = read_bytes(self.storage, _KEY, limit=1024)
+            except FileNotFoundError:
+                # If another process makes it first, everyone uses that one.
+                with contextlib.suppress(FileExistsError):
+                    self.storage.create(_KEY, io.BytesIO(secrets.token_bytes(32)))
+                key, _ = read_bytes(self.storage, _KEY, limit=1024)
             if len(key) < 16:
                 raise ValueError(f"the token hashing key {_KEY!r} in storage is damaged")
             self._hmac_key = key

@@ -18,6 +18,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -79,6 +80,13 @@ class FileSystemStorage:
             with os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(data, out, CHUNK_SIZE)
                 out.flush()
+                # The kernel stamps files from a coarse clock (a tick of milliseconds),
+                # and a freed inode number is soon reused: two same-sized versions
+                # written in one tick could share an ETag and fool a compare-and-swap.
+                # A nanosecond timestamp from the fine clock makes that practically
+                # impossible.
+                now = time.time_ns()
+                os.utime(out.fileno(), ns=(now, now))
                 os.fsync(out.fileno())
         except BaseException:
             os.unlink(tmp)
