@@ -68,6 +68,9 @@ class Channel:
     name: str
     public: bool = False
     created: float = 0.0
+    # A deleted filename stays taken (as on PyPI), so that a name never stands for two
+    # different files, unless the channel was created to allow its reuse.
+    allow_reupload: bool = False
 
     @property
     def prefix(self) -> str:
@@ -82,8 +85,13 @@ class ChannelRegistry:
     def _key(name: str) -> str:
         return f"registry/channels/{name}.json"
 
-    def create(self, name: str, *, public: bool = False) -> Channel:
-        channel = Channel(name=validate_channel_name(name), public=public, created=time.time())
+    def create(self, name: str, *, public: bool = False, allow_reupload: bool = False) -> Channel:
+        channel = Channel(
+            name=validate_channel_name(name),
+            public=public,
+            created=time.time(),
+            allow_reupload=allow_reupload,
+        )
         try:
             self.storage.create(self._key(name), io.BytesIO(dump_json(asdict(channel))))
         except FileExistsError:
@@ -97,7 +105,12 @@ class ChannelRegistry:
             doc, _ = read_json(self.storage, self._key(name))
         except (FileNotFoundError, InvalidChannelNameError):
             return None
-        return Channel(name=doc["name"], public=bool(doc["public"]), created=doc["created"])
+        return Channel(
+            name=doc["name"],
+            public=bool(doc["public"]),
+            created=doc["created"],
+            allow_reupload=bool(doc.get("allow_reupload", False)),
+        )
 
     def list(self) -> Iterator[Channel]:
         for key in self.storage.list("registry/channels/"):

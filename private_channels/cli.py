@@ -151,7 +151,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_channel_create(args: argparse.Namespace) -> int:
     try:
-        channel = ChannelRegistry(_storage(args)).create(args.name, public=args.public)
+        channel = ChannelRegistry(_storage(args)).create(
+            args.name, public=args.public, allow_reupload=args.allow_reupload
+        )
     except (ChannelExistsError, InvalidChannelNameError) as exc:
         raise CommandError(str(exc)) from exc
     print(f"{channel.name}\t{'public' if channel.public else 'private'}")
@@ -304,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     create = channel_commands.add_parser("create", parents=[common])
     create.add_argument("name")
     create.add_argument("--public", action="store_true", help="anyone may read it")
+    create.add_argument(
+        "--allow-reupload",
+        action="store_true",
+        help="a deleted filename may be uploaded again (by default it stays taken)",
+    )
     create.set_defaults(func=cmd_channel_create)
     channel_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_channel_list)
     delete = channel_commands.add_parser("delete", parents=[common])

@@ -25,6 +25,17 @@ def test_channel_create_list_delete(tmp_path: Path) -> None:
     assert cli("channel", "list", storage=data).stdout.splitlines() == ["alpha\tpublic"]
 
 
+def test_channel_may_allow_reupload(tmp_path: Path) -> None:
+    from private_channels.channels import ChannelRegistry
+    from private_channels.storage import FileSystemStorage
+
+    cli("channel", "create", "strict", storage=tmp_path)
+    cli("channel", "create", "loose", "--allow-reupload", storage=tmp_path)
+    registry = ChannelRegistry(FileSystemStorage(tmp_path))
+    assert registry.get("loose").allow_reupload  # type: ignore[union-attr]
+    assert not registry.get("strict").allow_reupload  # type: ignore[union-attr]
+
+
 def test_storage_flag_beats_environment(tmp_path: Path) -> None:
     cli("channel", "create", "x", "--storage", str(tmp_path / "flag"), storage=tmp_path / "env")
     assert cli("channel", "list", storage=tmp_path / "flag").stdout.strip() == "x\tprivate"

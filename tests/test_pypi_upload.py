@@ -32,9 +32,11 @@ def prefix(request: pytest.FixtureRequest) -> str:
 class Channel:
     """A channel with tokens, and an app mounted under a prefix to upload to it."""
 
-    def __init__(self, storage: Storage, prefix: str, **options: Any) -> None:
+    def __init__(
+        self, storage: Storage, prefix: str, *, allow_reupload: bool = False, **options: Any
+    ) -> None:
         self.storage = storage
-        self.channel = ChannelRegistry(storage).create("team")
+        self.channel = ChannelRegistry(storage).create("team", allow_reupload=allow_reupload)
         tokens = TokenStore(storage)
         self.token, self.token_id = self._token(tokens, Scope.WRITE)
         self.read_token, _ = self._token(tokens, Scope.READ)
@@ -163,6 +165,32 @@ def test_deleted_filename_is_not_reusable(team: Channel, tmp_path: Path) -> None
     answer = team.post(wheel, status=409)
     assert "was deleted" in reason(answer) and "new version" in reason(answer)
     assert team.listing() == before
+
+
+def test_a_channel_may_allow_deleted_filenames_again(
+    storage: Storage, prefix: str, tmp_path: Path
+) -> None:
+    team = Channel(storage, prefix, allow_reupload=True)
+    first = make_wheel(tmp_path, "demo", "1.0")
+    team.post(first)
+    team.store.update_files(team.channel, "demo", lambda record: None)
+    other = tmp_path / "other"
+    other.mkdir()
+    second = make_wheel(other, "demo", "1.0", module_source="X = 2\n")
+    team.post(second)
+    project = team.store.project(team.channel, "demo")
+    assert project is not None and project.deleted == frozenset()
+    [record] = project.files
+    assert record.sha256 == hashlib.sha256(second.read_bytes()).hexdigest()
+    stream, _ = team.store.open_blob(team.channel, record.sha256, record.filename)
+    with stream:
+        assert stream.read() == second.read_bytes()
+    # Deleted again, it is remembered once, and the same bytes may come back too.
+    team.store.update_files(team.channel, "demo", lambda record: None)
+    team.store.update_files(team.channel, "demo", lambda record: None)
+    assert team.store.project(team.channel, "demo").deleted == {first.name}  # type: ignore[union-attr]
+    team.post(second)
+    assert [f.filename for f in team.store.project(team.channel, "demo").files] == [first.name]  # type: ignore[union-attr]
 
 
 def test_attestations_are_accepted(team: Channel, tmp_path: Path) -> None:

@@ -195,7 +195,8 @@ class PythonStore:
             existing, _ = read_json(self.storage, self.project_key(channel, record.project))
         except FileNotFoundError:
             existing = None
-        if existing is not None and self._is_new(existing, record) is False:
+        reuse = channel.allow_reupload
+        if existing is not None and self._is_new(existing, record, reuse=reuse) is False:
             # Re-running an upload also repairs a project name whose addition a
             # crash interrupted; unchanged documents are not rewritten.
             self._add_project_name(channel, record.project, existing["name"])
@@ -209,16 +210,19 @@ class PythonStore:
 
         def commit(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {"name": display_name, "files": {}, "deleted": []}
-            added[0] = self._is_new(doc, record)
+            added[0] = self._is_new(doc, record, reuse=reuse)
             doc["files"].setdefault(record.filename, record.to_json())
+            if record.filename in doc.get("deleted", ()):
+                doc["deleted"].remove(record.filename)
             return doc
 
         try:
             doc = update_json(self.storage, self.project_key(channel, record.project), commit)
         except (FileConflictError, DeletedFilenameError):
             # The filename is bound to other bytes for good (records never change
-            # their sha256 and deleted names are never reused), so no upload can ever
-            # commit this blob: removing it cannot hurt a racing upload of the same file.
+            # their sha256, and a deleted name is reusable only where this error is
+            # not raised), so no upload can ever commit this blob: removing it cannot
+            # hurt a racing upload of the same file.
             self._forget([blob, f"{blob}.metadata"])
             raise
         # Other failures leave the blob: a racing upload of the same bytes may be about
@@ -237,13 +241,14 @@ class PythonStore:
             self.storage.put(key, content)
 
     @staticmethod
-    def _is_new(doc: dict[str, Any], record: FileRecord) -> bool:
+    def _is_new(doc: dict[str, Any], record: FileRecord, *, reuse: bool = False) -> bool:
         """Whether the project document lacks the file; raise if it may not be added.
 
         Looks at the one record by its filename, so that the cost of an upload does
-        not grow with the number of files a project has.
+        not grow with the number of files a project has.  A deleted filename may be
+        used again only when ``reuse`` (the channel's ``allow_reupload``) says so.
         """
-        if record.filename in doc.get("deleted", ()):
+        if not reuse and record.filename in doc.get("deleted", ()):
             raise DeletedFilenameError(record.filename)
         old = doc["files"].get(record.filename)
         if old is None:
@@ -273,8 +278,9 @@ class PythonStore:
     ) -> Project | None:
         """Replace records of one project: ``change(record) -> record | None`` (None deletes).
 
-        Deleted filenames are remembered so that they cannot be uploaded again, and
-        their blobs are removed after the document no longer names them.
+        Deleted filenames are remembered so that they cannot be uploaded again (unless
+        the channel allows reuse), and their blobs are removed after the document no
+        longer names them.
         """
         removed: list[FileRecord] = []
 
@@ -288,17 +294,25 @@ class PythonStore:
                 new = change(old)
                 if new is None:
                     removed.append(old)
-                    doc.setdefault("deleted", []).append(filename)
+                    deleted = doc.setdefault("deleted", [])
+                    if filename not in deleted:
+                        deleted.append(filename)
                 else:
                     files[filename] = new.to_json()
             doc["files"] = files
             return doc
 
         update_json(self.storage, self.project_key(channel, name), apply)
+        project = self.project(channel, name)
+        # Where deleted names may be reused, the very same file may have been uploaded
+        # again since the commit above: its blob is the same key, so keep it.
+        named = {(f.sha256, f.filename) for f in project.files} if project else set()
         for record in removed:
+            if (record.sha256, record.filename) in named:
+                continue
             blob = self.blob_key(channel, record.sha256, record.filename)
             self._forget([blob, f"{blob}.metadata"])
-        return self.project(channel, name)
+        return project
 
     def collect_garbage(self, channel: Channel, *, grace: float = 3600.0) -> list[str]:
         """Remove blobs no record names, once older than ``grace`` seconds; repair names.
