@@ -29,6 +29,7 @@ from .accesslog import configure_logging
 from .auth import redact_tokens as redact
 from .channels import ChannelExistsError, ChannelRegistry, InvalidChannelNameError
 from .config import Config, ConfigError, load_config
+from .cran.store import CranStore
 from .pypi import manage
 from .pypi.store import PythonStore
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
@@ -249,6 +250,23 @@ def cmd_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Remove what uploads interrupted by a crash left: blobs no record names."""
+    storage = _storage(args)
+    channel = ChannelRegistry(storage).get(args.channel)
+    if channel is None:
+        raise CommandError(f"channel {args.channel!r} does not exist")
+    try:
+        grace = parse_duration(args.grace)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    removed = PythonStore(storage).collect_garbage(channel, grace=grace)
+    removed += CranStore(storage).collect_garbage(channel, grace=grace)
+    for key in removed:
+        print(f"removed {key}")
+    return 0
+
+
 def _port(text: str) -> int:
     port = int(text)
     if not 0 <= port <= 65535:
@@ -339,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, summary in (
         ("yank", "mark Python files yanked (PEP 592): installers skip them unless pinned"),
         ("unyank", "make yanked Python files installable again"),
-        ("delete", "remove Python files; their names can never be uploaded again"),
+        ("delete", "remove Python files; their names are not uploaded again (see channel create)"),
     ):
         files = commands.add_parser(name, parents=[common], help=summary)
         files.add_argument("channel")
@@ -347,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "yank":
             files.add_argument("--reason", help="shown to users by pip and uv")
         files.set_defaults(func=cmd_files)
+
+    gc = commands.add_parser(
+        "gc", parents=[common], help="remove files that interrupted uploads left behind"
+    )
+    gc.add_argument("channel")
+    gc.add_argument(
+        "--grace",
+        default="1h",
+        metavar="DURATION",
+        help="spare files younger than this, which uploads in progress may still commit"
+        " (default 1h)",
+    )
+    gc.set_defaults(func=cmd_gc)
     return parser
 
 

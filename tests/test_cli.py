@@ -135,3 +135,50 @@ def test_serve_on_a_busy_port_is_an_error(tmp_path: Path) -> None:
         result = cli("serve", "--port", str(port), storage=tmp_path, check=False)
     assert result.returncode == 1
     assert "cannot listen on 127.0.0.1" in result.stderr
+
+
+def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
+    import io
+    import os
+
+    from private_channels.storage import FileSystemStorage
+
+    from .packages import make_wheel
+    from .support import test_app as app_for
+
+    data = tmp_path / "data"
+    cli("channel", "create", "team", storage=data)
+    token = cli(
+        "token", "create", "--channel", "team", "--scope", "write", storage=data
+    ).stdout.splitlines()[-1]
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    storage = FileSystemStorage(data)
+    app = app_for(storage, "/api/repo")
+    app.post(
+        "/api/repo/team/",
+        {":action": "file_upload", "protocol_version": "1"},
+        upload_files=[("content", wheel.name, wheel.read_bytes())],
+        headers={"X-Auth": token},
+        content_type="multipart/form-data",
+    )
+    kept = sorted(storage.list("channels/team/pypi/blobs/"))
+    assert len(kept) == 2  # the wheel and its METADATA
+    # What uploads killed between writing a blob and committing it leave behind:
+    orphans = {
+        "channels/team/pypi/blobs/" + "a" * 64 + "/demo-2.0-py3-none-any.whl": 7200,
+        "channels/team/cran/blobs/" + "b" * 64 + "/abc_1.0.tar.gz": 7200,
+        "channels/team/cran/blobs/" + "c" * 64 + "/abc_2.0.tar.gz": 60,  # may yet commit
+    }
+    for key, age in orphans.items():
+        storage.create(key, io.BytesIO(b"partial"))
+        when = os.path.getmtime(data / key) - age
+        os.utime(data / key, (when, when))
+    for key in kept:
+        os.utime(data / key, (1, 1))  # old, but named by a record
+    result = cli("gc", "team", storage=data)
+    removed = sorted(line.removeprefix("removed ") for line in result.stdout.splitlines())
+    assert removed == sorted(k for k, age in orphans.items() if age > 3600)
+    left = set(storage.list("channels/team/"))
+    assert set(kept) <= left
+    assert "channels/team/cran/blobs/" + "c" * 64 + "/abc_2.0.tar.gz" in left
+    assert cli("gc", "nope", storage=data, check=False).returncode == 1

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import IO, Any
 
 from ..channels import Channel
-from ..storage import Stat, Storage, read_json, update_json
+from ..storage import Stat, Storage, read_json, sweep, update_json
 from .description import PackageFile, r_version_key
 
 __all__ = [
@@ -273,7 +274,11 @@ class CranStore:
                 self.storage.create(blob, content)
                 created = True
             except FileExistsError:
-                pass  # the same sha256 and name: the same bytes are there already
+                # The same sha256 and name: the same bytes, of a racing upload or the
+                # orphan of an interrupted one.  Writing them again renews the blob's
+                # mtime, so collect_garbage's grace period spares it until we commit.
+                content.seek(0)
+                self.storage.put(blob, content)
             for path in directories:
                 if self._commit(channel, path, record):
                     committed.append(path)
@@ -292,6 +297,23 @@ class CranStore:
                     self.storage.delete(blob)
             raise
         return bool(committed)
+
+    def collect_garbage(self, channel: Channel, *, grace: float = 3600.0) -> list[str]:
+        """Remove blobs no directory's record names, once older than ``grace`` seconds.
+
+        Such blobs are left by uploads whose process died between writing the blob and
+        committing its records; nothing serves them meanwhile.  Returns the keys removed.
+        """
+        prefix = _prefix(channel)
+        referenced: set[str] = set()
+        for key in self.storage.list(f"{prefix}index/"):
+            if key.endswith(".json"):
+                doc, _ = read_json(self.storage, key)
+                referenced.update(
+                    self.blob_key(channel, CranRecord.from_json(raw))
+                    for raw in doc["files"].values()
+                )
+        return sweep(self.storage, f"{prefix}blobs/", referenced, older_than=time.time() - grace)
 
     @staticmethod
     def _check(existing: CranRecord | None, record: CranRecord) -> None:

@@ -38,7 +38,7 @@ from packaging.utils import (
 )
 
 from ..channels import Channel
-from ..storage import StaleWriteError, Stat, Storage, read_json, update_json
+from ..storage import Stat, Storage, read_json, sweep, update_json
 
 __all__ = [
     "DeletedFilenameError",
@@ -335,17 +335,4 @@ class PythonStore:
                 referenced.update((blob, f"{blob}.metadata"))
             if doc["files"]:
                 self._add_project_name(channel, canonicalize_name(doc["name"]), doc["name"])
-        removed: list[str] = []
-        cutoff = time.time() - grace
-        for key in self.storage.list(f"{prefix}blobs/"):
-            if key in referenced:
-                continue
-            # if_match: an upload that renewed the blob since the stat keeps it (where
-            # ETags change on every write; S3's are the content's, and there the grace
-            # period, renewed by the upload, is what protects it).
-            with contextlib.suppress(FileNotFoundError, StaleWriteError):
-                stat = self.storage.stat(key)
-                if stat.mtime < cutoff:
-                    self.storage.delete(key, if_match=stat.etag)
-                    removed.append(key)
-        return removed
+        return sweep(self.storage, f"{prefix}blobs/", referenced, older_than=time.time() - grace)

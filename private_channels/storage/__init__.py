@@ -20,6 +20,7 @@ from .base import (
     dump_json,
     read_bytes,
     read_json,
+    sweep,
     update_json,
     validate_key,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "open_storage",
     "read_bytes",
     "read_json",
+    "sweep",
     "update_json",
     "validate_key",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "Storage",
     "read_bytes",
     "read_json",
+    "sweep",
     "update_json",
     "validate_key",
 ]
@@ -172,3 +173,26 @@ def update_json(
             continue
         return new
     raise StaleWriteError(f"gave up updating {key!r} after {attempts} conflicting writes")
+
+
+def sweep(storage: Storage, prefix: str, keep: set[str], *, older_than: float) -> list[str]:
+    """Delete every key under ``prefix`` that is not in ``keep`` and was last written
+    before ``older_than`` (seconds since the epoch); return the keys deleted.
+
+    For garbage left by writers that died between writing a blob and committing the
+    record that names it.  A key rewritten since its stat survives where ETags change
+    on every write (``if_match``); elsewhere the age bound is what protects a write in
+    progress, so writers renew a blob they find already there.
+    """
+    removed: list[str] = []
+    for key in storage.list(prefix):
+        if key in keep:
+            continue
+        try:
+            stat = storage.stat(key)
+            if stat.mtime < older_than:
+                storage.delete(key, if_match=stat.etag)
+                removed.append(key)
+        except (FileNotFoundError, StaleWriteError):
+            continue
+    return removed
