@@ -56,6 +56,7 @@ AUTH_ERROR_KEY = "private_channels.auth_error"
 CHALLENGE = ("WWW-Authenticate", 'Basic realm="private-channels"')
 PASSWORD_MARKER = "x-auth-token"  # noqa: S105 (a marker, not a secret)
 PYPI_USERNAME = "__token__"
+_CREDENTIAL_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_X_AUTH")
 
 MISSING = "Authentication is missing: send a token for this channel."
 INVALID = "The token is invalid or expired."
@@ -76,24 +77,16 @@ def _from_basic(value: str) -> str:
 
 def credentials(environ: WSGIEnvironment) -> str | None:
     """The token a request carries in a header, ``None`` if none; ``""`` if malformed."""
-    found = _header_credentials(environ)
-    return None if found is None else found[1]
-
-
-def _header_credentials(environ: WSGIEnvironment) -> tuple[str, str] | None:
-    """The environ key of the header that carries a token, and the token."""
     header = str(environ.get("HTTP_AUTHORIZATION", ""))
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic":
-        return "HTTP_AUTHORIZATION", _from_basic(value)
+        return _from_basic(value)
     if scheme.lower() == "bearer":
-        return "HTTP_AUTHORIZATION", value.strip()
+        return value.strip()
     if header:
-        return "HTTP_AUTHORIZATION", ""
+        return ""
     x_auth = environ.get("HTTP_X_AUTH")
-    if x_auth is not None:
-        return "HTTP_X_AUTH", str(x_auth).strip()
-    return None
+    return None if x_auth is None else str(x_auth).strip()
 
 
 def _cut_from_uri(uri: str, token: str) -> str | None:
@@ -160,20 +153,18 @@ class TokenAuthMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         secret = _cut_path_token(environ)
-        header = None
         if secret is None:
-            found = _header_credentials(environ)
-            if found is not None:
-                header, secret = found
+            secret = credentials(environ)
         environ[IDENTITY_KEY] = None
         if secret is not None:
             token = self.store.verify(secret) if secret else None
             if token is None:
                 return http_error(401, INVALID, headers=[CHALLENGE])(environ, start_response)
-            if header is not None:
-                # The identity replaces the secret: an error reporter or debugger that
-                # dumps the environ further in must not find the token there.
-                del environ[header]
+            # The identity replaces the credentials: an error reporter or debugger that
+            # dumps the environ further in must find no token there, not even one sent
+            # in a second form that lost to the one used.
+            for key in _CREDENTIAL_HEADERS:
+                environ.pop(key, None)
             environ[IDENTITY_KEY] = token
             environ["REMOTE_USER"] = token.id
         return self.app(environ, start_response)

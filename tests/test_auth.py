@@ -137,6 +137,19 @@ def test_path_form_wins_over_headers(store: TokenStore) -> None:
     app, probe = probe_app(store, "/api/repo")
     app.get(f"/api/repo/t/{path_secret}/team/", headers={"X-Auth": header_secret})
     assert probe.environ is not None and probe.environ[IDENTITY_KEY] == path_token
+    # the form that lost is gone from the environ too
+    assert header_secret not in repr(probe.environ)
+
+
+def test_no_credential_header_reaches_the_app(store: TokenStore) -> None:
+    used, token = store.create(channels=["team"], scope=Scope.READ)
+    unused, _ = store.create(channels=["team"], scope=Scope.ADMIN)
+    app, probe = probe_app(store, "/api/repo")
+    app.get("/api/repo/team/", headers={"Authorization": f"Bearer {used}", "X-Auth": unused})
+    assert probe.environ is not None and probe.environ[IDENTITY_KEY] == token
+    assert "HTTP_AUTHORIZATION" not in probe.environ
+    assert "HTTP_X_AUTH" not in probe.environ
+    assert used not in repr(probe.environ) and unused not in repr(probe.environ)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
