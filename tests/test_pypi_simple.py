@@ -564,6 +564,9 @@ def test_metadata_is_byte_identical_to_the_wheels(backend_repo: Repo) -> None:
         "/files/{sha}/a/b",
         "/files/{sha}",
         "/files/{upper}/{name}",
+        # Filenames that parse, but as no valid project, which no key can name.
+        "/files/{sha}/_x-1.0.tar.gz",
+        "/files/{sha}/-x-1.0-py3-none-any.whl.metadata",
     ],
 )
 def test_unknown_files_are_404(repo: Repo, path: str) -> None:
@@ -664,6 +667,9 @@ def test_admin_api_without_token_is_401(repo: Repo) -> None:
         ({"filename": "../x-1.0.tar.gz"}, 400, "path"),
         ({"filename": "holy_grail-7.0.tar.gz"}, 404, "no file"),
         ({"project": "nothing", "version": "1"}, 404, "no file"),
+        ({"project": "..", "version": "1"}, 400, "not a valid project name"),
+        ({"project": "caf\u00e9", "version": "1"}, 400, "not a valid project name"),
+        ({"filename": "_x-1.0.tar.gz"}, 400, "neither"),
         ({"filename": "holy_grail-1.0.tar.gz", "reason": "x" * 2000}, 400, "longer"),
     ],
 )
@@ -716,6 +722,7 @@ def test_cli_yank_unyank_delete(tmp_path: Path) -> None:
         (["yank", "team", "demo==2.0"], "has no file"),
         (["delete", "team", "garbage"], "neither"),
         (["unyank", "team", "==1.0"], "PROJECT==VERSION"),
+        (["yank", "team", "..==1.0"], "not a valid project name"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -176,6 +176,7 @@ def test_orphan_blobs_are_invisible_and_collected(storage: Storage) -> None:
         (sha, "demo-2.0-py3-none-any.whl"),  # a real filename under another sha256
         (wheel_sha, "demo-2.0-py3-none-any.whl.metadata.metadata"),
         (wheel_sha, "not-a-distribution"),
+        (wheel_sha, "_demo-2.0-py3-none-any.whl"),  # parses, but names no valid key
     ]:
         with pytest.raises(FileNotFoundError):
             store.open_blob(channel, *wrong)

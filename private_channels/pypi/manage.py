@@ -17,17 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import InvalidName, NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..channels import Channel
+from .metadata import InvalidDistributionError, parse_filename
 from .store import FileRecord, PythonStore
 
 __all__ = [
@@ -78,12 +72,14 @@ def _same_version(a: str, b: str) -> bool:
 
 
 def project_of(filename: str) -> NormalizedName:
-    """The normalized project name a wheel or sdist filename carries."""
+    """The normalized project name a wheel or sdist filename carries.
+
+    Checked as uploads check filenames, so that only names an upload could have
+    stored reach the storage (``_x-1.0.tar.gz`` parses, but as no valid project).
+    """
     try:
-        if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[0]
-        return parse_sdist_filename(filename)[0]
-    except (InvalidWheelFilename, InvalidSdistFilename):
+        return parse_filename(filename).name
+    except InvalidDistributionError:
         raise InvalidTargetError(
             f"{filename!r} is neither a wheel or sdist filename nor PROJECT==VERSION."
         ) from None
@@ -98,7 +94,11 @@ def target(
             raise InvalidTargetError(f"{filename!r} is a path; give the file's name alone.")
         return Target(project=project_of(filename), filename=filename)
     if project and version:
-        return Target(project=canonicalize_name(project), version=version.strip())
+        try:
+            name = canonicalize_name(project.strip(), validate=True)
+        except InvalidName:
+            raise InvalidTargetError(f"{project!r} is not a valid project name.") from None
+        return Target(project=name, version=version.strip())
     raise InvalidTargetError(
         "Name a file with 'filename', or a release with 'project' and 'version'."
     )

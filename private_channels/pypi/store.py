@@ -30,15 +30,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
-from packaging.utils import (
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import NormalizedName, canonicalize_name
 
 from ..channels import Channel
 from ..storage import Stat, Storage, read_json, sweep, update_json
+from .metadata import InvalidDistributionError, parse_filename
 
 __all__ = [
     "DeletedFilenameError",
@@ -98,15 +94,6 @@ def _prefix(channel: Channel) -> str:
     return f"{channel.prefix}pypi/"
 
 
-def _project_of(filename: str) -> NormalizedName | None:
-    try:
-        if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[0]
-        return parse_sdist_filename(filename)[0]
-    except ValueError:
-        return None
-
-
 class PythonStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -154,8 +141,10 @@ class PythonStore:
         """
         wants_metadata = filename.endswith(".metadata")
         name = filename.removesuffix(".metadata")
-        project_name = _project_of(name)
-        project = self.project(channel, project_name) if project_name else None
+        try:
+            project = self.project(channel, parse_filename(name).name)
+        except InvalidDistributionError:
+            project = None
         for record in project.files if project is not None else ():
             if record.filename == name and record.sha256 == sha256:
                 if wants_metadata and record.metadata_sha256 is None:
