@@ -189,7 +189,7 @@ def authorize(environ: WSGIEnvironment, channel: Channel, scope: Scope) -> Token
     if not token.covers(channel.name):
         raise _not_covered(channel.name)
     if token.scope < scope:
-        raise http_error(403, f"This token may not {_VERBS[scope]} channel {channel.name!r}.")
+        raise http_error(403, f"This token may not {_VERBS[scope]} channel {_named(channel.name)}.")
     return token
 
 
@@ -205,13 +205,21 @@ def require_known(environ: WSGIEnvironment, channel_name: str) -> None:
         raise http_error(401, MISSING, headers=[CHALLENGE])
     if not token.covers(channel_name):
         raise _not_covered(channel_name)
-    raise http_error(404, f"Channel {channel_name!r} does not exist.")
+    raise http_error(404, f"Channel {_named(channel_name)} does not exist.")
 
 
 def _not_covered(channel_name: str) -> ChannelHTTPError:
     # One sentence whatever the scope asked for: a sentence that named the scope would
     # differ between an existing channel (the handler's scope) and a missing one.
-    return http_error(403, f"This token is not for channel {channel_name!r}.")
+    return http_error(403, f"This token is not for channel {_named(channel_name)}.")
+
+
+def _named(channel_name: str) -> str:
+    # The name comes from the URL, where a token sent in the wrong place (say,
+    # P/<TOKEN>/simple/ for P/t/<TOKEN>/...) would otherwise be echoed to the client's
+    # output; redacted the same way for every channel, so that no answer tells an
+    # existing channel from a missing one.
+    return repr(redact_tokens(channel_name))
 
 
 _VERBS = {Scope.READ: "read", Scope.WRITE: "upload to", Scope.ADMIN: "administer"}

@@ -277,6 +277,19 @@ def test_unknown_channels_answer_like_hidden_ones(method: str, scope: Scope) -> 
         assert known.value.code == 404
 
 
+@pytest.mark.parametrize(("channels", "status"), [({"team"}, 403), ({"*"}, 404)])
+def test_a_token_in_the_channel_position_is_not_echoed(channels: set[str], status: int) -> None:
+    """``P/<TOKEN>/simple/`` (the ``t/`` forgotten) with a token in a header as well."""
+    token = Token(id="2" * 12, channels=frozenset(channels), scope=Scope.READ)
+    with pytest.raises(ChannelHTTPError) as refused:
+        require_known(environ_with(token), TOKEN)
+    assert refused.value.code == status
+    assert "hannel '<redacted>'" in refused.value.sentence
+    response = refused.value.get_response()
+    assert TOKEN not in response.status
+    assert TOKEN not in response.get_data(as_text=True)
+
+
 def test_403_says_what_is_missing() -> None:
     reader = Token(id="0" * 12, channels=frozenset({"team"}), scope=Scope.READ)
     writer = Token(id="0" * 12, channels=frozenset({"team"}), scope=Scope.WRITE)

@@ -252,6 +252,8 @@ def test_error_paths_do_not_leak(setup: Setup) -> None:
             wrong_answers.append(f"{path}: {answer.status} != {status}")
     # a token where a channel belongs, and in a header nobody asked for
     client.request("GET", f"{prefix}/{good}/simple/")
+    client.request("GET", f"{prefix}/{good}/simple/", {"X-Auth": good})  # 403
+    client.request("GET", f"{prefix}/{good}/simple/", {"X-Auth": tokens["star"]})  # 404
     client.request("GET", f"{prefix}/team/simple/", {"Authorization": f"Token {good}"})
     client.request("GET", f"{prefix}/team/simple/", {"Authorization": basic("me", good)})
     # request lines the server refuses outright (werkzeug logs them whole)
