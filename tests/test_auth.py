@@ -284,7 +284,7 @@ def test_a_token_in_the_channel_position_is_not_echoed(channels: set[str], statu
     with pytest.raises(ChannelHTTPError) as refused:
         require_known(environ_with(token), TOKEN)
     assert refused.value.code == status
-    assert "hannel '<redacted>'" in refused.value.sentence
+    assert "'<redacted>'" in refused.value.sentence
     response = refused.value.get_response()
     assert TOKEN not in response.status
     assert TOKEN not in response.get_data(as_text=True)
