@@ -16,11 +16,10 @@ import argparse
 import datetime as dt
 import importlib.util
 import os
-import re
 import socket
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -34,9 +33,6 @@ from .pypi import manage
 from .pypi.store import PythonStore
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
 from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["main"]
 
@@ -280,13 +276,6 @@ def _workers(text: str) -> int:
     return int(text)
 
 
-def _size(text: str) -> int:
-    match = re.fullmatch(r"(\d+)([kmg]?)b?", text.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not a number of bytes like 500m or 2g")
-    return int(match[1]) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match[2]]
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -306,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     # No defaults here: what is not given comes from the environment or the config file.
     serve.set_defaults(storage=None)
     serve.add_argument("--prefix", help="mount path (default /api/repo)")
-    serve.add_argument("--max-upload-size", type=_size, help="default 1g")
+    # A string: the configuration parses and checks it, as it does the variable's.
+    serve.add_argument("--max-upload-size", metavar="SIZE", help="like 500m or 2g (default 1g)")
     serve.add_argument(
         "--config", metavar="FILE", help="TOML settings file (default: $PRIVATE_CHANNELS_CONFIG)"
     )

@@ -52,6 +52,7 @@ def test_storage_flag_beats_environment(tmp_path: Path) -> None:
             "duration 'soon'",
         ),
         (["token", "revoke", "zz"], "token id 'zz'"),
+        (["serve", "--max-upload-size", "lots"], "setting max_upload_size (from argument)"),
     ],
 )
 def test_errors_are_one_line_and_nonzero(tmp_path: Path, args: list[str], message: str) -> None:
