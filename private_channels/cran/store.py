@@ -264,8 +264,11 @@ class CranStore:
         as on any failure, nothing of this upload stays in storage.
         """
         directories = list(directories)
-        for path in directories:
-            self._check(self.directory(channel, path).find(record.filename), record)
+        existing = [self.directory(channel, path).find(record.filename) for path in directories]
+        for found in existing:
+            self._check(found, record)
+        if all(found is not None for found in existing):
+            return False  # re-running an upload writes nothing, not even the blob
         blob = self.blob_key(channel, record)
         created = False
         committed: list[str] = []
