@@ -259,6 +259,36 @@ def test_damaged_archives(tmp_path: Path) -> None:
         read(_tar(tmp_path / "demo-1.0.tar.gz", [_file("PKG-INFO")], {"PKG-INFO": PKG_INFO}))
 
 
+def _damaged(data: bytes, start: int) -> bytes:
+    """``data`` with eight bytes of its compressed stream overwritten from ``start``."""
+    return data[:start] + b"\xff" * 8 + data[start + 8 :]
+
+
+# A long METADATA, so that the damage falls inside its compressed stream.
+LONG_METADATA = PKG_INFO + b"".join(str(n).encode() for n in range(20000))
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_damaged_compressed_metadata_in_a_wheel(tmp_path: Path, method: int) -> None:
+    path = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", method) as archive:
+        archive.writestr("demo-1.0.dist-info/METADATA", LONG_METADATA)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("demo-1.0.dist-info/METADATA")
+    start = info.header_offset + 30 + len(info.filename) + 40
+    path.write_bytes(_damaged(path.read_bytes(), start))
+    with pytest.raises(InvalidDistributionError, match="METADATA cannot be read"):
+        read(path)
+
+
+def test_damaged_deflate_stream_in_an_sdist(tmp_path: Path) -> None:
+    path = _tar(tmp_path / "demo-1.0.tar.gz", [_file("demo-1.0/PKG-INFO")],
+                {"demo-1.0/PKG-INFO": LONG_METADATA})  # fmt: skip
+    path.write_bytes(_damaged(path.read_bytes(), 8500))  # in the member, past its header
+    with pytest.raises(InvalidDistributionError, match="not a valid gzip-compressed tar"):
+        read(path)
+
+
 @pytest.mark.parametrize(
     ("metadata", "says"),
     [

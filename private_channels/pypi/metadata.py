@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import functools
 import gzip
+import lzma
 import posixpath
 import re
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import IO, Literal
 
@@ -40,6 +42,10 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
+
+# What a damaged compressed stream raises besides OSError (bz2 raises OSError): these
+# are not OSError subclasses, and would otherwise escape as a 500 that twine retries.
+_DECOMPRESSION_ERRORS = (zlib.error, lzma.LZMAError)
 
 __all__ = [
     "Distribution",
@@ -226,7 +232,14 @@ def _zip_metadata(stream: IO[bytes], limits: Limits, *, wheel: bool) -> bytes:
         try:
             with archive.open(info) as member_stream:
                 data = member_stream.read(limits.max_metadata_size + 1)
-        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError):
+        except (
+            zipfile.BadZipFile,
+            OSError,
+            RuntimeError,
+            NotImplementedError,
+            EOFError,
+            *_DECOMPRESSION_ERRORS,
+        ):
             raise InvalidDistributionError(
                 f"The {kind}'s {posixpath.basename(name)} cannot be read from the archive."
             ) from None
@@ -307,7 +320,7 @@ def _tar_metadata(stream: IO[bytes], limits: Limits) -> bytes:
                     extracted = archive.extractfile(member)
                     assert extracted is not None  # a regular file always has content
                     found.append((member.name, extracted.read(limits.max_metadata_size + 1)))
-    except (tarfile.TarError, OSError, EOFError, ValueError) as error:
+    except (tarfile.TarError, OSError, EOFError, ValueError, *_DECOMPRESSION_ERRORS) as error:
         if isinstance(error, InvalidDistributionError):
             raise
         raise InvalidDistributionError(
