@@ -17,17 +17,16 @@ no ``filetype=cran_*`` are passed on untouched (the form is parsed once and shar
 
 from __future__ import annotations
 
-import hashlib
 import re
-import tempfile
 import time
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ..errors import http_error
 from ..forms import DEFAULT_MAX_UPLOAD_SIZE, claim_upload
+from ..pypi.upload import hash_stream
 from ..routing import current_channel
 from .description import InvalidPackageError, Limits, PackageFile, read_package
 from .store import (
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["FILETYPES", "CranUploadMiddleware"]
 
 FILETYPES = {"cran_source_package": False, "cran_binary_package": True}  # -> binary?
-_CHUNK = 1024 * 1024
 
 
 class CranUploadMiddleware:
@@ -109,65 +107,49 @@ class CranUploadMiddleware:
             raise http_error(
                 400, "Send exactly one package file in the field 'content' (curl -F content=@FILE)."
             )
-        content = contents[0]
-        # A seekable copy we own: the archive is read twice (DESCRIPTION, then storage).
-        with tempfile.SpooledTemporaryFile(max_size=_CHUNK * 8) as spool:
-            md5, sha256, size = _copy_and_hash(content.stream, spool)
-            try:
-                package = read_package(
-                    spool, binary=binary, linux=distribution is not None, limits=self.limits
-                )
-            except InvalidPackageError as exc:
-                raise http_error(400, str(exc)) from None
-            _check_client_name(content.filename, package)
-            directories = directories_for(package, distribution)
-            if not directories:
-                raise http_error(
-                    400,
-                    f"No R version reads a {package.kind} built for "
-                    f"R {package.built.r_version if package.built else '?'} on this platform.",
-                )
-            record = CranRecord(
-                filename=package.filename,
-                package=package.name,
-                version=package.version,
-                size=size,
-                md5=md5,
-                sha256=sha256,
-                upload_time=time.time(),
-                fields=fields_for(package, md5),
-                uploader=token.id if token is not None else None,
+        stream = contents[0].stream  # spooled by the form parser: seekable, ours to read
+        digests = hash_stream(stream)
+        if digests["size"] == 0:
+            raise http_error(400, "The uploaded package file is empty.")
+        try:
+            package = read_package(
+                stream, binary=binary, linux=distribution is not None, limits=self.limits
             )
-            spool.seek(0)
-            channel = current_channel(environ)
-            try:
-                added = self.store.add(channel, directories, record, spool)
-            except FileConflictError:
-                raise http_error(
-                    409,
-                    f"File already exists: {package.filename} was uploaded with other bytes; "
-                    "bump the Version to publish a change.",
-                ) from None
+        except InvalidPackageError as exc:
+            raise http_error(400, str(exc)) from None
+        _check_client_name(contents[0].filename, package)
+        directories = directories_for(package, distribution)
+        if not directories:
+            raise http_error(
+                400,
+                f"No R version reads a {package.kind} built for "
+                f"R {package.built.r_version if package.built else '?'} on this platform.",
+            )
+        record = CranRecord(
+            filename=package.filename,
+            package=package.name,
+            version=package.version,
+            size=digests["size"],
+            md5=digests["md5_digest"],
+            sha256=digests["sha256_digest"],
+            upload_time=time.time(),
+            fields=fields_for(package, digests["md5_digest"]),
+            uploader=token.id if token is not None else None,
+        )
+        try:
+            added = self.store.add(current_channel(environ), directories, record, stream)
+        except FileConflictError:
+            raise http_error(
+                409,
+                f"File already exists: {package.filename} was uploaded with other bytes; "
+                "bump the Version to publish a change.",
+            ) from None
         where = ", ".join(_describe(d) for d in directories)
         if added:
             return _text(f"Uploaded {package.filename} to {where}.")
         return _text(
             f"{package.filename} is already in {where} with the same bytes; nothing changed."
         )
-
-
-def _copy_and_hash(source: IO[bytes], spool: IO[bytes]) -> tuple[str, str, int]:
-    """Copy the upload into ``spool`` (left at its start): MD5 (for PACKAGES), SHA-256, size."""
-    md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-    while chunk := source.read(_CHUNK):
-        md5.update(chunk)
-        sha256.update(chunk)
-        size += len(chunk)
-        spool.write(chunk)
-    if size == 0:
-        raise http_error(400, "The uploaded package file is empty.")
-    spool.seek(0)
-    return md5.hexdigest(), sha256.hexdigest(), size
 
 
 def _check_client_name(filename: str | None, package: PackageFile) -> None:
