@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import lzma
 
 import pytest
@@ -249,3 +250,29 @@ def test_a_listed_file_missing_from_storage_is_404(channel: Channel, versions: d
     channel.storage.delete(blob)
     response = channel.get("src/contrib/abc_1.10.tar.gz", status=404)
     assert "missing" in response.text
+
+
+def test_an_unsatisfiable_range_is_416_and_closes_the_file(
+    channel: Channel,
+    versions: dict,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+) -> None:
+    opened: list[io.BytesIO] = []
+    real_open = channel.storage.open
+
+    def open_and_keep(key: str):  # type: ignore[no-untyped-def]
+        stream, stat = real_open(key)
+        if "/blobs/" in key:
+            opened.append(stream)  # type: ignore[arg-type]
+        return stream, stat
+
+    monkeypatch.setattr(channel.storage, "open", open_and_keep)
+    size = len(versions["abc_1.10.tar.gz"])
+    response = channel.app.get(
+        f"{channel.url}/src/contrib/abc_1.10.tar.gz",
+        headers={"X-Auth": channel.read, "Range": f"bytes={size + 10}-"},
+        status=416,
+    )
+    assert response.headers["Content-Range"] == f"bytes */{size}"
+    (blob,) = opened
+    assert blob.closed

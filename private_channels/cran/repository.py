@@ -277,7 +277,11 @@ class CranRepositoryMiddleware:
                 raise http_error(404, f"{record.filename} is listed but missing.") from None
             response.response = wrap_file(environ, stream)
             response.direct_passthrough = True
-        response.make_conditional(environ, accept_ranges=True, complete_length=record.size)
+        try:
+            response.make_conditional(environ, accept_ranges=True, complete_length=record.size)
+        except HTTPException:
+            response.close()  # 416: the open blob (a file, an S3 connection) goes back now
+            raise
         if response.status_code in (304, 412):
             response.close()
             response.response = []
