@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -8,7 +8,7 @@ import pytest
 from private_channels.storage import FileSystemStorage, MemoryStorage, Storage
 
 from .s3server import SeaweedFS, seaweedfs  # noqa: F401  (the session fixture)
-from .support import LiveServer, live_server
+from .support import IN_CI, LiveServer, live_server
 
 BACKENDS = ["memory", "filesystem", "s3"]
 
@@ -26,6 +26,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         backends = metafunc.config.getoption("--backend") or BACKENDS
         metafunc.parametrize("backend", backends)
+
+
+def _fail_skip_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every test must run: {reason}"
+
+
+# In CI a skip is a failure, whatever skipped (a missing client, boto3, SeaweedFS, a
+# platform): CI exists to run every test, so there a skip means a broken CI machine.
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _fail_skip_in_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report() -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _fail_skip_in_ci(report)
+    return report
 
 
 @pytest.fixture

@@ -24,11 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def require_client(name: str) -> str:
-    """The path of a real client program; in CI a missing one fails instead of skipping."""
+    """The path of a real client program, or a skip (a failure in CI: see conftest)."""
     path = shutil.which(name)
     if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed, and CI must run the tests that need it")
         pytest.skip(f"{name} is not installed")
     return path
 

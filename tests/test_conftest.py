@@ -1,0 +1,47 @@
+"""The suite's own rules, run on a throwaway test module in a pytest subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .support import REPO
+
+SKIPPING = """
+import sys
+import pytest
+
+def test_runs():
+    pass
+
+@pytest.mark.skipif(sys.platform != "nowhere", reason="only on nowhere")
+def test_marked():
+    pass
+
+def test_imperative():
+    pytest.skip("no client")
+
+@pytest.mark.xfail(reason="known")
+def test_expected_failure():
+    assert False
+"""
+
+
+@pytest.mark.parametrize(("ci", "passes"), [("true", False), ("", True)])
+def test_a_skip_fails_in_ci(tmp_path: Path, ci: str, passes: bool) -> None:
+    (tmp_path / "test_skipping.py").write_text(SKIPPING)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
+         "-c", os.devnull, "--rootdir", str(tmp_path), "-rA", str(tmp_path)],
+        cwd=REPO, env={**os.environ, "CI": ci}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (result.returncode == 0) is passes, result.stdout
+    if passes:
+        assert "1 passed, 2 skipped, 1 xfailed" in result.stdout
+    else:
+        assert result.stdout.count("skipped in CI, where every test must run") >= 2
+        assert "1 xfailed" in result.stdout
