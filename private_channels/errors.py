@@ -10,6 +10,7 @@ most HTTP clients in their error messages) print the reason phrase, not the body
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +26,15 @@ __all__ = ["ChannelHTTPError", "http_error", "reason_phrase"]
 MAX_REASON = 200
 
 
+# RFC 9112: reason-phrase = *( HTAB / SP / VCHAR / obs-text ), so no control character.
+_NOT_IN_REASON = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def reason_phrase(sentence: str) -> str:
-    """Make a sentence safe for an HTTP status line: one line of latin-1."""
+    """Make a sentence safe for an HTTP status line: one line of latin-1, no controls."""
     line = " ".join(sentence.split())
     line = line.encode("latin-1", "replace").decode("latin-1")
-    return line[:MAX_REASON]
+    return _NOT_IN_REASON.sub("?", line)[:MAX_REASON]
 
 
 class ChannelHTTPError(HTTPException):
