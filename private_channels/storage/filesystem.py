@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import IO
 
 from .base import CHUNK_SIZE, InvalidKeyError, StaleWriteError, Stat, validate_key, validate_prefix
@@ -67,9 +68,9 @@ class FileSystemStorage:
         return stream, _stat(os.fstat(stream.fileno()))
 
     def stat(self, key: str) -> Stat:
-        path = self._path(key)
-        st = path.stat()
-        if not path.is_file():
+        # One system call: every page view and download validates a cache with a stat.
+        st = self._path(key).stat()
+        if not S_ISREG(st.st_mode):
             raise FileNotFoundError(key)
         return _stat(st)
 
