@@ -123,6 +123,34 @@ def _channel_app(storage: MemoryStorage):  # type: ignore[no-untyped-def]
     return test_app(storage), {"X-Auth": token}
 
 
+# write_PACKAGES lists the files in R's collation: ICU's in a UTF-8 locale, bytes
+# (capitals first) in the C locale of a machine without LANG.  The server's order is
+# the former, so R's is pinned to it.
+PIN_COLLATION = 'icuSetCollate(locale = "root")'
+
+
+def _index_both(tmp_path: Path, packages: dict[str, bytes]) -> tuple[Path, Path]:
+    """The index files of the server and of ``tools::write_PACKAGES`` (still to run in
+    the second directory) for the same tarballs."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    app, headers = _channel_app(MemoryStorage())
+    for filename, data in packages.items():
+        (theirs / filename).write_bytes(data)
+        app.post(
+            "/api/repo/team",
+            {"filetype": "cran_source_package"},
+            upload_files=[("content", filename, data)],
+            headers=headers,
+        )
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    for name in ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds"):
+        body = app.get(f"/api/repo/team/src/contrib/{name}", headers=headers).body
+        (ours / name).write_bytes(body)
+    return ours, theirs
+
+
 def test_packages_rds_is_what_write_packages_writes(tmp_path: Path) -> None:
     """The same tarballs indexed by R and by the server give identical tables."""
     packages = {
@@ -142,24 +170,10 @@ def test_packages_rds_is_what_write_packages_writes(tmp_path: Path) -> None:
         ),
         "mid_2.0.tar.gz": source_package("mid", "2.0", License="MIT + file LICENSE"),
     }
-    theirs = tmp_path / "theirs"
-    theirs.mkdir()
-    app, headers = _channel_app(MemoryStorage())
-    for filename, data in packages.items():
-        (theirs / filename).write_bytes(data)
-        app.post(
-            "/api/repo/team",
-            {"filetype": "cran_source_package"},
-            upload_files=[("content", filename, data)],
-            headers=headers,
-        )
-    ours = tmp_path / "ours"
-    ours.mkdir()
-    for name in ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds"):
-        body = app.get(f"/api/repo/team/src/contrib/{name}", headers=headers).body
-        (ours / name).write_bytes(body)
+    ours, theirs = _index_both(tmp_path, packages)
     out = rscript(
         f"""
+        {PIN_COLLATION}
         tools::write_PACKAGES("{theirs}", type = "source")
         a <- readRDS("{ours / "PACKAGES.rds"}")
         b <- readRDS("{theirs / "PACKAGES.rds"}")
@@ -172,3 +186,32 @@ def test_packages_rds_is_what_write_packages_writes(tmp_path: Path) -> None:
         """
     )
     assert out.splitlines()[-1] == "identical 3 1.10 2.0 0.5-1"  # abc, mid, Zeta
+
+
+def test_index_rows_are_in_write_packages_order(tmp_path: Path) -> None:
+    """Names where ICU's order and a plain case-insensitive one differ ('_' < '.')."""
+    names = ["abc2", "abc.d", "Abc.e", "abc", "ab", "Ab", "a1", "a.b", "Zeta", "zeta.b"]
+    packages = {f"{name}_1.0.tar.gz": source_package(name, "1.0") for name in names}
+    ours, theirs = _index_both(tmp_path, packages)
+    out = rscript(
+        f"""
+        {PIN_COLLATION}
+        tools::write_PACKAGES("{theirs}", type = "source")
+        a <- readRDS("{ours / "PACKAGES.rds"}")
+        b <- readRDS("{theirs / "PACKAGES.rds"}")
+        stopifnot(identical(rownames(a), rownames(b)), identical(a, b))
+        cat(rownames(a))
+        """
+    )
+    assert out.split() == [
+        "a.b",
+        "a1",
+        "ab",
+        "Ab",
+        "abc",
+        "abc.d",
+        "Abc.e",
+        "abc2",
+        "Zeta",
+        "zeta.b",
+    ]

@@ -175,6 +175,15 @@ def _newest_first(record: CranRecord) -> tuple[tuple[int, ...], float]:
     return r_version_key(record.version), record.upload_time
 
 
+def _listing_order(record: CranRecord) -> tuple[str, str, str]:
+    """Where R's ``list.files()``, hence ``write_PACKAGES``, puts this file in a UTF-8
+    locale.  R collates with ICU there, which ranks ``_`` below ``.``, digits and
+    letters, so the package name decides as if it ended the name; letter case only
+    breaks ties, lowercase first.  (In the C locale R sorts bytes, capitals first; no R
+    client depends on the order of index rows.)"""
+    return record.package.casefold(), record.filename.casefold(), record.filename.swapcase()
+
+
 @dataclass(frozen=True)
 class Directory:
     path: str
@@ -191,7 +200,7 @@ class Directory:
             old = best.get(record.package)
             if old is None or _newest_first(record) > _newest_first(old):
                 best[record.package] = record
-        return tuple(sorted(best.values(), key=lambda r: (r.filename.casefold(), r.filename)))
+        return tuple(sorted(best.values(), key=_listing_order))
 
     @cached_property
     def _latest_names(self) -> frozenset[str]:
@@ -202,11 +211,7 @@ class Directory:
         return {r.filename: r for r in self.records}
 
     def latest(self) -> list[CranRecord]:
-        """The newest version of each package, ordered as R's list.files() lists them.
-
-        R sorts in the collation of its locale, which for package names (ASCII
-        letters, digits and dots) is case-insensitive first.
-        """
+        """The newest version of each package, in the order of ``write_PACKAGES``."""
         return list(self._latest)
 
     def is_latest(self, record: CranRecord) -> bool:
