@@ -121,7 +121,7 @@ class Token:
         }
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any], *, signed: bool = False) -> Token:
+    def from_json(cls, doc: dict[str, Any]) -> Token:
         return cls(
             id=doc["id"],
             channels=frozenset(doc["channels"]),
@@ -130,7 +130,6 @@ class Token:
             expires=doc.get("expires"),
             note=doc.get("note", ""),
             revoked=bool(doc.get("revoked", False)),
-            signed=signed,
         )
 
 
@@ -321,10 +320,9 @@ class TokenStore:
             return None
         try:
             ref, _ = read_json(self.storage, f"registry/token-ids/{token_id}.json")
-            doc, _ = read_json(self.storage, f"registry/tokens/{ref['hash']}.json")
         except FileNotFoundError:
             return None
-        return Token.from_json(doc)
+        return self._load_stored(ref["hash"])
 
     def revoke(self, token_id: str) -> bool:
         """Revoke a stored or a signed token by its id, for good.
