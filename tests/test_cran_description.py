@@ -291,6 +291,17 @@ def test_bounds_member_count_and_unpacked_size() -> None:
     refused(data, "unpacks to more", limits=Limits(max_unpacked=1024 * 1024))
 
 
+def test_bounds_a_zip_directory_before_parsing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    many = windows_zip(extra=[(f"abc/inst/{i}", b"") for i in range(200)])
+    parsed: list[int] = []
+    # ZipFile's constructor parses the whole directory; it must not be reached.
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", lambda self: parsed.append(1))
+    refused(many, "more than 100 members", binary=True, limits=Limits(max_members=100))
+    refused(many, "list of members is larger than 4096 bytes", binary=True,
+            limits=Limits(max_zip_directory=4096))  # fmt: skip
+    assert parsed == []
+
+
 @pytest.mark.parametrize(
     ("data", "match"),
     [

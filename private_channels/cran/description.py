@@ -93,6 +93,7 @@ class Limits:
     max_members: int = 100_000
     max_unpacked: int = 4 * 1024 * 1024 * 1024  # bytes of tar after gunzip
     max_description: int = 1024 * 1024
+    max_zip_directory: int = 16 * 1024 * 1024  # a zip's central directory, parsed whole
 
 
 @dataclass(frozen=True)
@@ -303,9 +304,29 @@ def _scan_tar(stream: IO[bytes], limits: Limits) -> _Members:
     return members
 
 
+def _check_zip_directory(stream: IO[bytes], limits: Limits) -> None:
+    """Refuse a central directory too large to parse before ZipFile parses it.
+
+    ZipFile reads the whole directory into objects (some 500 bytes a member, however
+    many members the end record claims): a 1 GiB upload of empty entries would take
+    gigabytes.  The end record is read with zipfile's own reader, so both agree on it.
+    """
+    end = zipfile._EndRecData(stream)  # type: ignore[attr-defined]
+    stream.seek(0)
+    if end is None:
+        return  # not a zip: ZipFile says so
+    if end[zipfile._ECD_ENTRIES_TOTAL] > limits.max_members:  # type: ignore[attr-defined]
+        raise InvalidPackageError(f"The archive has more than {limits.max_members} members.")
+    if end[zipfile._ECD_SIZE] > limits.max_zip_directory:  # type: ignore[attr-defined]
+        raise InvalidPackageError(
+            f"The archive's list of members is larger than {limits.max_zip_directory} bytes."
+        )
+
+
 def _scan_zip(stream: IO[bytes], limits: Limits) -> _Members:
     members = _Members(limits)
     try:
+        _check_zip_directory(stream, limits)
         with zipfile.ZipFile(stream) as archive:
             infos = archive.infolist()
             if len(infos) > limits.max_members:
