@@ -6,9 +6,9 @@
     render(directory, "PACKAGES.rds")   # bytes readRDS() reads as write_PACKAGES' matrix
 
 ``PACKAGES`` and ``PACKAGES.gz`` are the DCF text ``tools::write_PACKAGES`` writes (pak
-reads only the ``.gz``); ``PACKAGES.rds`` is its character matrix with the package names
-as row names, xz-compressed, serialization version 3, as R writes it (and as
-``install.packages`` asks for first).  ``Meta/archive.rds`` is the named list of data
+reads the ``.gz``, then the plain file); ``PACKAGES.rds`` is its character matrix with
+the package names as row names, xz-compressed, serialization version 3, as R writes it
+(and as ``install.packages`` asks for first).  ``Meta/archive.rds`` is the named list of data
 frames that ``remotes::install_version`` reads, gzip-compressed as CRAN serves it.
 """
 
