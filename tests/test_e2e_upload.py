@@ -110,6 +110,15 @@ def uv_publish(url: str, *files: Path, args: list[str]) -> subprocess.CompletedP
     )
 
 
+def _logged(live: LiveServer, line: str, count: int) -> int:
+    """How often ``line`` is in the server's log, once it is there ``count`` times
+    (the server writes a request's line after answering it), or after 10 s."""
+    deadline = time.monotonic() + 10
+    while (found := live.log_text().count(line)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def _output(result: subprocess.CompletedProcess[str]) -> str:
     """Both streams, with whitespace collapsed: twine and uv wrap to the terminal width."""
     return " ".join((result.stdout + result.stderr).split())
@@ -195,26 +204,73 @@ def test_uv_publish_conflict_and_read_token(
     assert _listing(live.storage) == before
 
 
+@pytest.mark.parametrize("form", ["userinfo", "path"])
 def test_uv_publish_check_url_reads_the_index(
-    live: LiveServer, dists: list[Path], tmp_path: Path
+    live: LiveServer, dists: list[Path], tmp_path: Path, form: str
 ) -> None:
     """``--check-url`` skips files the index already has with the same sha256 and
     refuses to upload a file whose name the index has with another.  uv sends no
-    credentials to the check URL, so a private channel's is given the path token."""
-    url = _channel(live, "uv-check")
-    token = live.token("uv-check", "write")
-    check = ["--token", token, "--check-url", f"{live.url}/t/{token}/uv-check/simple/"]
+    credentials to the check URL, so a private channel's carries the token, in the
+    URL's user name or in the path (docs/clients/uv-publish.md)."""
+    channel = f"uv-check-{form}"
+    url = _channel(live, channel)
+    token = live.token(channel, "write")
+    host = live.url.removeprefix("http://")
+    if form == "userinfo":
+        check_url = f"http://{token}:x-auth-token@{host}/{channel}/simple/"
+    else:
+        check_url = f"{live.url}/t/{token}/{channel}/simple/"
+    check = ["--token", token, "--check-url", check_url]
     first = uv_publish(url, *dists, args=check)
     assert first.returncode == 0, _output(first)
-    assert _records(live.storage, "uv-check") == {p.name: p.read_bytes() for p in dists}
-    posts = live.log_text().count('"POST /api/repo/uv-check/"')
+    assert _records(live.storage, channel) == {p.name: p.read_bytes() for p in dists}
+    posts = live.log_text().count(f'"POST /api/repo/{channel}/"')
     rerun = uv_publish(url, *dists, args=check)
     assert rerun.returncode == 0, _output(rerun)
     assert _output(rerun).count("already exists, skipping") == 2
     changed = make_wheel(tmp_path, PROJECT, "1.0", module_source="CHANGED = True\n")
     conflict = uv_publish(url, changed, args=check)
     assert conflict.returncode != 0 and "do not match" in _output(conflict)
-    assert live.log_text().count('"POST /api/repo/uv-check/"') == posts  # nothing sent
+    assert live.log_text().count(f'"POST /api/repo/{channel}/"') == posts  # nothing sent
+    assert token not in _output(rerun) + _output(conflict)
+
+
+def test_uv_publish_index_checks_with_the_index_credentials(
+    live: LiveServer, dists: list[Path], tmp_path: Path
+) -> None:
+    """``uv publish --index`` checks the index's ``url`` with that index's credentials
+    (``UV_INDEX_<NAME>_*``), never with the publish token: without them the check meets
+    a 401 and is skipped (silently, but for a warning under ``-v``), and the upload is
+    sent anyway."""
+    url = _channel(live, "uv-index")
+    token = live.token("uv-index", "write")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "e2e-demo"\nversion = "1.0"\n\n'
+        '[[tool.uv.index]]\nname = "data-team"\n'
+        f'url = "{url}simple/"\npublish-url = "{url}"\nexplicit = true\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    env.update(UV_PUBLISH_TOKEN=token, XDG_CONFIG_DIRS=str(tmp_path / "no-config"))
+    command = [require_client("uv"), "publish", "--trusted-publishing", "never"]
+    command += ["--index", "data-team", *map(str, dists)]
+
+    def publish(**extra: str) -> str:
+        result = subprocess.run(
+            command, cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, _output(result)
+        return _output(result)
+
+    page = '"GET /api/repo/uv-index/simple/e2e-demo/"'
+    publish()
+    assert _logged(live, f"{page} 401", 1) == 1  # the first check had no credentials
+    assert _records(live.storage, "uv-index") == {p.name: p.read_bytes() for p in dists}
+    before = _listing(live.storage)
+    rerun = publish(UV_INDEX_DATA_TEAM_USERNAME=token, UV_INDEX_DATA_TEAM_PASSWORD="x-auth-token")
+    # Both files found by the check, so neither was sent.
+    assert rerun.count("already exists, skipping") == 2
+    assert _logged(live, f"{page} 401", 1) == 1
+    assert _listing(live.storage) == before
 
 
 # -- failures mid-upload, with a raw socket ----------------------------------------
