@@ -48,6 +48,7 @@ __all__ = [
     "authorize",
     "credentials",
     "identity",
+    "redact_tokens",
     "require_known",
 ]
 
@@ -140,6 +141,7 @@ def redact_tokens(text: str) -> str:
 
 
 def identity(environ: WSGIEnvironment) -> Token | None:
+    """The token that authenticated the request, ``None`` for an anonymous one."""
     token: Token | None = environ.get(IDENTITY_KEY)
     return token
 
