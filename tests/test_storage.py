@@ -6,6 +6,7 @@ import io
 import multiprocessing
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from private_channels.storage import (
     open_storage,
     read_bytes,
     read_json,
+    sweep,
     update_json,
 )
 
@@ -127,6 +129,21 @@ def test_list_by_prefix_in_string_order(storage: Storage) -> None:
     assert list(storage.list("a/")) == ["a/b", "a/b0/c"]
     assert list(storage.list("a/b")) == ["a/b", "a/b0/c"]
     assert list(storage.list("zzz/")) == []
+
+
+@pytest.mark.parametrize("prefix", ["../", "..", "/abs", "a/../", "a/.hidden", ".tmp-"])
+def test_list_refuses_prefixes_that_could_escape(storage: Storage, prefix: str) -> None:
+    with pytest.raises(InvalidKeyError):
+        list(storage.list(prefix))
+
+
+def test_sweep_removes_only_old_keys_not_kept(storage: Storage) -> None:
+    for key in ("blobs/a", "blobs/b", "blobs/c", "other/d"):
+        storage.create(key, io.BytesIO(b"x"))
+    assert sweep(storage, "blobs/", {"blobs/b"}, older_than=time.time() - 3600) == []
+    removed = sweep(storage, "blobs/", {"blobs/b"}, older_than=time.time() + 60)
+    assert removed == ["blobs/a", "blobs/c"]
+    assert list(storage.list("")) == ["blobs/b", "other/d"]
 
 
 @pytest.mark.parametrize(
