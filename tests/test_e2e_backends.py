@@ -25,7 +25,16 @@ from .s3server import SeaweedFS
 from .support import LiveServer, live_server, require_client
 from .test_e2e_install import JSON_TYPE, Channel, installed, pip_env, pip_install, twine_upload
 from .test_e2e_install import uv_install as uv_pip_install
-from .test_e2e_r import curl_get, curl_upload, r_build, rscript, run, write_package
+from .test_e2e_r import (
+    FIRST_CODE,
+    SECOND_CODE,
+    curl_get,
+    curl_upload,
+    r_build,
+    rscript,
+    run,
+    write_package,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -75,10 +84,6 @@ def test_twine_pip_and_uv(
         install(channel, target, "beta-app", "--only-binary", ":all:")
         assert installed(target) == {"alpha_lib": "1.0", "beta_app": "1.0"}
     assert token not in deployed.log_text()
-
-
-FIRST_CODE = 'hello <- function() "hello from first"\n'
-SECOND_CODE = 'greet <- function() paste(first::hello(), "via second")\n'
 
 
 def test_curl_upload_and_install_packages(deployed: LiveServer, tmp_path: Path) -> None:
