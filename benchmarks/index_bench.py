@@ -57,7 +57,6 @@ def add(store: PythonStore, channel: Channel, project: str, version: str, n: int
         blake2b_256=hashlib.blake2b(data, digest_size=32).hexdigest(),
         upload_time=time.time(),
         requires_python=">=3.8",
-        metadata_sha256=hashlib.sha256(metadata).hexdigest(),
     )
     store.add_file(channel, record, io.BytesIO(data), display_name=project, metadata=metadata)
     return record

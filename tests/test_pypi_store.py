@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import IO, Any
 
 import pytest
@@ -59,6 +60,23 @@ def test_add_same_conflict_delete(storage: Storage) -> None:
     assert not any("/blobs/" in key for key in storage.list(""))
     with pytest.raises(DeletedFilenameError):
         store.add_file(channel, record(name, b"A"), io.BytesIO(b"A"), display_name="Demo")
+
+
+def test_metadata_digest_comes_from_the_stored_metadata(storage: Storage) -> None:
+    """The index promises a METADATA file (PEP 658) exactly when one is stored."""
+    channel = ChannelRegistry(storage).create("c")
+    store = PythonStore(storage)
+    claims = replace(record("demo-1.0.tar.gz", b"S"), metadata_sha256="0" * 64)
+    store.add_file(channel, claims, io.BytesIO(b"S"), display_name="demo")
+    wheel = record("demo-1.0-py3-none-any.whl", b"W")
+    store.add_file(channel, wheel, io.BytesIO(b"W"), display_name="demo", metadata=b"M")
+    project = store.project(channel, "demo")
+    assert project is not None
+    digests = {f.filename: f.metadata_sha256 for f in project.files}
+    assert digests == {
+        "demo-1.0.tar.gz": None,
+        "demo-1.0-py3-none-any.whl": hashlib.sha256(b"M").hexdigest(),
+    }
 
 
 def test_concurrent_uploads_all_land(storage: Storage) -> None:

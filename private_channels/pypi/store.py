@@ -166,7 +166,8 @@ class PythonStore:
         """Store a file and commit its record; ``False`` if the very same file was there.
 
         ``metadata`` (a wheel's METADATA, verbatim) is served beside the file (PEP 658);
-        the record's ``metadata_sha256`` is filled in from it when not set.
+        the record's ``metadata_sha256`` is always derived from it (``None`` without
+        it), so that the index promises a METADATA file exactly when one is stored.
 
         Raises :class:`FileConflictError` when the filename holds other bytes and
         :class:`DeletedFilenameError` when it was deleted; both are found before any
@@ -178,8 +179,8 @@ class PythonStore:
         :meth:`collect_garbage`.  (The filesystem backend may also leave hidden
         ``.tmp-*`` files of a write in progress; they are never listed or served.)
         """
-        if metadata is not None and record.metadata_sha256 is None:
-            record = replace(record, metadata_sha256=hashlib.sha256(metadata).hexdigest())
+        digest = hashlib.sha256(metadata).hexdigest() if metadata is not None else None
+        record = replace(record, metadata_sha256=digest)
         try:
             existing, _ = read_json(self.storage, self.project_key(channel, record.project))
         except FileNotFoundError:

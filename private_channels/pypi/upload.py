@@ -158,7 +158,6 @@ def new_record(dist: Distribution, digests: dict[str, Any], token: Token | None)
         upload_time=time.time(),
         uploader=token.id if token is not None else None,
         requires_python=dist.requires_python,
-        metadata_sha256=hashlib.sha256(dist.metadata).hexdigest() if dist.kind == "wheel" else None,
     )
 
 
