@@ -153,16 +153,18 @@ def test_standalone_script_serves_and_never_logs_a_token(tmp_path: Path) -> None
             assert answer.headers["X-Request-ID"] == "probe-1"
             answer.close()
         # The record is written when the server closes the response, which may be just
-        # after the client has read it.
-        while "request_id=probe-1" not in log.read_text() and time.monotonic() < deadline:
+        # after the client has read it; a deadline of its own, however long the server
+        # took to start on a loaded machine.
+        logged = time.monotonic() + 30
+        while "request_id=probe-1" not in log.read_text() and time.monotonic() < logged:
             time.sleep(0.05)
     finally:
         process.terminate()
         process.wait(timeout=10)
     text = log.read_text()
     assert tokens["read"] not in text
-    assert '"GET /api/repo/t/<redacted>/team/simple/"' in text
-    assert "request_id=probe-1" in text
+    assert '"GET /api/repo/t/<redacted>/team/simple/"' in text, text
+    assert "request_id=probe-1" in text, text
 
 
 class _QuietHandler(WSGIRequestHandler):
