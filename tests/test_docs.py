@@ -205,7 +205,13 @@ def workdir(tmp_path: Path, dist: Path) -> Workdir:
         '#!/bin/sh\nexec env -u UV_NO_CONFIG uvx --quiet --from "poetry>=2,<3" poetry "$@"\n'
     )
     (shims / "poetry").chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRIVATE_CHANNELS_", "UV_"))}
+    # Not the virtual environment the suite runs in (scripts/test.sh activates .venv):
+    # Poetry and uv install into an active one instead of the project's own.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PRIVATE_CHANNELS_", "UV_")) and k != "VIRTUAL_ENV"
+    }
     env.update(
         PATH=os.pathsep.join([BIN, str(shims), env.get("PATH", "")]),
         HOME=str(home),
