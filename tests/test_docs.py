@@ -205,8 +205,9 @@ def workdir(tmp_path: Path, dist: Path) -> Workdir:
         '#!/bin/sh\nexec env -u UV_NO_CONFIG uvx --quiet --from "poetry>=2,<3" poetry "$@"\n'
     )
     (shims / "poetry").chmod(0o755)
-    # Not the virtual environment the suite runs in (scripts/test.sh activates .venv):
-    # Poetry and uv install into an active one instead of the project's own.
+    # Not the virtual environment the suite runs in (scripts/test.sh activates .venv),
+    # nor its interpreter as UV_PYTHON: Poetry and `uv pip install` would install into
+    # that instead of the environment the page makes.
     env = {
         k: v
         for k, v in os.environ.items()
@@ -217,7 +218,6 @@ def workdir(tmp_path: Path, dist: Path) -> Workdir:
         HOME=str(home),
         UV_CACHE_DIR=str(Path.home() / ".cache" / "uv"),
         UV_NO_CONFIG="1",
-        UV_PYTHON=sys.executable,
         UV_PYTHON_DOWNLOADS="never",
         PIP_CONFIG_FILE="/dev/null",
         PIP_FIND_LINKS="",
