@@ -26,7 +26,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .accesslog import configure_logging
 from .auth import redact_tokens as redact
-from .channels import ChannelExistsError, ChannelRegistry, InvalidChannelNameError
+from .channels import Channel, ChannelExistsError, ChannelRegistry, InvalidChannelNameError
 from .config import Config, ConfigError, load_config
 from .cran.store import CranStore
 from .pypi import manage
@@ -227,12 +227,17 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_files(args: argparse.Namespace) -> int:
-    """yank, unyank and delete: the same operations as the admin HTTP API."""
+def _channel(args: argparse.Namespace) -> tuple[Storage, Channel]:
     storage = _storage(args)
     channel = ChannelRegistry(storage).get(args.channel)
     if channel is None:
         raise CommandError(f"channel {args.channel!r} does not exist")
+    return storage, channel
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    """yank, unyank and delete: the same operations as the admin HTTP API."""
+    storage, channel = _channel(args)
     try:
         target = manage.parse_target(args.target)
         options = {"reason": args.reason or ""} if args.command == "yank" else {}
@@ -248,10 +253,7 @@ def cmd_files(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Remove what uploads interrupted by a crash left: blobs no record names."""
-    storage = _storage(args)
-    channel = ChannelRegistry(storage).get(args.channel)
-    if channel is None:
-        raise CommandError(f"channel {args.channel!r} does not exist")
+    storage, channel = _channel(args)
     try:
         grace = parse_duration(args.grace)
     except ValueError as exc:
