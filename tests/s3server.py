@@ -14,6 +14,7 @@ in CI (``CI=true``) is a failure (see conftest).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -235,3 +236,19 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
         except RuntimeError as exc:
             error = exc
     pytest.skip(str(error))
+
+
+class Requests:
+    """Counts the S3 requests a client sends, by operation name."""
+
+    def __init__(self, client: Any) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        client.meta.events.register("before-send.s3", self._count)
+
+    def _count(self, request: Any, **kwargs: Any) -> None:
+        self.counts[kwargs["event_name"].rsplit(".", 1)[-1]] += 1
+
+    def take(self) -> dict[str, int]:
+        counts = dict(self.counts)
+        self.counts.clear()
+        return counts

@@ -6,11 +6,8 @@ tests run on the session's SeaweedFS (tests/s3server.py).
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import io
-import multiprocessing
-import os
 import socket
 import tracemalloc
 import urllib.error
@@ -29,12 +26,11 @@ from private_channels.storage import (
     StorageURLError,
     open_storage,
     read_bytes,
-    read_json,
     update_json,
 )
 from private_channels.storage.s3 import ListingOrderError, S3Storage
 
-from .s3server import SeaweedFS
+from .s3server import Requests, SeaweedFS
 from .support import cli, live_server
 
 MiB = 1024 * 1024
@@ -61,22 +57,6 @@ class Generated(io.RawIOBase):
         self.digest.update(chunk)
         self.pos += n
         return n
-
-
-class Requests:
-    """Counts the S3 requests a client sends, by operation name."""
-
-    def __init__(self, client: Any) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        client.meta.events.register("before-send.s3", self._count)
-
-    def _count(self, request: Any, **kwargs: Any) -> None:
-        self.counts[kwargs["event_name"].rsplit(".", 1)[-1]] += 1
-
-    def take(self) -> dict[str, int]:
-        counts = dict(self.counts)
-        self.counts.clear()
-        return counts
 
 
 @pytest.fixture
@@ -461,48 +441,6 @@ def test_seaweedfs_conditional_requests_are_s3s(seaweedfs: SeaweedFS) -> None:
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"2"
     assert status(client.delete_object) == 204
     assert status(client.delete_object) == 204  # S3 deletes idempotently: hence our HEAD
-
-
-# Many processes, one bucket: what several hosts do
-
-
-def _create_in_process(url: str, env: dict[str, str], n: int, start: Any, results: Any) -> None:
-    os.environ.update(env)
-    storage = open_storage(url)
-    start.wait()
-    for i in range(20):
-        try:
-            storage.create(f"race/{i}", io.BytesIO(str(n).encode() * 10_000))
-            results.put((i, n))
-        except FileExistsError:
-            pass
-        update_json(storage, "shared.json", lambda doc, i=i: {**(doc or {}), f"{n}-{i}": i})
-
-
-def test_two_processes_race_and_lose_nothing(seaweedfs: SeaweedFS) -> None:
-    """Creates have one winner each, and compare-and-swap updates all land."""
-    url = seaweedfs.url()
-    ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Event(), ctx.Queue()
-    processes = [
-        ctx.Process(target=_create_in_process, args=(url, seaweedfs.env, n, start, results))
-        for n in (1, 2)
-    ]
-    for process in processes:
-        process.start()
-    start.set()
-    for process in processes:
-        process.join(60)
-        assert process.exitcode == 0
-    wins = [results.get(timeout=5) for _ in range(20)]
-    assert results.empty()
-    results.close()
-    assert sorted(i for i, _ in wins) == list(range(20))
-    storage = seaweedfs.storage(url.split("/", 3)[3].split("?")[0])
-    for i, n in wins:
-        assert read_bytes(storage, f"race/{i}")[0] == str(n).encode() * 10_000
-    doc, _ = read_json(storage, "shared.json")
-    assert doc == {f"{n}-{i}": i for n in (1, 2) for i in range(20)}
 
 
 # Presigned downloads

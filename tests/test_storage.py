@@ -213,56 +213,52 @@ def test_concurrent_create_from_threads_has_one_winner(storage: Storage) -> None
     assert read_bytes(storage, "race/key")[0] == f"writer {n}".encode() * 1000
 
 
-def _create_in_process(
-    root: str, n: int, start: multiprocessing.synchronize.Event, results
-) -> None:  # type: ignore[no-untyped-def]
-    storage = FileSystemStorage(root)
+def _race_in_process(url: str, env: dict[str, str], n: int, start, results) -> None:  # type: ignore[no-untyped-def]
+    os.environ.update(env)
+    storage = open_storage(url)
     start.wait()
-    for i in range(50):
+    for i in range(20):
         try:
             storage.create(f"race/{i}", io.BytesIO(str(n).encode() * 10_000))
             results.put((i, n))
         except FileExistsError:
             pass
+        update_json(storage, "shared.json", lambda doc, i=i: {**(doc or {}), f"{n}-{i}": i})
 
 
-def test_concurrent_create_from_two_processes_has_one_winner(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shared", ["filesystem", "s3"])
+def test_two_processes_race_and_lose_nothing(
+    shared: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What several hosts do to one storage: each create has one winner, and every
+    compare-and-swap update lands."""
+    if shared == "s3":
+        seaweedfs = request.getfixturevalue("seaweedfs")
+        url, env = seaweedfs.url(), seaweedfs.env
+    else:
+        url, env = str(tmp_path / "shared"), {}
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Event(), ctx.Queue()
     processes = [
-        ctx.Process(target=_create_in_process, args=(str(tmp_path), n, start, results))
-        for n in (1, 2)
+        ctx.Process(target=_race_in_process, args=(url, env, n, start, results)) for n in (1, 2)
     ]
     for process in processes:
         process.start()
     start.set()
     for process in processes:
-        process.join(60)
+        process.join(120)
         assert process.exitcode == 0
-    wins = [results.get(timeout=5) for _ in range(50)]
+    wins = [results.get(timeout=5) for _ in range(20)]
     assert results.empty()
-    assert sorted(i for i, _ in wins) == list(range(50))
-    storage = FileSystemStorage(tmp_path)
+    results.close()
+    assert sorted(i for i, _ in wins) == list(range(20))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    storage = open_storage(url)
     for i, n in wins:
         assert read_bytes(storage, f"race/{i}")[0] == str(n).encode() * 10_000
-
-
-def _update_in_process(root: str, n: int) -> None:
-    storage = FileSystemStorage(root)
-    for i in range(20):
-        update_json(storage, "shared.json", lambda doc, i=i: {**(doc or {}), f"{n}-{i}": True})
-
-
-def test_update_json_across_processes_loses_nothing(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    processes = [ctx.Process(target=_update_in_process, args=(str(tmp_path), n)) for n in (1, 2)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(60)
-        assert process.exitcode == 0
-    doc, _ = read_json(FileSystemStorage(tmp_path), "shared.json")
-    assert len(doc) == 40
+    doc, _ = read_json(storage, "shared.json")
+    assert doc == {f"{n}-{i}": i for n in (1, 2) for i in range(20)}
 
 
 class FailingReader(io.RawIOBase):

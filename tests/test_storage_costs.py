@@ -9,7 +9,6 @@ page, never a listing of the channel, however many projects or files it holds.
 
 from __future__ import annotations
 
-import collections
 import gzip
 import hashlib
 import lzma
@@ -24,28 +23,12 @@ from private_channels import ChannelRegistry, Scope, TokenStore
 from private_channels.storage import FileSystemStorage
 
 from .packages import make_wheel
-from .s3server import SeaweedFS
+from .s3server import Requests, SeaweedFS
 from .support import test_app
 from .test_cran_description import source_package
 
 PREFIX = "/api/repo"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-
-
-class Requests:
-    """Counts the S3 requests a client sends, by operation name."""
-
-    def __init__(self, client: Any) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        client.meta.events.register("before-send.s3", self._count)
-
-    def _count(self, request: Any, **kwargs: Any) -> None:
-        self.counts[kwargs["event_name"].rsplit(".", 1)[-1]] += 1
-
-    def take(self) -> dict[str, int]:
-        counts = dict(self.counts)
-        self.counts.clear()
-        return counts
 
 
 class Deployment:
