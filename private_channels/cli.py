@@ -25,12 +25,11 @@ from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .accesslog import configure_logging
+from .app import ecosystems
 from .auth import redact_tokens as redact
 from .channels import Channel, ChannelExistsError, ChannelRegistry, InvalidChannelNameError
 from .config import Config, ConfigError, load_config
-from .cran.store import CranStore
-from .pypi import manage
-from .pypi.store import PythonStore
+from .core.manage import change_files
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
 from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
 
@@ -239,12 +238,15 @@ def cmd_files(args: argparse.Namespace) -> int:
     """yank, unyank and delete: the same operations as the admin HTTP API."""
     storage, channel = _channel(args)
     try:
-        target = manage.parse_target(args.target)
-        options = {"reason": args.reason or ""} if args.command == "yank" else {}
-        action = {"yank": manage.yank, "unyank": manage.unyank, "delete": manage.delete}
-        files = action[args.command](PythonStore(storage), channel, target, **options)
-    except (manage.InvalidTargetError, manage.NoSuchFileError) as exc:
-        raise CommandError(str(exc).rstrip(".")) from exc
+        _, files = change_files(
+            ecosystems(storage),
+            channel,
+            args.command,
+            args.target,
+            reason=getattr(args, "reason", "") or "",
+        )
+    except (ValueError, LookupError) as exc:
+        raise CommandError(str(exc.args[0] if exc.args else exc).rstrip(".")) from exc
     past = {"yank": "yanked", "unyank": "unyanked", "delete": "deleted"}[args.command]
     for filename in files:
         print(f"{past} {filename}")
@@ -258,8 +260,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
         grace = parse_duration(args.grace)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    removed = PythonStore(storage).collect_garbage(channel, grace=grace)
-    removed += CranStore(storage).collect_garbage(channel, grace=grace)
+    removed = [
+        key
+        for ecosystem in ecosystems(storage)
+        for key in ecosystem.collect_garbage(channel, grace)
+    ]
     for key in removed:
         print(f"removed {key}")
     return 0

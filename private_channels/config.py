@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .channels import ChannelRegistry, InvalidChannelNameError, validate_channel_name
-from .forms import DEFAULT_MAX_UPLOAD_SIZE
+from .core.limits import Limits
 from .storage import DEFAULT_STORAGE, StorageURLError, open_storage
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class Config:
 
     storage: str = DEFAULT_STORAGE
     secret_key: str | None = field(default=None, repr=False)
-    max_upload_size: int = DEFAULT_MAX_UPLOAD_SIZE
+    max_upload_size: int = Limits.max_upload_size
     prefix: str = "/api/repo"
     log_format: str = "text"
     public_channels: tuple[str, ...] = ()

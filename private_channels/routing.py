@@ -20,7 +20,6 @@ from werkzeug.exceptions import HTTPException
 from .auth import require_known
 from .channels import Channel, ChannelRegistry
 from .errors import http_error
-from .forms import close_upload_form
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -57,7 +56,4 @@ class ChannelMiddleware:
         environ[CHANNEL_KEY] = channel
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "").rstrip("/") + "/" + name
         environ["PATH_INFO"] = slash + rest
-        try:
-            return self.app(environ, start_response)
-        finally:
-            close_upload_form(environ)
+        return self.app(environ, start_response)

@@ -255,7 +255,8 @@ class _FailingCommits:
         return self.storage.create(key, data)
 
 
-def test_a_failed_commit_leaves_only_an_invisible_collectable_blob(storage: Storage) -> None:
+def test_a_failed_commit_leaves_nothing(storage: Storage) -> None:
+    """SPEC.md: nothing of a rejected upload stays, not even until a collection."""
     channel = ChannelRegistry(storage).create("c")
     before = sorted(storage.list(""))
     failing = PythonStore(_FailingCommits(storage))  # type: ignore[arg-type]
@@ -266,5 +267,5 @@ def test_a_failed_commit_leaves_only_an_invisible_collectable_blob(storage: Stor
     assert store.project(channel, "demo") is None and store.projects(channel)[0] == {}
     with pytest.raises(FileNotFoundError):
         store.open_blob(channel, hashlib.sha256(b"A").hexdigest(), name)
-    assert store.collect_garbage(channel, grace=-1) != []
     assert sorted(storage.list("")) == before
+    assert store.collect_garbage(channel, grace=-1) == []

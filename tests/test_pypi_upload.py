@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 import webtest
+from werkzeug.wrappers import Response
 
 from private_channels import ChannelRegistry, Scope, TokenStore
 from private_channels.auth import TokenAuthMiddleware
-from private_channels.forms import FORM_KEY
+from private_channels.core.ecosystem import Upload
+from private_channels.core.upload import UploadMiddleware
+from private_channels.pypi.ecosystem import PythonEcosystem
 from private_channels.pypi.store import PythonStore
-from private_channels.pypi.upload import PythonUploadMiddleware
 from private_channels.routing import ChannelMiddleware
 from private_channels.storage import Storage
 
@@ -319,21 +321,29 @@ def test_too_large_is_413(storage: Storage, prefix: str, tmp_path: Path) -> None
     assert team.listing() == before
 
 
-def test_forms_without_action_pass_on_with_the_parsed_form(storage: Storage, prefix: str) -> None:
+def test_forms_without_action_go_to_the_ecosystem_that_claims_them(
+    storage: Storage, prefix: str
+) -> None:
+    """One owner parses the form once and hands it to the claiming ecosystem's handler,
+    with the file spooled and seekable; the Python handler never sees it."""
     ChannelRegistry(storage).create("team")
     secret, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
     seen: dict[str, Any] = {}
 
-    def cran(environ, start_response):  # type: ignore[no-untyped-def]
-        if environ["REQUEST_METHOD"] != "POST":
-            start_response("204 No Content", [])
-            return [b""]
-        form, files = environ[FORM_KEY]
-        seen.update(filetype=form["filetype"], data=files["content"].read())
-        start_response("201 Created", [("Content-Type", "text/plain")])
-        return [b"R package stored\n"]
+    class Other:
+        name, upload_forms, targets = "other", ("'filetype=other' (curl)",), ()
 
-    inner = PythonUploadMiddleware(cran, storage)
+        def claims(self, form: Any) -> bool:
+            return form.get("filetype") == "other"
+
+        def upload(self, upload: Upload) -> Response:
+            stream = upload.files["content"].stream
+            seen.update(filetype=upload.form["filetype"], data=stream.read())
+            stream.seek(0)
+            return Response("stored\n", status=201)
+
+    python = PythonEcosystem(storage)
+    inner = UploadMiddleware(lambda e, s: [], [python, Other()])  # type: ignore[list-item,arg-type,return-value]
     app = webtest.TestApp(
         mounted(
             TokenAuthMiddleware(
@@ -344,15 +354,17 @@ def test_forms_without_action_pass_on_with_the_parsed_form(storage: Storage, pre
     )
     answer = app.post(
         f"{prefix}/team",
-        {"filetype": "cran_source_package"},
+        {"filetype": "other"},
         upload_files=[("content", "pkg_1.0.tar.gz", b"R bytes")],
         headers={"X-Auth": secret},
         status=201,
     )
-    assert answer.text == "R package stored\n"
-    assert seen == {"filetype": "cran_source_package", "data": b"R bytes"}
-    # Anything but a POST to the channel itself is not an upload.
-    app.get(f"{prefix}/team/", headers={"X-Auth": secret}, status=204)
+    assert answer.text == "stored\n"
+    assert seen == {"filetype": "other", "data": b"R bytes"}
+    refused = app.post(
+        f"{prefix}/team", {"filetype": "else"}, headers={"X-Auth": secret}, status=400
+    )
+    assert "neither ':action=file_upload' (twine, uv publish) nor 'filetype=other'" in refused.text
 
 
 def test_concurrent_uploads_through_the_app(storage: Storage, prefix: str, tmp_path: Path) -> None:

@@ -25,8 +25,10 @@ What it serves, under ``P/<CHANNEL>/`` (the layout R's ``contrib.url()`` expects
           R.version["platform"], R.version["arch"], R.version["os"])))
 
 R asks for ``PACKAGES.rds`` first and falls back to ``PACKAGES.gz`` then ``PACKAGES``;
-all three are rendered from one snapshot of the directory's index document and cached
-by its ETag, so they agree with each other and are never half-written.  A directory
+all three are rendered from one snapshot of the directory's index document and kept in
+the core's cache (:class:`~..core.cache.DocumentCache`) by its ETag, so they agree with
+each other and are never half-written.  Packages go out through the core's one download
+response (:func:`~..core.download.file_response`).  A directory
 nothing was uploaded to serves empty indexes, so R says "not available" rather than
 warning that the repository is broken.
 """
@@ -35,15 +37,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
-from werkzeug.wsgi import wrap_file
 
 from ..auth import authorize
+from ..core.download import file_response
+from ..core.reader import ReadMiddleware
 from ..errors import http_error
 from ..routing import current_channel
 from ..tokens import Scope
@@ -59,12 +59,9 @@ from .store import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIEnvironment
 
     from ..channels import Channel
-    from ..storage import Storage
 
 __all__ = ["CranRepositoryMiddleware"]
 
@@ -101,42 +98,15 @@ def _mimetype(name: str) -> str:
     return "application/octet-stream"
 
 
-class CranRepositoryMiddleware:
-    def __init__(
-        self,
-        app: WSGIApplication,
-        storage: Storage,
-        *,
-        cache_size: int = 256,
-        redirect_downloads: int = 0,
-    ) -> None:
-        """``cache_size``: how many rendered index files (and parsed index documents)
-        each process keeps.  ``redirect_downloads`` (seconds, 0 = off): on a storage
-        that presigns URLs (S3), answer a package download with a 302 to a URL of the
-        store valid that long, so that large files never pass through this process."""
-        self.app = app
-        self.store = CranStore(storage)
-        presign = getattr(storage, "presigned_url", None)
-        self.redirect_downloads = redirect_downloads if presign is not None else 0
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str, str], tuple[bytes, str]] = OrderedDict()
-        self._directories: OrderedDict[str, Directory] = OrderedDict()
-        self._lock = threading.Lock()
+class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
+    """Everything under ``src/``, ``bin/`` and ``__linux__/`` of a channel; the options
+    are :class:`~..core.reader.ReadMiddleware`'s."""
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path: str = environ.get("PATH_INFO", "")
-        if not path.startswith(_ROOTS):
-            return self.app(environ, start_response)
-        try:
-            response = self.route(environ, path)
-        except HTTPException as error:
-            return error(environ, start_response)
-        if response is None:
-            return self.app(environ, start_response)
-        return response(environ, start_response)
+    store_type = CranStore
 
     def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
-        """The response for a path this middleware owns, ``None`` for any other."""
+        if not path.startswith(_ROOTS):
+            return None
         linux = _LINUX.match(path)
         distribution = None
         if linux is not None:
@@ -189,16 +159,14 @@ class CranRepositoryMiddleware:
             etag = self.store.storage.stat(key).etag
         except FileNotFoundError:
             return Directory(path=path, records=(), stat=None)
-        with self._lock:
-            kept = self._directories.get(key)
-            if kept is not None and kept.stat is not None and kept.stat.etag == etag:
-                self._directories.move_to_end(key)
-                return kept
-        directory = self.store.directory(channel, path)
-        with self._lock:
-            self._directories[key] = directory
-            while len(self._directories) > self.cache_size:
-                self._directories.popitem(last=False)
+        directory: Directory | None = self.cache.get(("directory", key), etag)
+        if directory is None:
+            directory = self.store.directory(channel, path)
+            if directory.stat is not None:
+                # About what the parsed records hold: their DESCRIPTION fields mostly.
+                weight = sum(512 + sum(map(len, filter(None, r.fields.values())))
+                             for r in directory.records)  # fmt: skip
+                self.cache.put(("directory", key), directory.stat.etag, directory, weight)
         return directory
 
     def linux_binary(
@@ -222,19 +190,17 @@ class CranRepositoryMiddleware:
     def rendered(self, channel: Channel, directory: Directory, name: str) -> tuple[bytes, str]:
         """An index file's bytes and strong ETag, rendered once per document version."""
         version = directory.stat.etag if directory.stat is not None else "-"
-        key = (self.store.index_key(channel, directory.path), version, name)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
-        body = render_archive_rds(directory) if name == "archive.rds" else render(directory, name)
-        entry = (body, hashlib.sha256(body).hexdigest()[:32])
-        with self._lock:
-            self._cache[key] = entry
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return entry
+
+        def make() -> tuple[tuple[bytes, str], int]:
+            if name == "archive.rds":
+                body = render_archive_rds(directory)
+            else:
+                body = render(directory, name)
+            return (body, hashlib.sha256(body).hexdigest()[:32]), len(body)
+
+        key = ("rendered", self.store.index_key(channel, directory.path), name)
+        rendered: tuple[bytes, str] = self.cache.get_or_make(key, version, make)
+        return rendered
 
     def index_file(
         self, environ: WSGIEnvironment, channel: Channel, directory: Directory, name: str
@@ -251,38 +217,14 @@ class CranRepositoryMiddleware:
     def package_file(
         self, environ: WSGIEnvironment, channel: Channel, record: CranRecord, *, vary: bool = False
     ) -> Response:
-        if self.redirect_downloads:
-            # The store sends the bytes; the presigned URL is made locally, no request.
-            url = self.store.storage.presigned_url(  # type: ignore[attr-defined]
-                self.store.blob_key(channel, record), self.redirect_downloads
-            )
-            redirect = Response(status=302, headers={"Location": url})
-            redirect.cache_control.private = True
-            redirect.cache_control.no_store = True  # the URL expires
-            if vary:
-                redirect.vary.add("User-Agent")
-            return redirect
-        response = Response(mimetype=_mimetype(record.filename))
-        if vary:
-            response.vary.add("User-Agent")
-        response.content_length = record.size
-        response.set_etag(record.sha256)
-        response.last_modified = record.upload_time  # type: ignore[assignment]
-        response.cache_control.private = True
-        if environ.get("REQUEST_METHOD") == "GET":
-            try:
-                stream, _ = self.store.open_blob(channel, record)
-            except FileNotFoundError:
-                # Only if someone removed the file behind the index's back.
-                raise http_error(404, f"{record.filename} is listed but missing.") from None
-            response.response = wrap_file(environ, stream)
-            response.direct_passthrough = True
-        try:
-            response.make_conditional(environ, accept_ranges=True, complete_length=record.size)
-        except HTTPException:
-            response.close()  # 416: the open blob (a file, an S3 connection) goes back now
-            raise
-        if response.status_code in (304, 412):
-            response.close()
-            response.response = []
-        return response
+        return file_response(
+            environ,
+            self.store.storage,
+            self.store.blob_key(channel, record),
+            etag=record.sha256,
+            mimetype=_mimetype(record.filename),
+            cache_control="private",
+            redirect=self.redirect_downloads,
+            vary=["User-Agent"] if vary else [],
+            not_found=f"{record.filename} is listed but missing.",
+        )

@@ -14,9 +14,10 @@ Layout under ``channels/<channel>/cran/``:
   race on one filename never overwrite each other's bytes.
 - ``index/<directory>.json`` (``index/src/contrib.json``,
   ``index/bin/windows/contrib/4.3.json``...): one record per file of that repository
-  directory.  It is the commit point of an upload and changes only by compare-and-swap
-  (:func:`~..storage.update_json`), so concurrent uploads through several server processes
-  lose nothing; ``PACKAGES``, ``PACKAGES.gz``, ``PACKAGES.rds`` and ``Meta/archive.rds``
+  directory.  It is the commit point of an upload and changes only by compare-and-swap,
+  through the core's blob-and-record machinery (:mod:`~..core.blobs`), so concurrent
+  uploads through several server processes lose nothing, and a rejected upload leaves
+  nothing; ``PACKAGES``, ``PACKAGES.gz``, ``PACKAGES.rds`` and ``Meta/archive.rds``
   are rendered from one snapshot of it, never half-written.
 - ``index/linux/<distribution>/<x.y>.json``: Linux binaries for one distribution and R
   version, served in place of the source of the same version to the R that can use them.
@@ -29,14 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import IO, Any
+from typing import IO
 
 from ..channels import Channel
-from ..storage import Stat, Storage, read_json, sweep, update_json
+from ..core.blobs import ChannelStore, FileConflictError, RecordDocument, StoredFile, store_blob
+from ..storage import Stat, read_json
 from .description import PackageFile, r_version_key
 
 __all__ = [
@@ -75,10 +76,6 @@ DISTRIBUTION_PATTERN = r"[a-z0-9][a-z0-9._-]{0,40}"
 # Linux binaries are not a directory of the layout: they are chosen per request among
 # the files of src/contrib (see repository.py), by distribution and R version.
 _LINUX = re.compile(rf"linux/{DISTRIBUTION_PATTERN}/[0-9]+\.[0-9]+")
-
-
-class FileConflictError(FileExistsError):
-    """The filename exists in the directory with other bytes."""
 
 
 def is_directory(path: str) -> bool:
@@ -145,30 +142,14 @@ def fields_for(package: PackageFile, md5: str) -> dict[str, str | None]:
     return values
 
 
-@dataclass(frozen=True)
-class CranRecord:
+@dataclass(frozen=True, kw_only=True)
+class CranRecord(StoredFile):
     """One file of one repository directory."""
 
-    filename: str
     package: str
     version: str
-    size: int
     md5: str
-    sha256: str
-    upload_time: float  # seconds since the epoch
     fields: dict[str, str | None] = field(default_factory=dict)
-    uploader: str | None = None  # token id
-
-    @property
-    def blob(self) -> str:
-        return f"blobs/{self.sha256}/{self.filename}"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> CranRecord:
-        return cls(**doc)
 
 
 def _newest_first(record: CranRecord) -> tuple[tuple[int, ...], float]:
@@ -228,21 +209,16 @@ class Directory:
         return self._by_name.get(filename)
 
 
-def _prefix(channel: Channel) -> str:
-    return f"{channel.prefix}cran/"
-
-
-class CranStore:
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
+class CranStore(ChannelStore):
+    folder = "cran"
 
     def index_key(self, channel: Channel, directory: str) -> str:
         if not (is_directory(directory) or _LINUX.fullmatch(directory)):
             raise ValueError(f"{directory!r} is not a repository directory")
-        return f"{_prefix(channel)}index/{directory}.json"
+        return f"{self.prefix(channel)}index/{directory}.json"
 
     def blob_key(self, channel: Channel, record: CranRecord) -> str:
-        return f"{_prefix(channel)}{record.blob}"
+        return f"{self.prefix(channel)}{record.blob}"
 
     # -- reads -----------------------------------------------------------------
 
@@ -260,6 +236,9 @@ class CranStore:
 
     # -- writes ----------------------------------------------------------------
 
+    def _document(self, channel: Channel, path: str) -> RecordDocument:
+        return RecordDocument(self.storage, self.index_key(channel, path))
+
     def add(self, channel: Channel, directories: Iterable[str], record: CranRecord,
             content: IO[bytes]) -> bool:  # fmt: skip
         """Store a file and commit its record in each directory.
@@ -268,92 +247,44 @@ class CranStore:
         :class:`FileConflictError` when one holds that filename with other bytes; then,
         as on any failure, nothing of this upload stays in storage.
         """
-        directories = list(directories)
+        documents = [self._document(channel, path) for path in directories]
+        reuse = channel.allow_reupload
         existing = [self.directory(channel, path).find(record.filename) for path in directories]
         for found in existing:
-            self._check(found, record)
+            if found is not None and found.sha256 != record.sha256:
+                raise FileConflictError(record.filename)
         if all(found is not None for found in existing):
             return False  # re-running an upload writes nothing, not even the blob
-        blob = self.blob_key(channel, record)
-        created = False
-        committed: list[str] = []
-        try:
+
+        def commit() -> bool:
+            committed: list[RecordDocument] = []
             try:
-                self.storage.create(blob, content)
-                created = True
-            except FileExistsError:
-                # The same sha256 and name: the same bytes, of a racing upload or the
-                # orphan of an interrupted one.  Writing them again renews the blob's
-                # mtime, so collect_garbage's grace period spares it until we commit.
-                content.seek(0)
-                self.storage.put(blob, content)
-            for path in directories:
-                if self._commit(channel, path, record):
-                    committed.append(path)
-        except BaseException as exc:
-            for path in committed:
-                self._uncommit(channel, path, record)
-            # After a conflict the filename is bound to other bytes for good, so no
-            # upload can commit this blob.  After any other failure a racing upload of
-            # the same bytes may be about to commit it: it stays, an unlisted orphan.
-            if (
-                created
-                and isinstance(exc, FileConflictError)
-                and not self._referenced(channel, directories, record)
-            ):
-                with contextlib.suppress(FileNotFoundError):
-                    self.storage.delete(blob)
-            raise
-        return bool(committed)
+                for document in documents:
+                    if document.add(record.to_json(), reuse=reuse)[0]:
+                        committed.append(document)
+            except BaseException:
+                # All directories or none: a record in one would serve a file that
+                # another directory refused.
+                for document in committed:
+                    with contextlib.suppress(Exception):
+                        document.remove(record.to_json())
+                raise
+            return bool(committed)
 
-    def collect_garbage(self, channel: Channel, *, grace: float = 3600.0) -> list[str]:
-        """Remove blobs no directory's record names, once older than ``grace`` seconds.
+        return store_blob(
+            self.storage,
+            {self.blob_key(channel, record): content},
+            commit=commit,
+            referenced=lambda: any(d.holds(record.filename, record.sha256) for d in documents),
+        )
 
-        Such blobs are left by uploads whose process died between writing the blob and
-        committing its records; nothing serves them meanwhile.  Returns the keys removed.
-        """
-        prefix = _prefix(channel)
+    def referenced(self, channel: Channel) -> set[str]:
         referenced: set[str] = set()
-        for key in self.storage.list(f"{prefix}index/"):
+        for key in self.storage.list(f"{self.prefix(channel)}index/"):
             if key.endswith(".json"):
                 doc, _ = read_json(self.storage, key)
                 referenced.update(
                     self.blob_key(channel, CranRecord.from_json(raw))
                     for raw in doc["files"].values()
                 )
-        return sweep(self.storage, f"{prefix}blobs/", referenced, older_than=time.time() - grace)
-
-    @staticmethod
-    def _check(existing: CranRecord | None, record: CranRecord) -> None:
-        if existing is not None and existing.sha256 != record.sha256:
-            raise FileConflictError(record.filename)
-
-    def _commit(self, channel: Channel, path: str, record: CranRecord) -> bool:
-        added = [False]
-
-        def change(doc: dict[str, Any] | None) -> dict[str, Any]:
-            doc = doc or {"files": {}}
-            old = doc["files"].get(record.filename)
-            self._check(None if old is None else CranRecord.from_json(old), record)
-            added[0] = old is None
-            doc["files"].setdefault(record.filename, record.to_json())
-            return doc
-
-        update_json(self.storage, self.index_key(channel, path), change)
-        return added[0]
-
-    def _uncommit(self, channel: Channel, path: str, record: CranRecord) -> None:
-        def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            if doc is not None and doc["files"].get(record.filename) == record.to_json():
-                del doc["files"][record.filename]
-            return doc
-
-        with contextlib.suppress(Exception):
-            update_json(self.storage, self.index_key(channel, path), change)
-
-    def _referenced(self, channel: Channel, directories: list[str], record: CranRecord) -> bool:
-        for path in directories:
-            found = self.directory(channel, path).find(record.filename)
-            if found is not None and found.sha256 == record.sha256:
-                return True
-        return False
+        return referenced

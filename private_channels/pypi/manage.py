@@ -1,42 +1,43 @@
-"""Yank, unyank and delete Python files: shared by the admin HTTP API and the command line.
+"""Yank, unyank and delete targets of Python files: a filename, or ``PROJECT==VERSION``.
 
 ::
 
-    store = PythonStore(storage)
     target = parse_target("demo==1.0")                       # or a filename
     yank(store, channel, target, reason="Broken on Windows")  # -> ["demo-1.0.tar.gz", ...]
 
-A target is one file (by its filename) or every file of one release
-(``PROJECT==VERSION``, compared as PEP 440 versions).  Each operation is one
-compare-and-swap of the project document, so the index shows it on the next request
-of every server process.
+A target is one file (by its filename) or every file of one release (``PROJECT==VERSION``,
+compared as PEP 440 versions).  The HTTP API and the command line reach these through
+the core (:mod:`~..core.manage`); each operation is one compare-and-swap of the project
+document, so the index shows it on the next request of every server process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from packaging.utils import InvalidName, NormalizedName, canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from ..channels import Channel
+from ..core.ecosystem import Target
 from .metadata import InvalidDistributionError, parse_filename
 from .store import FileRecord, PythonStore
 
 __all__ = [
+    "ECOSYSTEM",
     "MAX_REASON_LENGTH",
     "InvalidTargetError",
     "NoSuchFileError",
-    "Target",
     "delete",
+    "matches",
     "parse_target",
     "project_of",
-    "target",
     "unyank",
     "yank",
 ]
 
+ECOSYSTEM = "python"
 MAX_REASON_LENGTH = 1000
 
 
@@ -48,26 +49,17 @@ class NoSuchFileError(LookupError):
     """The target names no file of the channel."""
 
 
-@dataclass(frozen=True)
-class Target:
-    project: NormalizedName
-    filename: str | None = None
-    version: str | None = None
-
-    def matches(self, record: FileRecord) -> bool:
-        if self.filename is not None:
-            return record.filename == self.filename
-        assert self.version is not None
-        return _same_version(record.version, self.version)
-
-    def __str__(self) -> str:
-        return self.filename or f"{self.project}=={self.version}"
+def matches(target: Target, record: FileRecord) -> bool:
+    if target.filename is not None:
+        return record.filename == target.filename
+    assert target.version is not None
+    return _same_version(record.version, target.version)
 
 
 def _same_version(a: str, b: str) -> bool:
     try:
         return Version(a) == Version(b)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or an int past Python's digit limit
         return a == b
 
 
@@ -85,35 +77,21 @@ def project_of(filename: str) -> NormalizedName:
         ) from None
 
 
-def target(
-    *, filename: str | None = None, project: str | None = None, version: str | None = None
-) -> Target:
-    """A target from the admin API's form fields: a filename, or a project and version."""
-    if filename:
+def parse_target(text: str) -> Target:
+    """``FILENAME`` or ``PROJECT==VERSION``, as the command line and the API take them."""
+    project, sep, version = text.partition("==")
+    if not sep:
+        filename = text.strip()
         if "/" in filename or "\\" in filename:
             raise InvalidTargetError(f"{filename!r} is a path; give the file's name alone.")
-        return Target(project=project_of(filename), filename=filename)
-    if project and version:
-        try:
-            name = canonicalize_name(project.strip(), validate=True)
-        except InvalidName:
-            raise InvalidTargetError(f"{project!r} is not a valid project name.") from None
-        return Target(project=name, version=version.strip())
-    raise InvalidTargetError(
-        "Name a file with 'filename', or a release with 'project' and 'version'."
-    )
-
-
-def parse_target(text: str) -> Target:
-    """``FILENAME`` or ``PROJECT==VERSION``, as the command line takes them."""
-    project, sep, version = text.partition("==")
-    if sep:
-        if not project.strip() or not version.strip():
-            raise InvalidTargetError(
-                f"{text!r} needs both a project and a version: PROJECT==VERSION."
-            )
-        return target(project=project.strip(), version=version)
-    return target(filename=text.strip())
+        return Target(ECOSYSTEM, project_of(filename), filename=filename)
+    if not project.strip() or not version.strip():
+        raise InvalidTargetError(f"{text!r} needs both a project and a version: PROJECT==VERSION.")
+    try:
+        name = canonicalize_name(project.strip(), validate=True)
+    except InvalidName:
+        raise InvalidTargetError(f"{project!r} is not a valid project name.") from None
+    return Target(ECOSYSTEM, name, version=version.strip())
 
 
 def _change(
@@ -122,18 +100,18 @@ def _change(
     target: Target,
     update: Callable[[FileRecord], FileRecord | None],
 ) -> list[str]:
-    current = store.project(channel, target.project)
-    if current is None or not any(target.matches(f) for f in current.files):
+    current = store.project(channel, target.key)
+    if current is None or not any(matches(target, f) for f in current.files):
         raise NoSuchFileError(f"Channel {channel.name!r} has no file {str(target)!r}.")
     touched: set[str] = set()
 
     def change(record: FileRecord) -> FileRecord | None:
-        if not target.matches(record):
+        if not matches(target, record):
             return record
         touched.add(record.filename)
         return update(record)
 
-    store.update_files(channel, target.project, change)
+    store.update_files(channel, target.key, change)
     return sorted(touched)
 
 

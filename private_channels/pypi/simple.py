@@ -1,4 +1,4 @@
-"""Serves the PEP 503/691 simple index, the files it links, and the yank/delete API.
+"""Serves the PEP 503/691 simple index and the files it links.
 
 ::
 
@@ -8,42 +8,34 @@ Under a channel (``SCRIPT_NAME`` ends with ``/<CHANNEL>``) it owns:
 
 - ``GET|HEAD /simple/`` and ``/simple/<project>/``: the index, HTML (PEP 503) or
   JSON (PEP 691) by the ``Accept`` header, HTML when there is none;
-- ``GET|HEAD /files/<sha256>/<filename>`` and ``<file URL>.metadata`` (PEP 658);
-- ``POST /-/yank``, ``/-/unyank``, ``/-/delete`` (admin scope; see docs/python-index.md).
+- ``GET|HEAD /files/<sha256>/<filename>`` and ``<file URL>.metadata`` (PEP 658).
 
 Everything else goes to the wrapped app.  A page costs one ``stat`` of one document
 when its rendering is in this process's cache, and one read when that document changed
 (an upload or a yank through any process changes its storage ETag), never a listing;
-no archive is ever opened.  Files stream from storage through ``wsgi.file_wrapper``, so
-a server that has one (gunicorn, uWSGI) can ``sendfile`` them from the filesystem backend.
+no archive is ever opened.  Files go out through the core's one download response
+(:func:`~..core.download.file_response`), and pages are kept in its cache
+(:class:`~..core.cache.DocumentCache`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
-import json
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from packaging.utils import canonicalize_name
 from werkzeug.datastructures import MIMEAccept
-from werkzeug.exceptions import (
-    BadRequest,
-    HTTPException,
-    RequestedRangeNotSatisfiable,
-    RequestEntityTooLarge,
-)
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import is_resource_modified, parse_accept_header
-from werkzeug.wrappers import Request, Response
-from werkzeug.wsgi import wrap_file
+from werkzeug.wrappers import Response
 
 from ..auth import authorize
+from ..core.download import file_response
+from ..core.reader import ReadMiddleware
 from ..errors import http_error
 from ..routing import current_channel
 from ..tokens import Scope
@@ -52,19 +44,15 @@ from .render import HTML, JSON, MEDIA_TYPES, TEXT_HTML, index_page, project_page
 from .store import FileRecord, PythonStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIEnvironment
 
     from ..channels import Channel
-    from ..storage import Storage
 
 __all__ = ["SimpleIndexMiddleware", "negotiate"]
 
 # Bump when the rendering changes, so that clients' cached pages stop validating.
 RENDER_VERSION = "1"
 FILE_MAX_AGE = 365 * 24 * 3600  # a file's URL names its sha256: it never changes
-MAX_ADMIN_FORM = 64 * 1024
 
 # PEP 508 names, case-insensitive; anything else cannot be a project.
 _PROJECT_NAME = re.compile(r"[A-Z0-9](?:[A-Z0-9._-]*[A-Z0-9])?\Z", re.IGNORECASE)
@@ -76,11 +64,6 @@ _LATEST = {
 # At equal quality and specificity, the most expressive format first (PEP 691's advice).
 _PREFERENCE = (JSON, HTML, TEXT_HTML)
 _VARY = ("Vary", "Accept")
-_ADMIN_ACTIONS: dict[str, Callable[..., list[str]]] = {
-    "yank": manage.yank,
-    "unyank": manage.unyank,
-    "delete": manage.delete,
-}
 
 
 def _offer_quality(accepted: MIMEAccept, offer: str) -> tuple[float, int]:
@@ -138,39 +121,6 @@ def negotiate(accept: str | None) -> str | None:
     return next(offer for specificity, offer in best if specificity == top)
 
 
-class _Cache:
-    """What this process derived from storage documents (rendered pages, parsed
-    projects), each entry valid for one storage ETag, least recently used out first
-    once the weights (about the bytes held) pass ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._weight = 0
-        self._entries: OrderedDict[tuple[str, ...], tuple[str, Any, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, ...], storage_etag: str) -> Any:
-        with self._lock:
-            cached = self._entries.get(key)
-            if cached is None or cached[0] != storage_etag:
-                return None
-            self._entries.move_to_end(key)
-            return cached[1]
-
-    def put(self, key: tuple[str, ...], storage_etag: str, value: Any, weight: int) -> None:
-        if weight > self._limit // 4:
-            return  # one huge page must not flush everything else
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._weight -= old[2]
-            self._entries[key] = (storage_etag, value, weight)
-            self._weight += weight
-            while self._weight > self._limit:
-                _, (_, _, dropped) = self._entries.popitem(last=False)
-                self._weight -= dropped
-
-
 def _page_etag(storage_etag: str, media_type: str) -> str:
     seed = f"{RENDER_VERSION}\0{media_type}\0{storage_etag}".encode()
     return hashlib.sha256(seed).hexdigest()[:40]
@@ -180,49 +130,18 @@ def _not_found(what: str) -> HTTPException:
     return http_error(404, f"{what} is not in this channel.")
 
 
-class SimpleIndexMiddleware:
-    """The read side of a channel's Python packages, and its yank/delete API.
+class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
+    """The read side of a channel's Python packages (see :class:`~..core.reader.ReadMiddleware`
+    for the options)."""
 
-    ``cache_bytes`` bounds what this process keeps of rendered pages and parsed
-    project documents (0 turns the cache off); every entry is checked against its
-    document's storage ETag (one ``stat``) on every request that uses it.
-    ``redirect_downloads`` (seconds, 0 = off): on a storage that presigns URLs (S3),
-    answer a file download with a 302 to a URL of the store valid that long, so that
-    large files never pass through this process.
-    """
+    store_type = PythonStore
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        storage: Storage,
-        *,
-        cache_bytes: int = 64 * 1024 * 1024,
-        redirect_downloads: int = 0,
-    ) -> None:
-        self.app = app
-        self.storage = storage
-        self.store = PythonStore(storage)
-        self.cache = _Cache(cache_bytes)
-        # Only a storage that can presign (S3) redirects; others serve the bytes.
-        presign = getattr(storage, "presigned_url", None)
-        self.redirect_downloads = redirect_downloads if presign is not None else 0
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path: str = environ.get("PATH_INFO", "")
-        handler: Callable[[WSGIEnvironment, Channel, str], Response]
+    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
         if path == "/simple" or path.startswith("/simple/"):
-            handler, rest = self._simple, path[len("/simple") :]
-        elif path.startswith("/files/"):
-            handler, rest = self._file, path[len("/files/") :]
-        elif path.startswith("/-/") and path[3:] in _ADMIN_ACTIONS:
-            handler, rest = self._admin, path[3:]
-        else:
-            return self.app(environ, start_response)
-        try:
-            response: WSGIApplication = handler(environ, current_channel(environ), rest)
-        except HTTPException as error:
-            response = error
-        return response(environ, start_response)
+            return self._simple(environ, current_channel(environ), path[len("/simple") :])
+        if path.startswith("/files/"):
+            return self._file(environ, current_channel(environ), path[len("/files/") :])
+        return None
 
     # -- the index ---------------------------------------------------------------
 
@@ -342,37 +261,19 @@ class SimpleIndexMiddleware:
         record = self._committed(channel, filename.removesuffix(".metadata"))
         if record is None or record.sha256 != sha256 or (metadata and not record.metadata_sha256):
             raise _not_found(f"File {filename!r}")
-        key = self.store.blob_key(channel, sha256, filename)
-        if self.redirect_downloads and not metadata:
-            # The store sends the bytes; the presigned URL is made locally, no request.
-            url = self.storage.presigned_url(key, self.redirect_downloads)  # type: ignore[attr-defined]
-            redirect = Response(status=302, headers={"Location": url})
-            redirect.headers["Cache-Control"] = "private, no-store"  # the URL expires
-            return redirect
-        try:
-            if environ.get("REQUEST_METHOD") == "HEAD":
-                stream, stat = None, self.storage.stat(key)
-            else:
-                stream, stat = self.storage.open(key)
-        except FileNotFoundError:  # deleted since the record was read
-            raise _not_found(f"File {filename!r}") from None
-        response = Response(
-            wrap_file(environ, stream) if stream is not None else b"",
+        return file_response(
+            environ,
+            self.storage,
+            self.store.blob_key(channel, sha256, filename),
+            # The path names the file's sha256, and its METADATA is derived from it.
+            etag=f"{sha256}-metadata" if metadata else sha256,
             mimetype="text/plain" if metadata else "application/octet-stream",
-            direct_passthrough=True,
+            cache_control=(
+                f"{'public' if channel.public else 'private'}, max-age={FILE_MAX_AGE}, immutable"
+            ),
+            redirect=0 if metadata else self.redirect_downloads,
+            not_found=f"File {filename!r} is not in this channel.",
         )
-        response.content_length = stat.size
-        # The path names the file's sha256, and its METADATA is derived from it.
-        response.set_etag(f"{sha256}-metadata" if metadata else sha256)
-        response.last_modified = dt.datetime.fromtimestamp(stat.mtime, dt.UTC)
-        response.headers["Cache-Control"] = (
-            f"{'public' if channel.public else 'private'}, max-age={FILE_MAX_AGE}, immutable"
-        )
-        try:
-            return response.make_conditional(environ, accept_ranges=True, complete_length=stat.size)
-        except RequestedRangeNotSatisfiable:
-            response.close()
-            raise
 
     def _committed(self, channel: Channel, filename: str) -> FileRecord | None:
         """The record of a file, if committed: only those are served (a blob whose
@@ -400,40 +301,6 @@ class SimpleIndexMiddleware:
             weight = sum(512 + len(filename) for filename in records)
             self.cache.put(cache_key, project.stat.etag, records, weight)
         return records.get(filename)
-
-    # -- yank, unyank, delete ----------------------------------------------------
-
-    def _admin(self, environ: WSGIEnvironment, channel: Channel, action: str) -> Response:
-        authorize(environ, channel, Scope.ADMIN)
-        if environ.get("REQUEST_METHOD") != "POST":
-            raise http_error(
-                405, f"Send a POST with a form to {action} files.", headers=[("Allow", "POST")]
-            )
-        request = Request(environ)
-        request.max_content_length = MAX_ADMIN_FORM
-        request.max_form_memory_size = MAX_ADMIN_FORM
-        try:
-            form = request.form
-        except RequestEntityTooLarge:
-            raise http_error(413, f"The form is larger than {MAX_ADMIN_FORM} bytes.") from None
-        except BadRequest:
-            raise http_error(400, "The body is not a valid form.") from None
-        finally:
-            request.close()
-        try:
-            target = manage.target(
-                filename=form.get("filename"),
-                project=form.get("project"),
-                version=form.get("version"),
-            )
-            options = {"reason": form.get("reason", "")} if action == "yank" else {}
-            files = _ADMIN_ACTIONS[action](self.store, channel, target, **options)
-        except manage.InvalidTargetError as exc:
-            raise http_error(400, str(exc)) from None
-        except manage.NoSuchFileError as exc:
-            raise http_error(404, str(exc)) from None
-        body = {"action": action, "project": target.project, "files": files}
-        return Response(json.dumps(body) + "\n", mimetype="application/json")
 
     # -- helpers -----------------------------------------------------------------
 

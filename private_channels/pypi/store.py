@@ -15,25 +15,33 @@ Layout under ``channels/<channel>/pypi/``:
   the commit point of an upload: a file exists for the index once its record is in it.
 - ``projects.json``: the names of all projects, for the root page.
 
-Both documents change only by compare-and-swap (:func:`~..storage.update_json`), so
-uploads through any number of processes on one storage lose nothing, and a page view
-costs one read of one document.
+Both documents change only by compare-and-swap, through the core's blob-and-record
+machinery (:mod:`~..core.blobs`), so uploads through any number of processes on one
+storage lose nothing, a rejected upload leaves nothing, and a page view costs one read
+of one document.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from packaging.utils import NormalizedName, canonicalize_name
 
 from ..channels import Channel
-from ..storage import Stat, Storage, read_json, sweep, update_json
+from ..core.blobs import (
+    ChannelStore,
+    DeletedFilenameError,
+    FileConflictError,
+    RecordDocument,
+    StoredFile,
+    forget,
+    store_blob,
+)
+from ..storage import Stat, read_json, update_json
 from .metadata import InvalidDistributionError, parse_filename
 
 __all__ = [
@@ -45,40 +53,16 @@ __all__ = [
 ]
 
 
-class FileConflictError(FileExistsError):
-    """The filename exists in the channel with other bytes."""
-
-
-class DeletedFilenameError(FileExistsError):
-    """The filename was deleted from the channel and may not be used again."""
-
-
-@dataclass(frozen=True)
-class FileRecord:
+@dataclass(frozen=True, kw_only=True)
+class FileRecord(StoredFile):
     """One distribution file, everything the index shows about it."""
 
-    filename: str
     project: NormalizedName
     version: str
-    size: int
-    sha256: str
     blake2b_256: str
-    upload_time: float  # seconds since the epoch
-    uploader: str | None = None  # token id
     requires_python: str | None = None
     yanked: str | None = None  # None: not yanked; "" yanked without a reason
     metadata_sha256: str | None = None  # set when the METADATA file is served (PEP 658)
-
-    @property
-    def blob(self) -> str:
-        return f"blobs/{self.sha256}/{self.filename}"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> FileRecord:
-        return cls(**doc)
 
 
 @dataclass(frozen=True)
@@ -90,24 +74,24 @@ class Project:
     deleted: frozenset[str] = field(default_factory=frozenset)
 
 
-def _prefix(channel: Channel) -> str:
-    return f"{channel.prefix}pypi/"
-
-
-class PythonStore:
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
+class PythonStore(ChannelStore):
+    folder = "pypi"
 
     # -- keys ------------------------------------------------------------------
 
     def project_key(self, channel: Channel, name: str) -> str:
-        return f"{_prefix(channel)}projects/{canonicalize_name(name)}.json"
+        return f"{self.prefix(channel)}projects/{canonicalize_name(name)}.json"
 
     def projects_key(self, channel: Channel) -> str:
-        return f"{_prefix(channel)}projects.json"
+        return f"{self.prefix(channel)}projects.json"
 
     def blob_key(self, channel: Channel, sha256: str, filename: str) -> str:
-        return f"{_prefix(channel)}blobs/{sha256}/{filename}"
+        return f"{self.prefix(channel)}blobs/{sha256}/{filename}"
+
+    def _document(self, channel: Channel, name: str, display_name: str = "") -> RecordDocument:
+        return RecordDocument(
+            self.storage, self.project_key(channel, name), initial={"name": display_name}
+        )
 
     # -- reads -----------------------------------------------------------------
 
@@ -171,81 +155,32 @@ class PythonStore:
 
         Raises :class:`FileConflictError` when the filename holds other bytes and
         :class:`DeletedFilenameError` when it was deleted; both are found before any
-        write when possible, and otherwise what this call wrote is removed again.
-
-        The blob is written before the record that names it is committed, so a
-        process killed in between leaves an *orphan* blob: harmless, because nothing
-        reads a blob that no record names (:meth:`open_blob` checks), and collected by
-        :meth:`collect_garbage`.  (The filesystem backend may also leave hidden
-        ``.tmp-*`` files of a write in progress; they are never listed or served.)
+        write when possible.  Whatever makes the commit fail, what this call wrote is
+        removed again (:func:`~..core.blobs.store_blob`).
         """
         digest = hashlib.sha256(metadata).hexdigest() if metadata is not None else None
         record = replace(record, metadata_sha256=digest)
-        try:
-            existing, _ = read_json(self.storage, self.project_key(channel, record.project))
-        except FileNotFoundError:
-            existing = None
+        document = self._document(channel, record.project, display_name)
         reuse = channel.allow_reupload
-        if existing is not None and self._is_new(existing, record, reuse=reuse) is False:
+        existing = document.read()
+        if not document.is_new(existing, record.filename, record.sha256, reuse=reuse):
+            assert existing is not None
             # Re-running an upload also repairs a project name whose addition a
             # crash interrupted; unchanged documents are not rewritten.
             self._add_project_name(channel, record.project, existing["name"])
             return False
-
         blob = self.blob_key(channel, record.sha256, record.filename)
-        self._write_blob(blob, content)
+        blobs = {blob: content}
         if metadata is not None:
-            self._write_blob(f"{blob}.metadata", io.BytesIO(metadata))
-        added = [False]
-
-        def commit(doc: dict[str, Any] | None) -> dict[str, Any]:
-            doc = doc or {"name": display_name, "files": {}, "deleted": []}
-            added[0] = self._is_new(doc, record, reuse=reuse)
-            doc["files"].setdefault(record.filename, record.to_json())
-            if record.filename in doc.get("deleted", ()):
-                doc["deleted"].remove(record.filename)
-            return doc
-
-        try:
-            doc = update_json(self.storage, self.project_key(channel, record.project), commit)
-        except (FileConflictError, DeletedFilenameError):
-            # The filename is bound to other bytes for good (records never change
-            # their sha256, and a deleted name is reusable only where this error is
-            # not raised), so no upload can ever commit this blob: removing it cannot
-            # hurt a racing upload of the same file.
-            self._forget([blob, f"{blob}.metadata"])
-            raise
-        # Other failures leave the blob: a racing upload of the same bytes may be about
-        # to commit it, and an orphan is invisible until collected.
+            blobs[f"{blob}.metadata"] = io.BytesIO(metadata)
+        added, doc = store_blob(
+            self.storage,
+            blobs,
+            commit=lambda: document.add(record.to_json(), reuse=reuse),
+            referenced=lambda: document.holds(record.filename, record.sha256),
+        )
         self._add_project_name(channel, record.project, doc["name"])
-        return added[0]
-
-    def _write_blob(self, key: str, content: IO[bytes]) -> None:
-        try:
-            self.storage.create(key, content)
-        except FileExistsError:
-            # Same key, same bytes: a racing upload of this very file, or the orphan of
-            # an interrupted one.  Writing it again renews its mtime, so that
-            # collect_garbage's grace period protects it until this upload commits.
-            content.seek(0)
-            self.storage.put(key, content)
-
-    @staticmethod
-    def _is_new(doc: dict[str, Any], record: FileRecord, *, reuse: bool = False) -> bool:
-        """Whether the project document lacks the file; raise if it may not be added.
-
-        Looks at the one record by its filename, so that the cost of an upload does
-        not grow with the number of files a project has.  A deleted filename may be
-        used again only when ``reuse`` (the channel's ``allow_reupload``) says so.
-        """
-        if not reuse and record.filename in doc.get("deleted", ()):
-            raise DeletedFilenameError(record.filename)
-        old = doc["files"].get(record.filename)
-        if old is None:
-            return True
-        if old["sha256"] != record.sha256:
-            raise FileConflictError(record.filename)
-        return False
+        return added
 
     def _add_project_name(self, channel: Channel, name: NormalizedName, display: str) -> None:
         def add(doc: dict[str, Any] | None) -> dict[str, Any]:
@@ -254,11 +189,6 @@ class PythonStore:
             return doc
 
         update_json(self.storage, self.projects_key(channel), add)
-
-    def _forget(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            with contextlib.suppress(FileNotFoundError):
-                self.storage.delete(key)
 
     def update_files(
         self,
@@ -269,53 +199,31 @@ class PythonStore:
         """Replace records of one project: ``change(record) -> record | None`` (None deletes).
 
         Deleted filenames are remembered so that they cannot be uploaded again (unless
-        the channel allows reuse), and their blobs are removed after the document no
+        the channel allows it), and their blobs are removed after the document no
         longer names them.
         """
-        removed: list[FileRecord] = []
 
-        def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            removed.clear()
-            if doc is None:
-                return None
-            files: dict[str, Any] = {}
-            for filename, raw in doc["files"].items():
-                old = FileRecord.from_json(raw)
-                new = change(old)
-                if new is None:
-                    removed.append(old)
-                    deleted = doc.setdefault("deleted", [])
-                    if filename not in deleted:
-                        deleted.append(filename)
-                else:
-                    files[filename] = new.to_json()
-            doc["files"] = files
-            return doc
+        def apply(raw: dict[str, Any]) -> dict[str, Any] | None:
+            new = change(FileRecord.from_json(raw))
+            return None if new is None else new.to_json()
 
-        update_json(self.storage, self.project_key(channel, name), apply)
+        removed = self._document(channel, name).update(apply)
         project = self.project(channel, name)
         # Where deleted names may be reused, the very same file may have been uploaded
         # again since the commit above: its blob is the same key, so keep it.
         named = {(f.sha256, f.filename) for f in project.files} if project else set()
-        for record in removed:
-            if (record.sha256, record.filename) in named:
-                continue
-            blob = self.blob_key(channel, record.sha256, record.filename)
-            self._forget([blob, f"{blob}.metadata"])
+        for raw in removed:
+            record = FileRecord.from_json(raw)
+            if (record.sha256, record.filename) not in named:
+                blob = self.blob_key(channel, record.sha256, record.filename)
+                forget(self.storage, [blob, f"{blob}.metadata"])
         return project
 
-    def collect_garbage(self, channel: Channel, *, grace: float = 3600.0) -> list[str]:
-        """Remove blobs no record names, once older than ``grace`` seconds; repair names.
-
-        Such blobs are left by uploads whose process died between writing the blob
-        and committing its record.  The grace period spares uploads in progress (an
-        upload renews its blob's mtime right before it commits).  Project documents
-        missing from ``projects.json`` (a crash after the commit) are added back.
-        Returns the keys removed.
-        """
-        prefix = _prefix(channel)
+    def referenced(self, channel: Channel) -> set[str]:
+        """Every blob a record names; also adds back to ``projects.json`` the projects a
+        crash right after their commit left out of it."""
         referenced: set[str] = set()
-        for key in self.storage.list(f"{prefix}projects/"):
+        for key in self.storage.list(f"{self.prefix(channel)}projects/"):
             if not key.endswith(".json"):
                 continue
             doc, _ = read_json(self.storage, key)
@@ -325,4 +233,4 @@ class PythonStore:
                 referenced.update((blob, f"{blob}.metadata"))
             if doc["files"]:
                 self._add_project_name(channel, canonicalize_name(doc["name"]), doc["name"])
-        return sweep(self.storage, f"{prefix}blobs/", referenced, older_than=time.time() - grace)
+        return referenced

@@ -13,7 +13,9 @@ import os
 from urllib.parse import urlsplit
 
 from .base import (
+    CleansIncompleteWrites,
     InvalidKeyError,
+    PresignsURLs,
     StaleWriteError,
     Stat,
     Storage,
@@ -29,9 +31,11 @@ from .memory import MemoryStorage
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "CleansIncompleteWrites",
     "FileSystemStorage",
     "InvalidKeyError",
     "MemoryStorage",
+    "PresignsURLs",
     "StaleWriteError",
     "Stat",
     "Storage",

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
+    "CleansIncompleteWrites",
     "InvalidKeyError",
+    "PresignsURLs",
     "StaleWriteError",
     "Stat",
     "Storage",
@@ -90,6 +92,27 @@ class Storage(Protocol):
         ...
 
     def delete(self, key: str, *, if_match: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class PresignsURLs(Protocol):
+    """A storage whose clients can fetch a key themselves, by a URL signed for a while
+    (S3): downloads may then be answered with a redirect instead of the bytes."""
+
+    def presigned_url(self, key: str, expires: int) -> str:
+        """A URL that reads ``key`` for ``expires`` seconds, made without a request."""
+        ...
+
+
+@runtime_checkable
+class CleansIncompleteWrites(Protocol):
+    """A storage that keeps something of a write killed halfway (the filesystem's
+    hidden temporary files, S3's unfinished multipart uploads) and can remove it."""
+
+    def clean_incomplete_writes(self, prefix: str, *, older_than: float) -> list[str]:
+        """Remove what writes under ``prefix`` begun before ``older_than`` (seconds
+        since the epoch) and never finished left; return a name for each."""
+        ...
 
 
 def validate_key(key: str) -> str:

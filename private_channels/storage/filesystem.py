@@ -13,6 +13,7 @@ the key: this backend is for one host, where such locks are sound.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import os
@@ -161,6 +162,28 @@ class FileSystemStorage:
                 yield from self._walk(Path(entry.path), f"{base}{entry.name}/")
             elif entry.is_file(follow_symlinks=False):
                 yield f"{base}{entry.name}"
+
+    def clean_incomplete_writes(self, prefix: str, *, older_than: float) -> builtins.list[str]:
+        """Remove the hidden ``.tmp-*`` files of writes killed before their rename.
+
+        They are never listed nor served, but they hold disk until removed.  A write in
+        progress renews nothing, so ``older_than`` must leave it time to finish.
+        """
+        validate_prefix(prefix)
+        head, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*head.split("/")) if head else self.root
+        removed: builtins.list[str] = []
+        for directory, _, names in os.walk(start):
+            for name in names:
+                if not name.startswith(".tmp-"):
+                    continue
+                path = Path(directory, name)
+                key = path.relative_to(self.root).as_posix()
+                with contextlib.suppress(FileNotFoundError):
+                    if key.startswith(prefix) and path.lstat().st_mtime < older_than:
+                        path.unlink()
+                        removed.append(key)
+        return sorted(removed)
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
         path = self._path(key)

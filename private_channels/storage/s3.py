@@ -314,7 +314,7 @@ class S3Storage:
                 raise FileNotFoundError(key) from None
             raise
 
-    def presigned_url(self, key: str, expires: int = 3600) -> str:
+    def presigned_url(self, key: str, expires: int = 3600) -> str:  # PresignsURLs
         """A URL that lets anyone GET ``key`` for ``expires`` seconds, with no credentials."""
         return str(
             self.client.generate_presigned_url(
@@ -323,6 +323,27 @@ class S3Storage:
                 ExpiresIn=expires,
             )
         )
+
+    def clean_incomplete_writes(self, prefix: str, *, older_than: float) -> list[str]:
+        """Abort multipart uploads under ``prefix`` begun before ``older_than`` and never
+        completed (a process killed mid-write): the store keeps, and bills, their parts."""
+        validate_prefix(prefix)
+        aborted: list[str] = []
+        params = {"Bucket": self.bucket, "Prefix": self._root + prefix}
+        while True:
+            page = self.client.list_multipart_uploads(**params)
+            for upload in page.get("Uploads", ()):
+                if upload["Initiated"].timestamp() >= older_than:
+                    continue
+                with contextlib.suppress(botocore.exceptions.ClientError):
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted.append(f"{upload['Key'][len(self._root) :]} (unfinished upload)")
+            if not page.get("IsTruncated"):
+                return aborted
+            params["KeyMarker"] = page["NextKeyMarker"]
+            params["UploadIdMarker"] = page["NextUploadIdMarker"]
 
     # Writes
 

@@ -1,0 +1,338 @@
+"""Content-addressed blobs, and the records that commit them, for every ecosystem.
+
+::
+
+    digests = hash_stream(spooled)                        # size, sha256, md5, blake2b
+    files = RecordDocument(storage, "channels/team/pypi/projects/demo.json")
+    added = store_blob(
+        storage,
+        {blob_key: spooled},                              # the file (and what derives from it)
+        commit=lambda: files.add(record.to_json()),
+        referenced=lambda: files.holds(record.filename, record.sha256),
+    )
+
+A package file is stored as a blob under a key that names its sha256, so two uploads
+that race on one filename can never overwrite each other's bytes; it exists for the
+indexes once a record naming it is committed to a JSON document by compare-and-swap
+(:func:`~..storage.update_json`), so any number of processes on one storage lose
+nothing.  :func:`store_blob` writes the blob first and then commits; when the commit
+fails (a conflict, a full disk, a lost race) the blob it created is removed again,
+so a rejected upload leaves nothing, and an upload that raced it with the same bytes
+puts it back (see the function).  A process killed between the two steps leaves an
+orphan blob that nothing serves, which :func:`collect_garbage` removes with the hidden
+temporary files of writes that never finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import IO, TYPE_CHECKING, Any, Self, TypeVar
+
+from ..channels import Channel
+from ..storage import CleansIncompleteWrites, Storage, read_json, sweep, update_json
+from ..storage.base import CHUNK_SIZE
+
+if TYPE_CHECKING:
+    from ..tokens import Token
+
+__all__ = [
+    "ChannelStore",
+    "DeletedFilenameError",
+    "Digests",
+    "FileConflictError",
+    "RecordDocument",
+    "StoredFile",
+    "collect_garbage",
+    "hash_stream",
+    "store_blob",
+]
+
+T = TypeVar("T")
+
+
+class FileConflictError(FileExistsError):
+    """The filename is taken in that place: by other bytes, or by a deleted file."""
+
+
+class DeletedFilenameError(FileConflictError):
+    """The filename was deleted and may not be used again."""
+
+
+@dataclass(frozen=True)
+class Digests:
+    """Every digest any ecosystem publishes for a file, from one pass over it."""
+
+    size: int
+    sha256: str
+    md5: str
+    blake2_256: str
+
+
+def hash_stream(stream: IO[bytes]) -> Digests:
+    """Hash a seekable stream from its start, and leave it at its start."""
+    sha256 = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
+    blake2 = hashlib.blake2b(digest_size=32)
+    size = 0
+    stream.seek(0)
+    while chunk := stream.read(CHUNK_SIZE):
+        size += len(chunk)
+        sha256.update(chunk)
+        md5.update(chunk)
+        blake2.update(chunk)
+    stream.seek(0)
+    return Digests(size, sha256.hexdigest(), md5.hexdigest(), blake2.hexdigest())
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredFile:
+    """What every ecosystem records of a file; each adds its own format's fields."""
+
+    filename: str
+    size: int
+    sha256: str
+    upload_time: float  # seconds since the epoch
+    uploader: str | None = None  # token id
+
+    @classmethod
+    def uploaded(cls, filename: str, digests: Digests, token: Token | None, **fields: Any) -> Self:
+        """The record of a file uploaded now by ``token``, with the ecosystem's ``fields``."""
+        return cls(
+            filename=filename,
+            size=digests.size,
+            sha256=digests.sha256,
+            upload_time=time.time(),
+            uploader=token.id if token is not None else None,
+            **fields,
+        )
+
+    @property
+    def blob(self) -> str:
+        """The blob's key below the ecosystem's prefix of the channel."""
+        return f"blobs/{self.sha256}/{self.filename}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Self:
+        # Fields a later version added are skipped, so an older server can still read.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+class RecordDocument:
+    """A JSON document of file records keyed by filename, changed by compare-and-swap.
+
+    Its shape is ``{"files": {filename: record}, "deleted": [filename, ...], ...}``;
+    an ecosystem may keep more keys beside (a display name), given as ``initial``.
+    """
+
+    def __init__(self, storage: Storage, key: str, *, initial: Mapping[str, Any] | None = None):
+        self.storage = storage
+        self.key = key
+        self.initial = dict(initial or {})
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            doc, _ = read_json(self.storage, self.key)
+        except FileNotFoundError:
+            return None
+        return dict(doc)
+
+    @staticmethod
+    def is_new(doc: Mapping[str, Any] | None, filename: str, sha256: str, *, reuse: bool) -> bool:
+        """Whether the document lacks the file; raise if it may not be added.
+
+        Looks at the one record by its filename, so the cost of an upload does not grow
+        with the number of files.  A deleted filename is reusable only with ``reuse``.
+        """
+        if doc is None:
+            return True
+        if not reuse and filename in doc.get("deleted", ()):
+            raise DeletedFilenameError(filename)
+        old = doc["files"].get(filename)
+        if old is None:
+            return True
+        if old["sha256"] != sha256:
+            raise FileConflictError(filename)
+        return False
+
+    def add(self, record: Mapping[str, Any], *, reuse: bool = False) -> tuple[bool, dict[str, Any]]:
+        """Commit ``record``; whether it is new (not the very same file again), and the
+        document as committed."""
+        added = [False]
+
+        def change(doc: dict[str, Any] | None) -> dict[str, Any]:
+            doc = doc or {**self.initial, "files": {}, "deleted": []}
+            added[0] = self.is_new(doc, record["filename"], record["sha256"], reuse=reuse)
+            doc["files"].setdefault(record["filename"], dict(record))
+            if record["filename"] in doc.get("deleted", ()):
+                doc["deleted"].remove(record["filename"])
+            return doc
+
+        doc = update_json(self.storage, self.key, change)
+        return added[0], doc
+
+    def remove(self, record: Mapping[str, Any]) -> None:
+        """Take back a commit of exactly ``record`` (another upload's record stays)."""
+
+        def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            if doc is not None and doc["files"].get(record["filename"]) == dict(record):
+                del doc["files"][record["filename"]]
+            return doc
+
+        update_json(self.storage, self.key, change)
+
+    def holds(self, filename: str, sha256: str) -> bool:
+        doc = self.read()
+        old = doc["files"].get(filename) if doc is not None else None
+        return old is not None and old["sha256"] == sha256
+
+    def update(
+        self, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> list[dict[str, Any]]:
+        """Replace records: ``change(record) -> record | None`` (``None`` deletes).
+
+        Deleted filenames are remembered in ``deleted``, so that they are not uploaded
+        again unless the place allows it.  Returns the records deleted.
+        """
+        removed: list[dict[str, Any]] = []
+
+        def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            removed.clear()
+            if doc is None:
+                return None
+            kept: dict[str, Any] = {}
+            for filename, old in doc["files"].items():
+                new = change(old)
+                if new is None:
+                    removed.append(old)
+                    deleted = doc.setdefault("deleted", [])
+                    if filename not in deleted:
+                        deleted.append(filename)
+                else:
+                    kept[filename] = new
+            doc["files"] = kept
+            return doc
+
+        update_json(self.storage, self.key, apply)
+        return removed
+
+
+def store_blob(
+    storage: Storage,
+    blobs: Mapping[str, IO[bytes]],
+    *,
+    commit: Callable[[], T],
+    referenced: Callable[[], bool],
+) -> T:
+    """Write ``blobs`` (key to seekable stream), then ``commit()`` the record naming them.
+
+    A key that exists already holds the same bytes (it names their sha256): a racing
+    upload of this very file, or the orphan of an interrupted one.  Writing it again
+    renews its modification time, so that :func:`collect_garbage` spares it until the
+    commit.
+
+    When ``commit`` raises, the blobs this call created are deleted again, so a
+    rejected upload leaves nothing behind.  An upload of the same bytes racing this
+    one may have committed meanwhile (its blob write found ours and only renewed it):
+    ``referenced()`` is asked after the delete, and the blobs are put back when a
+    record names them.  That upload checks the other way round, after its commit: a
+    blob it did not create is put back if it has gone.  Between the two checks no
+    committed record can be left without its blob.
+    """
+    created: list[str] = []
+    for key, stream in blobs.items():
+        stream.seek(0)
+        try:
+            storage.create(key, stream)
+            created.append(key)
+        except FileExistsError:
+            stream.seek(0)
+            storage.put(key, stream)
+    try:
+        result = commit()
+    except BaseException:
+        for key in created:
+            with contextlib.suppress(FileNotFoundError):
+                storage.delete(key)
+        with contextlib.suppress(Exception):
+            if created and referenced():
+                _put_back(storage, blobs, created)
+        raise
+    renewed = [key for key in blobs if key not in created]
+    if renewed:
+        _put_back(storage, blobs, renewed)
+    return result
+
+
+def _put_back(storage: Storage, blobs: Mapping[str, IO[bytes]], keys: Iterable[str]) -> None:
+    for key in keys:
+        try:
+            storage.stat(key)
+        except FileNotFoundError:
+            stream = blobs[key]
+            stream.seek(0)
+            storage.put(key, stream)
+
+
+def forget(storage: Storage, keys: Iterable[str]) -> None:
+    """Delete blobs that may be gone already."""
+    for key in keys:
+        with contextlib.suppress(FileNotFoundError):
+            storage.delete(key)
+
+
+def collect_garbage(
+    storage: Storage, prefix: str, referenced: set[str], *, grace: float
+) -> list[str]:
+    """Remove what no record names under ``prefix``, older than ``grace`` seconds.
+
+    That is the blobs of uploads killed between their blob and their commit, and the
+    hidden temporary files of writes killed halfway (on a backend that keeps them).
+    The grace period spares uploads in progress.  Returns the keys removed.
+    """
+    older_than = time.time() - grace
+    removed = sweep(storage, prefix, referenced, older_than=older_than)
+    if isinstance(storage, CleansIncompleteWrites):
+        removed += storage.clean_incomplete_writes(prefix, older_than=older_than)
+    return removed
+
+
+class ChannelStore:
+    """What an ecosystem keeps of a channel, under ``channels/<CHANNEL>/<folder>/``.
+
+    Blobs live under ``blobs/`` there; a subclass says which blobs its records name
+    (:meth:`referenced`), and :meth:`collect_garbage` removes the others.
+    """
+
+    #: The ecosystem's folder in every channel: ``pypi``, ``cran``, ...
+    folder: str
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def prefix(self, channel: Channel) -> str:
+        return f"{channel.prefix}{self.folder}/"
+
+    def referenced(self, channel: Channel) -> set[str]:
+        """The keys of every blob a committed record names."""
+        raise NotImplementedError
+
+    def collect_garbage(self, channel: Channel, *, grace: float = 3600.0) -> list[str]:
+        """Remove blobs no record names, once older than ``grace`` seconds.
+
+        Such blobs are left by uploads whose process died between writing the blob and
+        committing its record; nothing serves them meanwhile, and an upload renews its
+        blob's modification time right before it commits, so the grace period spares
+        uploads in progress.  Returns the keys removed.
+        """
+        referenced = self.referenced(channel)
+        return collect_garbage(
+            self.storage, f"{self.prefix(channel)}blobs/", referenced, grace=grace
+        )

@@ -1,0 +1,150 @@
+"""Yank, unyank and delete files of any ecosystem: the admin HTTP API and its Python API.
+
+::
+
+    app = ManageMiddleware(app, ecosystems)               # below ChannelMiddleware
+
+    $ curl -H "X-Auth: ADMIN_TOKEN" -d filename=demo-1.0.tar.gz -d reason="Broken" \\
+           https://host/api/repo/team/-/yank
+
+    change_files(ecosystems, channel, "yank", "demo==1.0", reason="Broken")   # the CLI's way
+
+Under a channel it owns ``POST /-/yank``, ``/-/unyank`` and ``/-/delete`` (admin scope),
+with a form naming a file (``filename``) or a release (``project`` and ``version``).
+Which ecosystem the target belongs to is for the ecosystems to say
+(:meth:`~.ecosystem.Ecosystem.find`); each change is one compare-and-swap of one
+document, so every server process shows it on its next request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, get_args
+
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from ..auth import authorize
+from ..errors import http_error
+from ..routing import current_channel
+from ..tokens import Scope
+from .ecosystem import Action, Target
+from .limits import Limits
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..channels import Channel
+    from .ecosystem import Ecosystem
+
+__all__ = ["ACTIONS", "ManageMiddleware", "change_files", "find_target"]
+
+ACTIONS: tuple[Action, ...] = get_args(Action)
+MAX_TARGET_LENGTH = 512
+
+
+def find_target(ecosystems: Sequence[Ecosystem], channel: Channel, text: str) -> Target:
+    """The ecosystem's target that ``text`` (a filename or ``NAME==VERSION``) names.
+
+    Raises :class:`ValueError` with one sentence when no ecosystem knows it.
+    """
+    text = text.strip()
+    if len(text) > MAX_TARGET_LENGTH:
+        raise ValueError(f"The target is longer than {MAX_TARGET_LENGTH} characters.")
+    if "/" in text or "\\" in text:
+        raise ValueError(f"{text!r} is a path; give the file's name alone.")
+    for ecosystem in ecosystems:
+        target = ecosystem.find(channel, text)
+        if target is not None:
+            return target
+    forms = " nor ".join(form for ecosystem in ecosystems for form in ecosystem.targets)
+    raise ValueError(f"{text!r} is neither {forms}.")
+
+
+def change_files(
+    ecosystems: Sequence[Ecosystem],
+    channel: Channel,
+    action: Action,
+    text: str,
+    *,
+    reason: str = "",
+) -> tuple[Target, list[str]]:
+    """Yank, unyank or delete what ``text`` names; the target and the filenames touched.
+
+    Raises :class:`ValueError` (a target no ecosystem knows, a reason too long) and
+    :class:`LookupError` (no such file in the channel), each with one sentence.
+    """
+    target = find_target(ecosystems, channel, text)
+    ecosystem = next(e for e in ecosystems if e.name == target.ecosystem)
+    return target, ecosystem.change(channel, target, action, reason)
+
+
+class ManageMiddleware:
+    """Serve ``POST /-/yank|unyank|delete`` under a channel; pass on everything else."""
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        ecosystems: Sequence[Ecosystem],
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        self.app = app
+        self.ecosystems = tuple(ecosystems)
+        self.limits = limits or Limits()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        action = next((a for a in ACTIONS if path == f"/-/{a}"), None)
+        if action is None:
+            return self.app(environ, start_response)
+        try:
+            response: WSGIApplication = self.manage(environ, action)
+        except HTTPException as error:
+            response = error
+        return response(environ, start_response)
+
+    def manage(self, environ: WSGIEnvironment, action: Action) -> Response:
+        channel = current_channel(environ)
+        authorize(environ, channel, Scope.ADMIN)
+        if environ.get("REQUEST_METHOD") != "POST":
+            raise http_error(
+                405, f"Send a POST with a form to {action} files.", headers=[("Allow", "POST")]
+            )
+        form = self._form(environ)
+        filename, project, version = (form.get(k, "") for k in ("filename", "project", "version"))
+        if filename:
+            text = filename
+        elif project and version:
+            text = f"{project}=={version}"
+        else:
+            raise http_error(
+                400, "Name a file with 'filename', or a release with 'project' and 'version'."
+            )
+        try:
+            target, files = change_files(
+                self.ecosystems, channel, action, text, reason=form.get("reason", "")
+            )
+        except ValueError as exc:
+            raise http_error(400, str(exc)) from None
+        except LookupError as exc:
+            raise http_error(404, str(exc.args[0] if exc.args else exc)) from None
+        body = {"action": action, "project": target.key, "files": files}
+        return Response(json.dumps(body) + "\n", mimetype="application/json")
+
+    def _form(self, environ: WSGIEnvironment) -> dict[str, str]:
+        request = Request(environ)
+        limit = self.limits.max_admin_body
+        request.max_content_length = limit
+        request.max_form_memory_size = limit
+        try:
+            return {k: v for k, v in request.form.items()}
+        except RequestEntityTooLarge:
+            raise http_error(413, f"The form is larger than {limit} bytes.") from None
+        except BadRequest:
+            raise http_error(400, "The body is not a valid form.") from None
+        finally:
+            request.close()

@@ -1,0 +1,81 @@
+"""The skeleton of an ecosystem's read side: serve what it routes, pass on the rest.
+
+::
+
+    class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
+        store_type = CondaStore
+
+        def route(self, environ, path):          # PATH_INFO below the channel
+            if not path.startswith("/noarch/"):
+                return None                       # not ours: the next middleware's
+            ...
+            return file_response(environ, self.storage, key, ...)
+
+    app = CondaChannelMiddleware(app, storage, redirect_downloads=600)
+
+A read middleware sits below :class:`~private_channels.routing.ChannelMiddleware`, so
+``current_channel(environ)`` is the channel and ``PATH_INFO`` what follows it.  It keeps
+what it renders in one :class:`~private_channels.core.cache.DocumentCache` and answers
+downloads through :func:`~private_channels.core.download.file_response`; an HTTP error
+raised while routing is the answer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from werkzeug.exceptions import HTTPException
+
+from .blobs import ChannelStore
+from .cache import DocumentCache
+from .download import redirects
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from werkzeug.wrappers import Response
+
+    from ..storage import Storage
+
+__all__ = ["ReadMiddleware"]
+
+S = TypeVar("S", bound=ChannelStore)
+
+
+class ReadMiddleware(Generic[S]):
+    """``cache_bytes`` bounds what this process keeps of rendered pages and parsed
+    documents; every entry is checked against its document's storage ETag (one
+    ``stat``) on every request that uses it.  ``redirect_downloads`` (seconds, 0 = off):
+    on a storage that presigns URLs (S3), answer a download with a 302 to a URL of the
+    store valid that long, so that large files never pass through this process."""
+
+    #: The ecosystem's store of the files it serves, made for the storage given.
+    store_type: type[S]
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        storage: Storage,
+        *,
+        cache_bytes: int = 64 * 1024 * 1024,
+        redirect_downloads: int = 0,
+    ) -> None:
+        self.app = app
+        self.storage = storage
+        self.store: S = self.store_type(storage)
+        self.cache = DocumentCache(cache_bytes)
+        self.redirect_downloads = redirects(storage, redirect_downloads)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            response = self.route(environ, environ.get("PATH_INFO", ""))
+        except HTTPException as error:
+            return error(environ, start_response)
+        if response is None:
+            return self.app(environ, start_response)
+        return response(environ, start_response)
+
+    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
+        """The response for a path this middleware owns, ``None`` for any other."""
+        raise NotImplementedError

@@ -1,0 +1,205 @@
+"""The one owner of the upload URL, ``POST P/<CHANNEL>`` (trailing ``/`` accepted).
+
+::
+
+    app = UploadMiddleware(app, [python, cran], limits=Limits())
+
+    $ twine upload --repository-url https://host/api/repo/team -u __token__ -p TOKEN dist/*
+    $ curl -F filetype=cran_source_package -F content=@abc_2.1.tar.gz \\
+           -H "X-Auth: TOKEN" https://host/api/repo/team
+
+twine, ``uv publish`` and curl all post a multipart form to the channel itself, and
+``wsgi.input`` can be read only once, so this middleware alone reads it: it authorizes
+write access before reading a byte, parses the body once (streaming, files spooled to
+anonymous temporary files, bounded in file bytes, in the bytes of all text fields
+together and in the number of parts), hands the form to the one ecosystem that claims
+it (:meth:`~.ecosystem.Ecosystem.claims`) and closes every spooled file afterwards.
+A form no ecosystem claims gets a 400 naming the forms this server accepts.  Every
+other request passes on untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import IO, TYPE_CHECKING
+
+from werkzeug.datastructures import FileStorage, Headers, MultiDict
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.wsgi import get_input_stream
+
+from ..auth import authorize
+from ..errors import http_error
+from ..routing import current_channel
+from ..tokens import Scope
+from .ecosystem import Upload
+from .limits import Limits
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .ecosystem import Ecosystem
+
+__all__ = ["UploadMiddleware", "is_upload", "parse_upload_form"]
+
+READ_SIZE = 64 * 1024
+
+
+def is_upload(environ: WSGIEnvironment) -> bool:
+    """A POST to the channel itself (``P/<CHANNEL>`` or ``P/<CHANNEL>/``)."""
+    return environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO", "") in ("", "/")
+
+
+class UploadMiddleware:
+    """Serve posts to the channel URL through the ecosystem whose form they carry."""
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        ecosystems: Sequence[Ecosystem],
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        self.app = app
+        self.ecosystems = tuple(ecosystems)
+        self.limits = limits or Limits()
+        forms = [form for ecosystem in self.ecosystems for form in ecosystem.upload_forms]
+        self.accepted = " nor ".join(forms)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not is_upload(environ):
+            return self.app(environ, start_response)
+        try:
+            response: WSGIApplication = self.upload(environ)
+        except HTTPException as error:
+            response = error
+        return response(environ, start_response)
+
+    def upload(self, environ: WSGIEnvironment) -> WSGIApplication:
+        channel = current_channel(environ)
+        # Before the body is read: nobody without write access makes the server spool.
+        token = authorize(environ, channel, Scope.WRITE)
+        content_type, options = parse_options_header(environ.get("CONTENT_TYPE", ""))
+        boundary = options.get("boundary", "").encode("latin-1", "replace")
+        if content_type != "multipart/form-data" or not boundary:
+            raise self._unclaimed("The upload is not a multipart/form-data body, so it")
+        with parse_upload_form(environ, boundary, self.limits) as (form, files):
+            for ecosystem in self.ecosystems:
+                if ecosystem.claims(form):
+                    return ecosystem.upload(Upload(channel, token, form, files, self.limits))
+            raise self._unclaimed("The upload form")
+
+    def _unclaimed(self, what: str) -> HTTPException:
+        return http_error(400, f"{what} has neither {self.accepted}.")
+
+
+@contextlib.contextmanager
+def parse_upload_form(
+    environ: WSGIEnvironment, boundary: bytes, limits: Limits
+) -> Iterator[tuple[MultiDict[str, str], MultiDict[str, FileStorage]]]:
+    """Parse the request's multipart body once, within ``limits``; close its files after.
+
+    Raises 413 past ``limits.max_upload_size`` bytes of files, 400 past the bounds on
+    text fields and parts, for a body that is not a multipart form, and for one that
+    ends before its declared length.
+    """
+    files: MultiDict[str, FileStorage] = MultiDict()
+    try:
+        form = _parse(environ, boundary, limits, files)
+        yield form, files
+    finally:
+        for _, upload in files.items(multi=True):
+            with contextlib.suppress(Exception):
+                upload.close()
+
+
+def _parse(
+    environ: WSGIEnvironment,
+    boundary: bytes,
+    limits: Limits,
+    files: MultiDict[str, FileStorage],
+) -> MultiDict[str, str]:
+    # The decoder's own bound is on what it buffers: a preamble or part headers that
+    # never end (file data passes through in chunks of READ_SIZE).
+    decoder = MultipartDecoder(boundary, limits.max_part_header + READ_SIZE)
+    stream = get_input_stream(environ, max_content_length=None)
+    fields: MultiDict[str, str] = MultiDict()
+    text = bytearray()
+    spool: IO[bytes] | None = None
+    part: Field | File | None = None
+    parts = text_bytes = file_bytes = 0
+    try:
+        while True:
+            chunk = stream.read(READ_SIZE)
+            decoder.receive_data(chunk or None)
+            while True:
+                event = decoder.next_event()
+                if isinstance(event, NeedData | Epilogue):
+                    break
+                if isinstance(event, Field | File):
+                    parts += 1
+                    if parts > limits.max_form_parts:
+                        raise http_error(
+                            400, f"The upload form has more than {limits.max_form_parts} parts."
+                        )
+                    part = event
+                    if isinstance(event, File):
+                        spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the form)
+                        files.add(
+                            event.name,
+                            FileStorage(spool, event.filename, event.name, headers=event.headers),
+                        )
+                elif isinstance(event, Data):
+                    if isinstance(part, File):
+                        assert spool is not None
+                        file_bytes += len(event.data)
+                        if file_bytes > limits.max_upload_size:
+                            raise http_error(
+                                413,
+                                "The upload is larger than this server's limit of "
+                                f"{limits.max_upload_size} bytes.",
+                            )
+                        spool.write(event.data)
+                        if not event.more_data:
+                            spool.seek(0)
+                    else:
+                        text_bytes += len(event.data)
+                        if text_bytes > limits.max_form_text:
+                            raise http_error(
+                                400,
+                                "The upload form's text fields hold more than "
+                                f"{limits.max_form_text} bytes in all; shorten the description.",
+                            )
+                        text += event.data
+                        if not event.more_data:
+                            assert part is not None
+                            fields.add(part.name, _decode(text, part.headers))
+                            text.clear()
+            if isinstance(event, Epilogue) or not chunk:
+                break
+    except ClientDisconnected:
+        raise http_error(
+            400, "The upload ended before its declared length; send it again."
+        ) from None
+    except RequestEntityTooLarge:
+        raise http_error(
+            400, f"The upload form has part headers longer than {limits.max_part_header} bytes."
+        ) from None
+    except ValueError:
+        raise http_error(400, "The upload body is not a valid multipart form.") from None
+    if not decoder.complete or not isinstance(event, Epilogue):
+        raise http_error(400, "The upload body is not a valid multipart form.")
+    return fields
+
+
+def _decode(data: bytes | bytearray, headers: Headers) -> str:
+    # As werkzeug's own parser: a declared charset from a short safe list, else UTF-8.
+    charset = parse_options_header(headers.get("content-type", ""))[1].get("charset", "")
+    if charset.lower() not in ("ascii", "us-ascii", "utf-8", "iso-8859-1"):
+        charset = "utf-8"
+    return bytes(data).decode(charset, "replace")

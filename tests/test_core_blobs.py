@@ -1,0 +1,210 @@
+"""The blob-and-record core: commits, conflicts, cleanup after failures, races, garbage."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from private_channels.core.blobs import (
+    DeletedFilenameError,
+    FileConflictError,
+    RecordDocument,
+    StoredFile,
+    collect_garbage,
+    hash_stream,
+    store_blob,
+)
+from private_channels.storage import FileSystemStorage, Stat, Storage
+
+DOC = "channels/c/eco/index.json"
+
+
+def stored(data: bytes, filename: str = "f-1.0.zip") -> StoredFile:
+    return StoredFile(
+        filename=filename,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        upload_time=1.0,
+    )
+
+
+def blob_key(record: StoredFile) -> str:
+    return f"channels/c/eco/{record.blob}"
+
+
+def add(storage: Storage, data: bytes, *, reuse: bool = False) -> bool:
+    record = stored(data)
+    document = RecordDocument(storage, DOC)
+    added, _ = store_blob(
+        storage,
+        {blob_key(record): io.BytesIO(data)},
+        commit=lambda: document.add(record.to_json(), reuse=reuse),
+        referenced=lambda: document.holds(record.filename, record.sha256),
+    )
+    return added
+
+
+def test_hash_stream_gives_every_digest_and_rewinds() -> None:
+    stream = io.BytesIO(b"abc" * 1000)
+    stream.seek(7)
+    digests = hash_stream(stream)
+    assert stream.tell() == 0
+    assert digests.size == 3000
+    assert digests.sha256 == hashlib.sha256(b"abc" * 1000).hexdigest()
+    assert digests.md5 == hashlib.md5(b"abc" * 1000, usedforsecurity=False).hexdigest()
+    assert digests.blake2_256 == hashlib.blake2b(b"abc" * 1000, digest_size=32).hexdigest()
+
+
+def test_records_round_trip_and_ignore_unknown_fields() -> None:
+    record = stored(b"x")
+    assert StoredFile.from_json({**record.to_json(), "added_later": 1}) == record
+
+
+def test_add_same_conflict_delete_reuse(storage: Storage) -> None:
+    assert add(storage, b"A") is True
+    assert add(storage, b"A") is False
+    before = sorted(storage.list(""))
+    with pytest.raises(FileConflictError):
+        add(storage, b"B")
+    assert sorted(storage.list("")) == before
+    removed = RecordDocument(storage, DOC).update(lambda record: None)
+    assert [r["sha256"] for r in removed] == [stored(b"A").sha256]
+    with pytest.raises(DeletedFilenameError):
+        add(storage, b"B")
+    assert add(storage, b"B", reuse=True) is True
+    assert RecordDocument(storage, DOC).read()["deleted"] == []  # type: ignore[index]
+
+
+class _Failing:
+    """A storage whose record documents cannot be written, and which can run a step of
+    another client at a chosen moment (a race, made deterministic)."""
+
+    def __init__(self, storage: Storage, *, before_delete: Any = None) -> None:
+        self.storage = storage
+        self.before_delete = before_delete
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def create(self, key: str, data: IO[bytes]) -> Stat:
+        if key == DOC:
+            raise OSError("disk full")
+        return self.storage.create(key, data)
+
+    def put(self, key: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
+        if key == DOC:
+            raise OSError("disk full")
+        return self.storage.put(key, data, if_match=if_match)
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        if self.before_delete is not None:
+            step, self.before_delete = self.before_delete, None
+            step()
+        self.storage.delete(key, if_match=if_match)
+
+
+def test_a_failed_commit_removes_the_blob_it_created(storage: Storage) -> None:
+    before = sorted(storage.list(""))
+    with pytest.raises(OSError, match="disk full"):
+        add(_Failing(storage), b"A")  # type: ignore[arg-type]
+    assert sorted(storage.list("")) == before
+
+
+def test_a_failed_commit_leaves_a_blob_a_racing_upload_committed(storage: Storage) -> None:
+    """A creates the blob, B (same bytes) finds it, renews it and commits; A's commit
+    fails after that: A's cleanup must not take B's committed file away."""
+    record = stored(b"A")
+
+    def other_client_commits() -> None:
+        assert add(storage, b"A") is True
+
+    with pytest.raises(OSError):
+        add(_Failing(storage, before_delete=other_client_commits), b"A")  # type: ignore[arg-type]
+    stream, _ = storage.open(blob_key(record))
+    with stream:
+        assert stream.read() == b"A"
+
+
+def test_a_committed_upload_puts_back_a_blob_a_failed_one_removed(storage: Storage) -> None:
+    """The other order: B finds A's blob and renews it; A fails and deletes it before
+    B commits; B, after its commit, finds its blob gone and writes it again."""
+    record = stored(b"A")
+    key = blob_key(record)
+    storage.create(key, io.BytesIO(b"A"))  # A's blob, just written
+
+    class _AfterRenew:
+        def __init__(self) -> None:
+            self.renewed = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(storage, name)
+
+        def put(self, k: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
+            stat = storage.put(k, data, if_match=if_match)
+            if k == key and not self.renewed:
+                self.renewed = True
+                storage.delete(key)  # A's commit failed: A removes what it created
+            return stat
+
+    assert add(_AfterRenew(), b"A") is True  # type: ignore[arg-type]
+    stream, _ = storage.open(key)
+    with stream:
+        assert stream.read() == b"A"
+
+
+def test_collect_garbage_spares_referenced_and_young_blobs(storage: Storage) -> None:
+    add(storage, b"A")
+    orphan = blob_key(stored(b"O", "o-1.0.zip"))
+    storage.create(orphan, io.BytesIO(b"O"))
+    referenced = {blob_key(stored(b"A"))}
+    assert collect_garbage(storage, "channels/c/eco/blobs/", referenced, grace=3600) == []
+    time.sleep(0.05)
+    assert collect_garbage(storage, "channels/c/eco/blobs/", referenced, grace=0.01) == [orphan]
+    assert list(storage.list("channels/c/eco/blobs/")) == sorted(referenced)
+
+
+def test_collect_garbage_removes_temporary_files_of_killed_writes(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path / "data")
+    add(storage, b"A")
+    directory = tmp_path / "data/channels/c/eco/blobs" / stored(b"A").sha256
+    leftover = directory / ".tmp-killed"
+    leftover.write_bytes(b"half a file")
+    fresh = directory / ".tmp-in-progress"
+    fresh.write_bytes(b"being written")
+    old = time.time() - 7200
+    os.utime(leftover, (old, old))
+    removed = collect_garbage(
+        storage, "channels/c/eco/blobs/", {blob_key(stored(b"A"))}, grace=3600
+    )
+    assert removed == [f"channels/c/eco/blobs/{stored(b'A').sha256}/.tmp-killed"]
+    assert not leftover.exists() and fresh.exists()
+    # Outside the prefix nothing is touched.
+    elsewhere = tmp_path / "data/channels/c/.tmp-other"
+    elsewhere.write_bytes(b"")
+    os.utime(elsewhere, (old, old))
+    collect_garbage(storage, "channels/c/eco/blobs/", set(), grace=3600)
+    assert elsewhere.exists()
+
+
+def test_collect_garbage_aborts_unfinished_s3_uploads(seaweedfs: Any) -> None:
+    storage = seaweedfs.storage()
+    client, bucket = storage.client, storage.bucket  # type: ignore[attr-defined]
+    key = storage._key("channels/c/eco/blobs/x/f-1.0.zip")  # type: ignore[attr-defined]
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    try:
+        assert collect_garbage(storage, "channels/c/eco/blobs/", set(), grace=3600) == []
+        removed = collect_garbage(storage, "channels/c/eco/blobs/", set(), grace=-60)
+        assert removed == ["channels/c/eco/blobs/x/f-1.0.zip (unfinished upload)"]
+        listed = client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+        assert [u["UploadId"] for u in listed] == []
+    finally:
+        with contextlib.suppress(Exception):
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+        storage.close()

@@ -1,0 +1,165 @@
+"""The one download response: HEAD as GET, RFC 9110 ranges, large blocks, presigned URLs."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import IO, Any
+from urllib.parse import urljoin
+
+import pytest
+from werkzeug.exceptions import HTTPException
+from werkzeug.test import EnvironBuilder
+
+from private_channels.core.download import BLOCK_SIZE, file_response
+from private_channels.storage import MemoryStorage, PresignsURLs, Storage
+
+from .test_cran_upload import Channel as CranChannel
+from .test_pypi_upload import Channel as PythonChannel
+
+KEY = "channels/c/x/blobs/abc/file.zip"
+DATA = bytes(range(256)) * 64
+
+
+@pytest.fixture
+def blob() -> MemoryStorage:
+    storage = MemoryStorage()
+    storage.create(KEY, io.BytesIO(DATA))
+    return storage
+
+
+def answer(
+    storage: Storage, method: str = "GET", **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    environ = EnvironBuilder(method=method, headers=headers).get_environ()
+    try:
+        response = file_response(
+            environ, storage, KEY, etag="abc", mimetype="application/zip", cache_control="private"
+        )
+    except HTTPException as error:
+        return error.code or 500, {}, b""
+    body = b"".join(response.iter_encoded()) if method == "GET" else b""
+    response.close()
+    return response.status_code, dict(response.headers), body
+
+
+@pytest.mark.parametrize(
+    ("range_header", "status", "body"),
+    [
+        ("bytes=0-9", 206, DATA[:10]),
+        ("bytes=-5", 206, DATA[-5:]),
+        (f"bytes={len(DATA)}-", 416, b""),
+        # RFC 9110 14.2: a server may ignore Range; an unknown unit must be ignored.
+        ("items=0-9", 200, DATA),
+        # Several ranges: the whole file rather than a wrong 416.
+        ("bytes=0-1,5-6", 200, DATA),
+        ("bytes=garbage", 416, b""),
+    ],
+)
+def test_ranges_follow_rfc_9110(
+    blob: MemoryStorage, range_header: str, status: int, body: bytes
+) -> None:
+    got_status, _, got_body = answer(blob, Range=range_header)
+    assert (got_status, got_body) == (status, body)
+
+
+def test_head_answers_what_get_would(blob: MemoryStorage) -> None:
+    get_status, get_headers, _ = answer(blob, "GET")
+    head_status, head_headers, _ = answer(blob, "HEAD")
+    assert (head_status, head_headers) == (get_status, get_headers)
+    blob.delete(KEY)
+    assert answer(blob, "GET")[0] == answer(blob, "HEAD")[0] == 404
+
+
+def test_conditional_requests(blob: MemoryStorage) -> None:
+    assert answer(blob, **{"If-None-Match": '"abc"'})[0] == 304
+    assert answer(blob, **{"If-Range": '"other"', "Range": "bytes=0-1"})[:3:2] == (200, DATA)
+
+
+class _Wrapper:
+    """A server's ``wsgi.file_wrapper``; records the block size it was asked for."""
+
+    sizes: list[int] = []  # noqa: RUF012
+
+    def __init__(self, file: IO[bytes], block_size: int = 8192) -> None:
+        self.file = file
+        self.sizes.append(block_size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.file.read(8192):
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def test_bodies_go_through_the_file_wrapper_in_large_blocks(blob: MemoryStorage) -> None:
+    environ = EnvironBuilder().get_environ()
+    environ["wsgi.file_wrapper"] = _Wrapper
+    response = file_response(
+        environ, blob, KEY, etag="abc", mimetype="application/zip", cache_control="private"
+    )
+    assert isinstance(response.response, _Wrapper)
+    assert b"".join(response.response) == DATA
+    response.close()
+    assert _Wrapper.sizes[-1] == BLOCK_SIZE >= 256 * 1024
+
+
+class _Presigning(MemoryStorage):
+    def presigned_url(self, key: str, expires: int) -> str:
+        return f"https://store.example/{key}?expires={expires}"
+
+
+def test_presigned_redirects_through_the_protocol(blob: MemoryStorage) -> None:
+    storage = _Presigning()
+    assert isinstance(storage, PresignsURLs) and not isinstance(blob, PresignsURLs)
+    environ = EnvironBuilder().get_environ()
+    response = file_response(
+        environ, storage, KEY, etag="e", mimetype="x/y", cache_control="private", redirect=60,
+        vary=["User-Agent"],
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"https://store.example/{KEY}?expires=60"
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert response.headers["Vary"] == "User-Agent"
+    # A storage that cannot presign serves the bytes, whatever was asked.
+    assert (
+        file_response(
+            environ, blob, KEY, etag="e", mimetype="x/y", cache_control="private", redirect=60
+        ).status_code
+        == 200
+    )
+
+
+def _vanish_blob(storage: Storage, suffix: str) -> None:
+    (key,) = [k for k in storage.list("channels/") if "/blobs/" in k and k.endswith(suffix)]
+    storage.delete(key)
+
+
+def test_head_of_a_vanished_python_file_is_404_like_get(storage: Storage, tmp_path: Any) -> None:
+    from .packages import make_wheel
+
+    team = PythonChannel(storage, "/api/repo")
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    team.post(wheel)
+    page = team.app.get(
+        "/api/repo/team/simple/demo/",
+        headers={"X-Auth": team.token, "Accept": "application/vnd.pypi.simple.v1+json"},
+    ).json
+    url = urljoin("/api/repo/team/simple/demo/", page["files"][0]["url"])
+    team.app.head(url, headers={"X-Auth": team.token}, status=200)
+    _vanish_blob(storage, ".whl")
+    team.app.get(url, headers={"X-Auth": team.token}, status=404)
+    team.app.head(url, headers={"X-Auth": team.token}, status=404)
+
+
+def test_head_of_a_vanished_r_package_is_404_like_get(storage: Storage) -> None:
+    from .test_cran_description import source_package
+
+    channel = CranChannel(storage, "/api/repo")
+    channel.upload(source_package(), "abc_1.0.tar.gz")
+    url = f"{channel.url}/src/contrib/abc_1.0.tar.gz"
+    channel.app.head(url, headers={"X-Auth": channel.read}, status=200)
+    _vanish_blob(storage, ".tar.gz")
+    channel.app.get(url, headers={"X-Auth": channel.read}, status=404)
+    channel.app.head(url, headers={"X-Auth": channel.read}, status=404)

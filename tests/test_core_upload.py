@@ -1,0 +1,210 @@
+"""The one owner of the upload URL: authorization first, one bounded parse, one dispatch."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from typing import Any
+
+import pytest
+import webtest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+from werkzeug.wrappers import Response
+
+from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore, make_app
+from private_channels.auth import TokenAuthMiddleware
+from private_channels.core.ecosystem import Upload
+from private_channels.core.limits import Limits
+from private_channels.core.upload import UploadMiddleware
+from private_channels.health import HealthMiddleware
+from private_channels.routing import ChannelMiddleware
+
+from .support import mounted
+
+PREFIX = "/api/repo"
+
+
+class Recorder:
+    """An ecosystem that claims ``filetype=rec`` and keeps what it was handed."""
+
+    name, upload_forms, targets = "rec", ("'filetype=rec' (a test)",), ()
+
+    def __init__(self) -> None:
+        self.uploads: list[Upload] = []
+
+    def claims(self, form: Any) -> bool:
+        return form.get("filetype") == "rec"
+
+    def upload(self, upload: Upload) -> Response:
+        self.uploads.append(upload)
+        sizes = {name: len(f.stream.read()) for name, f in upload.files.items(multi=True)}
+        return Response(repr(sorted(sizes.items())), status=200)
+
+
+@pytest.fixture
+def setup() -> tuple[webtest.TestApp, Recorder, str, str]:
+    storage = MemoryStorage()
+    ChannelRegistry(storage).create("team")
+    tokens = TokenStore(storage)
+    write, _ = tokens.create(channels=["team"], scope=Scope.WRITE)
+    read, _ = tokens.create(channels=["team"], scope=Scope.READ)
+    recorder = Recorder()
+    limits = Limits(max_upload_size=10_000, max_form_text=1_000, max_form_parts=5)
+
+    def passed_on(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("204 No Content", [])
+        return [b""]
+
+    inner = UploadMiddleware(passed_on, [recorder], limits=limits)  # type: ignore[list-item]
+    app = TokenAuthMiddleware(ChannelMiddleware(inner, ChannelRegistry(storage)), tokens)
+    return webtest.TestApp(mounted(app, PREFIX)), recorder, write, read
+
+
+def post(app: webtest.TestApp, token: str, fields: list[tuple[str, str]], files=(), status=200):  # type: ignore[no-untyped-def]
+    return app.post(
+        f"{PREFIX}/team",
+        fields,
+        upload_files=list(files),
+        content_type="multipart/form-data",
+        headers={"X-Auth": token},
+        status=status,
+    )
+
+
+def test_the_claimed_form_reaches_its_handler_once_parsed(setup) -> None:  # type: ignore[no-untyped-def]
+    app, recorder, write, _ = setup
+    answer = post(app, write, [("filetype", "rec"), ("x", "1")], [("content", "f.bin", b"abc")])
+    assert answer.text == "[('content', 3)]"
+    (upload,) = recorder.uploads
+    assert upload.form.getlist("x") == ["1"] and upload.channel.name == "team"
+    # Every spooled file is closed once the response is made.
+    assert upload.files["content"].stream.closed
+
+
+def test_both_channel_urls_and_nothing_else(setup) -> None:  # type: ignore[no-untyped-def]
+    app, recorder, write, _ = setup
+    app.post(
+        f"{PREFIX}/team/",
+        {"filetype": "rec"},
+        content_type="multipart/form-data",
+        headers={"X-Auth": write},
+        status=200,
+    )
+    app.post(f"{PREFIX}/team/simple/", {"filetype": "rec"}, headers={"X-Auth": write}, status=204)
+    app.get(f"{PREFIX}/team", headers={"X-Auth": write}, status=204)
+    assert len(recorder.uploads) == 1
+
+
+def test_write_is_checked_before_the_body_is_read(setup) -> None:  # type: ignore[no-untyped-def]
+    app, recorder, _, read = setup
+    post(app, read, [("filetype", "rec")], status=403)
+    app.post(f"{PREFIX}/team", {"filetype": "rec"}, status=401)
+    assert recorder.uploads == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "files", "status", "words"),
+    [
+        # A text field over its bound is a 400 naming that bound, not the file's 413.
+        ([("filetype", "rec"), ("description", "x" * 2_000)], [], 400, "1000 bytes in all"),
+        ([("filetype", "rec")] + [(f"f{i}", "1") for i in range(5)], [], 400, "more than 5 parts"),
+        ([("filetype", "rec")], [("content", "f.bin", b"x" * 20_000)], 413, "limit of 10000"),
+        (
+            [("filetype", "rec")],
+            [("a", "a.bin", b"x" * 6_000), ("b", "b.bin", b"x" * 6_000)],
+            413,
+            "limit of 10000",
+        ),
+        ([("filetype", "other")], [], 400, "neither 'filetype=rec' (a test)"),
+        ([], [], 400, "neither"),
+    ],
+)
+def test_bounds_and_unclaimed_forms(setup, fields, files, status, words) -> None:  # type: ignore[no-untyped-def]
+    app, recorder, write, _ = setup
+    answer = post(app, write, fields, files, status=status)
+    assert words in answer.text and words in answer.status
+    assert recorder.uploads == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "words"),
+    [
+        (b"filetype=rec", "application/x-www-form-urlencoded", "not a multipart/form-data"),
+        (b"--b\r\n", "multipart/form-data", "not a multipart/form-data"),  # no boundary
+        (b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1", "multipart/form-data; boundary=b", "not a valid multipart"),
+        (b"garbage without any boundary", "multipart/form-data; boundary=b", "not a valid"),
+        (b"--b\r\n" + b"X-Long: " + b"h" * 200_000, "multipart/form-data; boundary=b", "headers longer"),
+    ],
+)  # fmt: skip
+def test_bodies_that_are_not_forms(setup, body: bytes, content_type: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    app, recorder, write, _ = setup
+    answer = app.post(
+        f"{PREFIX}/team",
+        body,
+        headers={"X-Auth": write, "Content-Type": content_type},
+        status=400,
+    )
+    assert words in answer.text
+    assert recorder.uploads == []
+
+
+def raw_post(app: webtest.TestApp, token: str, body: bytes, length: int) -> tuple[str, bytes]:
+    """POST ``body`` with a declared ``length`` that need not be its own."""
+    environ = EnvironBuilder(
+        path=f"{PREFIX}/team", method="POST", headers={"X-Auth": token}
+    ).get_environ()
+    environ.update(
+        {
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(length),
+            # Set here: EnvironBuilder makes up a boundary of its own for multipart.
+            "CONTENT_TYPE": "multipart/form-data; boundary=b",
+        }
+    )
+    iterable, status, _ = run_wsgi_app(app.app, environ)
+    return status, b"".join(iterable)
+
+
+def test_a_body_that_ends_early_is_a_400(setup) -> None:  # type: ignore[no-untyped-def]
+    app, recorder, write, _ = setup
+    body = b'--b\r\nContent-Disposition: form-data; name="filetype"\r\n\r\nrec\r\n--b--\r\n'
+    status, text = raw_post(app, write, body[:-10], len(body))
+    assert status.startswith("400 ") and b"ended before its declared length" in text
+    assert recorder.uploads == []
+
+
+def test_a_huge_text_field_costs_no_memory() -> None:
+    """The default bounds: a 20 MB text field is refused with a 400 that names the text
+    bound, without the server holding it."""
+    storage = MemoryStorage()
+    ChannelRegistry(storage).create("team")
+    token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    app = webtest.TestApp(mounted(make_app(storage), PREFIX))
+    body = (  # an upload form as twine sends it, with a description of 20 MB
+        b'--b\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="description"\r\n\r\n'
+        + b"x" * (20 * 1024 * 1024)
+        + b"\r\n--b--\r\n"
+    )
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        status, text = raw_post(app, token, body, len(body))
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert status.startswith("400 ")
+    assert f"{Limits().max_form_text} bytes in all".encode() in text
+    # The test's own 20 MB body is allocated before tracing; the server adds its bound.
+    assert peak < Limits().max_form_text + 2 * 1024 * 1024, peak
+
+
+def test_an_upload_passes_through_four_layers_to_its_handler() -> None:
+    """From the outside: health, token authentication, channel routing, the upload
+    owner; no ecosystem's middleware sits between the router and the upload owner."""
+    app = make_app(MemoryStorage())
+    layers = []
+    while not isinstance(app, UploadMiddleware):
+        layers.append(type(app))
+        app = app.app  # type: ignore[attr-defined]
+    assert layers == [HealthMiddleware, TokenAuthMiddleware, ChannelMiddleware]
