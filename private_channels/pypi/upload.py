@@ -34,11 +34,12 @@ from packaging.version import InvalidVersion, Version
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from ..core.limits import Limits
 from ..errors import http_error
 from ..forms import DEFAULT_MAX_UPLOAD_SIZE, claim_upload
 from ..routing import current_channel
 from ..storage.base import CHUNK_SIZE
-from .metadata import Distribution, InvalidDistributionError, Limits, read_distribution
+from .metadata import Distribution, InvalidDistributionError, read_distribution
 from .store import DeletedFilenameError, FileConflictError, FileRecord, PythonStore
 
 if TYPE_CHECKING:
