@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 import pytest
 
+from private_channels.core.limits import Limits
 from private_channels.cran.description import (
     InvalidPackageError,
-    Limits,
     parse_built,
     r_version_key,
     read_package,
@@ -277,7 +277,7 @@ def test_refuses_missing_or_doubled_description() -> None:
 
 def test_bounds_description_size() -> None:
     big = description(Note="x" * 2000)
-    refused(source_package(text=big), "larger than", limits=Limits(max_description=1000))
+    refused(source_package(text=big), "larger than", limits=Limits(max_metadata_size=1000))
     huge = description() + "Note: " + "y" * (1024 * 1024 + 1) + "\n"
     refused(source_package(text=huge), "larger than")
 

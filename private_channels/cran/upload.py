@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from ..core.limits import Limits
 from ..errors import http_error
 from ..forms import DEFAULT_MAX_UPLOAD_SIZE, claim_upload
 from ..pypi.upload import hash_stream
 from ..routing import current_channel
-from .description import InvalidPackageError, Limits, PackageFile, read_package
+from .description import InvalidPackageError, PackageFile, read_package
 from .store import (
     DISTRIBUTION_PATTERN,
     CranRecord,
