@@ -1,25 +1,23 @@
 """The hostile-archive reader every ecosystem shares: tables of archives and refusals.
 
-Hostile archives are written from raw headers (a TarInfo whose size is set, a zip end
-record written by hand), never by allocating what they declare.
+Hostile archives are written from raw headers (``tests/archives.py``), never by
+allocating what they declare.
 """
 
 from __future__ import annotations
 
-import bz2
 import gzip
 import io
-import re
 import stat
-import struct
 import tarfile
 import tracemalloc
 import zipfile
-import zlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from private_channels.core.archive import (
     ArchiveError,
@@ -32,133 +30,26 @@ from private_channels.core.archive import (
 )
 from private_channels.core.limits import GiB, Limits, MiB
 
+from .archives import (
+    END,
+    WORST_CASES,
+    header,
+    least_cpu,
+    member,
+    pack,
+    pax_header,
+    pax_record,
+    raw_zip,
+    tar,
+    worst_case,
+    zip64_end,
+    zipped,
+)
+
 INSIDE = Policy(links="inside")
 R_LIKE = Policy(links="refuse", one_root=True)
 PLAIN = Policy()
 TAR_FORMATS: list[Format] = ["tar", "tar.gz", "tar.bz2"]
-
-
-# -- building archives ----------------------------------------------------------------
-
-
-def member(
-    name: str,
-    kind: bytes = tarfile.REGTYPE,
-    *,
-    target: str = "",
-    pax: dict[str, str] | None = None,
-) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = target
-    info.pax_headers = pax or {}
-    return info
-
-
-def tar(*members: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
-    """A plain tar (pax format) of ``TarInfo`` (no data) and ``(name, data)`` members."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for item in members:
-            if isinstance(item, tarfile.TarInfo):
-                archive.addfile(item)
-            else:
-                info = tarfile.TarInfo(item[0])
-                info.size = len(item[1])
-                archive.addfile(info, io.BytesIO(item[1]))
-    return buffer.getvalue()
-
-
-def header(name: str, kind: bytes, size: int) -> bytes:
-    """One raw 512-byte header declaring ``size`` bytes of data, which need not follow."""
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.size = size
-    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-
-
-def pax_record(keyword: str, value: str) -> bytes:
-    body = f" {keyword}={value}\n".encode()
-    length = len(body) + len(str(len(body)))
-    length = len(body) + len(str(length))
-    return str(length).encode() + body
-
-
-def pax_header(records: bytes, kind: bytes = tarfile.XHDTYPE) -> bytes:
-    """A raw pax header holding exactly ``records``, padded to whole blocks."""
-    padding = -len(records) % tarfile.BLOCKSIZE
-    return header("././@PaxHeader", kind, len(records)) + records + bytes(padding)
-
-
-END = bytes(2 * tarfile.BLOCKSIZE)
-
-
-def pack(raw: bytes, fmt: Format) -> bytes:
-    if fmt == "tar.gz":
-        return gzip.compress(raw, mtime=0)
-    if fmt == "tar.bz2":
-        return bz2.compress(raw)
-    return raw
-
-
-def raw_zip(
-    entries: list[tuple[bytes, bytes]],
-    *,
-    attr: int = 0,
-    flags: int = 0,
-    version: int = 20,
-    declared_size: int | None = None,
-    declared_count: int | None = None,
-) -> bytes:
-    """A stored (uncompressed) zip written field by field, names as raw bytes."""
-    out = io.BytesIO()
-    central = []
-    for name, data in entries:
-        offset = out.tell()
-        crc = zlib.crc32(data)
-        size = len(data) if declared_size is None else declared_size
-        out.write(
-            struct.pack("<4s5H3L2H", b"PK\x03\x04", version, flags, 0, 0, 0, crc,
-                        len(data), len(data), len(name), 0) + name + data
-        )  # fmt: skip
-        central.append(
-            struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 0x0314, version, flags, 0, 0, 0, crc,
-                        len(data), size, len(name), 0, 0, 0, 0, attr << 16, offset) + name
-        )  # fmt: skip
-    start = out.tell()
-    directory = b"".join(central)
-    count = len(entries) if declared_count is None else declared_count
-    out.write(directory)
-    out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, len(directory), start, 0))
-    return out.getvalue()
-
-
-def zip64_end(data: bytes, *, entries: int) -> bytes:
-    """``data`` (a zip with no comment) whose end records declare ``entries`` members."""
-    end = data[-22:]
-    _, _, _, _, _, size, offset, _ = struct.unpack("<4s4H2LH", end)
-    body = data[:-22]
-    record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, size,
-                         offset)  # fmt: skip
-    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, len(body), 1)
-    eocd = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
-    return body + record + locator + eocd
-
-
-def zipped(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", method) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def patch_central(data: bytes, offset: int, value: bytes) -> bytes:
-    """``data`` with ``value`` written at ``offset`` of every central directory header."""
-    out = bytearray(data)
-    for found in re.finditer(re.escape(b"PK\x01\x02"), data):
-        out[found.start() + offset : found.start() + offset + len(value)] = value
-    return bytes(out)
 
 
 # -- reading --------------------------------------------------------------------------
@@ -536,3 +427,58 @@ def test_messages_quote_long_names_briefly() -> None:
 def test_a_control_character_in_a_name_stays_escaped() -> None:
     message = refused(tar(("pkg/a\nb/../../x", b"")), "tar", "escapes")
     assert "\\n" in message
+
+
+# -- properties -----------------------------------------------------------------------
+
+FORMATS: list[Format] = ["zip", *TAR_FORMATS]
+VALID = {
+    "zip": zipped(dict([PKG_INFO, ("pkg-1.0/a.py", b"x" * 300)])),
+    "tar": tar(member("pkg-1.0", tarfile.DIRTYPE), PKG_INFO,
+               member("pkg-1.0/l", tarfile.SYMTYPE, target="PKG-INFO"),
+               member("pkg-1.0/x", pax={"path": "pkg-1.0/\u00e9" * 30}), ("pkg-1.0/a", b"x")),
+}  # fmt: skip
+
+
+def _read_any(data: bytes, fmt: Format) -> None:
+    try:
+        read(data, fmt, policy=INSIDE)
+    except ArchiveError as error:
+        message = str(error)
+        assert "\n" not in message and len(message) < 400
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(fmt=st.sampled_from(FORMATS), data=st.binary(max_size=4096))
+def test_random_bytes_raise_only_archive_errors(fmt: Format, data: bytes) -> None:
+    _read_any(data, fmt)
+    _read_any(pack(data, fmt), fmt)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    fmt=st.sampled_from(FORMATS),
+    edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=8),
+    cut=st.none() | st.integers(0, 1 << 16),
+)
+def test_mutated_archives_raise_only_archive_errors(
+    fmt: Format, edits: list[tuple[int, int]], cut: int | None
+) -> None:
+    # A tar is mutated before it is compressed, so that the damage reaches the tar layer.
+    plain = bytearray(VALID["zip" if fmt == "zip" else "tar"])
+    for position, value in edits:
+        plain[position % len(plain)] = value
+    _read_any(pack(bytes(plain[:cut] if cut is not None else plain), fmt), fmt)
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(shape=st.sampled_from(WORST_CASES), fmt=st.sampled_from(TAR_FORMATS),
+       fill=st.integers(0, 255))  # fmt: skip
+def test_time_grows_linearly_with_the_input(shape: str, fmt: Format, fill: int) -> None:
+    archive_format: Format = "zip" if shape.startswith("zip") else fmt
+
+    def cost(size: int) -> float:
+        data = pack(worst_case(shape, size, fill), archive_format)
+        return least_cpu(lambda: _read_any(data, archive_format))
+
+    assert cost(64 * 1024) <= 64 * cost(1024) + 0.02
