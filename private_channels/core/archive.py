@@ -391,7 +391,8 @@ class _Scan:
         if member.size > limit:
             self.refuse(f"'s metadata file is larger than {limit} bytes ({_quote(member.name)}).")
         left = limit - self.found_bytes
-        data = read(left + 1)
+        # Readers allocate what they are asked for: ask for no more than is declared.
+        data = read(min(left, member.size) + 1)
         if len(data) > left:
             if len(data) > limit:
                 self.refuse(
