@@ -14,6 +14,7 @@ with the input.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import tarfile
@@ -86,34 +87,43 @@ PAX_600_MIB = header("././@PaxHeader", tarfile.XHDTYPE, 600 * MiB)
 LONGNAME_300_MIB = header("././@LongLink", tarfile.GNUTYPE_LONGNAME, 300 * MiB)
 
 
-def bomb(front: bytes, name: str, size: int) -> bytes:
+def bomb(front: bytes, top: str, size: int) -> bytes:
     """One member of ``size`` zeros (its data, the end blocks and padding all zeros)."""
-    return gzip_zeros(front + header(name, tarfile.REGTYPE, size), size + 20 * 512)
+    return gzip_zeros(front + header(f"{top}/zeros", tarfile.REGTYPE, size), size + 20 * 512)
 
 
-CASES: list[tuple[str, Callable[[], bytes], Callable[[IO[bytes]], object], str]] = [
-    ("sdist-pax-header-600-MiB", lambda: gzip_zeros(SDIST_FRONT + PAX_600_MIB, 600 * MiB),
-     sdist, "oversized extended tar header"),
-    ("sdist-gnu-longname-300-MiB",
-     lambda: gzip_zeros(SDIST_FRONT + LONGNAME_300_MIB, 300 * MiB),
-     sdist, "oversized extended tar header"),
-    ("wheel-of-1.5-million-members", lambda: zip64_end(wheel(), entries=1_500_000),
-     wheel_file, "more than 100000 members"),
-    ("sdist-gzip-bomb-2-GiB", lambda: bomb(SDIST_FRONT, "demo-1.0/zeros", 2 * GiB - MiB),
-     sdist, "times its compressed size"),
-    ("sdist-gzip-bomb-6-GiB", lambda: bomb(SDIST_FRONT, "demo-1.0/zeros", 6 * GiB),
-     sdist, "unpacks to more than 2147483648 bytes"),
-    ("r-source-pax-header-600-MiB", lambda: gzip_zeros(R_FRONT + PAX_600_MIB, 600 * MiB),
-     r_source, "oversized extended tar header"),
-    ("r-source-gnu-longname-300-MiB", lambda: gzip_zeros(R_FRONT + LONGNAME_300_MIB, 300 * MiB),
-     r_source, "oversized extended tar header"),
-    ("r-binary-zip-of-1.5-million-members", lambda: zip64_end(windows_zip(), entries=1_500_000),
-     r_binary, "more than 100000 members"),
-    ("r-source-gzip-bomb-2-GiB", lambda: bomb(R_FRONT, "abc/zeros", 2 * GiB - MiB),
-     r_source, "times its compressed size"),
-    ("r-source-gzip-bomb-6-GiB", lambda: bomb(R_FRONT, "abc/zeros", 6 * GiB),
-     r_source, "unpacks to more than 2147483648 bytes"),
-]  # fmt: skip
+# Each tarball case is read as an sdist and as an R source package, each zip case as a
+# wheel and as an R binary: (reader, valid members to put in front, top-level directory).
+TARBALL_READERS = {
+    "sdist": (sdist, SDIST_FRONT, "demo-1.0"),
+    "r-source": (r_source, R_FRONT, "abc"),
+}
+ZIP_READERS = {"wheel": (wheel_file, wheel), "r-binary": (r_binary, windows_zip)}
+TARBALLS: dict[str, tuple[Callable[[bytes, str], bytes], str]] = {
+    "pax-header-600-MiB": (lambda front, top: gzip_zeros(front + PAX_600_MIB, 600 * MiB),
+                           "oversized extended tar header"),
+    "gnu-longname-300-MiB": (lambda front, top: gzip_zeros(front + LONGNAME_300_MIB, 300 * MiB),
+                             "oversized extended tar header"),
+    # Under the member bound (2 GiB): refused by the compression ratio, after 32 MiB.
+    "gzip-bomb-2-GiB": (lambda front, top: bomb(front, top, 2 * GiB - MiB),
+                        "times its compressed size"),
+    # Over it: refused at the member's header, before anything is inflated.
+    "gzip-bomb-6-GiB": (lambda front, top: bomb(front, top, 6 * GiB),
+                        "unpacks to more than 2147483648 bytes"),
+}  # fmt: skip
+ZIPS: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "1.5-million-members": (lambda valid: zip64_end(valid, entries=1_500_000),
+                            "more than 100000 members"),
+}  # fmt: skip
+CASES = [
+    pytest.param(functools.partial(build, front, top), read, says, id=f"{kind}-{name}")
+    for name, (build, says) in TARBALLS.items()
+    for kind, (read, front, top) in TARBALL_READERS.items()
+] + [
+    pytest.param(lambda b=build, v=valid: b(v()), read, says, id=f"{kind}-{name}")
+    for name, (build, says) in ZIPS.items()
+    for kind, (read, valid) in ZIP_READERS.items()
+]
 
 ERRORS = (InvalidDistributionError, InvalidPackageError)
 
@@ -125,9 +135,7 @@ def refusal(read: Callable[[IO[bytes]], object], stream: IO[bytes]) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize(
-    ("build", "read", "says"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
-)
+@pytest.mark.parametrize(("build", "read", "says"), CASES)
 def test_hostile_archives_are_refused_cheaply(
     build: Callable[[], bytes], read: Callable[[IO[bytes]], object], says: str
 ) -> None:
