@@ -539,8 +539,9 @@ class _TarFile(tarfile.TarFile):
     """A TarFile that carries the scan its headers are checked against."""
 
     def __init__(self, stream: _TarStream) -> None:
-        self.stream = stream
-        self.chain = 0  # extended headers met in a row
+        # Names of their own: TarFile sets attributes of its own (3.13: "stream").
+        self.bounded = stream
+        self.extended_in_a_row = 0
         # Mode "r" on a forward-only stream, not mode "r|": tarfile's own stream
         # wrapper would hide the bytes that _TarInfo needs to look at first.
         super().__init__(
@@ -555,7 +556,7 @@ class _TarInfo(tarfile.TarInfo):
     @classmethod
     def fromtarfile(cls, tarfile_: tarfile.TarFile) -> _TarInfo:
         assert isinstance(tarfile_, _TarFile)
-        block = tarfile_.stream.peek(tarfile.BLOCKSIZE)
+        block = tarfile_.bounded.peek(tarfile.BLOCKSIZE)
         try:
             return super().fromtarfile(tarfile_)
         except tarfile.HeaderError:
@@ -567,7 +568,7 @@ class _TarInfo(tarfile.TarInfo):
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         assert isinstance(tarfile_, _TarFile)
-        scan = tarfile_.stream.scan
+        scan = tarfile_.bounded.scan
         if self.type in _EXTENDED:
             limit = scan.limits.max_extended_header
             if not 0 <= self.size <= limit:
@@ -575,13 +576,13 @@ class _TarInfo(tarfile.TarInfo):
                     f" has an oversized extended tar header: a pax or GNU long-name header "
                     f"over {limit} bytes."
                 )
-            tarfile_.chain += 1
-            if tarfile_.chain > MAX_HEADER_CHAIN:
+            tarfile_.extended_in_a_row += 1
+            if tarfile_.extended_in_a_row > MAX_HEADER_CHAIN:
                 scan.refuse(f" has more than {MAX_HEADER_CHAIN} extended tar headers in a row.")
             if self.type in _PAX:
-                _check_pax(tarfile_.stream.peek(self.size), scan)
+                _check_pax(tarfile_.bounded.peek(self.size), scan)
         else:
-            tarfile_.chain = 0
+            tarfile_.extended_in_a_row = 0
             if self.type == tarfile.GNUTYPE_SPARSE:
                 _refuse_sparse(scan)
         member: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
@@ -653,7 +654,7 @@ def _read_tar(stream: IO[bytes], format: str, scan: _Scan) -> None:
                     scan.keep(member, lambda size: b"")
             # A compressed stream is checked (CRC, length) only at its end, and what
             # follows the end-of-archive marker counts towards the bounds too.
-            while tar.stream.read(1 << 16):
+            while tar.bounded.read(1 << 16):
                 pass
     except ArchiveError:
         raise
