@@ -21,16 +21,18 @@ bounds of :class:`~private_channels.core.limits.Limits` hold for every ecosystem
 - paths: no absolute path, drive letter, ``..``, backslash, NUL, empty or ``.`` segment
   (a leading ``./``, which ``tar -C dir .`` writes, is dropped);
 - kinds: no device or FIFO; links refused (``Policy(links="refuse")``) or allowed
-  only when their target stays inside the archive (``links="inside"``), also when the
-  way there runs through another link;
+  only when their target stays inside the archive (``links="inside"``), judged through
+  the archive's other links too;
 - sizes: the number of members, each member's declared size and their sum, the bytes
   a tar stream actually inflates, and their ratio to the compressed bytes read (a
   compression bomb is refused after ``ratio_floor`` bytes, within milliseconds);
 - tarfile's soft spots: pax and GNU long-name headers are bounded before tarfile reads
   them into memory, their records checked so that its parser stays linear, sparse
-  members refused, and ``TarFile.members`` emptied as the stream goes;
+  members refused, a damaged header refused (tarfile would take it for the end), and
+  ``TarFile.members`` emptied as the stream goes;
 - zipfile's soft spots: the end record's member count and directory size, and the
-  directory's real number of entries, are checked before ``ZipFile`` parses it.
+  directory's real number of entries, are checked before ``ZipFile`` parses it; a name
+  given twice and an encrypted member are refused.
 
 Every refusal is an :class:`ArchiveError` whose message is one sentence the uploader
 can act on (it becomes a 400 reason phrase); a damaged stream of any kind is one too.
