@@ -5,14 +5,17 @@
     app = AccessLogMiddleware(app, format="json")    # one JSON object per request
 
 Each request gets an id: the incoming ``X-Request-ID`` when it looks like one (a proxy
-or load balancer that made one up first), else a fresh one.  It is returned in the
+or load balancer that made one up first: at most 128 letters, digits and ``._:+/=-``,
+and nothing that looks like a token), else a fresh one.  It is returned in the
 response's ``X-Request-ID`` header, kept in ``environ["private_channels.request_id"]``,
 and logged with the method, path, status, size, duration, client address and the id of
 the token that authenticated the request (``REMOTE_USER``, set by
 :class:`~private_channels.auth.TokenAuthMiddleware`; a token id, never its secret).
 
 Paths are logged with the ``/t/<TOKEN>/`` segment replaced by ``/t/<redacted>/`` and
-without their query string, and no header that carries credentials is ever read here.
+without their query string, and no header that carries credentials is ever read here;
+whatever else the client chose (path, method, ``User-Agent``) has anything that looks
+like a token redacted and is cut to 4096 characters.
 Records go to the ``private_channels.access`` logger (see :func:`configure_logging`);
 ``format="text"`` gives one line close to the common log format.
 """
@@ -43,8 +46,14 @@ __all__ = [
 
 REQUEST_ID_KEY = "private_channels.request_id"
 LOGGER_NAME = "private_channels.access"
-# Incoming ids end up in log lines: accept only what cannot forge or break a line.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}\Z")
+# Incoming ids end up in log lines and in the response: accept only what cannot forge
+# or break a line, is no longer than this, and holds nothing that looks like a token.
+MAX_REQUEST_ID = 128
+_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:+/=-]{{1,{MAX_REQUEST_ID}}}\Z")
+# Fields of the record that come from the client: redacted (a token sent as a
+# User-Agent or a method is still a token), then cut to this many characters.
+_CLIENT_FIELDS = ("remote_addr", "method", "path", "user_agent")
+MAX_LOGGED_FIELD = 4096
 
 
 def redact_path(path: str) -> str:
@@ -89,8 +98,13 @@ class AccessLogMiddleware:
         self.trust_request_id = trust_request_id
 
     def request_id(self, environ: WSGIEnvironment) -> str:
-        incoming = str(environ.get("HTTP_X_REQUEST_ID", "")).strip()
-        if self.trust_request_id and _REQUEST_ID.match(incoming):
+        incoming = str(environ.get("HTTP_X_REQUEST_ID", ""))
+        if (
+            self.trust_request_id
+            and len(incoming) <= 2 * MAX_REQUEST_ID  # bounded before any pattern runs
+            and _REQUEST_ID.match(incoming := incoming.strip())
+            and redact_tokens(incoming) == incoming
+        ):
             return incoming
         return uuid.uuid4().hex
 
@@ -144,6 +158,9 @@ class AccessLogMiddleware:
         self._log(record, environ, started)
 
     def _log(self, record: dict[str, Any], environ: WSGIEnvironment, started: float) -> None:
+        for name in _CLIENT_FIELDS:
+            # Redacted whole, then cut: a cut first could leave most of a token unredacted.
+            record[name] = redact_tokens(str(record[name]))[:MAX_LOGGED_FIELD]
         record["token_id"] = environ.get("REMOTE_USER") or None
         record["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
         self.logger.info(self.render(record))

@@ -26,12 +26,11 @@ only after that challenge) and says "missing" or "invalid or expired", nothing m
 from __future__ import annotations
 
 import base64
-import binascii
-import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from .errors import ChannelHTTPError, http_error
+from .redaction import redact_tokens
 from .tokens import Scope, Token, TokenStore
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ INVALID = "The token is invalid or expired."
 def _from_basic(value: str) -> str:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input ("Basic é")
         return ""
     user, _, password = decoded.partition(":")
     if user == PYPI_USERNAME:
@@ -119,25 +118,6 @@ def _cut_path_token(environ: WSGIEnvironment) -> str | None:
                 cut += f"?{query}" if query else ""
             environ[key] = cut
     return token
-
-
-# The path form as a log line may spell it: servers log the raw request path, so "/t/",
-# "%74" for "t" and "%2F" for "/" all occur; case-insensitive because "/T/<TOKEN>"
-# reaches the app (as an unknown channel) and is logged too.
-_LOGGED_PATH_TOKEN = re.compile(r"(?i)(?:/|%2f)(?:t|%74)(?:/|%2f)+[^/\s\"'?]+")
-# Tokens sent where no token belongs (say, as a channel name): the default form, and
-# itsdangerous' signed form (base64 of '{"...' then a dot and the signature).
-_BARE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{48}(?![0-9A-Za-z])|eyJ[\w-]*\.[\w.-]+")
-
-
-def redact_tokens(text: str) -> str:
-    """``text`` (a log line, a path) with anything that looks like a token redacted.
-
-    >>> redact_tokens("GET /api/repo/t/46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35/x/")
-    'GET /api/repo/t/<redacted>/x/'
-    """
-    text = _LOGGED_PATH_TOKEN.sub("/t/<redacted>", text)
-    return _BARE_TOKEN.sub("<redacted>", text)
 
 
 def identity(environ: WSGIEnvironment) -> Token | None:

@@ -6,6 +6,9 @@
 
 The sentence goes into the body and also into the reason phrase, because twine (and
 most HTTP clients in their error messages) print the reason phrase, not the body.
+Sentences often quote what the client sent (a name, a path); anything in them that
+looks like a token is redacted (:func:`~private_channels.redaction.redact_tokens`), so
+that no answer ever carries one.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.response import Response as SansIOResponse
 from werkzeug.wrappers import Response
 
+from .redaction import redact_tokens
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["ChannelHTTPError", "http_error", "reason_phrase"]
+__all__ = ["ChannelHTTPError", "http_error", "quoted", "reason_phrase"]
 
 MAX_REASON = 200
 
@@ -30,11 +35,17 @@ MAX_REASON = 200
 _NOT_IN_REASON = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def quoted(value: str, limit: int = 80) -> str:
+    """A client's value as a sentence quotes it: ``repr``, and short (a METADATA field
+    may hold a megabyte)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def reason_phrase(sentence: str) -> str:
     """Make a sentence safe for an HTTP status line: one line of latin-1, no controls."""
-    line = " ".join(sentence.split())
+    line = " ".join(sentence.split())[:MAX_REASON]
     line = line.encode("latin-1", "replace").decode("latin-1")
-    return _NOT_IN_REASON.sub("?", line)[:MAX_REASON]
+    return _NOT_IN_REASON.sub("?", line)
 
 
 class ChannelHTTPError(HTTPException):
@@ -47,6 +58,7 @@ class ChannelHTTPError(HTTPException):
         *,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
+        sentence = redact_tokens(sentence)
         super().__init__(description=sentence)
         self.code = code
         self.sentence = sentence

@@ -1,0 +1,63 @@
+"""Redaction of anything that looks like a token, in log lines, paths and sentences.
+
+::
+
+    redact_tokens("GET /api/repo/t/46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35/x/")
+    # 'GET /api/repo/t/<redacted>/x/'
+
+The access log, the standalone server's request log and every error sentence
+(:mod:`~private_channels.errors`) pass through :func:`redact_tokens`, so a token sent
+where no token belongs (as a channel or project name, a User-Agent, after an encoded
+slash) is never written back.  It runs on whole request paths, so every pattern here
+is linear in its input (``tests/test_fuzz_linear.py`` measures it).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["redact_tokens"]
+
+# The path form as a log line may spell it: servers log the raw request path, so "/t/",
+# "%74" for "t" and "%2F" for "/" all occur, and so do their encodings encoded again
+# ("%252F": a client that quoted a quoted URL); case-insensitive because "/T/<TOKEN>"
+# reaches the app (as an unknown channel) and is logged too.  Each alternative starts
+# with its own character, so the scan stays linear in the line.
+_LOGGED_PATH_TOKEN = re.compile(r"(?i)(?:/|%(?:25)*2f)(?:t|%(?:25)*74)(?:/|%(?:25)*2f)+[^/\s\"'?]+")
+# Tokens sent where no token belongs (say, as a channel name, or after an encoded
+# slash: "x%2F<TOKEN>", "%252F<TOKEN>"): the default form, 48 lowercase hexadecimal
+# digits that no longer run of lowercase hex (a sha256) holds.  The lookbehind lets a
+# match start only where a run of hex digits starts, so the scan stays linear.
+_BARE_TOKEN = re.compile(
+    r"(?:(?<![0-9a-f])|(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2}))"
+    r"[0-9a-f]{48}(?![0-9A-Za-z])"
+)
+# itsdangerous' signed form: base64 of '{"...' ("eyJ"), or "." and base64 of zlib data
+# (".eJ", when compressing made it shorter), then a dot and the signature.  Found in
+# each run of such characters by str.find: the pattern eyJ[\w-]*\.[\w.-]+ costs the
+# square of a run that repeats "eyJ" without a dot.
+_WORD_RUN = re.compile(r"[\w.-]+")
+_SIGNED_STARTS = ("eyJ", ".eJ")
+
+
+def _redact_signed(match: re.Match[str]) -> str:
+    run = match[0]
+    starts = [i for i in (run.find(s) for s in _SIGNED_STARTS) if i >= 0]
+    if not starts:
+        return run
+    start = min(starts)
+    dot = run.find(".", start + 3)
+    if dot < 0 or dot + 1 == len(run):
+        return run
+    return run[:start] + "<redacted>"
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` (a log line, a path) with anything that looks like a token redacted.
+
+    >>> redact_tokens("GET /api/repo/t/46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35/x/")
+    'GET /api/repo/t/<redacted>/x/'
+    """
+    text = _LOGGED_PATH_TOKEN.sub("/t/<redacted>", text)
+    text = _BARE_TOKEN.sub("<redacted>", text)
+    return _WORD_RUN.sub(_redact_signed, text)
