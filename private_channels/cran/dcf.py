@@ -11,7 +11,9 @@ stored from a DESCRIPTION are the ones R itself would put in its index.
 
 The writer is what keeps an uploaded DESCRIPTION from writing into the public
 ``PACKAGES``: every line after a field's first is indented and blank lines become
-``" ."``, so no value can end a record or start a field, whatever it contains.
+``" ."``, and a NUL (where R's reader would end the line) becomes U+FFFD, so no value
+can end a record or start a field, whatever it contains, for R's ``read.dcf`` as for
+:func:`parse_dcf` (``tests/test_fuzz_r.py`` checks it with R itself).
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def parse_dcf(text: str) -> list[dict[str, str]]:
 def _field_lines(name: str, value: str, fold: bool) -> list[str]:
     """A field as lines: ``Name: ...`` first, every later line indented."""
     paragraphs: list[list[str]] = [[]]
+    # R's reader ends a line at a NUL (and the rest of the record with it): never write one.
+    value = value.replace("\x00", "\ufffd")
     # splitlines() also splits on the rarer line ends (\v, \f, \x85, \u2028...), so
     # none of them can smuggle a line start past the indentation below.
     for line in value.splitlines():

@@ -70,9 +70,12 @@ _ENCODINGS = {
     "iso-8859-15": "iso-8859-15",
     "cp1252": "cp1252",
 }
-_BUILT = re.compile(
-    r"R (?P<r>[0-9]+\.[0-9]+)(?:\.[0-9]+)?(?:[^;]*);\s*(?P<platform>[^;]*);[^;]*;\s*(?P<os>[^;]+)\Z"
-)
+# "R 4.3.1; aarch64-apple-darwin20; 2023-07-01 12:00:00 UTC; unix": four parts split at
+# ";", the first "R x.y" and anything (".z", " patched"), x and y of a few digits.
+_BUILT_R = re.compile(r"R (?P<r>[0-9]{1,4}\.[0-9]{1,4})(?![0-9])")
+# R writes some 60 characters; the field is bounded before anything parses it.
+MAX_BUILT = 512
+_VERSION_SEPARATOR = re.compile(r"[-.]")
 _PLATFORM = re.compile(r"[A-Za-z0-9_.+-]*\Z")
 
 Kind = Literal["source", "win.binary", "mac.binary", "linux.binary"]
@@ -142,8 +145,12 @@ def valid_version(version: str) -> bool:
 
 
 def r_version_key(version: str) -> tuple[int, ...]:
-    """Order versions as R's ``package_version`` does: numbers split at ``.`` and ``-``."""
-    return tuple(int(part) for part in re.split(r"[-.]", version))
+    """Order versions as R's ``package_version`` does: numbers split at ``.`` and ``-``.
+
+    Only for versions already checked (:func:`valid_version`, :func:`parse_built`),
+    whose numbers are short enough for ``int``.
+    """
+    return tuple(int(part) for part in _VERSION_SEPARATOR.split(version))
 
 
 def check_dependencies(name: str, value: str) -> None:
@@ -157,16 +164,13 @@ def check_dependencies(name: str, value: str) -> None:
 
 
 def parse_built(value: str) -> Built:
-    match = _BUILT.match(" ".join(value.split()))
-    if match is None or not _PLATFORM.match(match["platform"].strip()):
+    parts = " ".join(value.split()).split(";") if len(value) <= MAX_BUILT else []
+    match = _BUILT_R.match(parts[0]) if len(parts) == 4 else None
+    if match is None or not parts[3].strip() or not _PLATFORM.match(parts[1].strip()):
         raise InvalidPackageError(
             "The DESCRIPTION field Built is not 'R x.y.z; <platform>; <date>; <os>'."
         )
-    return Built(
-        r_version=match["r"],
-        platform=match["platform"].strip(),
-        os=match["os"].strip(),
-    )
+    return Built(r_version=match["r"], platform=parts[1].strip(), os=parts[3].strip())
 
 
 # -- reading archives --------------------------------------------------------------
@@ -214,8 +218,15 @@ def _decode(raw: bytes) -> str:
 
 def parse_description(raw: bytes) -> dict[str, str]:
     """Decode and parse DESCRIPTION bytes; check the fields a repository relies on."""
+    text = _decode(raw)
+    if "\x00" in text:
+        # R reads a DCF line only up to a NUL, and no R string holds one ("embedded nul
+        # in string"): one such value in PACKAGES would break the index for every client.
+        raise InvalidPackageError(
+            "The DESCRIPTION holds a NUL character, which R cannot read; remove it."
+        )
     try:
-        records = parse_dcf(_decode(raw))
+        records = parse_dcf(text)
     except DCFError as exc:
         raise InvalidPackageError(f"The DESCRIPTION file is malformed: {exc}") from None
     if len(records) != 1:

@@ -134,6 +134,8 @@ class _Writer:
             self.flags(CHARSXP)
             self.integer(-1)
             return
+        # No R string holds a NUL: readRDS fails on the whole file ("embedded nul").
+        value = value.replace("\x00", "\ufffd")
         encoded = value.encode("utf-8")
         self.flags(CHARSXP, levels=ASCII_MASK if value.isascii() else UTF8_MASK)
         self.integer(len(encoded))

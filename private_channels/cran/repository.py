@@ -80,7 +80,11 @@ _LINUX = re.compile(rf"/__linux__/(?P<distribution>{DISTRIBUTION_PATTERN})(?=/sr
 # The User-Agent that Posit Package Manager asks R users to set (R 4.2's libcurl sends
 # only "libcurl/<version>" otherwise): "R/4.2.2 R (4.2.2 x86_64-pc-linux-gnu x86_64
 # linux-gnu)"; the "R (...)" part alone is R's own HTTPUserAgent option.
-_R_AGENT = re.compile(r"\bR \((?P<r>[0-9]+\.[0-9]+)\.[0-9]+\S* (?P<platform>\S+) \S+ \S+\)")
+# One way only to match each part (the patch level's digits are not also "\S*"), so the
+# search stays linear in the agent.
+_R_AGENT = re.compile(r"\bR \((?P<r>[0-9]{1,3}\.[0-9]{1,3})\.[0-9]\S* (?P<platform>\S+) \S+ \S+\)")
+# R's own agent is some 60 characters; a longer one is not R's, and is not searched.
+MAX_AGENT = 512
 
 _MIMETYPES = {
     "PACKAGES": "text/plain; charset=utf-8",
@@ -173,7 +177,8 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         self, environ: WSGIEnvironment, channel: Channel, distribution: str, record: CranRecord
     ) -> CranRecord | None:
         """The binary of ``record``'s very version built for the R that asks, if any."""
-        agent = _R_AGENT.search(str(environ.get("HTTP_USER_AGENT", "")))
+        text = str(environ.get("HTTP_USER_AGENT", ""))
+        agent = _R_AGENT.search(text) if len(text) <= MAX_AGENT else None
         if agent is None:
             return None
         directory = self.directory(channel, linux_directory(distribution, agent["r"]))
