@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import IO, Literal
 
 from packaging.metadata import InvalidMetadata, Metadata, parse_email
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.specifiers import SpecifierSet
 from packaging.utils import (
     InvalidName,
     InvalidSdistFilename,
@@ -40,6 +40,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..core.archive import ArchiveError, Member, Policy, read_archive
 from ..core.limits import Limits
+from ..errors import quoted
 
 __all__ = [
     "Distribution",
@@ -104,7 +105,7 @@ def parse_filename(filename: str, *, limits: Limits | None = None) -> Distributi
     max_length = (limits or Limits()).max_filename
     if len(filename) > max_length or not _FILENAME.match(filename):
         raise InvalidDistributionError(
-            f"The filename {filename!r} is not a valid distribution filename: use only "
+            f"The filename {quoted(filename)} is not a valid distribution filename: use only "
             "letters, digits, '.', '_', '+' and '-'."
         )
     try:
@@ -120,11 +121,11 @@ def parse_filename(filename: str, *, limits: Limits | None = None) -> Distributi
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidName, InvalidVersion):
         kind = "wheel" if filename.endswith(".whl") else "sdist"
         raise InvalidDistributionError(
-            f"The filename {filename!r} is not a valid {kind} filename (see the "
+            f"The filename {quoted(filename)} is not a valid {kind} filename (see the "
             "packaging specifications for distribution file names)."
         ) from None
     raise InvalidDistributionError(
-        f"The file {filename!r} is neither a wheel (.whl) nor an sdist (.tar.gz or .zip)."
+        f"The file {quoted(filename)} is neither a wheel (.whl) nor an sdist (.tar.gz or .zip)."
     )
 
 
@@ -193,7 +194,7 @@ def _check_metadata(parsed: DistributionFilename, data: bytes) -> Distribution:
         raise InvalidDistributionError(f"The file's {what} has no Metadata-Version field.")
     if not is_known_metadata_version(metadata_version):
         raise InvalidDistributionError(
-            f"The file's {what} has Metadata-Version {metadata_version!r}, which does not "
+            f"The file's {what} has Metadata-Version {quoted(metadata_version)}, which does not "
             "exist (or is newer than this server knows); rebuild with a current build tool."
         )
     display_name = raw.get("name")
@@ -205,31 +206,31 @@ def _check_metadata(parsed: DistributionFilename, data: bytes) -> Distribution:
         name = canonicalize_name(display_name, validate=True)
     except InvalidName:
         raise InvalidDistributionError(
-            f"The file's {what} has the invalid project name {display_name!r}."
+            f"The file's {what} has the invalid project name {quoted(display_name)}."
         ) from None
     try:
         parsed_version = Version(version)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or an int past Python's 4,300-digit limit
         raise InvalidDistributionError(
-            f"The file's {what} has the invalid version {version!r} (see PEP 440)."
+            f"The file's {what} has the invalid version {quoted(version)} (see PEP 440)."
         ) from None
     if name != parsed.name:
         raise InvalidDistributionError(
             f"The filename {parsed.filename!r} names project {parsed.name!r} but its {what} "
-            f"says {display_name!r}."
+            f"says {quoted(display_name)}."
         )
     if parsed_version != parsed.version:
         raise InvalidDistributionError(
             f"The filename {parsed.filename!r} has version {str(parsed.version)!r} but its "
-            f"{what} says {version!r}."
+            f"{what} says {quoted(version)}."
         )
     requires_python = raw.get("requires_python")
     if requires_python is not None:
         try:
             SpecifierSet(requires_python)
-        except InvalidSpecifier:
+        except ValueError:  # InvalidSpecifier, or a number past Python's digit limit
             raise InvalidDistributionError(
-                f"The file's {what} has the invalid Requires-Python {requires_python!r}."
+                f"The file's {what} has the invalid Requires-Python {quoted(requires_python)}."
             ) from None
     return Distribution(
         filename=parsed.filename,
