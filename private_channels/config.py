@@ -205,9 +205,18 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"The configuration file {str(path)!r} is not valid TOML: {exc}."
         ) from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise ConfigError(
+            f"The configuration file {str(path)!r} nests arrays or tables too deeply."
+        ) from None
     # Accept the settings at the top level or in a [private-channels] table, so that
     # one file can also hold a host application's own settings.
-    table = doc.get("private-channels", doc) if isinstance(doc, dict) else doc
+    table = doc.get("private-channels", doc)
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"The configuration file {str(path)!r} has a 'private-channels' that is not "
+            "a table; write the settings under [private-channels]."
+        )
     unknown = sorted(set(table) - _FIELDS - ({"private-channels"} if table is doc else set()))
     if unknown:
         raise ConfigError(
@@ -246,7 +255,7 @@ def _validated(values: dict[str, Any], origin: Mapping[str, str]) -> Config:
         where = origin.get(name, "the defaults")
         try:
             converted[name] = _CONVERTERS[name](value)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # int(inf): OverflowError
             raise ConfigError(f"The setting {name} (from {where}) is invalid: {exc}.") from None
     return Config(**converted)
 
