@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from private_channels.storage import FileSystemStorage, MemoryStorage, Storage
 
@@ -11,6 +14,23 @@ from .s3server import SeaweedFS, seaweedfs  # noqa: F401  (the session fixture)
 from .support import IN_CI, LiveServer, live_server
 
 BACKENDS = ["memory", "filesystem", "s3"]
+
+# Hypothesis profiles (docs/testing.md): "ci", the default, keeps every property test to
+# a bounded number of examples (tests/fuzz.py scales them); "long" is run by hand, with
+# FUZZ_SCALE times as many examples and the failures kept in .hypothesis/ to replay.
+# No deadline in either: the timing properties measure cost themselves, in CPU time.
+_SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci", deadline=None, database=None, print_blob=True, suppress_health_check=_SLOW
+)
+settings.register_profile(
+    "long",
+    deadline=None,
+    database=DirectoryBasedExampleDatabase(Path(__file__).parent.parent / ".hypothesis"),
+    print_blob=True,
+    suppress_health_check=_SLOW,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,0 +1,185 @@
+"""What the property tests (``tests/test_fuzz_*.py``) share: profiles, bounds, a whole app.
+
+::
+
+    @fuzz(200)                       # 200 examples in CI, SCALE times as many by hand
+    @given(st.text())
+    def test_only_value_error_escapes(text): ...
+
+    assert_linear(lambda n: parse("x" * n))   # 64 KiB may cost 64 times 1 KiB, plus 20 ms
+
+The Hypothesis profile is chosen by ``HYPOTHESIS_PROFILE`` (``tests/conftest.py``
+registers them): ``ci``, the default, runs each property a bounded number of times so
+that the whole suite stays within minutes; ``long`` multiplies every count by
+``FUZZ_SCALE`` (default 100) and keeps failing examples in ``.hypothesis/``.  See
+``docs/testing.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import webtest
+from hypothesis import settings
+
+from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore, mint_signed_token
+from private_channels.channels import Channel
+from private_channels.storage import Storage
+
+from .archives import least_cpu
+from .support import test_app
+
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+SCALE = int(os.environ.get("FUZZ_SCALE", "100")) if PROFILE == "long" else 1
+
+#: The sizes of the timing property: the larger may cost 64 times the smaller, plus this.
+SMALL, LARGE = 1024, 64 * 1024
+CONSTANT = 0.02
+
+
+def fuzz(examples: int) -> settings:
+    """``examples`` examples under the ``ci`` profile, :data:`SCALE` times as many under
+    ``long``; everything else from the profile."""
+    return settings(max_examples=examples * SCALE)
+
+
+def cost(call: Callable[[], object]) -> float:
+    """The least CPU time of a few runs of ``call``, whatever it raises."""
+
+    def quiet() -> None:
+        # The cost of a refusal is what is measured, whatever the refusal is.
+        with contextlib.suppress(Exception):
+            call()
+
+    return least_cpu(quiet)
+
+
+def assert_linear(make: Callable[[int], Callable[[], object]], what: str = "") -> None:
+    """``make(n)`` returns the call to time on an input of about ``n`` characters."""
+    small, large = cost(make(SMALL)), cost(make(LARGE))
+    assert large <= 64 * small + CONSTANT, (
+        f"{what}: {LARGE} characters cost {large:.4f} s, {SMALL} cost {small:.4f} s"
+    )
+
+
+# -- the whole app -----------------------------------------------------------------------
+
+PREFIX = "/api/repo"
+SECRET_KEY = "fuzzing-secret-key-" + "k" * 32
+
+
+class Lines(logging.Handler):
+    """Every log record of the process, formatted as a line (exceptions included)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextmanager
+def captured_logs() -> Iterator[Lines]:
+    """All log lines of the block, from every logger (the access log does not propagate
+    once :func:`~private_channels.accesslog.configure_logging` ran, so it is watched too)."""
+    handler = Lines()
+    loggers = [logging.getLogger()]
+    access = logging.getLogger("private_channels.access")
+    if not access.propagate:
+        loggers.append(access)
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+@dataclass
+class Server:
+    """The whole app over one storage, mounted at :data:`PREFIX`, with a private channel
+    ``team``, a public channel ``open``, tokens of every scope and a signed token."""
+
+    storage: Storage = field(default_factory=MemoryStorage)
+    tokens: dict[str, str] = field(default_factory=dict)
+    app: webtest.TestApp = field(init=False)
+    wsgi: Any = field(init=False)
+    channel: Channel = field(init=False)
+
+    def __post_init__(self) -> None:
+        registry = ChannelRegistry(self.storage)
+        self.channel = registry.create("team")
+        registry.create("open", public=True)
+        store = TokenStore(self.storage)
+        for scope in Scope:
+            self.tokens[str(scope)], _ = store.create(channels=["team", "open"], scope=scope)
+        self.tokens["elsewhere"], _ = store.create(channels=["other"], scope=Scope.ADMIN)
+        self.tokens["signed"] = mint_signed_token(SECRET_KEY, channels=["team"], scope=Scope.WRITE)
+        # Many channels: itsdangerous compresses the payload, and the token starts ".eJ".
+        self.tokens["signed-compressed"] = mint_signed_token(
+            SECRET_KEY, channels=[f"channel-{i}" for i in range(40)], scope=Scope.READ
+        )
+        assert self.tokens["signed-compressed"].startswith(".eJ")
+        self.app = test_app(
+            self.storage, PREFIX, secret_key=SECRET_KEY, access_log="json", token_cache_ttl=0
+        )
+        self.wsgi = self.app.app
+        # The token hashing key is made by the first request that carries a token: make
+        # it now, so that storage changes only by what the requests under test do.
+        store.verify(self.tokens["read"])
+
+    @property
+    def secrets(self) -> list[str]:
+        """What must never appear in a response or a log line."""
+        key = self.storage.open("registry/token-key")[0].read()
+        return [*self.tokens.values(), SECRET_KEY, key.hex()]
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every key of the storage and its bytes."""
+        return {key: self.storage.open(key)[0].read() for key in self.storage.list("")}
+
+
+def multipart(
+    fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]], boundary: str = "fUzZ"
+) -> tuple[bytes, str]:
+    """A multipart/form-data body as curl and twine write it, and its content type."""
+    out = io.BytesIO()
+    for name, value in fields:
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
+        out.write(value.encode() + b"\r\n")
+    for name, filename, data in files:
+        out.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+        )
+        out.write(data + b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def wheel_bytes(metadata: str | bytes, name: str = "demo", version: str = "1.0") -> bytes:
+    """A wheel holding only ``<name>-<version>.dist-info/METADATA``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{name}-{version}.dist-info/METADATA", metadata)
+    return buffer.getvalue()
+
+
+def metadata(name: str = "demo", version: str = "1.0", **fields: str) -> str:
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"{key.replace('_', '-')}: {value}" for key, value in fields.items()]
+    return "\n".join(lines) + "\n\n"
