@@ -205,6 +205,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"The configuration file {str(path)!r} is not valid TOML: {exc}."
         ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"The configuration file {str(path)!r} is not UTF-8 (byte {exc.start}); "
+            "save it as UTF-8."
+        ) from None
     except RecursionError:  # tomllib parses nested arrays and tables by recursion
         raise ConfigError(
             f"The configuration file {str(path)!r} nests arrays or tables too deeply."
