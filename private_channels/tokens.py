@@ -44,6 +44,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from .errors import quoted
 from .storage import Storage, dump_json, read_bytes, read_json, update_json
 
 __all__ = [
@@ -143,9 +144,12 @@ def parse_duration(text: str) -> int:
     >>> parse_duration("30d")
     2592000
     """
-    match = _DURATION.match(text.strip())
+    # Bounded before the pattern runs: no sensible duration needs more characters.
+    match = _DURATION.match(text.strip()) if len(text) <= 64 else None
     if not match or int(match[1]) == 0:
-        raise ValueError(f"duration {text!r} is not a positive number followed by s, m, h, d or w")
+        raise ValueError(
+            f"duration {quoted(text)} is not a positive number followed by s, m, h, d or w"
+        )
     seconds = int(match[1]) * _UNITS[match[2]]
     _check_lifetime(seconds)
     return seconds

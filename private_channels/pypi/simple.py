@@ -64,6 +64,9 @@ _LATEST = {
 # At equal quality and specificity, the most expressive format first (PEP 691's advice).
 _PREFERENCE = (JSON, HTML, TEXT_HTML)
 _VARY = ("Vary", "Accept")
+# pip's and uv's Accept headers are some 100 characters; a longer one is not parsed (nor
+# kept in the cache of parsed headers below).
+MAX_ACCEPT = 4096
 
 
 def _offer_quality(accepted: MIMEAccept, offer: str) -> tuple[float, int]:
@@ -93,7 +96,8 @@ def _offer_quality(accepted: MIMEAccept, offer: str) -> tuple[float, int]:
 def negotiate(accept: str | None) -> str | None:
     """The media type to answer an ``Accept`` header with, or ``None`` (406).
 
-    No header, or one whose best matches are all through ``*/*``, gets HTML
+    No header (or one longer than :data:`MAX_ACCEPT`, which is not parsed), or one
+    whose best matches are all through ``*/*``, gets HTML
     (``text/html`` unless refused): PEP 691 treats a missing header as ``*/*``, and
     browsers and old tools want HTML.  Otherwise the highest quality wins, then the
     most specific match, then JSON, the most expressive format (PEP 691's advice).
@@ -104,7 +108,7 @@ def negotiate(accept: str | None) -> str | None:
         >>> negotiate(None), negotiate("application/json")
         ('text/html', None)
     """
-    if accept is None or not accept.strip():
+    if accept is None or not accept.strip() or len(accept) > MAX_ACCEPT:
         return TEXT_HTML
     accepted = parse_accept_header(accept, MIMEAccept)
     scored = [(*_offer_quality(accepted, offer), offer) for offer in _PREFERENCE]
