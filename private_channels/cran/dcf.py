@@ -60,7 +60,7 @@ def parse_dcf(text: str) -> list[dict[str, str]]:
     for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             if record:
-                records.append({k: "\n".join(v) for k, v in record.items()})
+                records.append(_values(record))
             record, current = {}, None
             continue
         if line[0] in " \t":
@@ -77,8 +77,13 @@ def parse_dcf(text: str) -> list[dict[str, str]]:
             raise DCFError(f"Field {name!r} appears twice in one record.")
         current = record[name] = [value]
     if record:
-        records.append({k: "\n".join(v) for k, v in record.items()})
+        records.append(_values(record))
     return records
+
+
+def _values(record: dict[str, list[str]]) -> dict[str, str]:
+    # R drops the empty lines that end a value (a last line " ."), as trailing whitespace.
+    return {name: "\n".join(lines).rstrip("\n") for name, lines in record.items()}
 
 
 def _field_lines(name: str, value: str, fold: bool) -> list[str]:
@@ -89,7 +94,8 @@ def _field_lines(name: str, value: str, fold: bool) -> list[str]:
     # splitlines() also splits on the rarer line ends (\v, \f, \x85, \u2028...), so
     # none of them can smuggle a line start past the indentation below.
     for line in value.splitlines():
-        if line.strip():
+        # A line "." is DCF's empty line, except as the first (a field's "Name: .").
+        if line.strip() and (line.strip() != "." or paragraphs == [[]]):
             paragraphs[-1].append(line.strip())
         elif paragraphs[-1]:
             paragraphs.append([])
@@ -102,16 +108,21 @@ def _field_lines(name: str, value: str, fold: bool) -> list[str]:
             out.append(" .")  # DCF's escape for an empty line inside a value
         if fold:
             first = head if not out else FOLD_INDENT
-            out.extend(
-                textwrap.wrap(
-                    " ".join(" ".join(paragraph).split()),
-                    width=FOLD_WIDTH,
-                    initial_indent=first,
-                    subsequent_indent=FOLD_INDENT,
-                    break_long_words=False,
-                    break_on_hyphens=False,
-                )
-            )
+            for line in textwrap.wrap(
+                " ".join(" ".join(paragraph).split()),
+                width=FOLD_WIDTH,
+                initial_indent=first,
+                subsequent_indent=FOLD_INDENT,
+                break_long_words=False,
+                break_on_hyphens=False,
+            ):
+                # A "." wrapped onto a line of its own would read as an empty line (and
+                # R's reader would carry that into the next field): it stays on the line
+                # before, a little past the width.
+                if line.strip() == "." and line.startswith(" ") and out:
+                    out[-1] += " ."
+                else:
+                    out.append(line)
         else:
             for line in paragraph:
                 out.append(head + line if not out else " " + line)
