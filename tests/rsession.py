@@ -38,7 +38,7 @@ while (length(line <- readLines(input, n = 1)) > 0) {
   tryCatch({
     m <- switch(parts[1],
       dcf = read.dcf(parts[2]),
-      gz = { con <- gzfile(parts[2]); on.exit(close(con)); read.dcf(con) },
+      gz = read.dcf(parts[2]),  # read.dcf reads a file name through gzfile()
       rds = readRDS(parts[2]))
     if (!is.matrix(m) || !is.character(m)) stop("not a character matrix")
     table(m)
