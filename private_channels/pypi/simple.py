@@ -37,6 +37,7 @@ from ..auth import authorize
 from ..core.download import file_response
 from ..core.reader import ReadMiddleware
 from ..errors import http_error
+from ..redaction import redact_tokens
 from ..routing import current_channel
 from ..tokens import Scope
 from . import manage
@@ -164,6 +165,10 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         if extra or not _PROJECT_NAME.match(name):
             raise _not_found(f"Project {name!r}")
         normalized = canonicalize_name(name)
+        if redact_tokens(normalized) != normalized:
+            # A token sent as a project name (P/<CHANNEL>/simple/<TOKEN>): no redirect
+            # may carry it back (or to a log); no project is named like one.
+            raise _not_found("A project named like a token")
         if not slash:
             return _redirect(f"{normalized}/")
         if name != normalized:
