@@ -18,9 +18,10 @@ document, so every server process shows it on its next request.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, get_args
+from typing import IO, TYPE_CHECKING, Any, get_args
 
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
@@ -136,7 +137,7 @@ class ManageMiddleware:
         return Response(json.dumps(body) + "\n", mimetype="application/json")
 
     def _form(self, environ: WSGIEnvironment) -> dict[str, str]:
-        request = Request(environ)
+        request = _FormRequest(environ)
         limit = self.limits.max_admin_body
         request.max_content_length = limit
         request.max_form_memory_size = limit
@@ -148,3 +149,12 @@ class ManageMiddleware:
             raise http_error(400, "The body is not a valid form.") from None
         finally:
             request.close()
+
+
+class _FormRequest(Request):
+    """A management form holds no file: a file part goes to memory (the whole body is
+    bounded by ``max_admin_body``), never to a temporary file that a body cut short
+    would leave open."""
+
+    def _get_file_stream(self, *args: Any, **kwargs: Any) -> IO[bytes]:
+        return io.BytesIO()
