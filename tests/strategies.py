@@ -18,6 +18,7 @@ import gzip
 import io
 import struct
 import tarfile
+import warnings
 import zipfile
 
 from hypothesis import strategies as st
@@ -72,17 +73,14 @@ METADATA_FIELDS = [
 @st.composite
 def metadata_texts(draw: st.DrawFn, name: str = "demo", version: str = "1.0") -> bytes:
     """METADATA or PKG-INFO bytes: mostly the right name and version, hostile values."""
+    if draw(st.booleans()):  # what a build tool writes, with any summary
+        text = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: "
+        return (text + draw(texts).replace("\n", " ").replace("\r", " ") + "\n\n").encode()
+    versions = st.sampled_from([version, version + ".0", "0" + version])
     fields = [
         ("Metadata-Version", draw(st.sampled_from(METADATA_VERSIONS) | texts)),
         ("Name", draw(st.sampled_from([name, name.upper(), name + "-x"]) | texts)),
-        (
-            "Version",
-            draw(
-                st.sampled_from([version, version + ".0", "0" + version])
-                | texts
-                | digits().map(lambda d: d + ".1")
-            ),
-        ),
+        ("Version", draw(versions | texts | digits().map(lambda d: d + ".1"))),
     ]
     fields += draw(
         st.lists(st.tuples(st.sampled_from(METADATA_FIELDS) | texts, hostile_texts), max_size=5)
@@ -152,19 +150,14 @@ def descriptions(
     draw: st.DrawFn, name: str = "abc", version: str = "1.0", built: str | None = None
 ) -> bytes:
     """DESCRIPTION bytes: mostly the right Package and Version, hostile other fields."""
+    clean = draw(st.booleans())  # the right Package, Version and Built; any other value
+    versions = st.sampled_from([version, version + "-1"]) | texts
     fields = [
-        ("Package", draw(st.sampled_from([name, name + "x"]) | texts)),
-        (
-            "Version",
-            draw(
-                st.sampled_from([version, version + "-1"])
-                | texts
-                | digits().map(lambda d: d + ".1")
-            ),
-        ),
+        ("Package", name if clean else draw(st.sampled_from([name, name + "x"]) | texts)),
+        ("Version", version if clean else draw(versions | digits().map(lambda d: d + ".1"))),
     ]
     if built is not None:
-        fields.append(("Built", draw(st.just(built) | built_values())))
+        fields.append(("Built", built if clean else draw(st.just(built) | built_values())))
     fields += draw(
         st.lists(st.tuples(st.sampled_from(DESCRIPTION_FIELDS) | texts, field_values()), max_size=5)
     )
@@ -205,6 +198,8 @@ TAR_TYPES = [
     tarfile.GNUTYPE_SPARSE,
     b"x",
 ]
+#: Members of a plain package, beside its metadata.
+CLEAN_PATHS = ["R/a.R", "src/a.c", "man/a.Rd", "a.py", "data/x.csv", "inst/doc/a.html"]
 TAR_FORMATS = [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT]
 PAX_KEYS = [
     "path",
@@ -251,29 +246,35 @@ def tar_members(draw: st.DrawFn, root: str) -> tuple[tarfile.TarInfo, bytes]:
 def tarballs(
     draw: st.DrawFn, root: str, metadata_member: str, metadata: st.SearchStrategy[bytes]
 ) -> bytes:
-    """A gzipped tar with the metadata member (usually) and random other members."""
+    """A gzipped tar with the metadata member (usually) and other members: half the
+    time plain files only (a package as a build tool makes it), else anything, damaged."""
+    clean = draw(st.booleans())
     members: list[tuple[tarfile.TarInfo, bytes]] = []
-    if draw(st.integers(0, 9)):
+    if clean or draw(st.integers(0, 9)):
         directory = tarfile.TarInfo(root)
         directory.type = tarfile.DIRTYPE
         members.append((directory, b""))
-        data = draw(metadata)
-        info = tarfile.TarInfo(f"{root}/{metadata_member}")
-        info.size = len(data)
-        members.append((info, data))
-    members += draw(st.lists(tar_members(root), max_size=4))
+        members.append(_tar_file(f"{root}/{metadata_member}", draw(metadata)))
+    if clean:
+        paths = draw(st.lists(st.sampled_from(CLEAN_PATHS), max_size=3, unique=True))
+        members += [_tar_file(f"{root}/{p}", draw(st.binary(max_size=64))) for p in paths]
+    else:
+        members += draw(st.lists(tar_members(root), max_size=4))
     members = draw(st.permutations(members))
     buffer = io.BytesIO()
-    tar_format = draw(
-        st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
-    )
-    with tarfile.open(fileobj=buffer, mode="w", format=tar_format) as archive:
+    with tarfile.open(fileobj=buffer, mode="w", format=draw(st.sampled_from(TAR_FORMATS))) as tar:
         for info, data in members:
             # A name or field this tar format cannot hold is left out.
             with contextlib.suppress(ValueError, UnicodeError):
-                archive.addfile(info, io.BytesIO(data))
-    raw = _damaged(draw, buffer.getvalue())
+                tar.addfile(info, io.BytesIO(data))
+    raw = buffer.getvalue() if clean else _damaged(draw, buffer.getvalue())
     return gzip.compress(raw, mtime=0)
+
+
+def _tar_file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
 
 
 ZIP_METHODS = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
@@ -285,21 +286,28 @@ ZIP_MODES = [0, 0o100644, 0o040755, 0o120777, 0o010644, 0o020644, 0o060644]
 def zips(
     draw: st.DrawFn, metadata_member: str, metadata: st.SearchStrategy[bytes], root: str
 ) -> bytes:
-    """A zip with the metadata member (usually), random others and random header fields."""
+    """A zip with the metadata member (usually) and other members: half the time plain
+    files only, as zipfile writes them, else anything, with header fields no tool writes."""
+    clean = draw(st.booleans())
     entries: list[tuple[str, bytes]] = []
-    if draw(st.integers(0, 9)):
+    if clean or draw(st.integers(0, 9)):
         entries.append((metadata_member, draw(metadata)))
-    entries += draw(st.lists(st.tuples(member_paths(root), st.binary(max_size=64)), max_size=4))
+    others = st.sampled_from([f"{root}/{p}" for p in CLEAN_PATHS]) if clean else member_paths(root)
+    entries += draw(st.lists(st.tuples(others, st.binary(max_size=64)), max_size=4))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in draw(st.permutations(entries)):
             info = zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0))
             info.compress_type = draw(st.sampled_from(ZIP_METHODS))
-            info.external_attr = draw(st.sampled_from(ZIP_MODES)) << 16
-            info.create_system = draw(st.sampled_from([0, 3]))
+            if not clean:
+                info.external_attr = draw(st.sampled_from(ZIP_MODES)) << 16
+                info.create_system = draw(st.sampled_from([0, 3]))
             # A name zipfile will not write (twice, say) is left out.
-            with contextlib.suppress(ValueError, UserWarning):
+            with warnings.catch_warnings(), contextlib.suppress(ValueError, UserWarning):
+                warnings.simplefilter("error")
                 archive.writestr(info, data)
+    if clean:
+        return buffer.getvalue()
     return _zip_fields(draw, _damaged(draw, buffer.getvalue()))
 
 

@@ -11,6 +11,7 @@ tests keep them fixed.
 from __future__ import annotations
 
 import base64
+import gc
 import gzip
 import io
 import json
@@ -290,3 +291,25 @@ def test_client_fields_of_the_access_log_are_redacted(server: Server) -> None:
             status="*",
         )
     assert logs.lines and not any(TOKEN in line for line in logs.lines)
+
+
+# -- found by this suite ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["simple/{t}", "simple/{t}/", "simple/{T}/"])
+def test_a_token_as_a_project_name_is_not_redirected_back(server: Server, path: str) -> None:
+    """PEP 503's redirect to the normalized name carried the token in its Location."""
+    url = f"{PREFIX}/open/" + path.format(t=TOKEN, T=TOKEN.upper())
+    response = server.app.get(url, status=404)
+    assert TOKEN not in str(response.headers) + response.text
+
+
+def test_a_management_form_cut_short_leaves_no_open_file(server: Server) -> None:
+    """werkzeug's form parser spooled a file part to a temporary file that a body cut
+    short left open (a ResourceWarning, an error here, when it was collected)."""
+    body, content_type = multipart(
+        [("filename", "demo-1.0-py3-none-any.whl")], [("content", "x.whl", b"x" * 1000)]
+    )
+    headers = {"X-Auth": server.tokens["admin"], "Content-Type": content_type}
+    server.app.post(f"{PREFIX}/team/-/yank", body[:607], headers=headers, status=400)
+    gc.collect()
