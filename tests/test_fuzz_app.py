@@ -124,35 +124,51 @@ METHODS = st.integers(0, 9).flatmap(
         )
     )
 )
+# The URL space, with the parts a client chooses in braces.
 PLACES = [
-    "", "/", "/team", "/team/", "/open", "/open/", "/nope/", "/t/", "/T/", "/-/health", "/-/",
-    "/{c}/simple", "/{c}/simple/", "/{c}/simple/demo/", "/{c}/simple/Demo/", "/{c}/simple/demo",
-    "/{c}/simple/nope/", "/{c}/files/{sha}/demo-1.0-py3-none-any.whl",
-    "/{c}/files/{sha}/demo-1.0-py3-none-any.whl.metadata", "/{c}/files/{sha}/x.whl",
+    "", "/", "/{c}", "/{c}/", "/t/", "/T/", "/-/health", "/-/", "/{c}/simple", "/{c}/simple/",
+    "/{c}/simple/{name}/", "/{c}/simple/{name}", "/{c}/files/{sha}/{name}-{v}-py3-none-any.whl",
+    "/{c}/files/{sha}/{name}-{v}-py3-none-any.whl.metadata", "/{c}/files/{sha}/{name}-{v}.tar.gz",
     "/{c}/src/contrib/PACKAGES", "/{c}/src/contrib/PACKAGES.gz", "/{c}/src/contrib/PACKAGES.rds",
-    "/{c}/src/contrib/abc_1.0.tar.gz", "/{c}/src/contrib/abc_0.9.tar.gz",
-    "/{c}/src/contrib/Archive/abc/abc_0.9.tar.gz", "/{c}/src/contrib/Meta/archive.rds",
-    "/{c}/bin/windows/contrib/4.2/PACKAGES", "/{c}/bin/windows/contrib/4.2/abc_1.0.zip",
-    "/{c}/bin/macosx/big-sur-arm64/contrib/4.3/PACKAGES.rds",
-    "/{c}/__linux__/bookworm/src/contrib/abc_1.0.tar.gz",
-    "/{c}/__linux__/bookworm/src/contrib/PACKAGES", "/{c}/-/yank", "/{c}/-/unyank",
-    "/{c}/-/delete", "/{c}/-/nothing",
+    "/{c}/src/contrib/{name}_{v}.tar.gz", "/{c}/src/contrib/Archive/{name}/{name}_{v}.tar.gz",
+    "/{c}/src/contrib/Meta/archive.rds", "/{c}/bin/windows/contrib/{r}/PACKAGES",
+    "/{c}/bin/windows/contrib/{r}/{name}_{v}.zip", "/{c}/bin/macosx/{os}/contrib/{r}/PACKAGES.rds",
+    "/{c}/bin/macosx/contrib/{r}/{name}_{v}.tgz", "/{c}/__linux__/{os}/src/contrib/PACKAGES",
+    "/{c}/__linux__/{os}/src/contrib/{name}_{v}.tar.gz", "/{c}/-/yank", "/{c}/-/unyank",
+    "/{c}/-/delete", "/{c}/-/{name}",
 ]  # fmt: skip
 # The web pages and the HTTP API join here when they land (P/-/api/..., P/-/login...).
+
+# Names longer than any storage key, in characters every name pattern accepts.
+LONG_NAMES = st.builds(str.__mul__, st.sampled_from(["a", "1", "1.", "a-", "x_"]),
+                       st.integers(200, 3000))  # fmt: skip
+CHANNELS = st.sampled_from(["team"] * 6 + ["open"] * 6 + ["nope", "T", "%74eam", "-"])
+
+
+def _part(usual: list[str], unit: str, tail: str = "") -> st.SearchStrategy[str]:
+    """A part of the URL a client chooses: mostly a usual one, else a long one of the
+    right characters (longer than any storage key), else anything."""
+    longer = st.integers(900, 3000).map(lambda n: unit * n + tail)
+    return st.one_of(st.sampled_from(usual), st.sampled_from(usual), longer, s.hostile_texts)
 
 
 @st.composite
 def paths(draw: st.DrawFn, world: World) -> str:
-    """A path below the mount: a known place, changed, extended or replaced at random."""
-    channel = draw(st.sampled_from(["team"] * 6 + ["open"] * 6 + ["nope", "T", "%74eam"]))
-    place = draw(st.sampled_from(PLACES)).format(c=channel, sha=world.sha256)
+    """A path below the mount: a place of the URL space with its parts filled in (mostly
+    as a client would), sometimes changed further or replaced."""
     token = world.tokens[draw(st.sampled_from(TOKEN_NAMES))]
-    change = draw(
-        st.sampled_from(
-            ["none", "none", "token-path", "token-segment", "append", "replace", "quote", "insert"]
-        )
-    )
-    text = draw(s.hostile_texts)
+    parts = {
+        "c": draw(CHANNELS),
+        "name": draw(_part(["demo", "Demo", "abc", "nope"], "a") | st.just(token)),
+        "v": draw(_part(["1.0", "0.9", "1.0.0", "2.0"], "1")),
+        "sha": draw(_part([world.sha256, "0" * 64], "0")),
+        "r": draw(_part(["4.2", "4.3", "4.10", "1" * 40 + ".1"], "1", ".1")),
+        "os": draw(_part(["bookworm", "big-sur-arm64", "jammy"], "a")),
+    }
+    place = draw(st.sampled_from(PLACES)).format(**parts)
+    change = draw(st.sampled_from(["none"] * 6 + [
+        "token-path", "token-segment", "append", "replace", "quote", "insert"]))  # fmt: skip
+    text = draw(s.hostile_texts | LONG_NAMES)
     if change == "token-path":  # P/t/<TOKEN>/..., as R sends it
         place = f"/t/{token}{place}"
     elif change == "token-segment":  # a token where no token belongs
