@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .packages import build_project
 from .support import LiveServer, live_server, require_client
 from .test_e2e_install import installed, pip_env, run, twine_upload
 from .test_e2e_r import r_build, rscript, write_package
-from .upstreams import Pages, serve_directory, serve_wsgi
+from .upstreams import Pages, Running, serve_directory, serve_wsgi
 
 pytestmark = pytest.mark.e2e
 
@@ -104,6 +105,17 @@ def pip(python: Python, index: str, target: Path, *args: str) -> subprocess.Comp
     )  # fmt: skip
 
 
+def pip_failing(index: str, target: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A pip install that must fail."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--index-url", index, "--target", str(target),
+         *args],
+        capture_output=True, text=True, env=pip_env(target.parent), timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    return result
+
+
 def uv(python: Python, index: str, target: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run(
         [require_client("uv"), "pip", "install", "--python", sys.executable, "--index-url",
@@ -138,12 +150,7 @@ def test_pip_through_pypiserver_one_url_no_confusion_and_an_outage(
         assert installed(first) == {"acme_app": "1.0", "public_dep": "1.1"}
         assert imports(first) == "1.0"
         # Asked by name, the private package still comes from the channel: never 99.0.
-        pinned = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--index-url", python.index("pip-team"),
-             "--target", str(tmp_path / "never"), "acme-app==99.0"],
-            capture_output=True, text=True, env=pip_env(tmp_path), timeout=300,
-        )  # fmt: skip
-        assert pinned.returncode != 0
+        pinned = pip_failing(python.index("pip-team"), tmp_path / "never", "acme-app==99.0")
         assert "No matching distribution found for acme-app==99.0" in pinned.stderr
     finally:
         upstream.stop()
@@ -197,12 +204,7 @@ def test_pip_refuses_an_upstream_file_that_does_not_match_its_hash(
     with serve_wsgi(pages) as upstream:
         python.server.cli("channel", "create", "hash-team", "--python-upstream",
                           f"{upstream.url}/simple/")  # fmt: skip
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--index-url", python.index("hash-team"),
-             "--target", str(tmp_path / "site"), "public-dep"],
-            capture_output=True, text=True, env=pip_env(tmp_path), timeout=300,
-        )  # fmt: skip
-    assert result.returncode != 0
+        result = pip_failing(python.index("hash-team"), tmp_path / "site", "public-dep")
     assert "502" in result.stdout + result.stderr
     assert not (tmp_path / "site" / "public_dep").exists()
 
@@ -214,20 +216,27 @@ PUBLIC_CODE = 'hello <- function() "publicdep"\n'
 EVIL_CODE = 'greet <- function() "the public impostor"\n'
 
 
-def test_install_packages_through_one_repository(tmp_path: Path) -> None:
-    require_client("Rscript")
+def cran_repository(root: Path, *tarballs: Path) -> Path:
+    """A CRAN-like repository of ``tarballs`` under ``root``, indexed by R itself;
+    returns its ``src/contrib``."""
+    contrib = root / "src" / "contrib"
+    contrib.mkdir(parents=True)
+    for tarball in tarballs:
+        shutil.copy(tarball, contrib)
+    rscript(f'tools::write_PACKAGES("{contrib}", type = "source")')
+    return contrib
+
+
+def built(tmp_path: Path, name: str, version: str, code: str, imports: str = "") -> Path:
     build = tmp_path / "build"
-    build.mkdir()
-    public = r_build(build, write_package(build, "publicdep", "1.0", PUBLIC_CODE))
-    evil = r_build(build, write_package(build, "privpkg", "99.0", EVIL_CODE))
-    private = r_build(
-        build, write_package(build, "privpkg", "1.0", PRIVATE_CODE, imports="publicdep")
-    )
-    cran = tmp_path / "cran" / "src" / "contrib"
-    cran.mkdir(parents=True)
-    for tarball in (public, evil):
-        shutil.copy(tarball, cran)
-    rscript(f'tools::write_PACKAGES("{cran}", type = "source")')  # as CRAN-like repos do
+    build.mkdir(exist_ok=True)
+    return r_build(build, write_package(build, name, version, code, imports=imports))
+
+
+@contextmanager
+def r_channel(tmp_path: Path) -> Iterator[tuple[LiveServer, Running, Path]]:
+    """The channel "rteam" whose upstream is ``tmp_path/cran`` served over HTTP, and an
+    empty R library."""
     lib = tmp_path / "lib"
     lib.mkdir()
     with (
@@ -235,6 +244,16 @@ def test_install_packages_through_one_repository(tmp_path: Path) -> None:
         live_server(str(tmp_path / "data"), tmp_path) as server,
     ):
         server.cli("channel", "create", "rteam", "--cran-upstream", upstream.url)
+        yield server, upstream, lib
+
+
+def test_install_packages_through_one_repository(tmp_path: Path) -> None:
+    require_client("Rscript")
+    public = built(tmp_path, "publicdep", "1.0", PUBLIC_CODE)
+    evil = built(tmp_path, "privpkg", "99.0", EVIL_CODE)
+    private = built(tmp_path, "privpkg", "1.0", PRIVATE_CODE, imports="publicdep")
+    cran_repository(tmp_path / "cran", public, evil)
+    with r_channel(tmp_path) as (server, upstream, lib):
         token = server.token("rteam", "write")
         upload = subprocess.run(
             ["curl", "-sS", "--fail", "-F", "filetype=cran_source_package",
@@ -263,23 +282,12 @@ def test_install_packages_refuses_a_tarball_that_does_not_match_its_md5sum(
     tmp_path: Path,
 ) -> None:
     require_client("Rscript")
-    build = tmp_path / "build"
-    build.mkdir()
-    public = r_build(build, write_package(build, "publicdep", "1.0", PUBLIC_CODE))
-    cran = tmp_path / "cran" / "src" / "contrib"
-    cran.mkdir(parents=True)
-    shutil.copy(public, cran)
-    rscript(f'tools::write_PACKAGES("{cran}", type = "source")')
+    public = built(tmp_path, "publicdep", "1.0", PUBLIC_CODE)
+    cran = cran_repository(tmp_path / "cran", public)
     # The tarball changes after its index was written: the MD5sum no longer matches.
     with (cran / public.name).open("ab") as tarball:
         tarball.write(b"\0")
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    with (
-        serve_directory(tmp_path / "cran") as upstream,
-        live_server(str(tmp_path / "data"), tmp_path) as server,
-    ):
-        server.cli("channel", "create", "rteam", "--cran-upstream", upstream.url)
+    with r_channel(tmp_path) as (server, _, lib):
         repos = f"{server.url}/t/{server.token('rteam', 'read')}/rteam"
         rscript(
             f'suppressWarnings(install.packages("publicdep", repos = "{repos}", lib = "{lib}",'

@@ -43,17 +43,9 @@ class Running:
 
 
 @contextmanager
-def serve_wsgi(app: Any, prefix: str = "") -> Iterator[Running]:
-    """``app`` (mounted under ``prefix``) on a threaded server of a free port."""
-    running: Running | None = None
-
-    def logged(environ: dict[str, Any], start_response: Any) -> Any:
-        assert running is not None
-        running.requests.append(environ.get("PATH_INFO", ""))
-        return app_under(environ, start_response)
-
-    app_under = mounted(app, prefix) if prefix else app
-    server = make_server("127.0.0.1", 0, logged, threaded=True)
+def _serving(server: Any, url: str, running: Running | None = None) -> Iterator[Running]:
+    """Run ``server`` (any ``socketserver``-style server) in a thread until the block ends
+    or ``stop()`` is called."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stopped = threading.Event()
@@ -64,11 +56,29 @@ def serve_wsgi(app: Any, prefix: str = "") -> Iterator[Running]:
             server.shutdown()
             server.server_close()
 
-    running = Running(f"http://127.0.0.1:{server.port}", stop)
+    running = running or Running(url, stop)
+    running.stop = stop
     try:
         yield running
     finally:
         stop()
+
+
+@contextmanager
+def serve_wsgi(app: Any, prefix: str = "") -> Iterator[Running]:
+    """``app`` (mounted under ``prefix``) on a threaded server of a free port; the
+    paths it is asked for are kept in ``requests``."""
+    requests: list[str] = []
+    app_under = mounted(app, prefix) if prefix else app
+
+    def logged(environ: dict[str, Any], start_response: Any) -> Any:
+        requests.append(environ.get("PATH_INFO", ""))
+        return app_under(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, logged, threaded=True)
+    running = Running(f"http://127.0.0.1:{server.port}", lambda: None, requests)
+    with _serving(server, running.url, running) as serving:
+        yield serving
 
 
 class Pages:
@@ -173,20 +183,8 @@ def serve_directory(root: Path) -> Iterator[Running]:
     """``root`` over HTTP, as any static file server (with Last-Modified and 304s)."""
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    stopped = threading.Event()
-
-    def stop() -> None:
-        if not stopped.is_set():
-            stopped.set()
-            server.shutdown()
-            server.server_close()
-
-    try:
-        yield Running(f"http://127.0.0.1:{server.server_address[1]}", stop)
-    finally:
-        stop()
+    with _serving(server, f"http://127.0.0.1:{server.server_address[1]}") as serving:
+        yield serving
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from werkzeug.wrappers import Response
 
+    from ..channels import Channel
     from ..storage import Storage
 
 __all__ = ["ReadMiddleware"]
@@ -86,3 +87,18 @@ class ReadMiddleware(Generic[S]):
     def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
         """The response for a path this middleware owns, ``None`` for any other."""
         raise NotImplementedError
+
+    # -- what the upstream proxy of every ecosystem needs -----------------------------
+
+    def upstream_key(self, channel: Channel, kind: str, name: str = "") -> str:
+        """Where the ecosystem keeps what it has of the channel's upstream: ``pages``,
+        ``files`` records, ``blobs``...  Apart from the channel's own files, so that
+        nothing fetched from an upstream is ever written over one of them."""
+        return f"{self.store.prefix(channel)}upstream/{kind}/{name}"
+
+    def cutoff(self, channel: Channel) -> float | None:
+        """Upstream releases published after this moment are not offered (the channel's
+        minimum age); ``None`` when it has none."""
+        if not channel.upstream_min_age:
+            return None
+        return self.proxy.now() - channel.upstream_min_age * 86400

@@ -275,14 +275,6 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         )
         return names, signature
 
-    def _upstream_key(self, channel: Channel, kind: str, path: str = "") -> str:
-        return f"{self.store.prefix(channel)}upstream/{kind}/{path}"
-
-    def _cutoff(self, channel: Channel) -> float | None:
-        if not channel.upstream_min_age:
-            return None
-        return self.proxy.now() - channel.upstream_min_age * 86400
-
     def upstream_index(self, channel: Channel, path: str) -> tuple[dict[str, Any] | None, str, str]:
         """The stored upstream ``PACKAGES`` of directory ``path`` (``None`` when the
         upstream has none, or failed with nothing stored), its version, and how it was
@@ -303,7 +295,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
         try:
             snapshot = self.proxy.document(
-                self._upstream_key(channel, "index", path),
+                self.upstream_key(channel, "index", path),
                 ttl=channel.upstream_ttl,
                 fetch=fetch,
                 parse=lambda fetched, old, now: parse_packages(
@@ -321,7 +313,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         url = urljoin(upstream.url, "src/contrib/Meta/archive.rds")
         try:
             snapshot = self.proxy.document(
-                self._upstream_key(channel, "archive", "src/contrib"),
+                self.upstream_key(channel, "archive", "src/contrib"),
                 ttl=channel.upstream_ttl,
                 fetch=lambda etag, modified: self.proxy.client.get(
                     upstream, url, accept="*/*", etag=etag, last_modified=modified
@@ -354,7 +346,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
             offered = "archive"
         else:
             stored, version, state = self.upstream_index(channel, directory.path)
-            cutoff = self._cutoff(channel)
+            cutoff = self.cutoff(channel)
             rows = upstream_rows(stored or {}, directory.path, cutoff)
             # What the minimum age lets through changes with time alone.
             offered = hashlib.sha256(repr([r.filename for r in rows]).encode()).hexdigest()
@@ -395,9 +387,9 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
             f"{filename} is not in the archive.")  # fmt: skip
         if package in local_names and package not in channel.upstream_allow:
             raise http_error(404, missing)  # the guard: the channel's own name
-        blobs = self._upstream_key(channel, "blobs")
+        blobs = self.upstream_key(channel, "blobs")
         files = RecordDocument(
-            self.storage, self._upstream_key(channel, "files", f"{path}/{package}.json")
+            self.storage, self.upstream_key(channel, "files", f"{path}/{package}.json")
         )
         record = self.proxy.records(files).get(filename)
         if record is not None:  # fetched before: the upstream is not asked
@@ -405,7 +397,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         stored, _, _ = self.upstream_index(channel, path)
         if archived is None:
             # Only a file this channel lists: the version offered, after the minimum age.
-            offered = upstream_rows(stored or {}, path, self._cutoff(channel))
+            offered = upstream_rows(stored or {}, path, self.cutoff(channel))
             row = next((r for r in offered if r.filename == filename), None)
             if row is None:
                 raise http_error(404, missing)

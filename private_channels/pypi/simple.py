@@ -301,7 +301,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         upstream = channel.python_upstream
         assert upstream is not None
         snapshot = self.proxy.document(
-            self._upstream_key(channel, "pages", name),
+            self.upstream_key(channel, "pages", name),
             ttl=channel.upstream_ttl,
             fetch=lambda etag, modified: self.proxy.client.get(
                 upstream,
@@ -313,15 +313,6 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             parse=lambda fetched, old, now: parse_project_page(fetched, name, upstream, old, now),
         )
         return snapshot.data, snapshot.state
-
-    def _upstream_key(self, channel: Channel, kind: str, name: str = "") -> str:
-        return f"{self.store.prefix(channel)}upstream/{kind}/{name}"
-
-    def _cutoff(self, channel: Channel) -> float | None:
-        """Files published after this moment are not offered (the minimum age)."""
-        if not channel.upstream_min_age:
-            return None
-        return self.proxy.now() - channel.upstream_min_age * 86400
 
     def _proxied(
         self, environ: WSGIEnvironment, channel: Channel, name: str, media_type: str, *, local: bool
@@ -341,7 +332,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         from_upstream = None
         if stored is not None:
             from_upstream = upstream_page(
-                stored, project=name, upstream=upstream, cutoff=self._cutoff(channel)
+                stored, project=name, upstream=upstream, cutoff=self.cutoff(channel)
             )
         project = self.store.project(channel, name) if local else None
         if project is not None:
@@ -383,14 +374,14 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         entry = self._upstream_entry(channel, name, filename.removesuffix(".metadata"))
         if entry is None or entry["hash"] != [algorithm, hexdigest]:
             raise _not_found(f"File {filename!r}")
-        cutoff = self._cutoff(channel)
+        cutoff = self.cutoff(channel)
         if cutoff is not None and published(entry) > cutoff:
             raise http_error(404, f"File {filename!r} is younger than this channel's minimum age.")
         if metadata and not entry.get("metadata"):
             raise _not_found(f"File {filename!r}")
         algorithm, hexdigest = entry["metadata"] if metadata else entry["hash"]
-        blobs = self._upstream_key(channel, "blobs")
-        files = RecordDocument(self.storage, self._upstream_key(channel, "files", f"{name}.json"))
+        blobs = self.upstream_key(channel, "blobs")
+        files = RecordDocument(self.storage, self.upstream_key(channel, "files", f"{name}.json"))
         try:
             record, state = self.proxy.file(
                 upstream,
@@ -423,7 +414,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
     def _upstream_entry(self, channel: Channel, name: str, filename: str) -> dict[str, Any] | None:
         """The stored upstream entry of a file.  The upstream is asked only when the
         stored page does not list the file (it may be new there) and is past its TTL."""
-        snapshot = self.proxy.stored(self._upstream_key(channel, "pages", name))
+        snapshot = self.proxy.stored(self.upstream_key(channel, "pages", name))
         entry = _entry_of(snapshot.data if snapshot is not None else None, filename)
         if entry is None:
             try:

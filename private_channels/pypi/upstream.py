@@ -32,18 +32,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urldefrag, urljoin
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import NormalizedName, canonicalize_name
 
 from ..core.proxy import STRONG_HASHES, valid_hash
 from ..core.upstream import check_link, display_url
-from ..storage.base import validate_key
+from . import metadata
 from .links import parse_links
 from .render import HTML, JSON, TEXT_HTML, sort_key
 
@@ -78,19 +71,10 @@ def allows(channel: Channel, project: str) -> bool:
 
 
 def parse_filename(filename: str) -> tuple[NormalizedName, str]:
-    """The project and version of a wheel or sdist filename; :class:`ValueError` for
-    any other name, and for one that storage could not hold."""
-    if len(filename) > 255:
-        raise ValueError("the filename is too long")
-    validate_key(filename)
-    try:
-        if filename.endswith(".whl"):
-            name, version, _, _ = parse_wheel_filename(filename)
-        else:
-            name, version = parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
-        raise ValueError(f"{filename!r} is not a wheel or sdist filename") from None
-    return name, str(version)
+    """The project and version of a wheel or sdist filename (the upload's own parser);
+    :class:`ValueError` for any other name."""
+    parsed = metadata.parse_filename(filename)
+    return parsed.name, str(parsed.version)
 
 
 def _hash_from_fragment(fragment: str) -> tuple[str, str] | None:
