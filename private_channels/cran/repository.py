@@ -28,7 +28,8 @@ On a channel with a CRAN upstream, the index files list the upstream's packages 
 the channel's own, except every name the channel has (in any directory), unless its
 allowlist names it; the upstream's packages are fetched on first request, checked
 against their ``MD5sum`` and kept in storage, and ``Archive/`` and ``Meta/archive.rds``
-are merged the same way (see :mod:`~.upstream` and :mod:`~..core.proxy`).
+are merged the same way (see :mod:`~private_channels.cran.upstream` and
+:mod:`~private_channels.core.proxy`).
 
 R asks for ``PACKAGES.rds`` first and falls back to ``PACKAGES.gz`` then ``PACKAGES``;
 all three are rendered from one snapshot of the directory's index document and kept in

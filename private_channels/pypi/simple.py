@@ -11,7 +11,8 @@ Under a channel (``SCRIPT_NAME`` ends with ``/<CHANNEL>``) it owns:
 - ``GET|HEAD /files/<sha256>/<filename>`` and ``<file URL>.metadata`` (PEP 658);
 - on a channel with a Python upstream, ``GET|HEAD /files/upstream/<algorithm>/<hex>/
   <filename>`` (and its ``.metadata``): a file of an upstream project, fetched once
-  and then served from storage (see :mod:`~.upstream` and :mod:`~..core.proxy`).
+  and then served from storage (see :mod:`~private_channels.pypi.upstream` and
+  :mod:`~private_channels.core.proxy`).
 
 A project that exists in the channel is served from the channel alone and never waits
 on the upstream, unless the channel's allowlist names it; any other project comes from
