@@ -328,3 +328,21 @@ def test_a_file_that_does_not_match_leaves_nothing(pages: Any, algorithm: str) -
                    document=document, blobs="channels/c/pypi/upstream/blobs/",
                    filename="x.whl", expected=(algorithm, wrong), allow_md5=True)  # fmt: skip
     assert list(proxy.storage.list("channels/")) == []
+
+
+def test_a_404_is_remembered_through_an_outage(pages: Any, clock: Clock) -> None:
+    proxy = make_proxy()
+    upstream = upstream_of(pages.running.url)
+
+    def get() -> Any:
+        return proxy.document(
+            "k/gone", ttl=60,
+            fetch=lambda etag, modified: proxy.client.get(upstream, f"{pages.running.url}/gone",
+                                                          accept="*/*"),
+            parse=lambda fetched, old, now: fetched.body.decode(),
+        )  # fmt: skip
+
+    assert (get().data, get().state) == (None, "cached")  # the second one: within the TTL
+    pages.running.stop()
+    clock.now += 61
+    assert (get().data, get().state) == (None, "stale")  # still "not there", and no wait

@@ -218,12 +218,11 @@ class UpstreamProxy:
             return self._snapshot(key, state, "cached")
         failed = state.get("failed")
         if failed is not None and 0 <= now - float(failed) < RETRY:
-            if fetched and not state.get("missing"):
+            if fetched:
                 return self._snapshot(key, state, "stale")
-            if not fetched:
-                raise UpstreamUnavailableError(
-                    str(state.get("error") or "The upstream did not answer.")
-                )
+            raise UpstreamUnavailableError(
+                str(state.get("error") or "The upstream did not answer.")
+            )
         return None
 
     def _snapshot(self, key: str, state: dict[str, Any], how: str) -> Snapshot:
@@ -272,7 +271,7 @@ class UpstreamProxy:
             sentence = str(exc) if isinstance(exc, UpstreamError) else f"is unusable: {exc}"
             logger.warning("upstream %s failed: %s", key, sentence)
             self._put(f"{key}.state.json", {**state, "failed": now, "error": sentence})
-            if has_data:
+            if state.get("fetched"):  # what the upstream said last: a page, or a 404
                 return self._snapshot(key, state, "stale")
             raise UpstreamUnavailableError(sentence) from None
         self._put(
