@@ -67,13 +67,19 @@ def test_any_unicode_gives_a_page(text: str) -> None:
     parse_links(text)
 
 
+def _cost(text: str) -> float:
+    """The best of three runs: on a loaded machine one run may be paused at any time."""
+    costs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        parse_links(text)
+        costs.append(time.perf_counter() - started)
+    return min(costs)
+
+
 @pytest.mark.parametrize("unit", ["<a ", '<a href="', "<a x=", "<!--", "</", "<a\n", "<<<", "&#"])
 def test_hostile_pages_take_linear_time(unit: str) -> None:
-    costs = []
-    for repeats in (50_000, 200_000):
-        started = time.perf_counter()
-        parse_links(unit * repeats)
-        costs.append(time.perf_counter() - started)
+    small, large = _cost(unit * 50_000), _cost(unit * 200_000)
     # Four times the input; a quadratic reader would take sixteen times as long (and
     # html.parser takes minutes for the larger one).
-    assert costs[1] < 8 * costs[0] + 0.2
+    assert large < 8 * small + 0.2
