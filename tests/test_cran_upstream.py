@@ -26,7 +26,7 @@ from private_channels.core.proxy import STATE_HEADER
 from private_channels.core.upstream import Fetched
 from private_channels.cran.dcf import parse_dcf
 from private_channels.cran.index import render_archive
-from private_channels.cran.rds import load_rds
+from private_channels.cran.rds import RObject, dump_rds, load_rds, named_list
 from private_channels.cran.upstream import (
     UpstreamRow,
     merge_rows,
@@ -276,3 +276,43 @@ def test_any_bytes_parse_or_are_refused_with_a_value_error(body: bytes) -> None:
     ):
         with contextlib.suppress(ValueError):
             parse()
+
+
+_strings = st.none() | st.sampled_from(
+    ["names", "row.names", "size", "mtime", "ab", "ab/ab_1.0.tar.gz", "x"]
+)
+_leaves = st.one_of(
+    st.lists(_strings, max_size=4).map(lambda v: RObject("character", tuple(v))),
+    st.lists(st.none() | st.floats(allow_nan=False), max_size=3).map(
+        lambda v: RObject("double", tuple(v))
+    ),
+)
+_shapes = st.recursive(
+    _leaves,
+    lambda children: st.builds(
+        lambda values, attributes: RObject("list", tuple(values), tuple(attributes)),
+        st.lists(children, max_size=3),
+        st.lists(st.tuples(st.sampled_from(["names", "row.names", "class"]), children),
+                 max_size=3),
+    ),
+    max_leaves=15,
+)  # fmt: skip
+
+
+@given(_shapes)
+@settings(max_examples=300)
+def test_any_r_object_as_archive_rds_parses_or_is_refused(obj: RObject) -> None:
+    try:
+        parsed = parse_archive(dump_rds(obj, compress="gzip"), max_size=1 << 20)
+    except ValueError:
+        return
+    for package, files in parsed["archive"].items():
+        assert all(f[0].startswith(f"{package}_") for f in files)
+
+
+def test_an_archive_frame_with_more_names_than_columns() -> None:
+    frame = RObject("list", (RObject("double", (1.0,)),), (
+        ("names", RObject("character", ("x", "y", "size"))),
+        ("row.names", RObject("character", ("ab/ab_1.0.tar.gz",))),
+    ))  # fmt: skip
+    assert parse_archive(dump_rds(named_list({"ab": frame})), max_size=1 << 20) == {"archive": {}}

@@ -201,7 +201,8 @@ def _column(frame: RObject, name: str) -> RObject | None:
     names = dict(frame.attributes).get("names")
     if names is None or name not in names.values:
         return None
-    value = frame.values[list(names.values).index(name)]
+    index = list(names.values).index(name)
+    value = frame.values[index] if index < len(frame.values) else None
     return value if isinstance(value, RObject) else None
 
 
