@@ -29,6 +29,8 @@ from private_channels.cran.index import render_archive
 from private_channels.cran.rds import RObject, dump_rds, load_rds, named_list
 from private_channels.cran.upstream import (
     UpstreamRow,
+    file_index,
+    first_seen_times,
     merge_rows,
     parse_archive,
     parse_packages,
@@ -316,3 +318,31 @@ def test_an_archive_frame_with_more_names_than_columns() -> None:
         ("row.names", RObject("character", ("ab/ab_1.0.tar.gz",))),
     ))  # fmt: skip
     assert parse_archive(dump_rds(named_list({"ab": frame})), max_size=1 << 20) == {"archive": {}}
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["ab", "cd", "ef"]),
+        st.lists(st.floats(0, 100), min_size=1, max_size=3),
+        max_size=3,
+    ),
+    st.none() | st.floats(0, 100),
+)
+@settings(max_examples=300)
+def test_the_file_index_offers_exactly_what_the_rows_list(
+    seen: dict[str, list[float]], cutoff: float | None
+) -> None:
+    stored = {
+        "packages": {
+            package: [
+                {"version": f"{len(times) - i}.0", "fields": {"MD5sum": MD5}, "first-seen": t}
+                for i, t in enumerate(times)  # newest first, first seen at any time
+            ]
+            for package, times in seen.items()
+        }
+    }
+    listed = {row.filename for row in upstream_rows(stored, "src/contrib", cutoff)}
+    files, _ = file_index(stored, "src/contrib")
+    assert {name for name, info in files.items() if info.offered(cutoff)} == listed
+    times, _ = first_seen_times(stored)
+    assert times == sorted(t for ts in seen.values() for t in ts)

@@ -48,8 +48,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..storage import dump_json, read_json
 from .blobs import FileConflictError, RecordDocument, StoredFile, hash_stream, store_blob
@@ -90,6 +90,7 @@ RETRY: Final = 30.0
 #: the format has nothing else (R's ``MD5sum``), and only when the caller allows it.
 STRONG_HASHES: Final = ("sha256", "sha512", "sha384", "sha3_256", "sha3_512", "blake2b")
 _HEX = re.compile(r"[0-9a-f]+\Z")
+T = TypeVar("T")
 _STRIPES = 64
 
 
@@ -117,15 +118,21 @@ def valid_hash(algorithm: str, hexdigest: str, *, allow_md5: bool = False) -> bo
 class Snapshot:
     """An upstream document as the channel has it.
 
-    ``data`` is ``None`` when the upstream has no such document (it answered 404).
-    ``etag`` is the storage ETag of the stored data: what is derived from the data
-    (a rendered page) is valid for it.
+    ``etag`` is the storage ETag of the stored data (``"-"`` when the upstream has no
+    such document: it answered 404): what is derived from the data (a rendered index)
+    is valid for it, so that a request answered from such a derived value never reads
+    the data itself (:attr:`data` reads it, through the cache, on first use).
     """
 
-    data: Any
     state: str
     etag: str
     fetched: float
+    _load: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def data(self) -> Any:
+        """The stored data, ``None`` when the upstream has no such document."""
+        return self._load() if self._load is not None else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,9 +235,22 @@ class UpstreamProxy:
     def _snapshot(self, key: str, state: dict[str, Any], how: str) -> Snapshot:
         fetched = float(state.get("fetched") or 0.0)
         if state.get("missing"):
-            return Snapshot(None, how, "-", fetched)
-        data, etag = self._data(key)
-        return Snapshot(data, how, etag, fetched)
+            return Snapshot(how, "-", fetched)
+        etag = self.storage.stat(f"{key}.json").etag
+        return Snapshot(how, etag, fetched, lambda: self._data(key)[0])
+
+    def derived(
+        self, key: str, snapshot: Snapshot, name: str, make: Callable[[Any], tuple[T, int]]
+    ) -> T:
+        """``make(data)``'s value (and weight) for the document at ``key``, kept for the
+        snapshot's version: a compact view of a large document (an index of filenames)
+        that later requests use without reading the document."""
+
+        def made() -> tuple[T, int]:
+            return make(snapshot.data)
+
+        value: T = self.cache.get_or_make(("derived", key, name), snapshot.etag, made)
+        return value
 
     def _data(self, key: str) -> tuple[Any, str]:
         data_key = f"{key}.json"
@@ -266,7 +286,7 @@ class UpstreamProxy:
                 how = "fetched"
         except UpstreamNotFoundError:
             self._put(f"{key}.state.json", {"fetched": now, "missing": True})
-            return Snapshot(None, "fetched", "-", now)
+            return Snapshot("fetched", "-", now)
         except (UpstreamError, ValueError) as exc:
             sentence = str(exc) if isinstance(exc, UpstreamError) else f"is unusable: {exc}"
             logger.warning("upstream %s failed: %s", key, sentence)
@@ -285,8 +305,7 @@ class UpstreamProxy:
                 "failed": None,
             },
         )
-        data, etag = self._data(key)
-        return Snapshot(data, how, etag, now)
+        return self._snapshot(key, {"fetched": now}, how)
 
     def _put(self, key: str, doc: Any) -> None:
         self.storage.put(key, io.BytesIO(dump_json(doc)))

@@ -42,6 +42,7 @@ warning that the repository is broken.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ from ..core.blobs import RecordDocument
 from ..core.download import file_response
 from ..core.proxy import (
     STATE_HEADER,
+    Snapshot,
     UpstreamFile,
     UpstreamHashMismatchError,
     UpstreamUnavailableError,
@@ -77,7 +79,8 @@ from .store import (
 )
 from .upstream import (
     archive_entries,
-    find_row,
+    file_index,
+    first_seen_times,
     merge_rows,
     parse_archive,
     parse_packages,
@@ -276,10 +279,10 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         )
         return names, signature
 
-    def upstream_index(self, channel: Channel, path: str) -> tuple[dict[str, Any] | None, str, str]:
-        """The stored upstream ``PACKAGES`` of directory ``path`` (``None`` when the
-        upstream has none, or failed with nothing stored), its version, and how it was
-        had (:data:`~..core.proxy.STATE_HEADER`)."""
+    def upstream_index(self, channel: Channel, path: str) -> Snapshot:
+        """The stored upstream ``PACKAGES`` of directory ``path`` (its data ``None`` when
+        the upstream has none, or failed with nothing stored: then its state is
+        ``unavailable``, see :data:`~..core.proxy.STATE_HEADER`)."""
         upstream = channel.cran_upstream
         assert upstream is not None
         base = urljoin(upstream.url, f"{path}/")
@@ -295,7 +298,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
                 )
 
         try:
-            snapshot = self.proxy.document(
+            return self.proxy.document(
                 self.upstream_key(channel, "index", path),
                 ttl=channel.upstream_ttl,
                 fetch=fetch,
@@ -304,16 +307,15 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
                 ),
             )
         except UpstreamUnavailableError:
-            return None, "-", "unavailable"
-        return snapshot.data, snapshot.etag, snapshot.state
+            return Snapshot("unavailable", "-", 0.0)
 
-    def upstream_archive(self, channel: Channel) -> tuple[dict[str, Any] | None, str, str]:
+    def upstream_archive(self, channel: Channel) -> Snapshot:
         """The stored upstream ``Meta/archive.rds``, as :meth:`upstream_index`."""
         upstream = channel.cran_upstream
         assert upstream is not None
         url = urljoin(upstream.url, "src/contrib/Meta/archive.rds")
         try:
-            snapshot = self.proxy.document(
+            return self.proxy.document(
                 self.upstream_key(channel, "archive", "src/contrib"),
                 ttl=channel.upstream_ttl,
                 fetch=lambda etag, modified: self.proxy.client.get(
@@ -324,8 +326,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
                 ),
             )
         except UpstreamUnavailableError:
-            return None, "-", "unavailable"
-        return snapshot.data, snapshot.etag, snapshot.state
+            return Snapshot("unavailable", "-", 0.0)
 
     def merged_index(
         self, environ: WSGIEnvironment, channel: Channel, directory: Directory, name: str
@@ -334,27 +335,34 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         local_names, signature = self.local_names(channel)
         allowed = channel.upstream_allow
         if name == "archive.rds":
-            stored, version, state = self.upstream_archive(channel)
+            snapshot = self.upstream_archive(channel)
 
             def make() -> tuple[tuple[bytes, str], int]:
                 mine = [(r.package, r.filename, float(r.size), r.upload_time)
                         for r in directory.archived()]  # fmt: skip
                 taken = {filename for _, filename, _, _ in mine}
-                theirs = archive_entries(stored or {}, local_names=local_names, allowed=allowed)
+                theirs = archive_entries(
+                    snapshot.data or {}, local_names=local_names, allowed=allowed
+                )
                 body = render_archive([*mine, *(e for e in theirs if e[1] not in taken)])
                 return (body, hashlib.sha256(body).hexdigest()[:32]), len(body)
 
             offered = "archive"
         else:
-            stored, version, state = self.upstream_index(channel, directory.path)
+            snapshot = self.upstream_index(channel, directory.path)
             cutoff = self.cutoff(channel)
-            rows = upstream_rows(stored or {}, directory.path, cutoff)
-            # What the minimum age lets through changes with time alone.
-            offered = hashlib.sha256(repr([r.filename for r in rows]).encode()).hexdigest()
+            offered = "all"
+            if cutoff is not None:
+                # What the minimum age lets through changes with time alone: the rows
+                # offered change exactly when the cutoff passes a first-seen time.
+                index_key = self.upstream_key(channel, "index", directory.path)
+                times = self.proxy.derived(index_key, snapshot, "times", first_seen_times)
+                offered = str(bisect.bisect_right(times, cutoff))
 
             def make() -> tuple[tuple[bytes, str], int]:
+                rows = upstream_rows(snapshot.data or {}, directory.path, cutoff)
                 merged = merge_rows(
-                    directory.latest(), rows, local_names=set(local_names), allowed=allowed
+                    directory.latest(), rows, local_names=local_names, allowed=allowed
                 )
                 merged.sort(key=lambda row: listing_order(row.package, row.filename))
                 body = render_rows(merged, directory.path, name)
@@ -362,10 +370,10 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
         own = directory.stat.etag if directory.stat is not None else "-"
         key = ("merged", self.store.index_key(channel, directory.path), name)
-        valid = "\0".join((own, signature, version, ",".join(allowed), offered))
+        valid = "\0".join((own, signature, snapshot.etag, ",".join(allowed), offered))
         body, etag = self.cache.get_or_make(key, valid, make)
         response = self._index_response(environ, body, etag, name)
-        response.headers[STATE_HEADER] = state
+        response.headers[STATE_HEADER] = snapshot.state
         return response
 
     def upstream_file(
@@ -395,17 +403,16 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         record = self.proxy.records(files).get(filename)
         if record is not None:  # fetched before: the upstream is not asked
             return self._upstream_response(environ, blobs, record, "cached")
-        stored, _, _ = self.upstream_index(channel, path)
-        if archived is None:
-            # Only a file this channel lists: the version offered, after the minimum age.
-            offered = upstream_rows(stored or {}, path, self.cutoff(channel))
-            row = next((r for r in offered if r.filename == filename), None)
-            if row is None:
-                raise http_error(404, missing)
-        else:
-            # An archived file is checked when it is a version this channel saw listed;
-            # upstream's archive.rds publishes no hash for the others.
-            row = find_row(stored, path, package, filename)
+        snapshot = self.upstream_index(channel, path)
+        index_key = self.upstream_key(channel, "index", path)
+        known = self.proxy.derived(
+            index_key, snapshot, "files", lambda stored: file_index(stored, path)
+        ).get(filename)
+        # Only a file this channel lists (the version offered, after the minimum age);
+        # in Archive/, any, checked when it is a version this channel saw listed
+        # (upstream's archive.rds publishes no hash for the others).
+        if archived is None and (known is None or not known.offered(self.cutoff(channel))):
+            raise http_error(404, missing)
         base = urljoin(upstream.url, f"{path}/")
         urls = [] if archived else [f"{base}{filename}"]
         if path == "src/contrib":  # where upstream moved it when a newer version came
@@ -418,7 +425,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
                     document=files,
                     blobs=blobs,
                     filename=filename,
-                    expected=("md5", row.md5) if row is not None else None,
+                    expected=("md5", known.md5) if known is not None else None,
                     allow_md5=True,
                 )
             except UpstreamNotFoundError:

@@ -12,7 +12,7 @@ within bounds) into what the channel stores: per package the version upstream of
 with its index fields, and the versions it offered before, each with the time this
 channel first saw it.  Those times are what the minimum age counts from: ``PACKAGES``
 carries no publication date, so an R release is as old as the moment this channel first
-saw it upstream (:func:`upstream_rows` offers the newest version that old enough, which
+saw it upstream (:func:`upstream_rows` offers the newest version old enough, which
 may be one that upstream has since moved to ``Archive/``).  A row without a valid
 ``Package``, ``Version`` or ``MD5sum`` (the hash its tarball is checked against) is
 left out.
@@ -26,6 +26,7 @@ version of the two is listed.
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,10 +44,12 @@ if TYPE_CHECKING:
     from ..core.upstream import Fetched
 
 __all__ = [
+    "FileInfo",
     "UpstreamRow",
     "archive_entries",
     "extension",
-    "find_row",
+    "file_index",
+    "first_seen_times",
     "merge_rows",
     "parse_archive",
     "parse_packages",
@@ -164,17 +167,45 @@ def upstream_rows(
     return rows
 
 
-def find_row(
-    stored: Mapping[str, Any] | None, directory: str, package: str, filename: str
-) -> UpstreamRow | None:
-    """The row of ``filename`` among every version of ``package`` this channel has seen
-    upstream, if it is one of them."""
-    history = (stored or {}).get("packages", {}).get(package, ())
-    for index, entry in enumerate(history):
-        row = _row(package, entry, directory, index == 0)
-        if row.filename == filename:
-            return row
-    return None
+@dataclass(frozen=True)
+class FileInfo:
+    """What a download needs of one upstream file, without the whole index."""
+
+    md5: str
+    first_seen: float
+    #: When this channel first saw the version after it (``inf`` for the current one).
+    newer_seen: float
+
+    def offered(self, cutoff: float | None) -> bool:
+        """Whether :func:`upstream_rows` lists this very file for ``cutoff``."""
+        if cutoff is None:
+            return self.newer_seen == math.inf
+        return self.first_seen <= cutoff < self.newer_seen
+
+
+def file_index(stored: Mapping[str, Any] | None, directory: str) -> tuple[dict[str, FileInfo], int]:
+    """Every version this channel has seen upstream, by filename, and its weight."""
+    files: dict[str, FileInfo] = {}
+    for package, history in (stored or {}).get("packages", {}).items():
+        newer = math.inf
+        for entry in history:
+            filename = f"{package}_{entry['version']}{extension(directory)}"
+            files[filename] = FileInfo(
+                entry["fields"].get("MD5sum") or "", entry["first-seen"], newer
+            )
+            newer = min(newer, entry["first-seen"])
+    return files, 200 * len(files)
+
+
+def first_seen_times(stored: Mapping[str, Any] | None) -> tuple[list[float], int]:
+    """Every first-seen time, sorted: where the minimum age's cutoff falls among them
+    says which rows :func:`upstream_rows` offers, without reading the index again."""
+    times = sorted(
+        entry["first-seen"]
+        for history in (stored or {}).get("packages", {}).values()
+        for entry in history
+    )
+    return times, 32 * len(times)
 
 
 def merge_rows(

@@ -46,6 +46,7 @@ from ..core.blobs import RecordDocument
 from ..core.download import file_response
 from ..core.proxy import (
     STATE_HEADER,
+    Snapshot,
     UpstreamHashMismatchError,
     UpstreamUnavailableError,
     blob_key,
@@ -63,6 +64,7 @@ from .upstream import (
     ACCEPT,
     allows,
     merge_pages,
+    offered,
     parse_filename,
     parse_project_page,
     project_url,
@@ -294,14 +296,13 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             return False
         return True
 
-    def _upstream_project(self, channel: Channel, name: str) -> tuple[dict[str, Any] | None, str]:
-        """The stored upstream page of ``name``, refreshed when older than the TTL
-        (``None`` when the upstream has no such project), and how it was had (see
-        :data:`~..core.proxy.STATE_HEADER`).  Raises :class:`UpstreamUnavailableError`
-        when the upstream fails and nothing is stored."""
+    def _upstream_project(self, channel: Channel, name: str) -> Snapshot:
+        """The stored upstream page of ``name``, refreshed when older than the TTL (its
+        data ``None`` when the upstream has no such project).  Raises
+        :class:`UpstreamUnavailableError` when the upstream fails and nothing is stored."""
         upstream = channel.python_upstream
         assert upstream is not None
-        snapshot = self.proxy.document(
+        return self.proxy.document(
             self.upstream_key(channel, "pages", name),
             ttl=channel.upstream_ttl,
             fetch=lambda etag, modified: self.proxy.client.get(
@@ -313,7 +314,6 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             ),
             parse=lambda fetched, old, now: parse_project_page(fetched, name, upstream, old, now),
         )
-        return snapshot.data, snapshot.state
 
     def _proxied(
         self, environ: WSGIEnvironment, channel: Channel, name: str, media_type: str, *, local: bool
@@ -321,7 +321,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         upstream = channel.python_upstream
         assert upstream is not None
         try:
-            stored, state = self._upstream_project(channel, name)
+            snapshot = self._upstream_project(channel, name)
         except UpstreamUnavailableError:
             if not local:
                 raise http_error(
@@ -329,22 +329,39 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
                     f"The upstream index did not answer for project {name!r} and nothing of "
                     "it is stored here; try again later.",
                 ) from None
-            stored, state = None, "unavailable"
-        from_upstream = None
-        if stored is not None:
-            from_upstream = upstream_page(
-                stored, project=name, upstream=upstream, cutoff=self.cutoff(channel)
-            )
-        project = self.store.project(channel, name) if local else None
-        if project is not None:
-            page = project_page(project)
-            if from_upstream is not None:
-                page = merge_pages(page, from_upstream, deleted=project.deleted)
-        elif from_upstream is not None:
-            page = from_upstream
-        else:
+            snapshot = Snapshot("unavailable", "-", 0.0)
+        stored = snapshot.data
+        if stored is None and not local:
             raise http_error(404, f"Project {name!r} is neither in this channel nor upstream.")
-        body = render(page, media_type)
+        cutoff = self.cutoff(channel)
+        key = self.store.project_key(channel, name)
+        # The page changes with the stored upstream page, the channel's own project
+        # document, and (with a minimum age) the number of files old enough.
+        valid = "\0".join((
+            snapshot.etag,
+            self.storage.stat(key).etag if local else "-",
+            str(len(offered(stored["files"], cutoff))) if stored and cutoff else "all",
+        ))  # fmt: skip
+
+        def make() -> tuple[bytes, int]:
+            from_upstream = None
+            if stored is not None:
+                from_upstream = upstream_page(stored, project=name, upstream=upstream,
+                                              cutoff=cutoff)  # fmt: skip
+            project = self.store.project(channel, name) if local else None
+            if project is not None:
+                page = project_page(project)
+                if from_upstream is not None:
+                    page = merge_pages(page, from_upstream, deleted=project.deleted)
+            elif from_upstream is not None:
+                page = from_upstream
+            else:  # the channel's own project was deleted meanwhile
+                raise http_error(404, f"Project {name!r} is neither in this channel nor upstream.")
+            body = render(page, media_type)
+            return body, len(body)
+
+        cache_key = (channel.name, "upstream-page", name, media_type)
+        body: bytes = self.cache.get_or_make(cache_key, valid, make)
         content_type = media_type if media_type == JSON else f"{media_type}; charset=utf-8"
         response = Response(body, content_type=content_type)
         response.headers.add(*_VARY)
@@ -352,7 +369,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         response.headers["Cache-Control"] = (
             f"{'public' if channel.public else 'private'}, max-age=0, must-revalidate"
         )
-        response.headers[STATE_HEADER] = state
+        response.headers[STATE_HEADER] = snapshot.state
         return response.make_conditional(environ)
 
     def _upstream_file(self, environ: WSGIEnvironment, channel: Channel, rest: str) -> Response:
@@ -419,7 +436,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         entry = _entry_of(snapshot.data if snapshot is not None else None, filename)
         if entry is None:
             try:
-                entry = _entry_of(self._upstream_project(channel, name)[0], filename)
+                entry = _entry_of(self._upstream_project(channel, name).data, filename)
             except UpstreamUnavailableError:
                 return None
         return entry

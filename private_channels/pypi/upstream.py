@@ -48,6 +48,7 @@ __all__ = [
     "ACCEPT",
     "allows",
     "merge_pages",
+    "offered",
     "parse_filename",
     "parse_project_page",
     "project_url",
