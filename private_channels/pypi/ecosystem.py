@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..core.ecosystem import StoredEcosystem
-from . import manage
+from ..core.ecosystem import StoredEcosystem, UploadKind
+from . import listing, manage
 from .simple import SimpleIndexMiddleware
 from .store import PythonStore
 from .upload import upload_distribution
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
     from ..channels import Channel
-    from ..core.ecosystem import Action, Target, Upload
+    from ..core.ecosystem import Action, Package, PackageDetail, Snippet, Target, Upload
 
 __all__ = ["PythonEcosystem"]
 
@@ -36,6 +36,15 @@ class PythonEcosystem(StoredEcosystem[PythonStore]):
     targets = ("a wheel or sdist filename", "PROJECT==VERSION")
     store_type = PythonStore
     reader_type = SimpleIndexMiddleware
+    upload_kinds = (
+        UploadKind(
+            "python",
+            "A Python wheel or sdist (.whl, .tar.gz, .zip)",
+            # What twine sends; the file's own metadata says the rest.
+            ((":action", "file_upload"), ("protocol_version", "1")),
+            accept=".whl,.tar.gz,.zip",
+        ),
+    )
 
     def claims(self, form: MultiDict[str, str]) -> bool:
         # Any action is the legacy API's: the handler says which ones it supports.
@@ -58,3 +67,14 @@ class PythonEcosystem(StoredEcosystem[PythonStore]):
         if action == "unyank":
             return manage.unyank(self.store, channel, target)
         return manage.delete(self.store, channel, target)
+
+    def packages(self, channel: Channel) -> list[Package]:
+        return listing.packages(self.store, channel)
+
+    def package(
+        self, channel: Channel, name: str, version: str | None = None
+    ) -> PackageDetail | None:
+        return listing.package(self.store, channel, name, version)
+
+    def snippets(self, channel_url: str, package: Package | None) -> list[Snippet]:
+        return listing.snippets(channel_url, package)
