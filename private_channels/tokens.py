@@ -57,6 +57,8 @@ __all__ = [
     "Scope",
     "Token",
     "TokenStore",
+    "check_lifetime",
+    "check_note",
     "mint_signed_token",
     "parse_duration",
     "stored_key",
@@ -170,11 +172,12 @@ def parse_duration(text: str) -> int:
     if not match or int(match[1]) == 0:
         raise ValueError(f"duration {text!r} is not a positive number followed by s, m, h, d or w")
     seconds = int(match[1]) * _UNITS[match[2]]
-    _check_lifetime(seconds)
+    check_lifetime(seconds)
     return seconds
 
 
-def _check_lifetime(expires_in: float | None) -> None:
+def check_lifetime(expires_in: float | None) -> None:
+    """Raise :class:`ValueError` unless ``expires_in`` is a sensible token lifetime."""
     if expires_in is None:
         return
     if not 0 < expires_in <= _MAX_LIFETIME:
@@ -198,7 +201,8 @@ def _normalize_channels(channels: Iterable[str]) -> frozenset[str]:
     return names
 
 
-def _check_note(note: str) -> str:
+def check_note(note: str) -> str:
+    """Raise :class:`ValueError` unless ``note`` is one short printable line."""
     if len(note) > _MAX_NOTE_LENGTH or any(ch.isspace() and ch != " " for ch in note):
         raise ValueError(
             f"a note must be one line of at most {_MAX_NOTE_LENGTH} characters, "
@@ -233,7 +237,7 @@ def mint_signed_token(
     """
     if token_id is not None and not _TOKEN_ID.match(token_id):
         raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
-    _check_lifetime(expires_in)
+    check_lifetime(expires_in)
     now = time.time()
     payload = {
         "id": token_id or secrets.token_hex(6),
@@ -310,8 +314,8 @@ class TokenStore:
     ) -> tuple[str, Token]:
         """Make a new token; the secret is returned once and never stored."""
         names = _normalize_channels(channels)
-        _check_lifetime(expires_in)
-        _check_note(note)
+        check_lifetime(expires_in)
+        check_note(note)
         secret = secrets.token_hex(24)
         digest = self._hash(secret)
         # Claim the id first: a (rare) collision then costs a retry, never an orphan
