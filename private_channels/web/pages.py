@@ -715,6 +715,10 @@ class PagesMiddleware:
     def _kinds(self) -> list[tuple[Ecosystem, UploadKind]]:
         return [(e, kind) for e in self.admin.ecosystems for kind in e.upload_kinds]
 
+    def _options(self) -> list[tuple[str, str]]:
+        """The optional text fields of every kind: (form field, label), each once."""
+        return list(dict(o for _, kind in self._kinds() for o in kind.options).items())
+
     def page_upload(self, page: Page, channel: str) -> Response:
         request = page.request
         found = self._channel(page, channel, Scope.WRITE)
@@ -745,7 +749,9 @@ class PagesMiddleware:
             if kind.id != chosen:
                 continue
             fields: MultiDict[str, str] = MultiDict(kind.fields)
-            for name, _ in kind.options:
+            # Every option the page offers goes on as filled in, whatever the kind, so
+            # that the handler answers a misplaced one as it answers curl.
+            for name, _ in self._options():
                 value = form.get(name, "").strip()
                 if value:
                     fields[name] = value
@@ -769,7 +775,7 @@ class PagesMiddleware:
         )
         extra = join(
             h("<label>{} <input name='{}' maxlength='60'></label>", label, name)
-            for name, label in dict(o for _, k in kinds for o in k.options).items()
+            for name, label in self._options()
         )
         accept = ",".join(sorted({a for _, k in kinds for a in k.accept.split(",") if a}))
         body = h(

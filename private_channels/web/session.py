@@ -28,6 +28,7 @@ first process that needs it, so every process on one storage accepts every sessi
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -84,16 +85,25 @@ def same_origin(request: Request) -> bool:
     some redirects, which is refused); older ones send at least ``Referer``.  A request
     with neither is left to the CSRF token alone.
     """
-    ours = (request.scheme, request.host.lower())
+    ours = _origin(request.scheme, request.host)
     origin = request.headers.get("Origin")
     if origin is not None:
         parts = urlsplit(origin)
-        return (parts.scheme, parts.netloc.lower()) == ours
+        return _origin(parts.scheme, parts.netloc) == ours
     referer = request.headers.get("Referer")
     if referer:
         parts = urlsplit(referer)
-        return (parts.scheme, parts.netloc.lower()) == ours
+        return _origin(parts.scheme, parts.netloc) == ours
     return True
+
+
+def _origin(scheme: str, host: str) -> tuple[str, str]:
+    """An origin, with the scheme's default port left out as browsers leave it out."""
+    scheme, host = scheme.lower(), host.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default is not None and host.endswith(default):
+        host = host.removesuffix(default)
+    return scheme, host
 
 
 class Sessions:
@@ -159,7 +169,8 @@ class Sessions:
         value = self._signers()[0].dumps(session.to_json())
         if len(value) > MAX_COOKIE:
             return False
-        max_age = MAX_AGE if expires is None else max(0, min(MAX_AGE, int(expires - time.time())))
+        left = MAX_AGE if expires is None else math.ceil(expires - time.time())
+        max_age = max(0, min(MAX_AGE, left))
         response.set_cookie(
             COOKIE,
             value,
