@@ -10,8 +10,8 @@
     })
 
 From the outside in: the access log and the health endpoint, the web pages for
-browsers, token authentication (which also cuts the ``/t/<TOKEN>`` path form), the
-HTTP JSON API, channel routing, then the core's one owner of the upload URL, the
+browsers, the HTTP JSON API, token authentication (which also cuts the ``/t/<TOKEN>``
+path form), channel routing, then the core's one owner of the upload URL, the
 management endpoints (yank, unyank, delete), and each ecosystem's read side (the Python
 simple index, the CRAN repository), each serving what it owns and passing on the rest.
 The pages, the HTTP API and the command line share one management API
@@ -115,10 +115,9 @@ def make_app(
     # them is refused at once by all of them in this process.
     store = TokenStore(storage, secret_key=secret_key, cache_ttl=token_cache_ttl)
     admin = Admin(storage, served, tokens=store, registry=registry)
-    if web:
-        app = ApiMiddleware(app, admin, limits=limits)
     app = TokenAuthMiddleware(app, store)
     if web:
+        app = ApiMiddleware(app, admin, limits=limits)
         app = PagesMiddleware(app, admin, Sessions(store, key=secret_key), limits=limits)
     if health:
         app = HealthMiddleware(app, storage)

@@ -2,7 +2,7 @@
 
 ::
 
-    app = ApiMiddleware(app, admin)          # inside TokenAuthMiddleware
+    app = ApiMiddleware(app, admin)          # outside TokenAuthMiddleware, with its own
 
     $ curl -H "X-Auth: $TOKEN" https://host/api/repo/-/api/channels
     {"channels": [{"name": "data-team", "public": false, ...}]}
@@ -42,11 +42,11 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin, token_state
-from ..auth import TOKEN_SOURCE_KEY, identity
+from ..auth import TOKEN_SOURCE_KEY, TokenAuthMiddleware, identity
 from ..channels import Channel
 from ..core.ecosystem import PackageDetail
 from ..core.limits import Limits
-from ..errors import ChannelHTTPError, http_error
+from ..errors import ERROR_FORMAT_KEY, ChannelHTTPError, http_error
 from ..tokens import Scope, Token, parse_duration
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from ..core.ecosystem import Action
 
-__all__ = ["PREFIX", "ApiMiddleware", "channel_json", "token_json"]
+__all__ = ["PREFIX", "ApiMiddleware", "channel_json", "is_api", "token_json"]
 
 PREFIX = "/-/api/"
 
@@ -97,34 +97,58 @@ def _rules() -> list[Rule]:
     ]
 
 
-class ApiMiddleware:
-    """Serve ``P/-/api/...``; pass every other request on untouched."""
+def is_api(path: str) -> bool:
+    """Whether ``path`` (``PATH_INFO`` under the mount) is the API's, the path-token
+    form included (which the API refuses, but in its own JSON)."""
+    if path.startswith("/t/"):
+        path = "/" + path[3:].partition("/")[2]
+    return (path + "/").startswith(PREFIX)
 
-    def __init__(self, app: WSGIApplication, admin: Admin, *, limits: Limits | None = None):
+
+class ApiMiddleware:
+    """Serve ``P/-/api/...``; pass every other request on untouched.
+
+    It sits outside the token middleware of the stack and authenticates its own
+    requests with one of its own over the same store, so that every refusal, a bad
+    token's 401 included, is the API's JSON.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        admin: Admin,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
         self.app = app
         self.admin = admin
         self.limits = limits or Limits()
         self.map = Map(_rules(), strict_slashes=False)
+        self.authenticated = TokenAuthMiddleware(self._serve, admin.tokens)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path: str = environ.get("PATH_INFO", "")
-        if not (path + "/").startswith(PREFIX):
+        if not is_api(environ.get("PATH_INFO", "")):
             return self.app(environ, start_response)
+        environ[ERROR_FORMAT_KEY] = "json"
+        return self.authenticated(environ, start_response)
+
+    def _serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = self.limits.max_admin_body
         try:
-            response = self.dispatch(request)
+            response: WSGIApplication = self.dispatch(request)
         except ChannelHTTPError as error:
-            response = _error(error.code or 500, error.sentence, error.extra_headers)
+            response = error
         except MethodNotAllowed as error:
-            allowed = ", ".join(error.valid_methods or ())
-            response = _error(405, f"This URL takes {allowed}.", [("Allow", allowed)])
+            allowed = ", ".join(sorted(error.valid_methods or ()))
+            response = http_error(405, f"This URL takes {allowed}.", headers=[("Allow", allowed)])
         except NotFound:
-            response = _error(404, "Nothing is at this URL of the API; see docs/api.md.")
+            response = http_error(404, "Nothing is at this URL of the API; see docs/api.md.")
         except RequestEntityTooLarge:
-            response = _error(413, f"The body is larger than {self.limits.max_admin_body} bytes.")
+            limit = self.limits.max_admin_body
+            response = http_error(413, f"The body is larger than {limit} bytes.")
         except HTTPException as error:
-            response = _error(error.code or 500, error.description or "The request failed.")
+            response = http_error(error.code or 500, error.description or "The request failed.")
         finally:
             request.close()
         return response(environ, start_response)
@@ -216,13 +240,6 @@ class ApiMiddleware:
 def _json(body: Any, status: int = 200) -> Response:
     response = Response(json.dumps(body) + "\n", status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _error(status: int, sentence: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
-    response = _json({"error": sentence}, status)
-    for name, value in headers:
-        response.headers.add(name, value)
     return response
 
 
