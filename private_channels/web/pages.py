@@ -29,6 +29,7 @@ tokens and origin checks are :mod:`~.session`'s; the markup is :mod:`~.html`'s.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ _STATIC = {"style.css": "text/css; charset=utf-8", "pages.js": "text/javascript;
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
+@functools.lru_cache(maxsize=256)  # pure, and clients send the same few headers
 def wants_html(accept: str | None) -> bool:
     """Whether a request asks for HTML before anything else: browsers do
     (``text/html,...``); pip and uv list HTML at a low quality, curl and R not at all.
@@ -197,10 +199,13 @@ class PagesMiddleware:
 
     def _match(self, environ: WSGIEnvironment) -> tuple[str, Mapping[str, Any]] | None:
         """The page a request is for, or ``None`` to pass it on."""
-        try:
-            return self.owned.bind_to_environ(environ).match()
-        except NotFound:
-            pass
+        # Every page of its own has a "/-/" segment: the clients' requests (uploads,
+        # downloads, indexes) mostly pass on without a look at the routing map.
+        if "/-/" in environ.get("PATH_INFO", ""):
+            try:
+                return self.owned.bind_to_environ(environ).match()
+            except NotFound:
+                pass
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return None
         if not wants_html(environ.get("HTTP_ACCEPT")):
