@@ -564,8 +564,11 @@ def test_r_package_page(site: Site) -> None:
     assert old.html.select_one(".summary").text == "Alphabet Things"
     assert "Depends R (>= 4.1)" in said(old)
     snippets = [pre.text for pre in page.html.select(".snippet pre")]
-    assert 'install.packages("abc")' in snippets
-    assert any('c(getOption("repos")' in s for s in snippets)
+    assert snippets[0] == (
+        'install.packages("abc", repos = c(getOption("repos"),\n  team = paste0('
+        f'"http://localhost{site.prefix}/t/", Sys.getenv("PRIVATE_CHANNELS_TOKEN"), "/team")))'
+    )
+    assert snippets[1].startswith('local({\n  options(repos = c(getOption("repos"),')
 
 
 def test_missing_packages_and_ecosystems_are_404_pages(site: Site) -> None:

@@ -132,17 +132,17 @@ def snippets(channel_url: str, package: Package | None) -> list[Snippet]:
     name = package.name if package is not None else "PACKAGE"
     return [
         Snippet(
-            "R: ~/.Rprofile",
-            f'local({{\n  options(repos = c(getOption("repos"),\n    {repo}))\n}})',
-            note="Adds the channel to the repositories R already uses (CRAN stays); R "
-            "cannot send a header, so the token goes in the URL, read from the "
-            "environment variable PRIVATE_CHANNELS_TOKEN.",
+            "R: install.packages",
+            f'install.packages("{name}", repos = c(getOption("repos"),\n  {repo}))',
+            note="R cannot send a header, so the token goes in the URL, read from the "
+            "environment variable PRIVATE_CHANNELS_TOKEN. With the ~/.Rprofile below: "
+            f'install.packages("{name}").',
         ),
         Snippet(
-            "R: install.packages",
-            f'install.packages("{name}")',
-            note=f'With the ~/.Rprofile above. Once, without it: install.packages("{name}", '
-            f'repos = c(getOption("repos"), {repo}))',
+            "R: ~/.Rprofile",
+            f'local({{\n  options(repos = c(getOption("repos"),\n    {repo}))\n}})',
+            note="Adds the channel to the repositories R already uses, in every session "
+            "(CRAN stays).",
         ),
         Snippet(
             "curl: upload an R source package",

@@ -9,18 +9,16 @@
 
 The routes (SPEC.md, "HTTP API"; werkzeug's ``Map``):
 
-=========================================================  ===================================
-``GET P/-/api/channels``                                    the channels the token may read
-``POST P/-/api/channels`` ``{"name": ..., "public": ...}``  create one (admin for ``*``): 201
-``GET P/-/api/channels/<name>``                             one channel
-``DELETE P/-/api/channels/<name>``                          delete it, and say what it held
-``GET P/-/api/channels/<name>/packages``                    ``{"python": [...], "cran": [...]}``
-``GET P/-/api/channels/<name>/packages/<eco>/<package>``    one package, its files
-``POST P/-/api/channels/<name>/yank|unyank|delete``         ``{"filename": ..., "reason": ...}``
-``GET P/-/api/tokens``                                      the tokens it manages (no secret)
-``POST P/-/api/tokens`` ``{"channels": [...], ...}``        mint one: 201, the secret once
-``DELETE P/-/api/tokens/<id>``                              revoke it
-=========================================================  ===================================
+- ``GET P/-/api/channels``: the channels the token may read;
+  ``POST`` ``{"name": ..., "public": ...}`` creates one (admin for ``*``): 201;
+- ``GET P/-/api/channels/<name>``: one channel; ``DELETE`` deletes it and says what it held;
+- ``GET P/-/api/channels/<name>/packages``: ``{"python": [...], "cran": [...]}``;
+- ``GET P/-/api/channels/<name>/packages/<ecosystem>/<package>``: one package, its files;
+- ``POST P/-/api/channels/<name>/yank|unyank|delete`` ``{"filename": ..., "reason": ...}``;
+- ``GET P/-/api/tokens``: the tokens it manages (never a secret); ``POST``
+  ``{"channels": [...], "scope": ..., "expires": ..., "note": ...}`` mints one: 201,
+  with the secret, once;
+- ``GET P/-/api/tokens/<id>``: one token; ``DELETE`` revokes it.
 
 JSON in and out.  The token comes in any header form (``X-Auth``, ``Authorization:
 Bearer``, Basic); the path form is refused, and a browser session is not a token here.

@@ -45,7 +45,7 @@ from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin, token_state
 from ..auth import SESSION_IDENTITY_KEY
-from ..core.ecosystem import Package, PackageDetail, Upload, UploadKind
+from ..core.ecosystem import Package, PackageDetail, Snippet, Upload, UploadKind
 from ..core.limits import Limits
 from ..core.manage import ACTIONS
 from ..core.upload import parse_upload_form
@@ -503,7 +503,7 @@ class PagesMiddleware:
                     page.url("delete_channel", channel=found.name),
                 )
             )
-        setup = self._snippets(page, found, None)
+        setup = join(html.snippet(s) for s in self._snippets(page, found, None))
         body = h(
             "<p>{kind} channel, created {created}. {actions}</p>"
             "<form method='get' action='{here}' class='filter' role='search'>"
@@ -523,12 +523,12 @@ class PagesMiddleware:
         )
         return self._render(page, found.name, body)
 
-    def _snippets(self, page: Page, channel: Channel, package: Package | None) -> Markup:
+    def _snippets(self, page: Page, channel: Channel, package: Package | None) -> list[Snippet]:
         url = f"{page.channel_root}/{quote(channel.name)}"
         ecosystems = self.admin.ecosystems
         if package is not None:
             ecosystems = (self.admin.ecosystem(package.ecosystem),)
-        return join(html.snippet(s) for e in ecosystems for s in e.snippets(url, package))
+        return [s for e in ecosystems for s in e.snippets(url, package)]
 
     def page_create_channel(self, page: Page) -> Response:
         form = page.request.form
@@ -609,7 +609,8 @@ class PagesMiddleware:
             rows.append(
                 h(
                     "<tr{cls}><td>{link}</td><td>{version}</td><td>{size}</td>"
-                    "<td><code class='sha'>{sha}</code></td><td>{time}</td><td>{state}</td>"
+                    "<td><code class='sha' title='{sha}'>{sha}</code></td>"
+                    "<td>{time}</td><td>{state}</td>"
                     "<td>{details}</td><td>{actions}</td></tr>",
                     cls=h(" class='yanked'") if item.yanked is not None else "",
                     link=link,
@@ -623,10 +624,12 @@ class PagesMiddleware:
                 )
             )
         about = join(h("<dt>{}</dt><dd>{}</dd>", k, v) for k, v in detail.about)
+        snippets = self._snippets(page, channel, package)
         return h(
-            "<p class='summary'>{summary}</p><p>{ecosystem} package in channel "
+            "<p class='summary'>{summary}</p><p>A {ecosystem} package in channel "
             "<a href='{channel_url}'>{channel}</a>.</p>"
-            "<h2>Install</h2>{snippets}"
+            "<h2>Install</h2>{install}<details><summary>Other clients, and uploading</summary>"
+            "{snippets}</details>"
             "<h2>Versions</h2><ul class='versions'>{versions}</ul>"
             "<h2>Files</h2>{files}"
             "{about}<h2>Description of {version}</h2>{description}",
@@ -634,7 +637,8 @@ class PagesMiddleware:
             ecosystem=package.ecosystem,
             channel_url=channel_url,
             channel=channel.name,
-            snippets=self._snippets(page, channel, package),
+            install=html.snippet(snippets[0]),
+            snippets=join(html.snippet(s) for s in snippets[1:]),
             versions=versions,
             files=html.table(
                 ("File", "Version", "Size", "sha256", "Uploaded", "Yanked", "Details", ""), rows
