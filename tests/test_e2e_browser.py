@@ -28,10 +28,16 @@ pytestmark = pytest.mark.e2e
 # Without these, chromium waits on connections to Google's services, which a closed
 # network never answers; a fresh profile keeps runs apart.
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--window-size=1280,1000",
-)  # fmt: skip
+)
 
 
 @pytest.fixture
@@ -89,7 +95,9 @@ def status_with(server: LiveServer, token: str) -> int:
 
 
 def test_a_person_with_a_browser_and_a_token(
-    browser, server: LiveServer, tmp_path: Path  # type: ignore[no-untyped-def]
+    browser,
+    server: LiveServer,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -126,8 +134,9 @@ def test_a_person_with_a_browser_and_a_token(
     wheel = make_wheel(upload_dir, "acme-utils", "1.0", metadata=metadata)
     second = make_wheel(upload_dir, "acme-utils", "1.1")
     tarball = upload_dir / "acmeplots_0.3.tar.gz"
-    tarball.write_bytes(source_package("acmeplots", "0.3", Title="Plots for Acme",
-                                       Depends="R (>= 4.1)"))  # fmt: skip
+    tarball.write_bytes(
+        source_package("acmeplots", "0.3", Title="Plots for Acme", Depends="R (>= 4.1)")
+    )
     click(browser.find_element(By.LINK_TEXT, "Upload a package"))
     for kind, path in (("python", wheel), ("python", second), ("cran_source_package", tarball)):
         browser.find_element(By.CSS_SELECTOR, f"input[name=kind][value={kind}]").click()
@@ -137,13 +146,17 @@ def test_a_person_with_a_browser_and_a_token(
         click(browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]"))
         assert flash().startswith("Uploaded "), path
     assert [f["filename"] for f in json_index(server, token, "acme-utils")["files"]] == [
-        wheel.name, second.name,
-    ]  # fmt: skip
+        wheel.name,
+        second.name,
+    ]
 
     # Browse and filter the channel.
     browser.get(f"{server.url}/data-team/")
-    rows = lambda: [r.get_attribute("data-name") for r in browser.find_elements(  # noqa: E731
-        By.CSS_SELECTOR, "table.filterable tr[data-name]") if r.is_displayed()]  # fmt: skip
+
+    def rows() -> list[str]:
+        found = browser.find_elements(By.CSS_SELECTOR, "table.filterable tr[data-name]")
+        return [r.get_attribute("data-name") for r in found if r.is_displayed()]
+
     assert rows() == ["acme-utils", "acmeplots"]
     browser.save_screenshot(str(shots / "channel.png"))
     box = browser.find_element(By.ID, "filter")
