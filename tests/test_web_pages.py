@@ -152,20 +152,24 @@ def test_a_sign_in_never_returns_to_another_site(site: Site) -> None:
         assert form.submit().headers["Location"] == site.url()
 
 
+# Every page an admin for '*' reaches in a channel "team" with the project "demo".
+PAGES = (
+    "",
+    "team/",
+    "team/-/packages/python/demo/",
+    "team/-/upload",
+    "-/tokens",
+    "-/channels/other/delete",
+    "-/login",
+    "team/-/files?action=delete&filename=x",
+)
+
+
 def test_every_page_of_a_signed_in_person_has_a_sign_out_form(site: Site, tmp_path: Path) -> None:
     site.upload_python(make_wheel(tmp_path, "demo", "1.0"))
     browser = site.sign_in("root")
     logout = site.url("-/logout")
-    for path in (
-        "",
-        "team/",
-        "team/-/packages/python/demo/",
-        "team/-/upload",
-        "-/tokens",
-        "-/channels/other/delete",
-        "-/login",
-        "team/-/files?action=delete&filename=x",
-    ):
+    for path in PAGES:
         page = browser.get(site.url(path))
         assert page.html.select_one(f"form[action='{logout}'][method=post]") is not None, path
     signed_out = browser.get(site.url()).forms[0].submit()  # the sign-out form comes first
@@ -428,16 +432,7 @@ def test_script_in_names_urls_and_fields_is_escaped(site: Site) -> None:
 def test_every_page_has_a_strict_content_security_policy(site: Site, tmp_path: Path) -> None:
     site.upload_python(make_wheel(tmp_path, "demo", "1.0"))
     browser = site.sign_in("root")
-    for path in (
-        "",
-        "team/",
-        "team/-/packages/python/demo/",
-        "team/-/upload",
-        "-/tokens",
-        "-/login",
-        "-/channels/team/delete",
-        "team/-/packages/python/nope/",
-    ):
+    for path in (*PAGES, "team/-/packages/python/nope/"):
         page = browser.get(site.url(path), expect_errors=True)
         policy = page.headers["Content-Security-Policy"]
         assert "'unsafe-inline'" not in policy and "*" not in policy

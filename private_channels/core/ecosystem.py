@@ -50,6 +50,7 @@ __all__ = [
     "Description",
     "Ecosystem",
     "ListedFile",
+    "Listing",
     "Package",
     "PackageDetail",
     "Snippet",
@@ -60,6 +61,7 @@ __all__ = [
 ]
 
 S = TypeVar("S", bound=ChannelStore)
+S_contra = TypeVar("S_contra", bound=ChannelStore, contravariant=True)
 
 Action = Literal["yank", "unyank", "delete"]
 
@@ -255,13 +257,28 @@ class Ecosystem(Protocol):
         ...
 
 
+class Listing(Protocol[S_contra]):
+    """An ecosystem's listings as a module of functions over its store
+    (``pypi/listing.py``, ``cran/listing.py``)."""
+
+    def packages(self, store: S_contra, channel: Channel, /) -> list[Package]: ...
+
+    def package(
+        self, store: S_contra, channel: Channel, name: str, version: str | None = None, /
+    ) -> PackageDetail | None: ...
+
+    def snippets(self, channel_url: str, package: Package | None, /) -> list[Snippet]: ...
+
+
 class StoredEcosystem(Generic[S]):
     """What most ecosystems share: a store of their files in each channel
-    (:class:`~private_channels.core.blobs.ChannelStore`) and a read middleware
-    (:class:`~private_channels.core.reader.ReadMiddleware`) over it."""
+    (:class:`~private_channels.core.blobs.ChannelStore`), a read middleware
+    (:class:`~private_channels.core.reader.ReadMiddleware`) over it, and listings
+    read from it (a :class:`Listing`)."""
 
     store_type: type[S]
     reader_type: type[ReadMiddleware[S]]
+    listing: Listing[S]
 
     def __init__(self, storage: Storage, *, redirect_downloads: int = 0) -> None:
         self.storage = storage
@@ -273,3 +290,14 @@ class StoredEcosystem(Generic[S]):
 
     def collect_garbage(self, channel: Channel, grace: float) -> list[str]:
         return self.store.collect_garbage(channel, grace=grace)
+
+    def packages(self, channel: Channel) -> list[Package]:
+        return self.listing.packages(self.store, channel)
+
+    def package(
+        self, channel: Channel, name: str, version: str | None = None
+    ) -> PackageDetail | None:
+        return self.listing.package(self.store, channel, name, version)
+
+    def snippets(self, channel_url: str, package: Package | None) -> list[Snippet]:
+        return self.listing.snippets(channel_url, package)

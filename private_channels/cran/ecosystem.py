@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.ecosystem import StoredEcosystem, UploadKind
-from . import listing, manage
+from . import listing as listings
+from . import manage
 from .repository import CranRepositoryMiddleware
 from .store import CranStore
 from .upload import upload_package
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
     from ..channels import Channel
-    from ..core.ecosystem import Action, Package, PackageDetail, Snippet, Target, Upload
+    from ..core.ecosystem import Action, Target, Upload
 
 __all__ = ["CranEcosystem"]
 
@@ -35,6 +36,7 @@ class CranEcosystem(StoredEcosystem[CranStore]):
     """R source and binary packages; the core's name for them is ``cran``."""
 
     store_type, reader_type = CranStore, CranRepositoryMiddleware
+    listing = listings  # packages, package, snippets (core.ecosystem.Listing)
     name = manage.ECOSYSTEM
     upload_forms = ("'filetype=cran_source_package' or 'cran_binary_package' (R)",)
     targets = ("an R package filename (abc_1.0.tar.gz, .zip, .tgz)", "PACKAGE==VERSION")
@@ -66,14 +68,3 @@ class CranEcosystem(StoredEcosystem[CranStore]):
 
     def change(self, channel: Channel, target: Target, action: Action, reason: str) -> list[str]:
         return manage.change(self.store, channel, target, action, reason)
-
-    def packages(self, channel: Channel) -> list[Package]:
-        return listing.packages(self.store, channel)
-
-    def package(
-        self, channel: Channel, name: str, version: str | None = None
-    ) -> PackageDetail | None:
-        return listing.package(self.store, channel, name, version)
-
-    def snippets(self, channel_url: str, package: Package | None) -> list[Snippet]:
-        return listing.snippets(channel_url, package)

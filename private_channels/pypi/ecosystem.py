@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.ecosystem import StoredEcosystem, UploadKind
-from . import listing, manage
+from . import listing as listings
+from . import manage
 from .simple import SimpleIndexMiddleware
 from .store import PythonStore
 from .upload import upload_distribution
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
     from ..channels import Channel
-    from ..core.ecosystem import Action, Package, PackageDetail, Snippet, Target, Upload
+    from ..core.ecosystem import Action, Target, Upload
 
 __all__ = ["PythonEcosystem"]
 
@@ -36,6 +37,7 @@ class PythonEcosystem(StoredEcosystem[PythonStore]):
     targets = ("a wheel or sdist filename", "PROJECT==VERSION")
     store_type = PythonStore
     reader_type = SimpleIndexMiddleware
+    listing = listings  # packages, package, snippets (core.ecosystem.Listing)
     upload_kinds = (
         UploadKind(
             "python",
@@ -67,14 +69,3 @@ class PythonEcosystem(StoredEcosystem[PythonStore]):
         if action == "unyank":
             return manage.unyank(self.store, channel, target)
         return manage.delete(self.store, channel, target)
-
-    def packages(self, channel: Channel) -> list[Package]:
-        return listing.packages(self.store, channel)
-
-    def package(
-        self, channel: Channel, name: str, version: str | None = None
-    ) -> PackageDetail | None:
-        return listing.package(self.store, channel, name, version)
-
-    def snippets(self, channel_url: str, package: Package | None) -> list[Snippet]:
-        return listing.snippets(channel_url, package)
