@@ -113,6 +113,7 @@ def test_a_person_with_a_browser_and_a_token(
         page = browser.find_element(By.TAG_NAME, "html")
         element.click()
         wait.until(ec.staleness_of(page))
+        wait.until(lambda _: browser.execute_script("return document.readyState") == "complete")
 
     # A private channel sends the browser to the sign-in form, never to a Basic popup.
     browser.get(f"{server.url}/data-team/")

@@ -40,12 +40,23 @@ def no_challenge(response: webtest.TestResponse) -> None:
 # -- who sees what ---------------------------------------------------------------------
 
 
-def test_anonymous_browser_sees_public_channels_and_a_sign_in_link(site: Site) -> None:
-    page = site.browser().get(site.url())
+def test_anonymous_browser_sees_public_channels_and_a_sign_in_form(site: Site) -> None:
+    browser = site.browser()
+    page = browser.get(site.url())
     no_challenge(page)
     names = [a.text for a in page.html.select("table a")]
     assert names == ["open"]
-    assert page.html.select_one(f"a[href='{site.url('-/login')}']") is not None
+    # Every page a person without a session sees offers the sign-in form.
+    for path in ("", "open/"):
+        form = browser.get(site.url(path)).forms[0]
+        assert form.action == site.url("-/login") and form.method.upper() == "POST"
+        assert form["next"].value == site.url(path)
+        form["token"] = site.secrets["team_read"]
+        assert form.submit().headers["Location"] == site.url(path)
+        browser.post(
+            site.url("-/logout"),
+            {"csrf_token": browser.get(site.url()).forms[0]["csrf_token"].value},
+        )
 
 
 def test_a_private_channel_sends_a_browser_to_the_sign_in_form(site: Site) -> None:

@@ -315,8 +315,20 @@ class PagesMiddleware:
                 str(actor.scope),
                 ", ".join(sorted(actor.channels)),
             )
+        elif page.request.path == "/-/login":
+            who = h("")
         else:
-            who = h("<a href='{}'>Sign in</a>", page.url("login"))
+            # Every page offers to sign in, where a private page would have asked.
+            here = quote(page.request.script_root + page.request.path)
+            who = h(
+                "<form method='post' action='{}' class='inline'>{}"
+                "<input type='hidden' name='next' value='{}'>"
+                "<input type='password' name='token' placeholder='token' aria-label='Token' "
+                "autocomplete='off' required> <button type='submit'>Sign in</button></form>",
+                page.url("login"),
+                page.csrf(),
+                here,
+            )
         flash = page.take_flash()
         messages = join(
             [
@@ -509,7 +521,7 @@ class PagesMiddleware:
             "<form method='get' action='{here}' class='filter' role='search'>"
             "<label>Filter <input type='search' name='q' value='{query}' id='filter' "
             "placeholder='package name'></label> <button type='submit'>Filter</button></form>"
-            "{sections}<h2>Set up your clients</h2>"
+            "{sections}<h2>Set up your clients</h2>{where}"
             "<p class='note'>Every snippet uses a placeholder for your token: "
             "<code>$TOKEN</code> in a shell, <code>PRIVATE_CHANNELS_TOKEN</code> in R's "
             "environment. No page shows a token.</p>{setup}",
@@ -519,6 +531,7 @@ class PagesMiddleware:
             here=page.url("channel", channel=found.name),
             query=query,
             sections=join(sections),
+            where=self._where(page, found),
             setup=setup,
         )
         return self._render(page, found.name, body)
@@ -529,6 +542,17 @@ class PagesMiddleware:
         if package is not None:
             ecosystems = (self.admin.ecosystem(package.ecosystem),)
         return [s for e in ecosystems for s in e.snippets(url, package)]
+
+    def _where(self, page: Page, channel: Channel) -> Markup:
+        """The channel's addresses as this browser reached them, for any client."""
+        url = f"{page.channel_root}/{quote(channel.name)}"
+        return h(
+            "<p class='where'>Python index: <code>{url}/simple/</code> · R repository: "
+            "<code>{url}</code> · uploads: <code>POST {url}</code>. Clients send the token "
+            "as the user name with the password <code>x-auth-token</code>, or in an "
+            "<code>X-Auth</code> header.</p>",
+            url=url,
+        )
 
     def page_create_channel(self, page: Page) -> Response:
         form = page.request.form
@@ -627,7 +651,7 @@ class PagesMiddleware:
         snippets = self._snippets(page, channel, package)
         return h(
             "<p class='summary'>{summary}</p><p>A {ecosystem} package in channel "
-            "<a href='{channel_url}'>{channel}</a>.</p>"
+            "<a href='{channel_url}'>{channel}</a>.</p>{where}"
             "<h2>Install</h2>{install}<details><summary>Other clients, and uploading</summary>"
             "{snippets}</details>"
             "<h2>Versions</h2><ul class='versions'>{versions}</ul>"
@@ -637,6 +661,7 @@ class PagesMiddleware:
             ecosystem=package.ecosystem,
             channel_url=channel_url,
             channel=channel.name,
+            where=self._where(page, channel),
             install=html.snippet(snippets[0]),
             snippets=join(html.snippet(s) for s in snippets[1:]),
             versions=versions,
