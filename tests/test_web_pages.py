@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import time
 import zlib
@@ -19,6 +20,7 @@ from private_channels.tokens import Scope, TokenStore
 
 from .packages import make_sdist, make_wheel, metadata_text
 from .support import mounted
+from .test_accesslog import Records, records  # noqa: F401 (the fixture)
 from .test_cran_description import source_package, windows_zip
 from .web import BROWSER_ACCEPT, PIP_ACCEPT, PREFIXES, Site
 
@@ -894,3 +896,14 @@ def test_pages_can_be_turned_off() -> None:
     for path in ("-/login", "-/api/channels", "-/tokens"):
         response = app.get(f"/api/repo/{path}", headers={"Accept": BROWSER_ACCEPT}, status=401)
         assert response.content_type == "text/plain"
+
+
+def test_the_access_log_names_the_sessions_token_never_its_secret(records: Records) -> None:
+    site = Site(MemoryStorage(), access_log="json")
+    browser = site.sign_in("team_read")
+    browser.get(site.url("team/"))
+    logged = [json.loads(line) for line in records.lines]
+    assert [r["path"] for r in logged] == [site.url("-/login")] * 2 + [site.url("team/")]
+    assert logged[-1]["token_id"] == site.ids["team_read"]
+    for line in records.lines:
+        assert site.secrets["team_read"] not in line

@@ -246,6 +246,8 @@ class PagesMiddleware:
             session,
             self.sessions.identity(session),
         )
+        if page.actor is not None:
+            environ["REMOTE_USER"] = page.actor.id  # for the access log, as tokens do
         try:
             if refused is not None:
                 raise refused
