@@ -20,7 +20,8 @@ from private_channels.tokens import Scope, TokenStore
 
 from .packages import make_sdist, make_wheel, metadata_text
 from .support import mounted
-from .test_accesslog import Records, records  # noqa: F401 (the fixture)
+from .test_accesslog import Records
+from .test_accesslog import records as records_fixture  # noqa: F401 (named "records")
 from .test_cran_description import source_package, windows_zip
 from .web import BROWSER_ACCEPT, PIP_ACCEPT, PREFIXES, Site
 
