@@ -21,7 +21,7 @@ from private_channels.tokens import Scope, TokenStore
 from .packages import make_sdist, make_wheel, metadata_text
 from .support import mounted
 from .test_accesslog import Records
-from .test_accesslog import records as records_fixture  # noqa: F401 (named "records")
+from .test_accesslog import records as access_records  # noqa: F401 (a fixture)
 from .test_cran_description import source_package, windows_zip
 from .web import BROWSER_ACCEPT, PIP_ACCEPT, PREFIXES, Site
 
@@ -899,7 +899,10 @@ def test_pages_can_be_turned_off() -> None:
         assert response.content_type == "text/plain"
 
 
-def test_the_access_log_names_the_sessions_token_never_its_secret(records: Records) -> None:
+def test_the_access_log_names_the_sessions_token_never_its_secret(
+    access_records: Records,
+) -> None:
+    records = access_records
     site = Site(MemoryStorage(), access_log="json")
     browser = site.sign_in("team_read")
     browser.get(site.url("team/"))
