@@ -21,7 +21,7 @@ from private_channels.tokens import Scope, TokenStore
 from .packages import make_sdist, make_wheel, metadata_text
 from .support import mounted
 from .test_accesslog import Records
-from .test_accesslog import records as access_records  # noqa: F401 (a fixture)
+from .test_accesslog import records  # noqa: F401 (a fixture, for getfixturevalue)
 from .test_cran_description import source_package, windows_zip
 from .web import BROWSER_ACCEPT, PIP_ACCEPT, PREFIXES, Site
 
@@ -900,14 +900,14 @@ def test_pages_can_be_turned_off() -> None:
 
 
 def test_the_access_log_names_the_sessions_token_never_its_secret(
-    access_records: Records,
+    request: pytest.FixtureRequest,
 ) -> None:
-    records = access_records
+    log: Records = request.getfixturevalue("records")
     site = Site(MemoryStorage(), access_log="json")
     browser = site.sign_in("team_read")
     browser.get(site.url("team/"))
-    logged = [json.loads(line) for line in records.lines]
+    logged = [json.loads(line) for line in log.lines]
     assert [r["path"] for r in logged] == [site.url("-/login")] * 2 + [site.url("team/")]
     assert logged[-1]["token_id"] == site.ids["team_read"]
-    for line in records.lines:
+    for line in log.lines:
         assert site.secrets["team_read"] not in line
