@@ -20,8 +20,10 @@ from private_channels.tokens import Scope, TokenStore
 
 from .packages import make_sdist, make_wheel, metadata_text
 from .support import mounted
-from .test_accesslog import Records
-from .test_accesslog import records  # noqa: F401 (a fixture, for getfixturevalue)
+from .test_accesslog import (
+    Records,
+    records,  # noqa: F401 (a fixture, for getfixturevalue)
+)
 from .test_cran_description import source_package, windows_zip
 from .web import BROWSER_ACCEPT, PIP_ACCEPT, PREFIXES, Site
 
