@@ -913,3 +913,25 @@ def test_the_access_log_names_the_sessions_token_never_its_secret(
     assert logged[-1]["token_id"] == site.ids["team_read"]
     for line in log.lines:
         assert site.secrets["team_read"] not in line
+
+
+def test_a_description_is_rendered_once(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from private_channels.web import browse
+
+    rendered: list[str] = []
+    render = browse.html.render_description
+
+    def counting(description):  # type: ignore[no-untyped-def]
+        rendered.append(description.text)
+        return render(description)
+
+    monkeypatch.setattr(browse.html, "render_description", counting)
+    metadata = metadata_text("demo", "1.0").rstrip("\n") + "\n\nTitle\n=====\n\nText.\n"
+    site.upload_python(make_wheel(tmp_path, "demo", "1.0", metadata=metadata))
+    browser = site.sign_in("team_read")
+    for _ in range(3):
+        page = browser.get(site.url("team/-/packages/python/demo/"))
+        assert page.html.select_one(".description h1").text == "Title"
+    assert len(rendered) == 1

@@ -14,6 +14,7 @@ management API's listings (:meth:`~..admin.Admin.packages`), which are the ecosy
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -21,7 +22,7 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from ..admin import Admin
-from ..core.ecosystem import PackageDetail
+from ..core.ecosystem import Description, PackageDetail
 from ..tokens import Scope
 from . import html
 from .html import h, join
@@ -227,8 +228,21 @@ class BrowsePages(PageKit):
             ),
             about=h("<h2>About {}</h2><dl>{}</dl>", detail.version, about) if detail.about else "",
             version=detail.version,
-            description=html.render_description(detail.description),
+            description=self._description(detail.description),
         )
+
+    def _description(self, description: Description | None) -> Markup:
+        if description is None:
+            return html.render_description(None)
+        seed = f"{description.content_type}\0{description.text}".encode()
+        key = ("description", hashlib.sha256(seed).hexdigest())
+
+        def make() -> tuple[Markup, int]:
+            rendered = html.render_description(description)
+            return rendered, len(rendered)
+
+        rendered: Markup = self.descriptions.get_or_make(key, "-", make)
+        return rendered
 
     def _file_actions(self, page: Page, channel: Channel, filename: str, yanked: bool) -> Markup:
         action = page.url("files", channel=channel.name)

@@ -26,6 +26,7 @@ from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin
+from ..core.cache import DocumentCache
 from ..core.ecosystem import Package, Snippet
 from ..core.limits import Limits
 from ..errors import http_error
@@ -94,6 +95,9 @@ class PageKit:
     admin: Admin
     sessions: Sessions
     limits: Limits
+    #: Rendered descriptions, by a digest of their text: rendering reStructuredText
+    #: costs more than reading it.
+    descriptions: DocumentCache
 
     def _render(
         self, page: Page, title: str, body: Markup, *, status: int = 200, problem: str = ""

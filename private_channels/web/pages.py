@@ -43,7 +43,8 @@ from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin
 from ..auth import SESSION_IDENTITY_KEY
-from ..core.limits import Limits
+from ..core.cache import DocumentCache
+from ..core.limits import Limits, MiB
 from ..errors import ChannelHTTPError
 from .browse import BrowsePages
 from .html import h
@@ -122,6 +123,7 @@ class PagesMiddleware(BrowsePages, ManagePages):
         self.admin = admin
         self.sessions = sessions
         self.limits = limits or Limits()
+        self.descriptions = DocumentCache(16 * MiB)
         self.owned = Map(_owned())
         self.negotiated = Map(_negotiated())
         self.urls = Map(_owned() + _negotiated())
