@@ -23,6 +23,7 @@ from private_channels.web import ApiMiddleware, PagesMiddleware
 from .support import mounted
 
 PREFIX = "/api/repo"
+MULTIPART = "multipart/form-data; boundary=b"
 
 
 class Recorder:
@@ -132,9 +133,9 @@ def test_bounds_and_unclaimed_forms(setup, fields, files, status, words) -> None
     [
         (b"filetype=rec", "application/x-www-form-urlencoded", "not a multipart/form-data"),
         (b"--b\r\n", "multipart/form-data", "not a multipart/form-data"),  # no boundary
-        (b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1", "multipart/form-data; boundary=b", "not a valid multipart"),
-        (b"garbage without any boundary", "multipart/form-data; boundary=b", "not a valid"),
-        (b"--b\r\n" + b"X-Long: " + b"h" * 200_000, "multipart/form-data; boundary=b", "headers longer"),
+        (b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1", MULTIPART, "not a valid"),
+        (b"garbage without any boundary", MULTIPART, "not a valid"),
+        (b"--b\r\n" + b"X-Long: " + b"h" * 200_000, MULTIPART, "headers longer"),
     ],
 )  # fmt: skip
 def test_bodies_that_are_not_forms(setup, body: bytes, content_type: str, words: str) -> None:  # type: ignore[no-untyped-def]

@@ -71,7 +71,7 @@ def upload_package(store: CranStore, upload: Upload) -> Response:
             stream,
             binary=binary,
             linux=distribution is not None,
-            limits=None,  # MERGE: upload.limits
+            limits=upload.limits,
         )
     except InvalidPackageError as exc:
         raise http_error(400, str(exc)) from None

@@ -54,9 +54,7 @@ def upload_distribution(store: PythonStore, upload: Upload) -> Response:
     digests = hash_stream(content.stream)
     check_digests(form, digests)
     try:
-        dist = read_distribution(
-            content.filename, content.stream, limits=None
-        )  # MERGE: upload.limits
+        dist = read_distribution(content.filename, content.stream, limits=upload.limits)
     except InvalidDistributionError as error:
         raise http_error(400, str(error)) from None
     check_against_form(dist, form)
