@@ -40,6 +40,7 @@ __all__ = [
     "render",
     "sort_key",
     "upload_time",
+    "version_key",
 ]
 
 # PEP 700 defines 1.1: ``versions``, ``size`` and ``upload-time`` in JSON. HTML carries
@@ -67,8 +68,8 @@ def upload_time(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _version_key(version: str) -> tuple[int, Version | str]:
-    # Versions that PEP 440 cannot order (legacy uploads) go last, by their text.
+def version_key(version: str) -> tuple[int, Version | str]:
+    """Order PEP 440 versions; those it cannot parse (legacy uploads) go last, by text."""
     try:
         return (0, Version(version))
     except InvalidVersion:
@@ -77,7 +78,7 @@ def _version_key(version: str) -> tuple[int, Version | str]:
 
 def sort_key(version: str, filename: str) -> tuple[tuple[int, Version | str], str]:
     """Where a file goes on a project page: by version, then by filename."""
-    return _version_key(version), filename
+    return version_key(version), filename
 
 
 def _file(record: FileRecord) -> dict[str, Any]:
@@ -105,7 +106,7 @@ def _file(record: FileRecord) -> dict[str, Any]:
 def project_page(project: Project) -> dict[str, Any]:
     """The PEP 691/700 project detail dictionary, files ordered by version then name."""
     files = sorted(project.files, key=lambda f: sort_key(f.version, f.filename))
-    versions = sorted({f.version for f in project.files}, key=_version_key)
+    versions = sorted({f.version for f in project.files}, key=version_key)
     return {
         "meta": {"api-version": API_VERSION},
         "name": project.name,

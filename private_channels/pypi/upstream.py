@@ -38,7 +38,7 @@ from ..core.proxy import STRONG_HASHES, valid_hash
 from ..core.upstream import check_link, display_url
 from . import metadata
 from .links import parse_links
-from .render import HTML, JSON, TEXT_HTML, sort_key
+from .render import HTML, JSON, TEXT_HTML, sort_key, version_key
 
 if TYPE_CHECKING:
     from ..channels import Channel, Upstream
@@ -343,7 +343,7 @@ def upstream_page(
         (_served_file(e) | {"_version": e["version"]} for e in offered(stored["files"], cutoff)),
         key=lambda f: sort_key(f["_version"], f["filename"]),
     )
-    versions = sorted({f.pop("_version") for f in files}, key=lambda v: sort_key(v, ""))
+    versions = sorted({f.pop("_version") for f in files}, key=version_key)
     page: dict[str, Any] = {
         "meta": {
             # PEP 708's version: this page says which project it tracks.
@@ -382,6 +382,6 @@ def merge_pages(
     return {
         **local,
         "meta": {**local["meta"], "api-version": "1.2", "tracks": upstream["meta"]["tracks"]},
-        "versions": sorted(versions, key=lambda v: sort_key(v, "")),
+        "versions": sorted(versions, key=version_key),
         "files": sorted(files, key=_file_order),
     }
