@@ -89,7 +89,7 @@ def _rules() -> list[Rule]:
     read, one = ["GET", "HEAD"], "/-/api/channels/<name>"
     return [
         Rule("/-/api/channels", endpoint="channels", methods=[*read, "POST"]),
-        Rule(one, endpoint="channel", methods=[*read, "DELETE"]),
+        Rule(one, endpoint="channel", methods=[*read, "PATCH", "DELETE"]),
         Rule(f"{one}/packages", endpoint="packages", methods=read),
         Rule(f"{one}/packages/<ecosystem>/<package>", endpoint="package", methods=read),
         Rule(f"{one}/<any(yank, unyank, delete):action>", endpoint="change", methods=["POST"]),
@@ -183,6 +183,14 @@ class ApiMiddleware:
         if request.method == "DELETE":
             contents = self.admin.delete_channel(actor, name)
             return _json({"deleted": True, **contents.to_json()})
+        if request.method == "PATCH":
+            # Only the settings the body names change (channel update's semantics).
+            self.admin.channel(actor, name, Scope.ADMIN)  # 401/403/404 before the body
+            options = _body(request)
+            if "name" in options:
+                raise http_error(400, "A channel's 'name' cannot be changed; create another.")
+            _check_channel_options(options)
+            return _json(channel_json(self.admin.update_channel(actor, name, **options)))
         return _json(channel_json(self.admin.channel(actor, name)))
 
     def api_packages(self, request: Request, actor: Token | None, name: str) -> Response:
