@@ -17,7 +17,8 @@ A read middleware sits below :class:`~private_channels.routing.ChannelMiddleware
 ``current_channel(environ)`` is the channel and ``PATH_INFO`` what follows it.  It keeps
 what it renders in one :class:`~private_channels.core.cache.DocumentCache` and answers
 downloads through :func:`~private_channels.core.download.file_response`; an HTTP error
-raised while routing is the answer.
+raised while routing is the answer, and a name from the URL that no storage key can hold
+(:class:`~private_channels.storage.InvalidKeyError`) is a 404.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from werkzeug.exceptions import HTTPException
 
+from ..errors import http_error
+from ..storage import InvalidKeyError
 from .blobs import ChannelStore
 from .cache import DocumentCache
 from .download import redirects
@@ -77,7 +80,12 @@ class ReadMiddleware(Generic[S]):
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            response = self.route(environ, environ.get("PATH_INFO", ""))
+            try:
+                response = self.route(environ, environ.get("PATH_INFO", ""))
+            except InvalidKeyError:
+                # A name from the URL that no storage key can hold (too long, say): no
+                # upload can have stored it, whichever ecosystem's reader routed it.
+                raise http_error(404, "Nothing is stored under a name like this one.") from None
         except HTTPException as error:
             return error(environ, start_response)
         if response is None:
