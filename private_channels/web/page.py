@@ -31,6 +31,7 @@ from ..core.cache import DocumentCache
 from ..core.ecosystem import Package, Snippet
 from ..core.limits import Limits
 from ..errors import http_error
+from ..redaction import redact_tokens
 from ..tokens import Scope, Token
 from .html import h, join
 from .session import CSRF_FIELD, Session, Sessions
@@ -38,7 +39,14 @@ from .session import CSRF_FIELD, Session, Sessions
 if TYPE_CHECKING:
     from ..channels import Channel
 
-__all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "Page", "PageKit", "redirect"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "SECURITY_HEADERS",
+    "Page",
+    "PageKit",
+    "redirect",
+    "return_to",
+]
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -121,7 +129,7 @@ class PageKit:
             who = h("")
         else:
             # Every page offers to sign in, where a private page would have asked.
-            here = quote(page.request.script_root + page.request.path)
+            here = return_to(page.request)
             who = h(
                 "<form method='post' action='{}' class='inline'>{}"
                 "<input type='hidden' name='next' value='{}'>"
@@ -210,3 +218,13 @@ def redirect(location: str) -> Response:
     response.headers["Location"] = location
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def return_to(request: Request, *, query: bool = False) -> str:
+    """This request's path (and query), for sign-in to return to; "" (the channels)
+    when it holds anything that looks like a token, which no page, form or Location
+    may carry back (a token sent as a path segment, say)."""
+    here = quote(request.script_root + request.path)
+    if query and request.query_string:
+        here += "?" + request.query_string.decode("latin-1")
+    return "" if redact_tokens(here) != here else here

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from werkzeug.datastructures import MIMEAccept
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import parse_accept_header
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
@@ -45,12 +45,13 @@ from ..admin import Admin
 from ..auth import SESSION_IDENTITY_KEY
 from ..core.cache import DocumentCache
 from ..core.limits import Limits, MiB
-from ..errors import ChannelHTTPError
+from ..errors import ChannelHTTPError, http_error
+from ..redaction import redact_tokens
 from .api import is_api
 from .browse import BrowsePages
 from .html import h
 from .manage import ManagePages
-from .page import Page, redirect
+from .page import Page, redirect, return_to
 from .session import Sessions
 
 if TYPE_CHECKING:
@@ -142,6 +143,9 @@ class PagesMiddleware(BrowsePages, ManagePages):
             matched = self._match(environ)
         except RequestRedirect as redirect:  # a missing trailing slash
             return redirect(environ, start_response)
+        except BadHost:  # werkzeug's routing reads the Host header, and refuses some
+            refusal = http_error(400, "The Host header is not a host name this server can serve.")
+            return refusal(environ, start_response)
         except MethodNotAllowed as refused:
             response = self._serve(environ, "", {}, refused=refused)
             return response(environ, start_response)
@@ -237,10 +241,8 @@ class PagesMiddleware(BrowsePages, ManagePages):
         return self._error(page, error.code or 500, error.sentence)
 
     def _to_login(self, page: Page) -> Response:
-        here = quote(page.request.script_root + page.request.path)
-        if page.request.query_string:
-            here += "?" + page.request.query_string.decode("latin-1")
-        return redirect(page.url("login", next=here))
+        here = return_to(page.request, query=True)
+        return redirect(page.url("login", next=here) if here else page.url("login"))
 
     def page_login(self, page: Page, *, problem: str = "", status: int = 200) -> Response:
         request = page.request
@@ -298,6 +300,8 @@ def _local(request: Request, target: str) -> str:
     root = quote(request.script_root.rstrip("/") + "/")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or "\\" in target or target.startswith("//"):
+        return ""
+    if redact_tokens(target) != target:  # never echoed into the form or a Location
         return ""
     return target[:2000] if target.startswith(root) else ""
 
