@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import zipfile
@@ -132,6 +133,7 @@ class Server:
 
     storage: Storage = field(default_factory=MemoryStorage)
     tokens: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
     app: webtest.TestApp = field(init=False)
     wsgi: Any = field(init=False)
     channel: Channel = field(init=False)
@@ -142,8 +144,14 @@ class Server:
         registry.create("open", public=True)
         store = TokenStore(self.storage)
         for scope in Scope:
-            self.tokens[str(scope)], _ = store.create(channels=["team", "open"], scope=scope)
-        self.tokens["elsewhere"], _ = store.create(channels=["other"], scope=Scope.ADMIN)
+            self.tokens[str(scope)], token = store.create(channels=["team", "open"], scope=scope)
+            self.ids[str(scope)] = token.id
+        self.tokens["elsewhere"], token = store.create(channels=["other"], scope=Scope.ADMIN)
+        self.ids["elsewhere"] = token.id
+        # An operator: admin for every channel, so that the HTTP API's instance-wide
+        # routes (create and delete channels, any token) are reached too.
+        self.tokens["root"], token = store.create(channels=["*"], scope=Scope.ADMIN)
+        self.ids["root"] = token.id
         self.tokens["signed"] = mint_signed_token(SECRET_KEY, channels=["team"], scope=Scope.WRITE)
         # Many channels: itsdangerous compresses the payload, and the token starts ".eJ".
         self.tokens["signed-compressed"] = mint_signed_token(
@@ -165,8 +173,21 @@ class Server:
         return [*self.tokens.values(), SECRET_KEY, key.hex()]
 
     def snapshot(self) -> dict[str, bytes]:
-        """Every key of the storage and its bytes."""
-        return {key: self.storage.open(key)[0].read() for key in self.storage.list("")}
+        return snapshot(self.storage)
+
+
+def snapshot(storage: Storage) -> dict[str, bytes]:
+    """Every key of the storage and its bytes, but when a token was last used: using a
+    token notes that (tokens.py), and a refused request may have used one."""
+    found = {}
+    for key in storage.list(""):
+        data = storage.open(key)[0].read()
+        if key.startswith("registry/tokens/"):
+            doc = json.loads(data)
+            doc.pop("last_used", None)
+            data = json.dumps(doc, sort_keys=True).encode()
+        found[key] = data
+    return found
 
 
 def multipart(

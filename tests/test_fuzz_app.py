@@ -23,20 +23,33 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import warnings
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
+import webtest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from werkzeug.middleware.lint import LintMiddleware
 
 from private_channels import make_app
 from private_channels.storage import MemoryStorage, Storage
+from private_channels.web.session import COOKIE, CSRF_FIELD
 
 from . import strategies as s
-from .fuzz import PREFIX, SECRET_KEY, Server, captured_logs, fuzz, metadata, multipart, wheel_bytes
+from .fuzz import (
+    PREFIX,
+    SECRET_KEY,
+    Server,
+    captured_logs,
+    fuzz,
+    metadata,
+    multipart,
+    snapshot,
+    wheel_bytes,
+)
 from .support import mounted
 from .test_cran_description import source_package, windows_zip
 
@@ -87,9 +100,19 @@ class World:
             headers={"X-Auth": self.server.tokens["write"], "Content-Type": form["content_type"]},
             status=200,
         )
+        # A browser signed in with the operator's token: its session cookie, and a CSRF
+        # token of that session for the pages' forms.
+        browser = webtest.TestApp(self.server.wsgi, extra_environ={"HTTP_ACCEPT": BROWSER})
+        login = browser.get(f"{PREFIX}/-/login").forms[0]
+        login["token"] = self.server.tokens["root"]
+        login.submit(status=303)
+        self.cookie = f"{COOKIE}={browser.cookies[COOKIE]}"
+        self.csrf = browser.get(f"{PREFIX}/-/tokens").forms[0][CSRF_FIELD].value
         self.snapshot = self.server.snapshot()
+        self.keys = {key: self.server.storage.open(key)[0].read() for key in self.snapshot}
         self.secrets = self.server.secrets
         self.tokens = self.server.tokens
+        self.ids = self.server.ids
         self.sha256 = next(
             key.split("/")[4]
             for key in self.snapshot
@@ -99,7 +122,7 @@ class World:
     def storage(self) -> Storage:
         """A fresh storage holding exactly the snapshot."""
         storage = MemoryStorage()
-        for key, data in self.snapshot.items():
+        for key, data in self.keys.items():
             storage.create(key, io.BytesIO(data))
         return storage
 
@@ -111,7 +134,8 @@ def world() -> World:
 
 # -- requests -------------------------------------------------------------------------------
 
-TOKEN_NAMES = ["read", "write", "admin", "elsewhere", "signed", "signed-compressed"]
+TOKEN_NAMES = ["read", "write", "admin", "elsewhere", "root", "signed", "signed-compressed"]
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 # Mostly tokens that may do what is asked, so that examples get past authorization.
 LIKELY_TOKENS = st.sampled_from(["admin"] * 8 + ["write"] * 4 + TOKEN_NAMES)
 # Mostly the methods clients send, sometimes any word at all.
@@ -136,8 +160,16 @@ PLACES = [
     "/{c}/bin/macosx/contrib/{r}/{name}_{v}.tgz", "/{c}/__linux__/{os}/src/contrib/PACKAGES",
     "/{c}/__linux__/{os}/src/contrib/{name}_{v}.tar.gz", "/{c}/-/yank", "/{c}/-/unyank",
     "/{c}/-/delete", "/{c}/-/{name}",
+    # The HTTP API.
+    "/-/api/channels", "/-/api/channels/{c}", "/-/api/channels/{c}/packages",
+    "/-/api/channels/{c}/packages/{eco}/{name}", "/-/api/channels/{c}/{action}",
+    "/-/api/tokens", "/-/api/tokens/{tid}", "/-/api/{name}",
+    # The web pages (for requests that ask for HTML first, as browsers do).
+    "/-/login", "/-/login?next={name}", "/-/logout", "/-/static/{name}", "/-/static/style.css",
+    "/-/tokens", "/-/tokens/{tid}/revoke", "/-/channels", "/-/channels/{c}/delete",
+    "/{c}/-/packages/{eco}/{name}/", "/{c}/-/upload", "/{c}/-/files",
 ]  # fmt: skip
-# The web pages and the HTTP API join here when they land (P/-/api/..., P/-/login...).
+# conda's URL space joins here when it lands: "/{c}/{subdir}/repodata.json", ...
 
 # Names longer than any storage key, in characters every name pattern accepts.
 LONG_NAMES = st.builds(str.__mul__, st.sampled_from(["a", "1", "1.", "a-", "x_"]),
@@ -164,8 +196,11 @@ def paths(draw: st.DrawFn, world: World) -> str:
         "sha": draw(_part([world.sha256, "0" * 64], "0")),
         "r": draw(_part(["4.2", "4.3", "4.10", "1" * 40 + ".1"], "1", ".1")),
         "os": draw(_part(["bookworm", "big-sur-arm64", "jammy"], "a")),
+        "eco": draw(_part(["python", "cran", "conda"], "a")),
+        "action": draw(_part(["yank", "unyank", "delete"], "a")),
+        "tid": draw(_part(sorted(world.ids.values()), "0")),
     }
-    place = draw(st.sampled_from(PLACES)).format(**parts)
+    place, _, query = draw(st.sampled_from(PLACES)).format(**parts).partition("?")
     change = draw(st.sampled_from(["none"] * 6 + [
         "token-path", "token-segment", "append", "replace", "quote", "insert"]))  # fmt: skip
     text = draw(s.hostile_texts | LONG_NAMES)
@@ -182,7 +217,7 @@ def paths(draw: st.DrawFn, world: World) -> str:
     elif change == "insert":
         cut = draw(st.integers(0, len(place)))
         place = place[:cut] + text + place[cut:]
-    return place
+    return place + ("?" + query if query else "")
 
 
 def _basic(user: str, password: str) -> str:
@@ -192,9 +227,8 @@ def _basic(user: str, password: str) -> str:
 @st.composite
 def credentials(draw: st.DrawFn, world: World) -> dict[str, str]:
     token = world.tokens[draw(LIKELY_TOKENS)]
-    form = draw(
-        st.sampled_from(["basic", "pypi", "bearer", "x-auth"] * 2 + ["none", "bad", "junk"])
-    )
+    forms = ["basic", "pypi", "bearer", "x-auth", "session"] * 2 + ["none", "bad", "junk"]
+    form = draw(st.sampled_from(forms))
     if form == "basic":
         return {"HTTP_AUTHORIZATION": _basic(token, "x-auth-token")}
     if form == "pypi":
@@ -203,6 +237,9 @@ def credentials(draw: st.DrawFn, world: World) -> dict[str, str]:
         return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     if form == "x-auth":
         return {"HTTP_X_AUTH": token}
+    if form == "session":  # a signed-in browser (its cookie, maybe beside others)
+        cookie = draw(st.sampled_from([world.cookie, f"a=b; {world.cookie}", world.cookie[:-3]]))
+        return {"HTTP_COOKIE": cookie, "HTTP_ACCEPT": BROWSER}
     if form == "bad":
         return {"HTTP_AUTHORIZATION": draw(st.sampled_from(
             ["Basic \u00e9", "Basic", "Bearer", _basic(token, "wrong"), f"Digest {token}",
@@ -214,7 +251,7 @@ def credentials(draw: st.DrawFn, world: World) -> dict[str, str]:
 
 HEADERS = {
     "HTTP_ACCEPT": st.sampled_from(["application/vnd.pypi.simple.v1+json, text/html;q=0.01",
-                                    "text/html", "application/json", "*/*;q=0"]),
+                                    "text/html", "application/json", "*/*;q=0", BROWSER]),
     "HTTP_RANGE": st.sampled_from(["bytes=0-10", "bytes=-5", "bytes=100000-", "bytes=5-1",
                                    "bytes=0-1,3-4", "items=0-1", "bytes=x"]),
     "HTTP_IF_NONE_MATCH": st.sampled_from(['"x"', "*", 'W/"a", "b"']),
@@ -224,7 +261,11 @@ HEADERS = {
                                         "pip/25.0", "R (1.1." + "1" * 3000]),
     "HTTP_X_REQUEST_ID": st.sampled_from(["lb-1", "a b", "x" * 300]),
     "HTTP_X_FORWARDED_FOR": st.sampled_from(["10.0.0.1", "::1"]),
-    "HTTP_COOKIE": st.sampled_from(["session=x", "a=b; c"]),
+    "HTTP_COOKIE": st.sampled_from(["session=x", "a=b; c", f"{COOKIE}=x.y.z"]),
+    "HTTP_ORIGIN": st.sampled_from(["http://fuzz", "http://evil.example", "null"]),
+    "HTTP_REFERER": st.sampled_from(["http://fuzz/api/repo/", "http://evil.example/"]),
+    "HTTP_SEC_FETCH_SITE": st.sampled_from(["same-origin", "cross-site", "none"]),
+    "HTTP_HOST": st.sampled_from(["fuzz", "evil.example", "fuzz:80"]),
 }  # fmt: skip
 
 
@@ -262,7 +303,25 @@ FIELDS = {
     "filename": st.sampled_from(["demo-1.0-py3-none-any.whl", "demo==1.0", "abc_1.0.tar.gz"]),
     "project": st.sampled_from(["demo", "abc"]),
     "reason": st.sampled_from(["broken", "x" * 2000]),
+    # The pages' forms.
+    "token": st.sampled_from(["", "x" * 100]),
+    "channels": st.sampled_from(["team", "*", "team,open", "nope"]),
+    "channel": st.sampled_from(["team", "open", "new-one"]),
+    "scope": st.sampled_from(["read", "write", "admin", "root"]),
+    "expires": st.sampled_from(["30d", "0s", "1" * 5000 + "d", ""]),
+    "note": st.sampled_from(["ci", "a\nb", "x" * 300]),
+    "public": st.sampled_from(["on", "1", ""]),
+    "action": st.sampled_from(["yank", "unyank", "delete", "x"]),
+    "confirm": st.sampled_from(["team", "open", "yes"]),
 }  # fmt: skip
+# The HTTP API's JSON bodies: its keys, with values of every JSON type.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | s.texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(s.texts, inner, max_size=3),
+    max_leaves=8,
+)
+API_KEYS = ["name", "public", "channels", "scope", "expires", "note", "filename", "reason",
+            "python_upstream", "cran_upstream", "upstream_allow", "allow_reupload"]  # fmt: skip
 
 
 def _name(text: str) -> str:
@@ -271,10 +330,12 @@ def _name(text: str) -> str:
 
 
 @st.composite
-def bodies(draw: st.DrawFn) -> dict[str, Any]:
+def bodies(draw: st.DrawFn, world: World) -> dict[str, Any]:
     """An upload form as a client writes it (mostly), then changed: fields added or
-    dropped, the file renamed, the body cut short; or no form at all."""
-    kind = draw(st.sampled_from([*sorted(PACKAGES)] * 2 + ["fields", "bytes", "none"]))
+    dropped, the file renamed, the body cut short; a page's form, a JSON body for the
+    HTTP API; or none at all."""
+    kinds = [*sorted(PACKAGES)] * 2 + ["fields"] * 3 + ["json"] * 3 + ["bytes", "none"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "none":
         return {}
     if kind == "bytes":
@@ -282,12 +343,21 @@ def bodies(draw: st.DrawFn) -> dict[str, Any]:
                 "content_type": draw(st.sampled_from(["application/octet-stream",
                                                       "multipart/form-data; boundary=fUzZ",
                                                       "multipart/form-data"]))}  # fmt: skip
+    if kind == "json":
+        usual = st.fixed_dictionaries(
+            {}, optional={k: FIELDS.get(k, JSON_VALUES) | JSON_VALUES for k in API_KEYS}
+        )
+        text = json.dumps(draw(usual | JSON_VALUES)) if draw(st.integers(0, 9)) else draw(s.texts)
+        types = ["application/json", "application/json; charset=utf-8", "text/plain"]
+        return {"body": text.encode(), "content_type": draw(st.sampled_from(types))}
     fields: list[tuple[str, str]] = []
     files: list[tuple[str, str, bytes]] = []
     if kind in PACKAGES:
         base, strategy, filename = PACKAGES[kind]
         fields = list(base)
         files = [("content", filename, draw(strategy))]
+    else:  # a page's form: this session's CSRF token, mostly
+        fields = [(CSRF_FIELD, draw(st.sampled_from([world.csrf, world.csrf, "", "x.y"])))]
     names = draw(st.lists(st.sampled_from(sorted(FIELDS)) | s.texts, max_size=4))
     fields += [(_name(n), draw(FIELDS.get(n, s.hostile_texts) | s.hostile_texts))
                for n in names]  # fmt: skip
@@ -297,8 +367,6 @@ def bodies(draw: st.DrawFn) -> dict[str, Any]:
         files = [(draw(st.sampled_from(["content", "other"])), _name(draw(s.texts)),
                   files[0][2])]  # fmt: skip
     if kind == "fields" and draw(st.booleans()):
-        from urllib.parse import urlencode
-
         return {"body": urlencode(fields).encode(),
                 "content_type": "application/x-www-form-urlencoded"}  # fmt: skip
     form = _form(fields, files)
@@ -374,8 +442,7 @@ def _check(
         assert secret not in answer, f"a secret in the response to {method} {path}"
         assert secret not in lines, f"a secret in the log of {method} {path}"
     if code >= 400:
-        after = {key: storage.open(key)[0].read() for key in storage.list("")}
-        assert after == world.snapshot, f"{status}: storage changed"
+        assert snapshot(storage) == world.snapshot, f"{status}: storage changed"
 
 
 REQUESTS = dict(
@@ -389,7 +456,7 @@ REQUESTS = dict(
 def test_any_request(world: World, data: st.DataObject, method: str, query: str) -> None:
     path = data.draw(paths(world))
     extra = {**data.draw(credentials(world)), **data.draw(headers(world))}
-    body = data.draw(bodies()) if method not in ("GET", "HEAD") else {}
+    body = data.draw(bodies(world)) if method not in ("GET", "HEAD") else {}
     _check(world, method, path, query, extra, body)
 
 
@@ -407,7 +474,7 @@ def test_any_upload(world: World, data: st.DataObject | None) -> None:
         return
     channel = data.draw(st.sampled_from(["/team"] * 3 + ["/team/"] * 2 + ["/open"] * 2 + ["/nope"]))
     extra = {**data.draw(credentials(world)), **data.draw(headers(world))}
-    _check(world, "POST", channel, "", extra, data.draw(bodies()))
+    _check(world, "POST", channel, "", extra, data.draw(bodies(world)))
 
 
 @fuzz(100)
@@ -417,4 +484,4 @@ def test_any_management_request(world: World, data: st.DataObject) -> None:
     action = data.draw(st.sampled_from(["yank", "unyank", "delete"]))
     channel = data.draw(st.sampled_from(["team"] * 3 + ["open"] * 3 + ["nope"]))
     extra = {**data.draw(credentials(world)), **data.draw(headers(world))}
-    _check(world, "POST", f"/{channel}/-/{action}", "", extra, data.draw(bodies()))
+    _check(world, "POST", f"/{channel}/-/{action}", "", extra, data.draw(bodies(world)))

@@ -313,3 +313,27 @@ def test_a_management_form_cut_short_leaves_no_open_file(server: Server) -> None
     headers = {"X-Auth": server.tokens["admin"], "Content-Type": content_type}
     server.app.post(f"{PREFIX}/team/-/yank", body[:607], headers=headers, status=400)
     gc.collect()
+
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("path", ["/", "/team/", "/-/login", "/team/-/yank"])
+def test_a_host_header_that_is_no_host_name(server: Server, path: str) -> None:
+    """werkzeug's routing map (the web pages') raised BadHost, uncaught, for a Host
+    whose label is longer than 63 characters: a 500 for any browser-like request."""
+    headers = {"Host": "a" * 70, "Accept": BROWSER}
+    server.app.request(PREFIX + path, headers=headers, status=400)
+
+
+@pytest.mark.parametrize("path", ["/-/static/{t}", "/team/-/packages/python/{t}/", "/{t}/"])
+def test_a_token_in_a_page_path_is_not_echoed(server: Server, path: str) -> None:
+    """Every page's sign-in form (and the redirect to sign in) carried the page's path
+    back as the place to return to, a token in it too."""
+    url = PREFIX + path.format(t=TOKEN)
+    response = server.app.get(url, headers={"Accept": BROWSER}, status="*")
+    assert TOKEN not in str(response.headers) + response.text
+    login = server.app.get(
+        f"{PREFIX}/-/login", {"next": f"{PREFIX}/x/{TOKEN}"}, headers={"Accept": BROWSER}
+    )
+    assert TOKEN not in login.text

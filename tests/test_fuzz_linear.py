@@ -8,10 +8,10 @@ a pattern that backtracks over what it already scanned costs 4,096 times as much
 - Every regular expression in ``private_channels`` is listed in :data:`PATTERNS`, found
   by reading the source (``re.compile``, ``re.fullmatch``... with whatever pattern they
   are given), so that a new one fails :func:`test_every_pattern_is_listed` until it is
-  listed here.  Those applied to what a client sends are timed the way the code applies
-  them (``match``, ``search``, ``sub``...) on inputs built to make a backtracking engine
-  slow: a prefix, one short unit pumped to the size, a tail that fails the match,
-  all from the pattern's own characters.
+  listed here.  Those applied to what a client (or an upstream) sends are timed the way
+  the code applies them (``match``, ``search``, ``sub``...) on inputs built to make a
+  backtracking engine slow: a prefix and a unit cut from a string the pattern matches,
+  the unit pumped to the size, then a tail that fails the match.
 - Every parser of client input, and the whole app on a request whose path and headers
   have those sizes, is timed the same way; a field with a length bound is cheap at any
   size, one without costs linear time at most.
@@ -37,12 +37,14 @@ import private_channels
 from private_channels import accesslog, channels, config, errors, redaction, tokens
 from private_channels.app import ecosystems
 from private_channels.auth import credentials
-from private_channels.core import archive
+from private_channels.core import archive, proxy
 from private_channels.core.limits import Limits
 from private_channels.core.manage import find_target
 from private_channels.core.upload import parse_upload_form
 from private_channels.cran import dcf, description, repository, store
-from private_channels.pypi import metadata, simple
+from private_channels.cran import manage as cran_manage
+from private_channels.cran import upstream as cran_upstream
+from private_channels.pypi import links, metadata, simple
 from private_channels.pypi.metadata import read_distribution
 from private_channels.storage import MemoryStorage, base, s3
 
@@ -126,6 +128,22 @@ PATTERNS = [
     P(tokens._HEX_TOKEN, ("match",), "a secret, bounded to 4096 first", TOKEN),
     P(tokens._TOKEN_ID, ("match",), "a token id (signed payloads, revoke)", TOKEN[:12]),
     P(tokens._DURATION, ("match",), "an expiry (command line, HTTP API)", "30d"),
+    P(cran_manage.FILENAME, ("match",), "an R yank/delete target", "abc_1.0-1.tar.gz"),
+    P(cran_upstream._ARCHIVE_FILE, ("fullmatch",), "an upstream's Meta/archive.rds names",
+      "abc/abc_0.9.tar.gz"),
+    P(cran_upstream._MD5, ("match",), "an upstream's MD5sum", "0a" * 16),
+    P(proxy._HEX, ("match",), "an upstream's digest, its length checked first", "0a" * 32),
+    P(channels._ALLOWED_NAME, ("match",), "upstream-allow names (command line, HTTP API)",
+      "demo-pkg"),
+    P(re.compile(r"/t/[^/]+/"), ("search",), "an upstream URL (command line, HTTP API)",
+      f"https://h/a/t/{TOKEN}/x"),
+    P(re.compile(r"[A-Za-z0-9._-]{1,200}"), ("fullmatch",), "an upstream's project names",
+      "demo-pkg"),
+    P(re.compile(r"[^A-Z0-9]"), ("sub",), "a channel name, already valid"),
+    P(links._TAG_NAME, ("match",), "an upstream's HTML page", "a"),
+    P(links._SPACE, ("match",), "an upstream's HTML page", " \t\n"),
+    P(links._ATTRIBUTE_NAME, ("match",), "an upstream's HTML page", "data-requires-python"),
+    P(links._UNQUOTED, ("match",), "an upstream's HTML page", "../x.whl#sha256=0a"),
 ]  # fmt: skip
 CLIENT = [p for p in PATTERNS if p.sample is not None]
 
