@@ -44,6 +44,8 @@ NOT_RUN = {
     ("upstreams.md", "shell"): "installs that reach PyPI and CRAN, which test machines cannot; "
     "tests/test_e2e_upstream.py runs the same installs with pip, uv and R against upstreams "
     "it starts on 127.0.0.1",
+    ("testing.md", "bash"): "the long fuzzing profile, an hour of the test suite itself; its "
+    "properties run in every test run under the ci profile",
 }
 
 
@@ -295,7 +297,7 @@ def test_docs_build_with_warnings_as_errors(workdir: Workdir) -> None:
 
 def test_every_block_is_run_or_listed_with_a_reason() -> None:
     run = {"quickstart.md", "embedding.md", "deployment.md", "about-these-docs.md"}
-    run |= {"architecture.md", "api.md", "upstreams.md"}
+    run |= {"architecture.md", "api.md", "upstreams.md", "testing.md"}
     run |= {f"clients/{p}.md" for p in CLIENT_PAGES}
     for page in pages():
         if page in run:
