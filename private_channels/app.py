@@ -12,7 +12,8 @@
 From the outside in: the access log and the health endpoint, token authentication
 (which also cuts the ``/t/<TOKEN>`` path form), channel routing, then the core's one
 owner of the upload URL, the management API (yank, unyank, delete), and each
-ecosystem's read side (the Python simple index, the CRAN repository), each serving
+ecosystem's read side (the Python simple index, the CRAN repository, the conda
+channel), each serving
 what it owns and passing on the rest.  See ``docs/architecture.md``.
 """
 
@@ -26,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 from .accesslog import AccessLogMiddleware
 from .auth import TokenAuthMiddleware, authorize
 from .channels import ChannelRegistry
+from .conda.ecosystem import CondaEcosystem
 from .core.limits import Limits
 from .core.manage import ManageMiddleware
 from .core.upload import UploadMiddleware
@@ -53,6 +55,7 @@ def ecosystems(storage: Storage, *, redirect_downloads: int = 0) -> list[Ecosyst
     return [
         PythonEcosystem(storage, redirect_downloads=redirect_downloads),
         CranEcosystem(storage, redirect_downloads=redirect_downloads),
+        CondaEcosystem(storage, redirect_downloads=redirect_downloads),
     ]
 
 
