@@ -881,7 +881,11 @@ def _read_zip(stream: IO[bytes], scan: _Scan) -> None:
                 continue
             # Streamed from the zip as it inflates, never spooled: zipfile stops at the
             # member's declared size, which the bounds above have accepted.
-            with archive.open(info) as content:
+            try:
+                content = archive.open(info)
+            except _DAMAGE:
+                _unreadable(info, scan)
+            with content:
                 _read_tar(content, *nested)
 
 
@@ -892,8 +896,12 @@ def _zip_content(
         with archive.open(info) as content:
             return content.read(size)
     except _DAMAGE:
-        base = info.filename.rstrip("/").rpartition("/")[2]
-        scan.refuse(
-            f"'s {_label(base)} cannot be read from the archive: it is damaged or "
-            "compressed with a method this server does not read."
-        )
+        _unreadable(info, scan)
+
+
+def _unreadable(info: zipfile.ZipInfo, scan: _Scan) -> NoReturn:
+    base = info.filename.rstrip("/").rpartition("/")[2]
+    scan.refuse(
+        f"'s {_label(base)} cannot be read from the archive: it is damaged or "
+        "compressed with a method this server does not read."
+    )
