@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import io
 import json
 import tarfile
@@ -237,10 +238,8 @@ def test_parse_filename_is_linear() -> None:
 
 
 def _try(call: Any, *args: Any) -> None:
-    try:
+    with contextlib.suppress(InvalidPackageError):
         call(*args)
-    except InvalidPackageError:
-        pass
 
 
 JSON = st.recursive(

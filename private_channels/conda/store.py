@@ -51,10 +51,13 @@ class CondaRecord(StoredFile):
 
     def entry(self) -> dict[str, Any]:
         """The file's repodata entry: index.json's fields and the stored file's digests."""
-        entry = {**self.index, "md5": self.md5, "sha256": self.sha256, "size": self.size}
+        uploaded = int(self.upload_time * 1000)
+        entry = {**self.index, "md5": self.md5, "sha256": self.sha256, "size": self.size,
+                 "indexed_timestamp": uploaded}  # fmt: skip
         # conda-index takes the build's timestamp; a package built without one gets
-        # the upload's, so that clients' exclude-newer filters still see it.
-        entry.setdefault("timestamp", int(self.upload_time * 1000))
+        # the upload's, so that clients' exclude-newer filters still see it (rattler
+        # prefers indexed_timestamp, when the channel published it, as rattler-index does).
+        entry.setdefault("timestamp", uploaded)
         return dict(sorted(entry.items()))
 
 
