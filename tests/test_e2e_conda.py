@@ -25,13 +25,17 @@ from .support import REPO, LiveServer, require_client
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def conda_packages(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    tmp = tmp_path_factory.mktemp("e2e-conda")
+def private_pair(tmp: Path) -> list[Path]:
+    """``alpha`` 1.0 (a .tar.bz2) and ``beta`` 1.0 (a .conda) that depends on it."""
     return [
         build_conda(tmp, "alpha", "1.0", "0", extension=".tar.bz2"),
         build_conda(tmp, "beta", "1.0", "0", depends=["alpha >=1.0"]),
     ]
+
+
+@pytest.fixture(scope="module")
+def conda_packages(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return private_pair(tmp_path_factory.mktemp("e2e-conda"))
 
 
 def curl_upload_conda(url: str, token: str, path: Path) -> tuple[int, str]:
