@@ -111,5 +111,6 @@ def raw_conda(
     return buffer.getvalue()
 
 
-def demo_index(**fields: Any) -> bytes:
-    return json.dumps(index_json("demo", "1.0", "0", **fields)).encode()
+def demo_index(name: str = "demo", version: str = "1.0", **fields: Any) -> bytes:
+    """``index.json`` of ``demo-1.0-0`` (by default), as bytes."""
+    return json.dumps(index_json(name, version, "0", **fields)).encode()
