@@ -91,16 +91,18 @@ def raw_conda(
     info: dict[str, bytes],
     *,
     pkg: bytes | None = None,
+    pkg_zst: bytes | None = None,
     stem: str = "demo-1.0-0",
     extra: dict[str, bytes] | None = None,
     metadata: bytes = b'{"conda_pkg_format_version": 2}',
 ) -> bytes:
     """A ``.conda`` zip written directly: ``info`` (member name to bytes) as the info
-    archive, ``pkg`` (a plain tar, compressed here) as the payload, ``extra`` members."""
+    archive, ``pkg`` (a plain tar, compressed here; or ``pkg_zst``, as it is) as the
+    payload, ``extra`` members."""
     info_tar = tar(*info.items())
     members = {
         "metadata.json": metadata,
-        f"pkg-{stem}.tar.zst": zst(pkg if pkg is not None else tar()),
+        f"pkg-{stem}.tar.zst": pkg_zst or zst(pkg if pkg is not None else tar()),
         f"info-{stem}.tar.zst": zst(info_tar),
         **(extra or {}),
     }
