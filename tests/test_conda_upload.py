@@ -16,40 +16,22 @@ from private_channels.storage import MemoryStorage, Storage
 from .archives import tar
 from .conda_packages import build_conda, demo_index, raw_conda
 from .support import cli, test_app
+from .test_cran_upload import PREFIXES
+from .test_cran_upload import Channel as CranChannel
 
-PREFIXES = ["/api/repo", "/deep/er/mount"]
 
-
-class Channel:
-    """A webtest app with one private channel "team" and tokens for it."""
+class Channel(CranChannel):
+    """The CRAN tests' channel "team" (tokens write and read), with an admin token and
+    conda's form and documents."""
 
     def __init__(self, storage: Storage, prefix: str = "/api/repo") -> None:
-        self.storage = storage
-        ChannelRegistry(storage).create("team")
-        tokens = TokenStore(storage)
-        self.write, _ = tokens.create(channels=["team"], scope=Scope.WRITE)
-        self.read, _ = tokens.create(channels=["team"], scope=Scope.READ)
-        self.admin, _ = tokens.create(channels=["team"], scope=Scope.ADMIN)
-        self.app = test_app(storage, prefix)
-        self.url = f"{prefix}/team"
+        super().__init__(storage, prefix)
+        self.admin, _ = TokenStore(storage).create(channels=["team"], scope=Scope.ADMIN)
 
-    def upload(  # type: ignore[no-untyped-def]
-        self,
-        data: bytes,
-        filename: str,
-        *,
-        status: int | str = 200,
-        token: str | None = "write",  # noqa: S107 (the attribute naming the token)
-        filetype: str = "conda_package",
+    def upload(  # type: ignore[no-untyped-def,override]
+        self, data: bytes, filename: str, filetype: str = "conda_package", **kwargs
     ) -> webtest.TestResponse:
-        headers = {"X-Auth": getattr(self, token)} if token else {}
-        return self.app.post(
-            self.url,
-            {"filetype": filetype},
-            upload_files=[("content", filename, data)],
-            headers=headers,
-            status=status,
-        )
+        return super().upload(data, filename, filetype, **kwargs)
 
     def get(self, path: str, **kwargs) -> webtest.TestResponse:  # type: ignore[no-untyped-def]
         headers = {"X-Auth": self.read, **kwargs.pop("headers", {})}

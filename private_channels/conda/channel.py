@@ -104,7 +104,7 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
         try:
             etag = self.storage.stat(key).etag
         except FileNotFoundError:
-            return Subdir(name, (), None)
+            return Subdir(name, records=(), stat=None)
         subdir: Subdir | None = self.cache.get(("subdir", key), etag)
         if subdir is None:
             subdir = self.store.subdir(channel, name)

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import IO, Any
 
 from ..channels import Channel
-from ..core.blobs import ChannelStore, RecordDocument, StoredFile, forget, store_blob
-from ..storage import Stat, read_json
+from ..core.blobs import ChannelStore, RecordDocument, Snapshot, StoredFile, forget, store_blob
+from ..storage import read_json
 from .package import SUBDIRS
 
 __all__ = ["CondaRecord", "CondaStore", "Subdir"]
@@ -62,24 +61,10 @@ class CondaRecord(StoredFile):
 
 
 @dataclass(frozen=True)
-class Subdir:
-    """An immutable snapshot of one subdir's records."""
+class Subdir(Snapshot[CondaRecord]):
+    """A snapshot of one subdir's index document."""
 
     name: str
-    records: tuple[CondaRecord, ...]
-    stat: Stat | None  # of the index document: its etag validates rendered caches
-
-    @property
-    def version(self) -> str:
-        """What the snapshot's derived documents are valid for."""
-        return self.stat.etag if self.stat is not None else "-"
-
-    @cached_property
-    def _by_name(self) -> dict[str, CondaRecord]:
-        return {r.filename: r for r in self.records}
-
-    def find(self, filename: str) -> CondaRecord | None:
-        return self._by_name.get(filename)
 
     def listed(self) -> list[CondaRecord]:
         """The files repodata offers, by filename."""
@@ -111,8 +96,9 @@ class CondaStore(ChannelStore):
         try:
             doc, stat = read_json(self.storage, self.index_key(channel, name))
         except FileNotFoundError:
-            return Subdir(name, (), None)
-        return Subdir(name, tuple(CondaRecord.from_json(r) for r in doc["files"].values()), stat)
+            return Subdir(name, records=(), stat=None)
+        records = tuple(CondaRecord.from_json(r) for r in doc["files"].values())
+        return Subdir(name, records=records, stat=stat)
 
     def subdir_names(self, channel: Channel) -> list[str]:
         """The subdirs something was ever uploaded to, in sorted order."""

@@ -41,12 +41,9 @@ from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Response
 
-from ..auth import authorize
 from ..core.download import file_response
 from ..core.reader import ReadMiddleware
 from ..errors import http_error
-from ..routing import current_channel
-from ..tokens import Scope
 from .description import InvalidPackageError, parse_built
 from .index import INDEX_FILES, render, render_archive_rds
 from .store import (
@@ -116,13 +113,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         archived = _ARCHIVED.fullmatch(path)
         if not (index or download or archived or path == _META):
             return None
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            raise http_error(
-                405, "This URL is read-only; upload with POST to the channel URL itself.",
-                headers=[("Allow", "GET, HEAD")],
-            )  # fmt: skip
-        channel = current_channel(environ)
-        authorize(environ, channel, Scope.READ)
+        channel = self.readable(environ)
         if index:
             directory = self.directory(channel, index["dir"])
             return self.index_file(environ, channel, directory, index["name"])

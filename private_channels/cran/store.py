@@ -36,7 +36,14 @@ from functools import cached_property
 from typing import IO
 
 from ..channels import Channel
-from ..core.blobs import ChannelStore, FileConflictError, RecordDocument, StoredFile, store_blob
+from ..core.blobs import (
+    ChannelStore,
+    FileConflictError,
+    RecordDocument,
+    Snapshot,
+    StoredFile,
+    store_blob,
+)
 from ..storage import Stat, read_json
 from .description import PackageFile, r_version_key
 
@@ -166,10 +173,10 @@ def _listing_order(record: CranRecord) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True)
-class Directory:
+class Directory(Snapshot[CranRecord]):
+    """A snapshot of one directory's index document (its etag validates rendered caches)."""
+
     path: str
-    records: tuple[CranRecord, ...]
-    stat: Stat | None  # of the index document: its etag validates rendered caches
 
     # A Directory is an immutable snapshot, so what is derived from it is computed once
     # (the repository middleware keeps snapshots while their document is unchanged).
@@ -187,10 +194,6 @@ class Directory:
     def _latest_names(self) -> frozenset[str]:
         return frozenset(r.filename for r in self._latest)
 
-    @cached_property
-    def _by_name(self) -> dict[str, CranRecord]:
-        return {r.filename: r for r in self.records}
-
     def latest(self) -> list[CranRecord]:
         """The newest version of each package, in the order of ``write_PACKAGES``."""
         return list(self._latest)
@@ -204,9 +207,6 @@ class Directory:
             (r for r in self.records if r.filename not in self._latest_names),
             key=lambda r: (r.package.encode(), r_version_key(r.version), r.upload_time),
         )
-
-    def find(self, filename: str) -> CranRecord | None:
-        return self._by_name.get(filename)
 
 
 class CranStore(ChannelStore):
