@@ -65,4 +65,9 @@ async def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1:])))
+    code = asyncio.run(main(sys.argv[1:]))
+    sys.stdout.flush()
+    # py-rattler's runtime threads can still be running when the interpreter finalizes,
+    # which then aborts now and again (SIGABRT after the answer was printed): the answer
+    # is out, so leave without finalizing.
+    os._exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -200,3 +201,15 @@ def test_a_conda_tar_bz2_is_not_taken_for_a_python_file() -> None:
 
     assert find_target(ecosystems(channel.storage), team, "abc-1.0-0.tar.bz2").ecosystem == "conda"
     assert find_target(ecosystems(channel.storage), team, "abc-1.0.tar.gz").ecosystem == "python"
+
+
+def test_garbage_collection_keeps_what_records_name(packages: dict[str, bytes]) -> None:
+    channel = Channel(MemoryStorage())
+    channel.upload(packages["beta-1.0-0.conda"], "beta-1.0-0.conda")
+    orphan = f"channels/team/conda/blobs/{'0' * 64}/beta-9.9-0.conda"
+    channel.storage.put(orphan, io.BytesIO(b"left by a killed upload"))
+    team = ChannelRegistry(channel.storage).get("team")
+    assert team is not None
+    conda = next(e for e in ecosystems(channel.storage) if e.name == "conda")
+    assert conda.collect_garbage(team, 0.0) == [orphan]
+    assert channel.get("noarch/beta-1.0-0.conda").body == packages["beta-1.0-0.conda"]
