@@ -213,3 +213,11 @@ def test_garbage_collection_keeps_what_records_name(packages: dict[str, bytes]) 
     conda = next(e for e in ecosystems(channel.storage) if e.name == "conda")
     assert conda.collect_garbage(team, 0.0) == [orphan]
     assert channel.get("noarch/beta-1.0-0.conda").body == packages["beta-1.0-0.conda"]
+
+
+def test_a_version_with_an_epoch_is_stored_and_served() -> None:
+    channel = Channel(MemoryStorage())
+    data = raw_conda({"info/index.json": demo_index(version="1!2.0")}, stem="demo-1!2.0-0")
+    channel.upload(data, "demo-1!2.0-0.conda")
+    assert list(channel.repodata()["packages.conda"]) == ["demo-1!2.0-0.conda"]
+    assert channel.get("noarch/demo-1!2.0-0.conda").body == data

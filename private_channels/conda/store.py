@@ -48,6 +48,12 @@ class CondaRecord(StoredFile):
     about: dict[str, str] = field(default_factory=dict)  # the channeldata fields
     yanked: str | None = None  # None: offered; a reason ("" for none): listed as removed
 
+    @property
+    def blob(self) -> str:
+        # A version's epoch ("1!2.0") has a "!", which no storage key may hold; "=" is in
+        # no conda filename, so the key still names one file.
+        return f"blobs/{self.sha256}/{self.filename.replace('!', '=')}"
+
     def entry(self) -> dict[str, Any]:
         """The file's repodata entry: index.json's fields and the stored file's digests."""
         uploaded = int(self.upload_time * 1000)
