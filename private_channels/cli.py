@@ -25,13 +25,14 @@ from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .accesslog import configure_logging
+from .admin import OPERATOR, Admin, token_state
 from .app import ecosystems
 from .auth import redact_tokens as redact
-from .channels import Channel, ChannelExistsError, ChannelRegistry, InvalidChannelNameError
+from .channels import Channel, ChannelRegistry
 from .config import Config, ConfigError, load_config
-from .core.manage import change_files
+from .errors import ChannelHTTPError
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
-from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
+from .tokens import ALL_CHANNELS, Scope, parse_duration
 
 __all__ = ["main"]
 
@@ -145,28 +146,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin(args: argparse.Namespace) -> Admin:
+    storage = _storage(args)
+    return Admin(storage, ecosystems(storage))
+
+
+def _listed(channel: Channel) -> str:
+    return f"{channel.name}\t{'public' if channel.public else 'private'}"
+
+
 def cmd_channel_create(args: argparse.Namespace) -> int:
-    try:
-        channel = ChannelRegistry(_storage(args)).create(
-            args.name, public=args.public, allow_reupload=args.allow_reupload
-        )
-    except (ChannelExistsError, InvalidChannelNameError) as exc:
-        raise CommandError(str(exc)) from exc
-    print(f"{channel.name}\t{'public' if channel.public else 'private'}")
+    channel = _admin(args).create_channel(
+        OPERATOR, args.name, public=args.public, allow_reupload=args.allow_reupload
+    )
+    print(_listed(channel))
     return 0
 
 
 def cmd_channel_list(args: argparse.Namespace) -> int:
-    for channel in ChannelRegistry(_storage(args)).list():
-        print(f"{channel.name}\t{'public' if channel.public else 'private'}")
+    for channel in _admin(args).channels(OPERATOR):
+        print(_listed(channel))
     return 0
 
 
 def cmd_channel_delete(args: argparse.Namespace) -> int:
-    try:
-        ChannelRegistry(_storage(args)).delete(args.name)
-    except (FileNotFoundError, InvalidChannelNameError) as exc:
-        raise CommandError(str(exc)) from exc
+    """Without --yes, name what would be removed and ask; with no terminal, refuse."""
+    admin = _admin(args)
+    contents = admin.contents(OPERATOR, args.name)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"{contents.describe()} Deleting removes it for good; run again with --yes "
+                "to delete it"
+            )
+        print(f"{contents.describe()} Deleting removes it for good.", file=sys.stderr)
+        try:
+            answer = input(f"Type the channel name ({args.name}) to delete it: ")
+        except EOFError:
+            answer = ""
+        if answer.strip() != args.name:
+            raise CommandError(f"channel {args.name!r} was not deleted")
+    admin.delete_channel(OPERATOR, args.name)
+    print(f"deleted channel {args.name}", file=sys.stderr)
     return 0
 
 
@@ -180,11 +201,11 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     try:
         scope = Scope.parse(args.scope)
         expires_in = parse_duration(args.expires) if args.expires else None
-        secret, token = TokenStore(_storage(args)).create(
-            channels=args.channel, scope=scope, expires_in=expires_in, note=args.note or ""
-        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    secret, token = _admin(args).create_token(
+        OPERATOR, args.channel, scope, expires_in=expires_in, note=args.note or ""
+    )
     print(
         f"created token {token.id}: scope {token.scope}, channels "
         f"{','.join(sorted(token.channels))}, expires {_when(token.expires)}; "
@@ -195,26 +216,18 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state(token: Token) -> str:
-    if token.revoked:
-        return "revoked"
-    return "expired" if token.expired() else "active"
-
-
 def cmd_token_list(args: argparse.Namespace) -> int:
-    for token in TokenStore(_storage(args)).list():
+    for token in _admin(args).list_tokens(OPERATOR):
         print(
             f"{token.id}\t{','.join(sorted(token.channels))}\t{token.scope}\t"
-            f"{_when(token.expires)}\t{token.note}\t{_state(token)}"
+            f"{_when(token.expires)}\t{token.note}\t{token_state(token)}\t"
+            f"{_when(token.last_used) if token.last_used else 'unused'}"
         )
     return 0
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    try:
-        stored = TokenStore(_storage(args)).revoke(args.id)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
+    stored = _admin(args).revoke_token(OPERATOR, args.id)
     if stored:
         print(f"revoked token {args.id}", file=sys.stderr)
     else:
@@ -236,17 +249,9 @@ def _channel(args: argparse.Namespace) -> tuple[Storage, Channel]:
 
 def cmd_files(args: argparse.Namespace) -> int:
     """yank, unyank and delete: the same operations as the admin HTTP API."""
-    storage, channel = _channel(args)
-    try:
-        _, files = change_files(
-            ecosystems(storage),
-            channel,
-            args.command,
-            args.target,
-            reason=getattr(args, "reason", "") or "",
-        )
-    except (ValueError, LookupError) as exc:
-        raise CommandError(str(exc.args[0] if exc.args else exc).rstrip(".")) from exc
+    _, files = _admin(args).change(
+        OPERATOR, args.channel, args.command, args.target, reason=getattr(args, "reason", "") or ""
+    )
     past = {"yank": "yanked", "unyank": "unyanked", "delete": "deleted"}[args.command]
     for filename in files:
         print(f"{past} {filename}")
@@ -330,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     channel_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_channel_list)
     delete = channel_commands.add_parser("delete", parents=[common])
     delete.add_argument("name")
+    delete.add_argument(
+        "--yes", action="store_true", help="delete without asking (needed without a terminal)"
+    )
     delete.set_defaults(func=cmd_channel_delete)
 
     token = commands.add_parser("token", help="manage tokens")
@@ -352,13 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=cmd_token_revoke)
 
     for name, summary in (
-        ("yank", "mark Python files yanked (PEP 592): installers skip them unless pinned"),
-        ("unyank", "make yanked Python files installable again"),
-        ("delete", "remove Python files; their names are not uploaded again (see channel create)"),
+        ("yank", "mark files yanked: installers skip them unless pinned (R: out of PACKAGES)"),
+        ("unyank", "make yanked files installable again"),
+        ("delete", "remove files; their names are not uploaded again (see channel create)"),
     ):
         files = commands.add_parser(name, parents=[common], help=summary)
         files.add_argument("channel")
-        files.add_argument("target", metavar="FILENAME|PROJECT==VERSION")
+        files.add_argument("target", metavar="FILENAME|NAME==VERSION")
         if name == "yank":
             files.add_argument("--reason", help="shown to users by pip and uv")
         files.set_defaults(func=cmd_files)
@@ -385,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except CommandError as exc:
         print(f"private-channels: error: {exc}", file=sys.stderr)
+        return 1
+    except ChannelHTTPError as exc:
+        # The management API's refusals: one sentence, the same the HTTP API answers.
+        print(f"private-channels: error: {exc.sentence}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A storage that fails mid-command (a full disk, a permission, a lost endpoint).

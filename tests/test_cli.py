@@ -21,7 +21,14 @@ def test_channel_create_list_delete(tmp_path: Path) -> None:
         "alpha\tpublic",
         "beta\tprivate",
     ]
-    cli("channel", "delete", "beta", storage=data)
+    # Without --yes and without a terminal it refuses, naming what would be removed.
+    refused = cli("channel", "delete", "beta", storage=data, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "private-channels: error: Channel 'beta' holds no packages. Deleting removes it "
+        "for good; run again with --yes to delete it\n"
+    )
+    cli("channel", "delete", "beta", "--yes", storage=data)
     assert cli("channel", "list", storage=data).stdout.splitlines() == ["alpha\tpublic"]
 
 

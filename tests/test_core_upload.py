@@ -18,6 +18,7 @@ from private_channels.core.limits import Limits
 from private_channels.core.upload import UploadMiddleware
 from private_channels.health import HealthMiddleware
 from private_channels.routing import ChannelMiddleware
+from private_channels.web import ApiMiddleware, PagesMiddleware
 
 from .support import mounted
 
@@ -200,12 +201,20 @@ def test_a_huge_text_field_costs_no_memory() -> None:
     assert peak < Limits().max_form_text + 2 * 1024 * 1024, peak
 
 
-def test_an_upload_passes_through_four_layers_to_its_handler() -> None:
-    """From the outside: health, token authentication, channel routing, the upload
-    owner; no ecosystem's middleware sits between the router and the upload owner."""
+def test_an_upload_passes_through_six_layers_to_its_handler() -> None:
+    """From the outside: health, the pages and the API (each passes on what is not
+    theirs after a look at the path), token authentication, channel routing, the
+    upload owner; no ecosystem's middleware sits between the router and the upload
+    owner."""
     app = make_app(MemoryStorage())
     layers = []
     while not isinstance(app, UploadMiddleware):
         layers.append(type(app))
         app = app.app  # type: ignore[attr-defined]
-    assert layers == [HealthMiddleware, TokenAuthMiddleware, ChannelMiddleware]
+    assert layers == [
+        HealthMiddleware,
+        PagesMiddleware,
+        ApiMiddleware,
+        TokenAuthMiddleware,
+        ChannelMiddleware,
+    ]

@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..core.ecosystem import StoredEcosystem, Target
+from ..core.ecosystem import StoredEcosystem, Target, UploadKind
+from . import listing as listings
 from .channel import CondaChannelMiddleware
 from .package import InvalidPackageError, parse_filename
 from .store import CondaRecord, CondaStore
@@ -40,9 +41,18 @@ MAX_REASON_LENGTH = 1000
 
 class CondaEcosystem(StoredEcosystem[CondaStore]):
     store_type, reader_type = CondaStore, CondaChannelMiddleware
-    name = "conda"
+    listing = listings  # packages, package, snippets (core.ecosystem.Listing)
+    name = listings.ECOSYSTEM
     upload_forms = (f"'filetype={FILETYPE}' (curl)",)
     targets = ("a conda package filename",)
+    upload_kinds = (
+        UploadKind(
+            FILETYPE,
+            "A conda package (.conda or .tar.bz2, from conda-build or rattler-build)",
+            (("filetype", FILETYPE),),
+            accept=".conda,.tar.bz2",
+        ),
+    )
 
     def claims(self, form: MultiDict[str, str]) -> bool:
         return form.get("filetype") == FILETYPE

@@ -23,6 +23,7 @@ bounded, so that nothing a client cannot parse reaches ``repodata.json``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -38,8 +39,10 @@ __all__ = [
     "CondaFilename",
     "CondaPackage",
     "InvalidPackageError",
+    "VersionKey",
     "parse_filename",
     "read_package",
+    "version_key",
 ]
 
 Extension = Literal[".conda", ".tar.bz2"]
@@ -100,6 +103,52 @@ def parse_filename(filename: str) -> CondaFilename:
             "(<name>-<version>-<build>.conda or .tar.bz2)."
         )
     return CondaFilename(match["name"], match["version"], match["build"], extension)
+
+
+_VERSION_PART = re.compile(r"[0-9]+|[A-Za-z]+")
+_ZERO = (1, 0)
+
+
+@functools.total_ordering
+class VersionKey:
+    """A sort key giving conda's order of versions in their common forms.
+
+    An epoch (``1!2.0``) first; then numbers and letter runs in turn, letters before
+    numbers (``1.0rc1 < 1.0``), and missing parts as zeros (``1.0 == 1.0.0 < 1.0.1``).
+    """
+
+    __slots__ = ("epoch", "parts")
+
+    def __init__(self, version: str) -> None:
+        epoch, _, rest = version.rpartition("!")
+        self.epoch = int(epoch) if epoch.isdigit() else 0
+        self.parts: list[tuple[int, int | str]] = [
+            (1, int(p)) if p.isdigit() else (0, p.lower()) for p in _VERSION_PART.findall(rest)
+        ]
+        while self.parts and self.parts[-1] == _ZERO:
+            self.parts.pop()  # so that equal versions are equal, and hash alike
+
+    def _padded(self, other: VersionKey) -> tuple[list[tuple[int, int | str]], ...]:
+        size = max(len(self.parts), len(other.parts))
+        return tuple(k.parts + [_ZERO] * (size - len(k.parts)) for k in (self, other))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VersionKey):
+            return NotImplemented
+        return self.epoch == other.epoch and self.parts == other.parts
+
+    def __lt__(self, other: VersionKey) -> bool:
+        if self.epoch != other.epoch:
+            return self.epoch < other.epoch
+        mine, theirs = self._padded(other)
+        return mine < theirs
+
+    def __hash__(self) -> int:
+        return hash((self.epoch, tuple(self.parts)))
+
+
+def version_key(version: str) -> VersionKey:
+    return VersionKey(version)
 
 
 @dataclass(frozen=True)

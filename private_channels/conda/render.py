@@ -33,12 +33,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from .package import version_key
 from .store import CondaRecord, Subdir
 
 __all__ = [
     "MissingExtraError",
     "channeldata_json",
     "compress_bz2",
+    "newest_first",
     "repodata",
     "repodata_json",
     "sharded",
@@ -136,16 +138,22 @@ def sharded(subdir: Subdir) -> tuple[bytes, dict[str, bytes]]:
     return zstd(_msgpack(index)), shards
 
 
+def newest_first(record: CondaRecord) -> tuple[Any, ...]:
+    """Newest version first, then the highest build number, then the latest build."""
+    key = version_key(record.index["version"])
+    return key, record.index["build_number"], record.entry()["timestamp"]
+
+
 def channeldata(subdirs: Iterable[Subdir]) -> dict[str, Any]:
     """``channeldata.json``: every package name, the subdirs that offer it, and what the
-    about.json of its newest build (by timestamp) says."""
+    about.json of its newest build says."""
     newest: dict[str, CondaRecord] = {}
     offered: dict[str, set[str]] = {}
     for subdir in subdirs:
         for record in subdir.listed():
             offered.setdefault(record.name, set()).add(subdir.name)
             old = newest.get(record.name)
-            if old is None or record.entry()["timestamp"] > old.entry()["timestamp"]:
+            if old is None or newest_first(record) > newest_first(old):
                 newest[record.name] = record
     packages = {
         name: {
