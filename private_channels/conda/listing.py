@@ -51,15 +51,9 @@ def _listed(record: CondaRecord) -> ListedFile:
     for key, label in (("depends", "Depends"), ("constrains", "Constrains")):
         if index.get(key):
             details.append((label, ", ".join(index[key])))
-    return ListedFile(
-        filename=record.filename,
-        version=index["version"],
-        size=record.size,
-        sha256=record.sha256,
-        upload_time=record.upload_time,
-        url=f"{record.subdir}/{quote(record.filename)}",
-        yanked=record.yanked,
-        details=tuple(details),
+    url = f"{record.subdir}/{quote(record.filename)}"
+    return ListedFile.of(
+        record, version=index["version"], url=url, yanked=record.yanked, details=details
     )
 
 
