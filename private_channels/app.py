@@ -119,8 +119,9 @@ def make_app(
     admin = Admin(storage, served, tokens=store, registry=registry)
     app = TokenAuthMiddleware(app, store)
     if web:
-        app = ApiMiddleware(app, admin, limits=limits)
-        app = PagesMiddleware(app, admin, Sessions(store, key=secret_key), limits=limits)
+        api = ApiMiddleware(app, admin, limits=limits)
+        sessions = Sessions(store, key=secret_key)
+        app = PagesMiddleware(app, admin, sessions, limits=limits, api=api)
     if health:
         app = HealthMiddleware(app, storage)
     if access_log is not None:

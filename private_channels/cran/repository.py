@@ -82,7 +82,7 @@ _LINUX = re.compile(rf"/__linux__/(?P<distribution>{DISTRIBUTION_PATTERN})(?=/sr
 _R_AGENT = re.compile(r"\bR \((?P<r>[0-9]+\.[0-9]+)\.[0-9]+\S* (?P<platform>\S+) \S+ \S+\)")
 
 _MIMETYPES = {
-    "PACKAGES": "text/plain; charset=utf-8",
+    "PACKAGES": "text/plain",  # werkzeug adds "; charset=utf-8" to text types
     ".gz": "application/gzip",
     ".tgz": "application/gzip",
     ".zip": "application/zip",
