@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ..channels import Channel
-from ..core.blobs import ChannelStore, RecordDocument, Snapshot, StoredFile, forget, store_blob
+from ..core.blobs import (
+    ChannelStore,
+    RecordDocument,
+    RecordSnapshot,
+    StoredFile,
+    forget,
+    store_blob,
+)
 from ..storage import read_json
 from .package import SUBDIRS
 
@@ -67,7 +74,7 @@ class CondaRecord(StoredFile):
 
 
 @dataclass(frozen=True)
-class Subdir(Snapshot[CondaRecord]):
+class Subdir(RecordSnapshot[CondaRecord]):
     """A snapshot of one subdir's index document."""
 
     name: str

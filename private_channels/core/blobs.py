@@ -46,7 +46,7 @@ __all__ = [
     "Digests",
     "FileConflictError",
     "RecordDocument",
-    "Snapshot",
+    "RecordSnapshot",
     "StoredFile",
     "collect_garbage",
     "hash_stream",
@@ -131,7 +131,7 @@ F = TypeVar("F", bound=StoredFile)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Snapshot(Generic[F]):
+class RecordSnapshot(Generic[F]):
     """The records of one :class:`RecordDocument` as read at one version, immutable.
 
     A read side keeps snapshots, and what it derives from them, while the document's

@@ -45,7 +45,7 @@ from ..core.blobs import (
     ChannelStore,
     FileConflictError,
     RecordDocument,
-    Snapshot,
+    RecordSnapshot,
     StoredFile,
     forget,
     store_blob,
@@ -206,7 +206,7 @@ def _listing_order(record: CranRecord) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True)
-class Directory(Snapshot[CranRecord]):
+class Directory(RecordSnapshot[CranRecord]):
     """A snapshot of one directory's index document (its etag validates rendered caches)."""
 
     path: str
