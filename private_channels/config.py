@@ -101,6 +101,25 @@ def _token_before_prefix(app: WSGIApplication, prefix: str) -> WSGIApplication:
     return moved
 
 
+def _mount(app: WSGIApplication, prefix: str, outside: WSGIApplication) -> WSGIApplication:
+    """``app`` at ``prefix`` (moved to ``SCRIPT_NAME``), ``outside`` for every other path.
+
+    What werkzeug's ``DispatcherMiddleware`` does for one mount, in linear time: it
+    splits the path at every slash from the end, each split a copy, so a path of 64 KiB
+    of slashes cost it a second of CPU.
+    """
+
+    def mounted(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        if path != prefix and not path.startswith(prefix + "/"):
+            return outside(environ, start_response)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+        environ["PATH_INFO"] = path[len(prefix) :]
+        return app(environ, start_response)
+
+    return mounted
+
+
 def parse_size(text: str | int) -> int:
     """``1048576``, ``500k``, ``500m``, ``2g`` (powers of 1024) to a number of bytes."""
     if isinstance(text, int) and not isinstance(text, bool):
@@ -175,7 +194,6 @@ class Config:
     def build_app(self, storage: Storage | None = None) -> WSGIApplication:
         """A whole server's app: the channels at :attr:`prefix`, 404 elsewhere, and
         werkzeug's ``ProxyFix`` in front when :attr:`trusted_proxies` is set."""
-        from werkzeug.middleware.dispatcher import DispatcherMiddleware
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         from .errors import http_error
@@ -183,9 +201,7 @@ class Config:
         app = self.make_app(storage)
         if self.prefix:
             outside = http_error(404, f"Channels are served under {self.prefix}/.")
-            app = _token_before_prefix(
-                DispatcherMiddleware(outside, {self.prefix: app}), self.prefix
-            )
+            app = _token_before_prefix(_mount(app, self.prefix, outside), self.prefix)
         if self.trusted_proxies:
             n = self.trusted_proxies
             app = ProxyFix(app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
