@@ -33,10 +33,10 @@ from hypothesis import settings
 
 from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore, mint_signed_token
 from private_channels.channels import Channel
+from private_channels.config import Config
 from private_channels.storage import Storage
 
 from .archives import least_cpu
-from .support import test_app
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 SCALE = int(os.environ.get("FUZZ_SCALE", "100")) if PROFILE == "long" else 1
@@ -158,10 +158,8 @@ class Server:
             SECRET_KEY, channels=[f"channel-{i}" for i in range(40)], scope=Scope.READ
         )
         assert self.tokens["signed-compressed"].startswith(".eJ")
-        self.app = test_app(
-            self.storage, PREFIX, secret_key=SECRET_KEY, access_log="json", token_cache_ttl=0
-        )
-        self.wsgi = self.app.app
+        self.wsgi = standalone(self.storage)
+        self.app = webtest.TestApp(self.wsgi)
         # The token hashing key is made by the first request that carries a token: make
         # it now, so that storage changes only by what the requests under test do.
         store.verify(self.tokens["read"])
@@ -188,6 +186,14 @@ def snapshot(storage: Storage) -> dict[str, bytes]:
             data = json.dumps(doc, sort_keys=True).encode()
         found[key] = data
     return found
+
+
+def standalone(storage: Storage) -> Any:
+    """The app as the standalone server (and ``private_channels.wsgi``) composes it:
+    :meth:`~private_channels.config.Config.build_app` at :data:`PREFIX`, the access log
+    on, signed tokens on, no token cache (every request checks its token)."""
+    config = Config(prefix=PREFIX, secret_key=SECRET_KEY, log_format="json", token_cache_ttl=0)
+    return config.build_app(storage)
 
 
 def multipart(

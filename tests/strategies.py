@@ -13,9 +13,11 @@ escape, compression methods and zip fields no tool writes.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import io
+import json
 import struct
 import tarfile
 import warnings
@@ -303,7 +305,10 @@ def zips(
                 info.external_attr = draw(st.sampled_from(ZIP_MODES)) << 16
                 info.create_system = draw(st.sampled_from([0, 3]))
             # A name zipfile will not write (twice, say) is left out.
-            with warnings.catch_warnings(), contextlib.suppress(ValueError, UserWarning):
+            with (
+                warnings.catch_warnings(),
+                contextlib.suppress(ValueError, IndexError, UserWarning),
+            ):
                 warnings.simplefilter("error")
                 archive.writestr(info, data)
     if clean:
@@ -359,3 +364,84 @@ def r_binaries(
     if built == WINDOWS_BUILT:
         return zips(f"{name}/DESCRIPTION", descriptions(name, version, built), name)
     return tarballs(name, "DESCRIPTION", descriptions(name, version, built))
+
+
+# -- conda ---------------------------------------------------------------------------------
+
+SUBDIR_NAMES = ["noarch", "linux-64", "osx-arm64", "win-64"]
+INDEX_KEYS = ["name", "version", "build", "build_number", "subdir", "depends", "constrains",
+              "license", "noarch", "timestamp", "track_features", "purls", "arch"]  # fmt: skip
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | hostile_texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@st.composite
+def conda_index(draw: st.DrawFn, name: str = "demo", version: str = "1.0",
+                build: str = "0") -> dict[str, object]:  # fmt: skip
+    """An ``info/index.json``: half the time what conda-build writes, else with any
+    field of any JSON type, or missing."""
+    subdir = draw(st.sampled_from(SUBDIR_NAMES))
+    doc: dict[str, object] = {"name": name, "version": version, "build": build,
+                              "build_number": 0, "subdir": subdir, "depends": [],
+                              "license": "MIT", "timestamp": 1_700_000_000_000}  # fmt: skip
+    if subdir == "noarch":
+        doc["noarch"] = "generic"
+    if draw(st.booleans()):
+        return doc
+    for key in draw(st.lists(st.sampled_from(INDEX_KEYS) | texts, max_size=4)):
+        if draw(st.integers(0, 4)) == 0:
+            doc.pop(key, None)
+        else:
+            doc[key] = draw(json_values | st.sampled_from(SUBDIR_NAMES))
+    return doc
+
+
+@st.composite
+def conda_packages(draw: st.DrawFn, extension: str = ".conda") -> bytes:
+    """A ``.conda`` (a zip of metadata.json and two tar.zst) or a ``.tar.bz2``, made
+    half the time as conda-package-handling makes them, else damaged or odd inside."""
+    import zstandard
+
+    clean = draw(st.booleans())
+    index = json.dumps(draw(conda_index())).encode()
+    info = [_tar_file("info/index.json", index)]
+    if draw(st.booleans()):
+        info.append(_tar_file("info/about.json", json.dumps(draw(json_values)).encode()))
+    payload = [] if clean else draw(st.lists(tar_members("lib"), max_size=3))
+    payload.append(_tar_file("share/demo/demo.txt", b"demo 1.0\n"))
+
+    def tar_of(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for info_, data in members:
+                with contextlib.suppress(ValueError, UnicodeError):
+                    tar.addfile(info_, io.BytesIO(data))
+        return buffer.getvalue()
+
+    if extension == ".tar.bz2":
+        raw = tar_of(info + payload)
+        return bz2.compress(raw if clean else _damaged(draw, raw))
+    zstd = zstandard.ZstdCompressor()
+    members = {
+        "metadata.json": b'{"conda_pkg_format_version": 2}',
+        "pkg-demo-1.0-0.tar.zst": zstd.compress(tar_of(payload)),
+        "info-demo-1.0-0.tar.zst": zstd.compress(tar_of(info)),
+    }
+    if not clean:
+        for key in draw(st.lists(st.sampled_from(sorted(members)), max_size=2)):
+            members[key] = _damaged(draw, members[key]) if draw(st.booleans()) else b""
+        if draw(st.integers(0, 3)) == 0:
+            members[draw(member_paths("info"))] = draw(st.binary(max_size=32))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            with (
+                warnings.catch_warnings(),
+                contextlib.suppress(ValueError, IndexError, UserWarning),
+            ):
+                warnings.simplefilter("error")
+                archive.writestr(name, data)
+    return buffer.getvalue() if clean else _damaged(draw, buffer.getvalue())

@@ -34,23 +34,22 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 from werkzeug.middleware.lint import LintMiddleware
 
-from private_channels import make_app
 from private_channels.storage import MemoryStorage, Storage
 from private_channels.web.session import COOKIE, CSRF_FIELD
 
 from . import strategies as s
+from .conda_packages import demo_index, raw_conda
 from .fuzz import (
     PREFIX,
-    SECRET_KEY,
     Server,
     captured_logs,
     fuzz,
     metadata,
     multipart,
     snapshot,
+    standalone,
     wheel_bytes,
 )
-from .support import mounted
 from .test_cran_description import source_package, windows_zip
 
 
@@ -73,12 +72,14 @@ class World:
             [("filetype", "cran_source_package")],
             [("filetype", "cran_binary_package")],
             [("filetype", "cran_binary_package"), ("distribution", "bookworm")],
+            [("filetype", "conda_package")],
         ]
         files = [
             ("content", "demo-1.0-py3-none-any.whl", wheel),
             ("content", "abc_1.0.tar.gz", source_package()),
             ("content", "abc_1.0.zip", windows_zip()),
             ("content", "abc_1.0.tar.gz", source_package(Built=s.LINUX_BUILT)),
+            ("content", "demo-1.0-0.conda", raw_conda({"info/index.json": demo_index()})),
         ]
         for channel in ("team", "open"):
             for fields, file in zip(uploads, files, strict=True):
@@ -168,8 +169,12 @@ PLACES = [
     "/-/login", "/-/login?next={name}", "/-/logout", "/-/static/{name}", "/-/static/style.css",
     "/-/tokens", "/-/tokens/{tid}/revoke", "/-/channels", "/-/channels/{c}/delete",
     "/{c}/-/packages/{eco}/{name}/", "/{c}/-/upload", "/{c}/-/files",
+    # conda.
+    "/{c}/channeldata.json", "/{c}/{sub}/repodata.json", "/{c}/{sub}/repodata.json.zst",
+    "/{c}/{sub}/repodata.json.bz2", "/{c}/{sub}/repodata_shards.msgpack.zst",
+    "/{c}/{sub}/shards/{sha}.msgpack.zst", "/{c}/{sub}/current_repodata.json",
+    "/{c}/{sub}/{name}-{v}-0.conda", "/{c}/{sub}/{name}-{v}-0.tar.bz2",
 ]  # fmt: skip
-# conda's URL space joins here when it lands: "/{c}/{subdir}/repodata.json", ...
 
 # Names longer than any storage key, in characters every name pattern accepts.
 LONG_NAMES = st.builds(str.__mul__, st.sampled_from(["a", "1", "1.", "a-", "x_"]),
@@ -199,6 +204,7 @@ def paths(draw: st.DrawFn, world: World) -> str:
         "eco": draw(_part(["python", "cran", "conda"], "a")),
         "action": draw(_part(["yank", "unyank", "delete"], "a")),
         "tid": draw(_part(sorted(world.ids.values()), "0")),
+        "sub": draw(_part(["noarch", "linux-64", "osx-arm64"], "a")),
     }
     place, _, query = draw(st.sampled_from(PLACES)).format(**parts).partition("?")
     change = draw(st.sampled_from(["none"] * 6 + [
@@ -286,6 +292,9 @@ PACKAGES = {
     "r-windows": ([("filetype", "cran_binary_package")], s.r_binaries(), "abc_1.0.zip"),
     "r-mac": ([("filetype", "cran_binary_package")], s.r_binaries(built=s.MAC_BUILT),
               "abc_1.0.tgz"),
+    "conda": ([("filetype", "conda_package")], s.conda_packages(".conda"), "demo-1.0-0.conda"),
+    "conda-bz2": ([("filetype", "conda_package")], s.conda_packages(".tar.bz2"),
+                  "demo-1.0-0.tar.bz2"),
     "r-linux": ([("filetype", "cran_binary_package"), ("distribution", "bookworm")],
                 s.r_binaries(built=s.LINUX_BUILT), "abc_1.0.tar.gz"),
 }  # fmt: skip
@@ -419,9 +428,7 @@ def _check(
     world: World, method: str, path: str, query: str, extra: dict[str, str], body: dict[str, Any]
 ) -> None:
     storage = world.storage()
-    app = mounted(
-        make_app(storage, secret_key=SECRET_KEY, access_log="json", token_cache_ttl=0), PREFIX
-    )
+    app = standalone(storage)
     if method != "HEAD":  # the linter counts a HEAD's Content-Length against no body
         app = LintMiddleware(app)
     environ = _environ(method, path, query, extra, body)

@@ -242,7 +242,7 @@ def test_a_stored_nul_never_reaches_r(tmp_path: Path) -> None:
         )
         for name in ("abc", "def")
     )  # fmt: skip
-    directory = Directory("src/contrib", records, None)
+    directory = Directory(path="src/contrib", records=records, stat=None)
     for name in ("PACKAGES", "PACKAGES.rds"):
         (tmp_path / name).write_bytes(render(directory, name))
     with RSession() as r:

@@ -37,6 +37,7 @@ import private_channels
 from private_channels import accesslog, channels, config, errors, redaction, tokens
 from private_channels.app import ecosystems
 from private_channels.auth import credentials
+from private_channels.conda import package as conda_package
 from private_channels.core import archive, proxy
 from private_channels.core.limits import Limits
 from private_channels.core.manage import find_target
@@ -144,6 +145,10 @@ PATTERNS = [
     P(links._SPACE, ("match",), "an upstream's HTML page", " \t\n"),
     P(links._ATTRIBUTE_NAME, ("match",), "an upstream's HTML page", "data-requires-python"),
     P(links._UNQUOTED, ("match",), "an upstream's HTML page", "../x.whl#sha256=0a"),
+    P(conda_package._FILENAME, ("fullmatch",), "a conda filename (bounded parts)",
+      "demo-pkg-1.0_rc1-py_0"),
+    P(conda_package._VERSION_PART, ("findall",), "a conda version, bounded to 64",
+      "1!2.0rc1.post3"),
 ]  # fmt: skip
 CLIENT = [p for p in PATTERNS if p.sample is not None]
 
@@ -337,6 +342,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "validate_key": base.validate_key,
     "find_target": lambda text: find_target(ECOSYSTEMS, channels.Channel("team"), text),
     "verify": tokens.TokenStore(MemoryStorage(), secret_key="k" * 32).verify,
+    "conda_filename": lambda text: conda_package.parse_filename(text + ".conda"),
+    "conda_version_key": conda_package.version_key,
 }
 
 

@@ -32,6 +32,7 @@ from private_channels.accesslog import AccessLogMiddleware
 from private_channels.app import ecosystems
 from private_channels.auth import _cut_path_token, credentials
 from private_channels.channels import InvalidChannelNameError, validate_channel_name
+from private_channels.conda import package as conda
 from private_channels.config import Config, ConfigError, load_config, parse_size
 from private_channels.core.limits import Limits
 from private_channels.core.manage import find_target
@@ -273,9 +274,54 @@ def test_r_packages(
 
 
 # -- conda ---------------------------------------------------------------------------------
-# private_channels/conda/ (filenames, info/index.json, .conda and .tar.bz2 readers) gets
-# its properties here when it lands; the whole-app properties cover it through
-# ecosystems() as soon as make_app serves it.
+
+CONDA_FILENAMES = st.one_of(
+    s.texts,
+    st.builds("{}-{}-{}{}".format, s.texts, s.texts, s.texts, st.sampled_from(conda.EXTENSIONS)),
+    st.sampled_from(["demo-1.0-0.conda", "demo-1.0-py_0.tar.bz2", "_x-1!2.0-0.conda",
+                     "a-b-c-d.conda", "demo-1.0-0.zip", "Demo-1.0-0.conda"]),
+)  # fmt: skip
+
+
+@fuzz(300)
+@given(CONDA_FILENAMES)
+def test_conda_filenames(filename: str) -> None:
+    parsed = only(conda.InvalidPackageError, conda.parse_filename, filename)
+    if parsed is not None:
+        assert str(parsed) == filename and "/" not in filename
+
+
+CONDA_VERSIONS = (s.texts | s.digits().map(lambda d: f"1!{d}.1")).map(lambda v: v[:64])
+
+
+@fuzz(300)
+@given(CONDA_VERSIONS, CONDA_VERSIONS)
+def test_conda_versions_order(a: str, b: str) -> None:
+    """Any two versions a filename can carry (64 characters) compare, consistently."""
+    ka, kb = conda.version_key(a), conda.version_key(b)
+    assert (ka < kb) + (kb < ka) + (ka == kb) == 1
+    assert ka != kb or hash(ka) == hash(kb)
+
+
+@fuzz(300)
+@given(st.dictionaries(st.sampled_from(s.INDEX_KEYS) | s.texts, s.json_values) | s.conda_index())
+def test_conda_index_json(doc: dict[str, Any]) -> None:
+    name = conda.parse_filename("demo-1.0-0.conda")
+    found = only(conda.InvalidPackageError, conda.check_index, doc, name)
+    if found is not None:
+        subdir, index = found
+        assert subdir in conda.SUBDIRS and index["name"] == "demo"
+
+
+@pytest.mark.parametrize("extension", conda.EXTENSIONS)
+@fuzz(100)
+@given(data=st.data())
+def test_conda_packages(extension: str, data: st.DataObject) -> None:
+    archive = data.draw(s.conda_packages(extension))
+    filename = f"demo-1.0-0{extension}"
+    package = only(conda.InvalidPackageError, conda.read_package, filename, io.BytesIO(archive))
+    if package is not None:
+        assert package.name == "demo" and package.subdir in conda.SUBDIRS
 
 
 # -- multipart -----------------------------------------------------------------------------

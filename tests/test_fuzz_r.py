@@ -55,7 +55,7 @@ def _record(index: int, fields: dict[str, str | None]) -> CranRecord:
 
 
 def _check(r: RSession, workdir: Path, records: list[CranRecord]) -> None:
-    directory = Directory("src/contrib", tuple(records), None)
+    directory = Directory(path="src/contrib", records=tuple(records), stat=None)
     for name in INDEX_FILES:
         (workdir / name).write_bytes(render(directory, name))
     written = [
