@@ -337,3 +337,10 @@ def test_a_token_in_a_page_path_is_not_echoed(server: Server, path: str) -> None
         f"{PREFIX}/-/login", {"next": f"{PREFIX}/x/{TOKEN}"}, headers={"Accept": BROWSER}
     )
     assert TOKEN not in login.text
+
+
+def test_a_path_of_slashes_through_the_standalone_mount(server: Server) -> None:
+    """werkzeug's DispatcherMiddleware (which the standalone server mounted the app
+    with) copies the path at every slash: 64 KiB of slashes cost a second of CPU."""
+    path = PREFIX + "/" * 65536
+    assert cost(lambda: server.app.get(path, status=404)) < MAX_CPU
