@@ -11,7 +11,7 @@
 The Hypothesis profile is chosen by ``HYPOTHESIS_PROFILE`` (``tests/conftest.py``
 registers them): ``ci``, the default, runs each property a bounded number of times so
 that the whole suite stays within minutes; ``long`` multiplies every count by
-``FUZZ_SCALE`` (default 100) and keeps failing examples in ``.hypothesis/``.  See
+``FUZZ_SCALE`` (default 20) and keeps failing examples in ``.hypothesis/``.  See
 ``docs/testing.md``.
 """
 
@@ -39,7 +39,7 @@ from private_channels.storage import Storage
 from .archives import least_cpu
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-SCALE = int(os.environ.get("FUZZ_SCALE", "100")) if PROFILE == "long" else 1
+SCALE = int(os.environ.get("FUZZ_SCALE", "20")) if PROFILE == "long" else 1
 
 #: The sizes of the timing property: the larger may cost 64 times the smaller, plus this.
 SMALL, LARGE = 1024, 64 * 1024
