@@ -9,7 +9,8 @@
         "/api/repo": make_app(open_storage("./private-channels-data")),
     })
 
-From the outside in: the access log and the health endpoint, token authentication
+From the outside in: the access log, the answer to failures (a damaged document, a
+read-only storage: one sentence, never a bare 500), the health endpoint, token authentication
 (which also cuts the ``/t/<TOKEN>`` path form), channel routing, then the core's one
 owner of the upload URL, the management API (yank, unyank, delete), and each
 ecosystem's read side (the Python simple index, the CRAN repository), each serving
@@ -31,6 +32,7 @@ from .core.manage import ManageMiddleware
 from .core.upload import UploadMiddleware
 from .cran.ecosystem import CranEcosystem
 from .errors import http_error
+from .failures import FailureMiddleware
 from .health import HealthMiddleware
 from .pypi.ecosystem import PythonEcosystem
 from .routing import ChannelMiddleware, current_channel
@@ -106,6 +108,7 @@ def make_app(
     app = TokenAuthMiddleware(app, store)
     if health:
         app = HealthMiddleware(app, storage)
+    app = FailureMiddleware(app)
     if access_log is not None:
         app = AccessLogMiddleware(app, format=access_log)
     return app

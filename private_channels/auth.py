@@ -122,12 +122,20 @@ def _cut_path_token(environ: WSGIEnvironment) -> str | None:
 
 
 # The path form as a log line may spell it: servers log the raw request path, so "/t/",
-# "%74" for "t" and "%2F" for "/" all occur; case-insensitive because "/T/<TOKEN>"
-# reaches the app (as an unknown channel) and is logged too.
-_LOGGED_PATH_TOKEN = re.compile(r"(?i)(?:/|%2f)(?:t|%74)(?:/|%2f)+[^/\s\"'?]+")
-# Tokens sent where no token belongs (say, as a channel name): the default form, and
-# itsdangerous' signed form (base64 of '{"...' then a dot and the signature).
-_BARE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{48}(?![0-9A-Za-z])|eyJ[\w-]*\.[\w.-]+")
+# "%74" for "t" and "%2F" for "/" all occur, and so do their encodings encoded again
+# ("%252F": a client that quoted a quoted URL); case-insensitive because "/T/<TOKEN>"
+# reaches the app (as an unknown channel) and is logged too.  Each alternative starts
+# with its own character, so the scan stays linear in the line.
+_LOGGED_PATH_TOKEN = re.compile(r"(?i)(?:/|%(?:25)*2f)(?:t|%(?:25)*74)(?:/|%(?:25)*2f)+[^/\s\"'?]+")
+# Tokens sent where no token belongs (say, as a channel name, or after an encoded
+# slash: "x%2F<TOKEN>", "%252F<TOKEN>"): the default form, 48 lowercase hexadecimal
+# digits that no longer run of lowercase hex (a sha256) holds, and itsdangerous'
+# signed form (base64 of '{"...' then a dot and the signature).
+_BARE_TOKEN = re.compile(
+    r"(?:(?<![0-9a-f])|(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2}))"
+    r"[0-9a-f]{48}(?![0-9A-Za-z])"
+    r"|eyJ[\w-]*\.[\w.-]+"
+)
 
 
 def redact_tokens(text: str) -> str:

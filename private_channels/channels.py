@@ -19,8 +19,9 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from .storage import Storage, dump_json, read_json
+from .storage import Storage, dump_json, read_document
 
 __all__ = [
     "RESERVED_CHANNEL_NAMES",
@@ -77,6 +78,15 @@ class Channel:
         return channel_prefix(self.name)
 
 
+def _channel(doc: dict[str, Any]) -> Channel:
+    return Channel(
+        name=validate_channel_name(doc["name"]),
+        public=bool(doc["public"]),
+        created=float(doc["created"]),
+        allow_reupload=bool(doc.get("allow_reupload", False)),
+    )
+
+
 class ChannelRegistry:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -102,15 +112,10 @@ class ChannelRegistry:
         """The channel called ``name``, or ``None`` (also for names that are invalid)."""
         try:
             validate_channel_name(name)
-            doc, _ = read_json(self.storage, self._key(name))
+            channel, _ = read_document(self.storage, self._key(name), _channel)
         except (FileNotFoundError, InvalidChannelNameError):
             return None
-        return Channel(
-            name=doc["name"],
-            public=bool(doc["public"]),
-            created=doc["created"],
-            allow_reupload=bool(doc.get("allow_reupload", False)),
-        )
+        return channel
 
     def list(self) -> Iterator[Channel]:
         for key in self.storage.list("registry/channels/"):

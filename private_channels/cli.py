@@ -94,6 +94,8 @@ def _exec_gunicorn(config: Config, sock: socket.socket, workers: int, host: str)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
     env.update(config.environ())
     command = ["--workers", str(workers), "--bind", f"fd://{sock.fileno()}"]
+    # Its "Error handling request" line quotes the URI as the client sent it.
+    command += ["--logger-class", "private_channels.logs.GunicornLogger"]
     os.execve(  # noqa: S606 (our own interpreter, a fixed argument list)
         sys.executable,
         [sys.executable, "-m", "gunicorn", *command, "private_channels.wsgi:app"],

@@ -44,10 +44,18 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from .storage import Storage, dump_json, read_bytes, read_json, update_json
+from .storage import (
+    CorruptDocumentError,
+    Storage,
+    dump_json,
+    read_bytes,
+    read_document,
+    update_json,
+)
 
 __all__ = [
     "ALL_CHANNELS",
+    "TOKEN_KEY",
     "Scope",
     "Token",
     "TokenStore",
@@ -58,8 +66,9 @@ __all__ = [
 ALL_CHANNELS = "*"
 _HEX_TOKEN = re.compile(r"[0-9a-f]{48}\Z")
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 _SIGNED_SALT = "private-channels.token"
-_KEY = "registry/token-key"
+TOKEN_KEY = "registry/token-key"  # noqa: S105 (a storage key, not a secret)
 # Far longer than any token we mint or sign; a bound so that junk is not hashed or decoded.
 _MAX_SECRET_LENGTH = 4096
 _MAX_NOTE_LENGTH = 200
@@ -220,6 +229,13 @@ def mint_signed_token(
     return token
 
 
+def _digest(ref: dict[str, Any]) -> str:
+    digest = ref["hash"]
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise ValueError("its hash is not 64 hexadecimal digits")
+    return digest
+
+
 @dataclass
 class _CacheEntry:
     token: Token | None
@@ -246,14 +262,14 @@ class TokenStore:
     def _key_bytes(self) -> bytes:
         if self._hmac_key is None:
             try:
-                key, _ = read_bytes(self.storage, _KEY, limit=1024)
+                key, _ = read_bytes(self.storage, TOKEN_KEY, limit=1024)
             except FileNotFoundError:
                 # If another process makes it first, everyone uses that one.
                 with contextlib.suppress(FileExistsError):
-                    self.storage.create(_KEY, io.BytesIO(secrets.token_bytes(32)))
-                key, _ = read_bytes(self.storage, _KEY, limit=1024)
+                    self.storage.create(TOKEN_KEY, io.BytesIO(secrets.token_bytes(32)))
+                key, _ = read_bytes(self.storage, TOKEN_KEY, limit=1024)
             if len(key) < 16:
-                raise ValueError(f"the token hashing key {_KEY!r} in storage is damaged")
+                raise CorruptDocumentError(TOKEN_KEY, f"{len(key)} bytes, fewer than 16")
             self._hmac_key = key
         return self._hmac_key
 
@@ -319,10 +335,15 @@ class TokenStore:
         if not _TOKEN_ID.match(token_id):
             return None
         try:
-            ref, _ = read_json(self.storage, f"registry/token-ids/{token_id}.json")
+            digest = self._hash_of(token_id)
         except FileNotFoundError:
             return None
-        return self._load_stored(ref["hash"])
+        return self._load_stored(digest)
+
+    def _hash_of(self, token_id: str) -> str:
+        key = f"registry/token-ids/{token_id}.json"
+        digest, _ = read_document(self.storage, key, _digest)
+        return digest
 
     def revoke(self, token_id: str) -> bool:
         """Revoke a stored or a signed token by its id, for good.
@@ -333,23 +354,23 @@ class TokenStore:
         if not _TOKEN_ID.match(token_id):
             raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
         try:
-            ref, _ = read_json(self.storage, f"registry/token-ids/{token_id}.json")
+            digest: str | None = self._hash_of(token_id)
         except FileNotFoundError:
-            ref = None
+            digest = None
         # The stored flag first: should the marker below fail, the token is refused anyway.
-        if ref is not None:
+        if digest is not None:
             update_json(
                 self.storage,
-                f"registry/tokens/{ref['hash']}.json",
+                f"registry/tokens/{digest}.json",
                 lambda doc: None if doc is None else {**doc, "revoked": True},
             )
         with contextlib.suppress(FileExistsError):
             self.storage.create(f"registry/revoked/{token_id}", io.BytesIO(b""))
         with self._lock:
             self._cache.pop(f"revoked:{token_id}", None)
-            if ref is not None:
-                self._cache.pop(ref["hash"], None)
-        return ref is not None
+            if digest is not None:
+                self._cache.pop(digest, None)
+        return digest is not None
 
     # -- verification ------------------------------------------------------------
 
@@ -388,10 +409,12 @@ class TokenStore:
 
     def _load_stored(self, digest: str) -> Token | None:
         try:
-            doc, _ = read_json(self.storage, f"registry/tokens/{digest}.json")
+            token, _ = read_document(
+                self.storage, f"registry/tokens/{digest}.json", Token.from_json
+            )
         except FileNotFoundError:
             return None
-        return Token.from_json(doc)
+        return token
 
     def _load_revocation(self, cache_key: str) -> Token | None:
         token_id = cache_key.removeprefix("revoked:")

@@ -322,10 +322,19 @@ def test_403_says_what_is_missing() -> None:
         (f"GET /api/repo/T//{TOKEN}/x", "GET /api/repo/t/<redacted>/x"),
         (f"code 400, message Bad request syntax ('GET /t/{TOKEN}')", None),
         (f"GET /api/repo/{TOKEN}/simple/", "GET /api/repo/<redacted>/simple/"),
+        # Encoded slashes, also encoded twice, as werkzeug logs the line the client sent.
+        (f"GET /api/repo/x%2F{TOKEN}/simple/", "GET /api/repo/x%2F<redacted>/simple/"),
+        (f"GET /api/repo/x%2f{TOKEN}/simple/", "GET /api/repo/x%2f<redacted>/simple/"),
+        (f"GET /api/repo/%252F{TOKEN}/x", "GET /api/repo/%252F<redacted>/x"),
+        (f"GET /api/repo/%252f{TOKEN}/x", "GET /api/repo/%252f<redacted>/x"),
+        (f"GET /api/repo/t%252F{TOKEN}/x", "GET /api/repo/t/<redacted>/x"),
+        (f"GET /api/repo/%2574%252F{TOKEN}/x", "GET /api/repo/t/<redacted>/x"),
+        (f"GET /api/repo/team/simple/x%2F{TOKEN}", "GET /api/repo/team/simple/x%2F<redacted>"),
         ("GET /api/repo/eyJpZCI6IjEifQ.abc-_def/x", "GET /api/repo/<redacted>/x"),
         # what is not a token stays
         ("GET /api/repo/team/simple/t/ HTTP/1.1", "GET /api/repo/team/simple/t/ HTTP/1.1"),
         ("sha256=" + "a" * 64, "sha256=" + "a" * 64),
+        ("/files/%2F" + "a" * 64 + "/f.whl", "/files/%2F" + "a" * 64 + "/f.whl"),
     ],
 )
 def test_log_redaction(line: str, expected: str | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -183,3 +184,39 @@ def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
     assert set(kept) <= left
     assert "channels/team/cran/blobs/" + "c" * 64 + "/abc_2.0.tar.gz" in left
     assert cli("gc", "nope", storage=data, check=False).returncode == 1
+
+
+def test_serve_request_log_never_shows_a_token_with_the_access_log_off(tmp_path: Path) -> None:
+    """werkzeug logs each request line as the client sent it: every spelling of a token
+    in it is redacted, also encoded twice or after an encoded slash."""
+    import http.client
+
+    data = tmp_path / "data"
+    cli("channel", "create", "team", storage=data)
+    token = cli(
+        "token", "create", "--channel", "team", "--scope", "read", storage=data
+    ).stdout.splitlines()[-1]
+    paths = [
+        f"/api/repo/t/{token}/team/simple/",
+        f"/api/repo/x%2F{token}/simple/",
+        f"/api/repo/t%2F{token}/team/simple/",
+        f"/api/repo/t%252F{token}/team/simple/",
+        f"/api/repo/%252F{token}/simple/",
+        f"/api/repo/team/simple/x%2F{token}/",
+        f"/api/repo/{token}/simple/",
+    ]
+    env = {"PRIVATE_CHANNELS_LOG_FORMAT": "off"}
+    with live_server(str(data), tmp_path, extra_env=env) as server:
+        host = server.url.removeprefix("http://").partition("/")[0]
+        for path in paths:
+            connection = http.client.HTTPConnection(host, timeout=30)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            connection.close()
+        deadline = time.monotonic() + 30
+        while server.log_text().count(" HTTP/1.1") < len(paths) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    text = server.log_text()
+    assert text.count(" HTTP/1.1") == len(paths), text
+    assert token not in text, text
+    assert '"GET /api/repo/t/<redacted>/team/simple/ HTTP/1.1" 200' in text

@@ -16,12 +16,14 @@ from private_channels.auth import TokenAuthMiddleware
 from private_channels.core.ecosystem import Upload
 from private_channels.core.limits import Limits
 from private_channels.core.upload import UploadMiddleware
+from private_channels.failures import FailureMiddleware
 from private_channels.health import HealthMiddleware
 from private_channels.routing import ChannelMiddleware
 
 from .support import mounted
 
 PREFIX = "/api/repo"
+BOUNDARY_B = "multipart/form-data; boundary=b"
 
 
 class Recorder:
@@ -131,9 +133,10 @@ def test_bounds_and_unclaimed_forms(setup, fields, files, status, words) -> None
     [
         (b"filetype=rec", "application/x-www-form-urlencoded", "not a multipart/form-data"),
         (b"--b\r\n", "multipart/form-data", "not a multipart/form-data"),  # no boundary
-        (b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1", "multipart/form-data; boundary=b", "not a valid multipart"),
-        (b"garbage without any boundary", "multipart/form-data; boundary=b", "not a valid"),
-        (b"--b\r\n" + b"X-Long: " + b"h" * 200_000, "multipart/form-data; boundary=b", "headers longer"),
+        (b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1", BOUNDARY_B,
+         "not a valid multipart"),
+        (b"garbage without any boundary", BOUNDARY_B, "not a valid"),
+        (b"--b\r\n" + b"X-Long: " + b"h" * 200_000, BOUNDARY_B, "headers longer"),
     ],
 )  # fmt: skip
 def test_bodies_that_are_not_forms(setup, body: bytes, content_type: str, words: str) -> None:  # type: ignore[no-untyped-def]
@@ -199,12 +202,12 @@ def test_a_huge_text_field_costs_no_memory() -> None:
     assert peak < Limits().max_form_text + 2 * 1024 * 1024, peak
 
 
-def test_an_upload_passes_through_four_layers_to_its_handler() -> None:
-    """From the outside: health, token authentication, channel routing, the upload
-    owner; no ecosystem's middleware sits between the router and the upload owner."""
+def test_an_upload_passes_through_five_layers_to_its_handler() -> None:
+    """From the outside: failures, health, token authentication, channel routing, the
+    upload owner; no ecosystem's middleware sits between the router and the upload owner."""
     app = make_app(MemoryStorage())
     layers = []
     while not isinstance(app, UploadMiddleware):
         layers.append(type(app))
         app = app.app  # type: ignore[attr-defined]
-    assert layers == [HealthMiddleware, TokenAuthMiddleware, ChannelMiddleware]
+    assert layers == [FailureMiddleware, HealthMiddleware, TokenAuthMiddleware, ChannelMiddleware]

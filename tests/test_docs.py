@@ -285,7 +285,13 @@ def test_docs_build_with_warnings_as_errors(workdir: Workdir) -> None:
 
 
 def test_every_block_is_run_or_listed_with_a_reason() -> None:
-    run = {"quickstart.md", "embedding.md", "deployment.md", "about-these-docs.md", "architecture.md"}
+    run = {
+        "quickstart.md",
+        "embedding.md",
+        "deployment.md",
+        "about-these-docs.md",
+        "architecture.md",
+    }
     run |= {f"clients/{p}.md" for p in CLIENT_PAGES}
     for page in pages():
         if page in run:

@@ -80,7 +80,12 @@ _LINUX = re.compile(rf"/__linux__/(?P<distribution>{DISTRIBUTION_PATTERN})(?=/sr
 # The User-Agent that Posit Package Manager asks R users to set (R 4.2's libcurl sends
 # only "libcurl/<version>" otherwise): "R/4.2.2 R (4.2.2 x86_64-pc-linux-gnu x86_64
 # linux-gnu)"; the "R (...)" part alone is R's own HTTPUserAgent option.
-_R_AGENT = re.compile(r"\bR \((?P<r>[0-9]+\.[0-9]+)\.[0-9]+\S* (?P<platform>\S+) \S+ \S+\)")
+_R_AGENT = re.compile(r"\bR \((?P<r>[0-9]{1,3}\.[0-9]{1,3})\.[0-9]+\S* (?P<platform>\S+) \S+ \S+\)")
+# R's own agent is some 60 characters; a longer one is not R's, and is not searched.
+MAX_AGENT = 512
+# The longest path below a channel that this layout holds: a directory
+# (bin/macosx/<platform>/contrib/<x.y>) and a filename; longer ones are not parsed.
+MAX_PATH = 512
 
 _MIMETYPES = {
     "PACKAGES": "text/plain; charset=utf-8",
@@ -105,7 +110,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
     store_type = CranStore
 
     def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
-        if not path.startswith(_ROOTS):
+        if not path.startswith(_ROOTS) or len(path) > MAX_PATH:
             return None
         linux = _LINUX.match(path)
         distribution = None
@@ -173,7 +178,8 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         self, environ: WSGIEnvironment, channel: Channel, distribution: str, record: CranRecord
     ) -> CranRecord | None:
         """The binary of ``record``'s very version built for the R that asks, if any."""
-        agent = _R_AGENT.search(str(environ.get("HTTP_USER_AGENT", "")))
+        text = str(environ.get("HTTP_USER_AGENT", ""))
+        agent = _R_AGENT.search(text) if len(text) <= MAX_AGENT else None
         if agent is None:
             return None
         directory = self.directory(channel, linux_directory(distribution, agent["r"]))

@@ -22,7 +22,7 @@ from packaging.version import Version
 from ..channels import Channel
 from ..core.ecosystem import Target
 from .metadata import InvalidDistributionError, parse_filename
-from .store import FileRecord, PythonStore
+from .store import MAX_PROJECT_NAME, FileRecord, PythonStore
 
 __all__ = [
     "ECOSYSTEM",
@@ -87,6 +87,10 @@ def parse_target(text: str) -> Target:
         return Target(ECOSYSTEM, project_of(filename), filename=filename)
     if not project.strip() or not version.strip():
         raise InvalidTargetError(f"{text!r} needs both a project and a version: PROJECT==VERSION.")
+    if len(project.strip()) > MAX_PROJECT_NAME:
+        raise InvalidTargetError(
+            f"The project name is longer than {MAX_PROJECT_NAME} characters, so no file has it."
+        )
     try:
         name = canonicalize_name(project.strip(), validate=True)
     except InvalidName:

@@ -41,8 +41,8 @@ from ..core.blobs import (
     forget,
     store_blob,
 )
-from ..storage import Stat, read_json, update_json
-from .metadata import InvalidDistributionError, parse_filename
+from ..storage import Stat, read_document, read_json, update_json
+from .metadata import MAX_FILENAME, InvalidDistributionError, parse_filename
 
 __all__ = [
     "DeletedFilenameError",
@@ -51,6 +51,11 @@ __all__ = [
     "Project",
     "PythonStore",
 ]
+
+
+#: The longest project name a distribution filename can carry (``<name>-0.zip``); longer
+#: names in URLs and targets are refused before they reach a storage key.
+MAX_PROJECT_NAME = MAX_FILENAME - len("-0.zip")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +77,14 @@ class Project:
     files: tuple[FileRecord, ...]
     stat: Stat  # of the project document: its etag validates caches of rendered pages
     deleted: frozenset[str] = field(default_factory=frozenset)
+
+
+def _project(doc: dict[str, Any]) -> tuple[str, tuple[FileRecord, ...], frozenset[str]]:
+    """A project document's display name, records and deleted filenames."""
+    if not isinstance(doc["name"], str):
+        raise TypeError("its name is not a string")
+    files = tuple(FileRecord.from_json(f) for f in doc["files"].values())
+    return doc["name"], files, frozenset(doc.get("deleted", ()))
 
 
 class PythonStore(ChannelStore):
@@ -98,24 +111,27 @@ class PythonStore(ChannelStore):
     def project(self, channel: Channel, name: str) -> Project | None:
         """The project's files in upload order, or ``None`` if it has none."""
         try:
-            doc, stat = read_json(self.storage, self.project_key(channel, name))
+            parsed, stat = read_document(self.storage, self.project_key(channel, name), _project)
         except FileNotFoundError:
             return None
+        display_name, files, deleted = parsed
         return Project(
-            name=canonicalize_name(doc["name"]),
-            display_name=doc["name"],
-            files=tuple(FileRecord.from_json(f) for f in doc["files"].values()),
+            name=canonicalize_name(display_name),
+            display_name=display_name,
+            files=files,
             stat=stat,
-            deleted=frozenset(doc.get("deleted", ())),
+            deleted=deleted,
         )
 
     def projects(self, channel: Channel) -> tuple[dict[NormalizedName, str], Stat | None]:
         """Normalized name to display name for every project; the stat validates caches."""
         try:
-            doc, stat = read_json(self.storage, self.projects_key(channel))
+            projects, stat = read_document(
+                self.storage, self.projects_key(channel), lambda doc: dict(doc["projects"])
+            )
         except FileNotFoundError:
             return {}, None
-        return dict(doc["projects"]), stat
+        return projects, stat
 
     def open_blob(self, channel: Channel, sha256: str, filename: str) -> tuple[IO[bytes], Stat]:
         """Open a committed file (or, with ``filename + ".metadata"``, its METADATA).

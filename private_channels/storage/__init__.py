@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from .base import (
     CleansIncompleteWrites,
+    CorruptDocumentError,
     InvalidKeyError,
     PresignsURLs,
     StaleWriteError,
@@ -21,6 +22,7 @@ from .base import (
     Storage,
     dump_json,
     read_bytes,
+    read_document,
     read_json,
     sweep,
     update_json,
@@ -32,6 +34,7 @@ from .memory import MemoryStorage
 __all__ = [
     "DEFAULT_STORAGE",
     "CleansIncompleteWrites",
+    "CorruptDocumentError",
     "FileSystemStorage",
     "InvalidKeyError",
     "MemoryStorage",
@@ -43,6 +46,7 @@ __all__ = [
     "dump_json",
     "open_storage",
     "read_bytes",
+    "read_document",
     "read_json",
     "sweep",
     "update_json",
