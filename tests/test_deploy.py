@@ -4,7 +4,9 @@ waitress as real processes on 127.0.0.1, and behind a reverse proxy with a path 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -27,11 +29,11 @@ import pytest
 import webtest
 from packaging.utils import canonicalize_name
 
-from private_channels import ChannelRegistry, Scope, TokenStore, open_storage
+from private_channels import ChannelRegistry, Scope, TokenStore, make_app, open_storage
 from private_channels.config import Config
 
 from .packages import make_wheel
-from .support import cli
+from .support import REPO, cli
 from .test_examples import PIP_ENV, serving
 
 # waitress-serve, not "python -m waitress", whose exit status is always 0.
@@ -424,3 +426,61 @@ def test_serve_workers_runs_gunicorn_on_the_bound_port(
     assert len(pids) >= 2, log.read_text()
     assert log.read_text().count("Booting worker") >= 3
     assert tokens["read"] not in log.read_text()
+
+
+# --- gunicorn's own error log ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("redaction", ["logger-class", "module", "none"])
+def test_gunicorns_error_line_never_shows_a_path_token(
+    redaction: str, tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    """A download whose disk fails after the response began: gunicorn logs "Error
+    handling request GET <URI>" with its own copy of the URI, path token included,
+    unless its logger redacts (``--logger-class``, or the filter installed by the app's
+    module as ``private_channels.wsgi`` does); without either, the control case shows
+    the token in clear, so the request did reach that line."""
+    env, tokens = deployment
+    storage = open_storage(env["PRIVATE_CHANNELS_STORAGE"])
+    write, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    webtest.TestApp(make_app(storage)).post(
+        "/team",
+        {":action": "file_upload"},
+        upload_files=[("content", wheel.name, wheel.read_bytes())],
+        headers={"X-Auth": write},
+    )
+    command = [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0"]
+    if redaction == "logger-class":
+        command += ["--logger-class", "private_channels.logs.GunicornLogger"]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
+    full_env.update(env, REDACT="1" if redaction == "module" else "0", PYTHONPATH=str(REPO))
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, "tests.failing_reads:app"],
+            stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := LISTENING["gunicorn"].search(log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        server = Server(url=match[1], log=log)
+        path = f"/api/repo/t/{tokens['read']}/team/files/{sha256}/{wheel.name}"
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            server.get(path)
+        while "Error handling request" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    text = log.read_text()
+    assert f"/team/files/{sha256}/{wheel.name}" in text
+    if redaction == "none":
+        assert tokens["read"] in text
+    else:
+        assert tokens["read"] not in text, text
+        assert f"Error handling request GET /api/repo/t/<redacted>/team/files/{sha256}" in text

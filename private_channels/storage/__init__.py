@@ -76,7 +76,8 @@ def open_storage(url: str | None = None) -> Storage:
             from .s3 import S3Storage  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
             raise StorageURLError(
-                "the s3:// storage needs boto3: pip install 'private-channels[s3]'"
+                "the s3:// storage needs boto3 1.36 or later (the s3 extra): "
+                "pip install 'boto3>=1.36'"
             ) from exc
         storage: Storage = S3Storage.from_url(url)
         return storage
