@@ -17,12 +17,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from packaging.utils import InvalidName, NormalizedName, canonicalize_name
-from packaging.version import Version
 
 from ..channels import Channel
 from ..core.ecosystem import Target
 from .metadata import InvalidDistributionError, parse_filename
-from .store import MAX_PROJECT_NAME, FileRecord, PythonStore
+from .store import MAX_PROJECT_NAME, FileRecord, PythonStore, same_version
 
 __all__ = [
     "ECOSYSTEM",
@@ -53,14 +52,7 @@ def matches(target: Target, record: FileRecord) -> bool:
     if target.filename is not None:
         return record.filename == target.filename
     assert target.version is not None
-    return _same_version(record.version, target.version)
-
-
-def _same_version(a: str, b: str) -> bool:
-    try:
-        return Version(a) == Version(b)
-    except ValueError:  # InvalidVersion, or an int past Python's digit limit
-        return a == b
+    return same_version(record.version, target.version)
 
 
 def project_of(filename: str) -> NormalizedName:

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import IO, Any
 
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from ..channels import Channel
 from ..core.blobs import (
@@ -77,6 +79,39 @@ class Project:
     files: tuple[FileRecord, ...]
     stat: Stat  # of the project document: its etag validates caches of rendered pages
     deleted: frozenset[str] = field(default_factory=frozenset)
+
+
+class SdistExistsError(ValueError):
+    """A release has an sdist already, under another filename."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename)
+        self.filename = filename
+
+
+def is_sdist(filename: str) -> bool:
+    return not filename.endswith(".whl")
+
+
+def same_version(a: str, b: str) -> bool:
+    """PEP 440 equality (``1.0 == 1.0.0``); plain equality for what does not parse."""
+    try:
+        return Version(a) == Version(b)
+    except ValueError:  # InvalidVersion, or an int past Python's digit limit
+        return a == b
+
+
+def _one_sdist_per_release(record: FileRecord, doc: Mapping[str, Any]) -> None:
+    """PyPI's rule: an sdist is the release's source, so a release has one."""
+    if not is_sdist(record.filename):
+        return
+    for other in doc["files"].values():
+        if (
+            other["filename"] != record.filename
+            and is_sdist(other["filename"])
+            and same_version(other["version"], record.version)
+        ):
+            raise SdistExistsError(other["filename"])
 
 
 def _project(doc: dict[str, Any]) -> tuple[str, tuple[FileRecord, ...], frozenset[str]]:
@@ -169,10 +204,12 @@ class PythonStore(ChannelStore):
         the record's ``metadata_sha256`` is always derived from it (``None`` without
         it), so that the index promises a METADATA file exactly when one is stored.
 
-        Raises :class:`FileConflictError` when the filename holds other bytes and
-        :class:`DeletedFilenameError` when it was deleted; both are found before any
-        write when possible.  Whatever makes the commit fail, what this call wrote is
-        removed again (:func:`~..core.blobs.store_blob`).
+        Raises :class:`FileConflictError` when the filename holds other bytes,
+        :class:`DeletedFilenameError` when it was deleted, and :class:`SdistExistsError`
+        for an sdist of a release that has another one (``demo-1.0.tar.gz`` beside
+        ``demo-1.0.0.tar.gz`` or ``Demo-1.0.tar.gz``: one sdist per release, as on PyPI);
+        all are found before any write when possible.  Whatever makes the commit fail,
+        what this call wrote is removed again (:func:`~..core.blobs.store_blob`).
         """
         digest = hashlib.sha256(metadata).hexdigest() if metadata is not None else None
         record = replace(record, metadata_sha256=digest)
@@ -185,6 +222,9 @@ class PythonStore(ChannelStore):
             # crash interrupted; unchanged documents are not rewritten.
             self._add_project_name(channel, record.project, existing["name"])
             return False
+        check = partial(_one_sdist_per_release, record)
+        if existing is not None:
+            check(existing)
         blob = self.blob_key(channel, record.sha256, record.filename)
         blobs = {blob: content}
         if metadata is not None:
@@ -192,7 +232,7 @@ class PythonStore(ChannelStore):
         added, doc = store_blob(
             self.storage,
             blobs,
-            commit=lambda: document.add(record.to_json(), reuse=reuse),
+            commit=lambda: document.add(record.to_json(), reuse=reuse, check=check),
             referenced=lambda: document.holds(record.filename, record.sha256),
         )
         self._add_project_name(channel, record.project, doc["name"])
