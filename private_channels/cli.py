@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import importlib.util
 import os
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from werkzeug import serving
@@ -27,11 +29,17 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from .accesslog import configure_logging
 from .app import ecosystems
 from .auth import redact_tokens as redact
-from .channels import Channel, ChannelExistsError, ChannelRegistry, InvalidChannelNameError
+from .channels import (
+    Channel,
+    ChannelExistsError,
+    ChannelRegistry,
+    InvalidChannelNameError,
+    validate_channel_name,
+)
 from .config import Config, ConfigError, load_config
 from .core.manage import change_files
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
-from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
+from .tokens import ALL_CHANNELS, TOKEN_ID, Scope, Token, TokenStore, parse_duration
 
 __all__ = ["main"]
 
@@ -63,11 +71,49 @@ class RedactingRequestHandler(WSGIRequestHandler):
         )
 
 
-def _storage(args: argparse.Namespace) -> Storage:
+def _storage(args: argparse.Namespace, *, create: bool = False) -> Storage:
+    """The storage the command names (``--storage``, else ``PRIVATE_CHANNELS_STORAGE``,
+    else the default), remembered in ``args.used_storage`` for the closing line.
+
+    Only commands that may start a storage pass ``create``: anywhere else, nothing
+    stored at that URL means the user is elsewhere than they think (another directory,
+    a variable not set), and a new, empty storage would only hide it.
+    """
+    url, source = _storage_url(args)
     try:
-        return open_storage(args.storage)
+        storage = open_storage(url, create=create)
+        if not create and next(iter(storage.list("registry/")), None) is None:
+            raise FileNotFoundError(url)
+    except FileNotFoundError:
+        raise CommandError(
+            f"cannot open storage: nothing is stored at {_where(url)} ({source}); run the "
+            "command where the storage is, or name it with --storage or "
+            "PRIVATE_CHANNELS_STORAGE (only 'channel create' and 'token create --channel "
+            "\"*\"' start a new storage)"
+        ) from None
     except (StorageURLError, OSError) as exc:
         raise CommandError(f"cannot open storage: {exc}") from exc
+    args.used_storage = f"{_describe(storage)} ({source})"
+    return storage
+
+
+def _storage_url(args: argparse.Namespace) -> tuple[str, str]:
+    if args.storage:
+        return args.storage, "from --storage"
+    if os.environ.get("PRIVATE_CHANNELS_STORAGE"):
+        return os.environ["PRIVATE_CHANNELS_STORAGE"], "from PRIVATE_CHANNELS_STORAGE"
+    return DEFAULT_STORAGE, f"the default, {DEFAULT_STORAGE}"
+
+
+def _where(url: str) -> str:
+    # A relative path is relative to where the command runs: say where that is.
+    scheme = url.partition("://")[0] if "://" in url else ""
+    return str(Path(url).resolve()) if scheme in ("", "file") else url.partition("?")[0]
+
+
+def _describe(storage: Storage) -> str:
+    root = getattr(storage, "root", None)
+    return str(root) if root is not None else repr(storage)
 
 
 class _AccessLoggedRequestHandler(RedactingRequestHandler):
@@ -149,7 +195,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_channel_create(args: argparse.Namespace) -> int:
     try:
-        channel = ChannelRegistry(_storage(args)).create(
+        channel = ChannelRegistry(_storage(args, create=True)).create(
             args.name, public=args.public, allow_reupload=args.allow_reupload
         )
     except (ChannelExistsError, InvalidChannelNameError) as exc:
@@ -179,10 +225,23 @@ def _when(timestamp: float | None) -> str:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
+    named = [name for name in args.channel if name != ALL_CHANNELS]
     try:
         scope = Scope.parse(args.scope)
         expires_in = parse_duration(args.expires) if args.expires else None
-        secret, token = TokenStore(_storage(args)).create(
+        for name in named:
+            validate_channel_name(name)
+        # A token for every channel may start a storage (the first admin's); one that
+        # names channels needs them to exist, so it is never made where they are not.
+        storage = _storage(args, create=not named)
+        for name in named:
+            if ChannelRegistry(storage).get(name) is None:
+                raise CommandError(
+                    f"channel {name!r} does not exist in {args.used_storage}; create it "
+                    f"first (private-channels channel create {name}), or give --channel "
+                    "'*' for every channel"
+                )
+        secret, token = TokenStore(storage).create(
             channels=args.channel, scope=scope, expires_in=expires_in, note=args.note or ""
         )
     except ValueError as exc:
@@ -213,8 +272,21 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
+    store = TokenStore(_storage(args))
+    if not TOKEN_ID.fullmatch(args.id):
+        # Never echoed: what is not an id may well be the secret itself.
+        token = store.verify(args.id)
+        if token is not None:
+            raise CommandError(
+                "'token revoke' takes a token's id, not the token; this token's id is "
+                f"{token.id}: private-channels token revoke {token.id}"
+            )
+        raise CommandError(
+            "'token revoke' takes a token's id: 12 lowercase hexadecimal characters, as "
+            "the first column of 'private-channels token list' shows"
+        )
     try:
-        stored = TokenStore(_storage(args)).revoke(args.id)
+        stored = store.revoke(args.id)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     if stored:
@@ -232,7 +304,7 @@ def _channel(args: argparse.Namespace) -> tuple[Storage, Channel]:
     storage = _storage(args)
     channel = ChannelRegistry(storage).get(args.channel)
     if channel is None:
-        raise CommandError(f"channel {args.channel!r} does not exist")
+        raise CommandError(f"channel {args.channel!r} does not exist in {args.used_storage}")
     return storage, channel
 
 
@@ -289,18 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--storage",
-        default=os.environ.get("PRIVATE_CHANNELS_STORAGE") or DEFAULT_STORAGE,
         help="storage URL: a path, file://..., memory:// or s3://bucket/prefix "
         "(default: $PRIVATE_CHANNELS_STORAGE or ./private-channels-data)",
     )
     parser = argparse.ArgumentParser(
         prog="private-channels", description="Private Python and R package channels."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[common], help="run the standalone server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for all)",
+    )
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on (default 8000; 0: any free)"
+    )
     # No defaults here: what is not given comes from the environment or the config file.
     serve.set_defaults(storage=None)
     serve.add_argument("--prefix", help="mount path (default /api/repo)")
@@ -320,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     channel = commands.add_parser("channel", help="manage channels")
     channel_commands = channel.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = channel_commands.add_parser("create", parents=[common])
+    create = channel_commands.add_parser("create", parents=[common], help="create a channel")
     create.add_argument("name")
     create.add_argument("--public", action="store_true", help="anyone may read it")
     create.add_argument(
@@ -329,14 +407,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a deleted filename may be uploaded again (by default it stays taken)",
     )
     create.set_defaults(func=cmd_channel_create)
-    channel_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_channel_list)
-    delete = channel_commands.add_parser("delete", parents=[common])
+    channel_commands.add_parser(
+        "list", parents=[common], help="list the channels, one a line: name, public or private"
+    ).set_defaults(func=cmd_channel_list)
+    delete = channel_commands.add_parser(
+        "delete", parents=[common], help="delete a channel and everything in it"
+    )
     delete.add_argument("name")
     delete.set_defaults(func=cmd_channel_delete)
 
     token = commands.add_parser("token", help="manage tokens")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
-    tcreate = token_commands.add_parser("create", parents=[common])
+    tcreate = token_commands.add_parser(
+        "create", parents=[common], help="make a token; it is printed once, on the last line"
+    )
     tcreate.add_argument(
         "--channel",
         action="append",
@@ -348,8 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     tcreate.add_argument("--expires", metavar="DURATION", help="like 90s, 30m, 12h, 30d")
     tcreate.add_argument("--note", help="one line, to tell tokens apart in 'token list'")
     tcreate.set_defaults(func=cmd_token_create)
-    token_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_token_list)
-    revoke = token_commands.add_parser("revoke", parents=[common])
+    token_commands.add_parser(
+        "list", parents=[common], help="list the stored tokens by id (never their secrets)"
+    ).set_defaults(func=cmd_token_list)
+    revoke = token_commands.add_parser(
+        "revoke", parents=[common], help="revoke a token by its id, for good"
+    )
     revoke.add_argument("id", help="the id that 'token list' shows (never the token)")
     revoke.set_defaults(func=cmd_token_revoke)
 
@@ -386,13 +474,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except CommandError as exc:
-        print(f"private-channels: error: {exc}", file=sys.stderr)
+        # Redacted: an argument may be a token given where a name belongs.
+        print(f"private-channels: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A storage that fails mid-command (a full disk, a permission, a lost endpoint).
-        print(f"private-channels: error: storage failed: {exc}", file=sys.stderr)
+        print(f"private-channels: error: storage failed: {redact(str(exc))}", file=sys.stderr)
         return 1
+    used = getattr(args, "used_storage", None)
+    if used is not None:
+        # Which storage, on every success: a token made in a storage that the server
+        # does not use never works, and this line is how one notices.
+        print(f"private-channels: storage {used}", file=sys.stderr)
     return result
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("private-channels")
+    except importlib.metadata.PackageNotFoundError:  # run from a bare checkout
+        return "(not installed)"
 
 
 if __name__ == "__main__":

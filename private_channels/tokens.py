@@ -55,6 +55,7 @@ from .storage import (
 
 __all__ = [
     "ALL_CHANNELS",
+    "TOKEN_ID",
     "TOKEN_KEY",
     "Scope",
     "Token",
@@ -65,7 +66,7 @@ __all__ = [
 
 ALL_CHANNELS = "*"
 _HEX_TOKEN = re.compile(r"[0-9a-f]{48}\Z")
-_TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
+TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _SIGNED_SALT = "private-channels.token"
 TOKEN_KEY = "registry/token-key"  # noqa: S105 (a storage key, not a secret)
@@ -215,7 +216,7 @@ def mint_signed_token(
     It needs no storage write.  ``token_id`` (12 lowercase hex digits, random when left
     out) is what :meth:`TokenStore.revoke` takes and what ``REMOTE_USER`` shows.
     """
-    if token_id is not None and not _TOKEN_ID.match(token_id):
+    if token_id is not None and not TOKEN_ID.match(token_id):
         raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
     _check_lifetime(expires_in)
     payload = {
@@ -332,7 +333,7 @@ class TokenStore:
 
     def get(self, token_id: str) -> Token | None:
         """The stored token with this id, or ``None``."""
-        if not _TOKEN_ID.match(token_id):
+        if not TOKEN_ID.match(token_id):
             return None
         try:
             digest = self._hash_of(token_id)
@@ -351,8 +352,9 @@ class TokenStore:
         Returns whether a stored token has that id (``False``: only signed tokens
         minted with it are refused from now on).
         """
-        if not _TOKEN_ID.match(token_id):
-            raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
+        if not TOKEN_ID.match(token_id):
+            # Not echoed: what was passed for an id may be a secret.
+            raise ValueError("a token id is 12 lowercase hexadecimal characters")
         try:
             digest: str | None = self._hash_of(token_id)
         except FileNotFoundError:
@@ -444,6 +446,6 @@ class TokenStore:
             )
         except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
             return None
-        if not _TOKEN_ID.match(token.id):
+        if not TOKEN_ID.match(token.id):
             return None
         return token

@@ -60,15 +60,19 @@ class StorageURLError(ValueError):
     """A storage URL that names no backend this installation can open."""
 
 
-def open_storage(url: str | None = None) -> Storage:
-    """Open the backend a storage URL names: a path, ``file://``, ``memory://`` or ``s3://``."""
+def open_storage(url: str | None = None, *, create: bool = True) -> Storage:
+    """Open the backend a storage URL names: a path, ``file://``, ``memory://`` or ``s3://``.
+
+    With ``create=False``, a directory that does not exist is a :class:`FileNotFoundError`
+    rather than a new, empty storage (a bucket must always exist already).
+    """
     url = url or os.environ.get("PRIVATE_CHANNELS_STORAGE") or DEFAULT_STORAGE
     scheme = urlsplit(url).scheme
     if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
         path = url[len("file://") :] if scheme == "file" else url
         if not path:
             raise StorageURLError(f"storage URL {url!r} names no directory")
-        return FileSystemStorage(path)
+        return FileSystemStorage(path, create=create)
     if scheme == "memory":
         return MemoryStorage()
     if scheme == "s3":

@@ -50,8 +50,13 @@ def _stat(st: os.stat_result) -> Stat:
 
 
 class FileSystemStorage:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    """``create=False`` opens only a directory that exists (FileNotFoundError otherwise),
+    for commands that must not make an empty storage where the user meant another."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).resolve()
+        if not create and not self.root.is_dir():
+            raise FileNotFoundError(f"there is no storage directory {self.root}")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
