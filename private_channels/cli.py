@@ -38,7 +38,7 @@ from .channels import (
 )
 from .config import Config, ConfigError, load_config
 from .core.manage import change_files
-from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
+from .storage import DEFAULT_STORAGE, Storage, StorageURLError, copy_storage, open_storage
 from .tokens import ALL_CHANNELS, TOKEN_ID, Scope, Token, TokenStore, parse_duration
 
 __all__ = ["main"]
@@ -80,21 +80,35 @@ def _storage(args: argparse.Namespace, *, create: bool = False) -> Storage:
     a variable not set), and a new, empty storage would only hide it.
     """
     url, source = _storage_url(args)
-    try:
-        storage = open_storage(url, create=create)
-        if not create and next(iter(storage.list("registry/")), None) is None:
-            raise FileNotFoundError(url)
-    except FileNotFoundError:
-        raise CommandError(
-            f"cannot open storage: nothing is stored at {_where(url)} ({source}); run the "
-            "command where the storage is, or name it with --storage or "
-            "PRIVATE_CHANNELS_STORAGE (only 'channel create' and 'token create --channel "
-            "\"*\"' start a new storage)"
-        ) from None
-    except (StorageURLError, OSError) as exc:
-        raise CommandError(f"cannot open storage: {exc}") from exc
+    advice = (
+        "; run the command where the storage is, or name it with --storage or "
+        "PRIVATE_CHANNELS_STORAGE (only 'channel create' and 'token create --channel "
+        "\"*\"' start a new storage)"
+    )
+    storage = _open(url, source, create=create, advice=advice)
     args.used_storage = f"{_describe(storage)} ({source})"
     return storage
+
+
+def _open(url: str, source: str, *, create: bool, advice: str = "") -> Storage:
+    nothing = CommandError(
+        f"cannot open storage: nothing is stored at {_where(url)} ({source}){advice}"
+    )
+    if not create and _is_path(url) and not Path(_where(url)).is_dir():
+        raise nothing
+    try:
+        storage = open_storage(url, create=create)
+        empty = not create and next(iter(storage.list("registry/")), None) is None
+    except (StorageURLError, OSError) as exc:
+        raise CommandError(f"cannot open storage: {exc}") from exc
+    if empty:
+        raise nothing
+    return storage
+
+
+def _is_path(url: str) -> bool:
+    scheme = url.partition("://")[0] if "://" in url else ""
+    return scheme in ("", "file")
 
 
 def _storage_url(args: argparse.Namespace) -> tuple[str, str]:
@@ -107,8 +121,9 @@ def _storage_url(args: argparse.Namespace) -> tuple[str, str]:
 
 def _where(url: str) -> str:
     # A relative path is relative to where the command runs: say where that is.
-    scheme = url.partition("://")[0] if "://" in url else ""
-    return str(Path(url).resolve()) if scheme in ("", "file") else url.partition("?")[0]
+    if _is_path(url):
+        return str(Path(url.removeprefix("file://")).resolve())
+    return url.partition("?")[0]
 
 
 def _describe(storage: Storage) -> str:
@@ -344,6 +359,24 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_copy(args: argparse.Namespace) -> int:
+    """Copy a whole storage into an empty one: a backup, a restore, a move to S3."""
+    source = _open(args.source, "SOURCE", create=False)
+    destination = _open(args.destination, "DESTINATION", create=True)
+    try:
+        keys, size = copy_storage(source, destination)
+    except FileExistsError:
+        raise CommandError(
+            f"the destination {_describe(destination)} is not empty; copy only into an empty "
+            "storage (a new directory, or a new prefix of a bucket)"
+        ) from None
+    print(
+        f"copied {keys} keys ({size} bytes) from {_describe(source)} to {_describe(destination)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _port(text: str) -> int:
     port = int(text)
     if not 0 <= port <= 65535:
@@ -452,6 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "yank":
             files.add_argument("--reason", help="shown to users by pip and uv")
         files.set_defaults(func=cmd_files)
+
+    copy = commands.add_parser(
+        "copy",
+        help="copy a whole storage into an empty one (a backup, a restore, a move to S3)",
+        description="Copy every channel, token and package of SOURCE into DESTINATION, "
+        "which must be empty. Stop uploads and changes to SOURCE while it runs.",
+    )
+    copy.add_argument("source", metavar="SOURCE", help="storage URL to copy from")
+    copy.add_argument(
+        "destination", metavar="DESTINATION", help="storage URL to copy to (made if missing)"
+    )
+    copy.set_defaults(func=cmd_copy)
 
     gc = commands.add_parser(
         "gc", parents=[common], help="remove files that interrupted uploads left behind"

@@ -10,6 +10,7 @@ import webtest
 
 from private_channels.auth import (
     IDENTITY_KEY,
+    WRONG_PASSWORD,
     TokenAuthMiddleware,
     authorize,
     credentials,
@@ -218,6 +219,31 @@ def test_a_foreign_basic_password_is_401(store: TokenStore) -> None:
     )
     assert response.headers["WWW-Authenticate"] == CHALLENGE
     assert "hunter2" not in response.text
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_a_wrong_basic_password_is_blamed_not_the_token(store: TokenStore, valid: bool) -> None:
+    """``TOKEN:mypassword``: the same sentence whether the token is good or not, and it
+    is about the password, so it never says which part of a token was wrong."""
+    secret = store.create(channels=["team"], scope=Scope.READ)[0] if valid else TOKEN
+    app, probe = probe_app(store, "/api/repo")
+    for user in (secret, "alice"):
+        response = app.get(
+            "/api/repo/team/simple/", headers={"Authorization": basic(user, "mypassword")},
+            status=401,
+        )  # fmt: skip
+        assert probe.environ is None
+        assert response.headers["WWW-Authenticate"] == CHALLENGE
+        assert response.text == f"{WRONG_PASSWORD}\n"
+        assert "'x-auth-token'" in response.text and "'__token__'" in response.text
+        assert "invalid or expired" not in response.text
+        assert secret not in response.text and "mypassword" not in response.text
+    # A wrong token with the right password is still the token's fault.
+    response = app.get(
+        "/api/repo/team/simple/", headers={"Authorization": basic("0" * 48, "x-auth-token")},
+        status=401,
+    )  # fmt: skip
+    assert response.text == "The token is invalid or expired.\n"
 
 
 PRIVATE = Channel("team")

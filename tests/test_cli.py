@@ -375,3 +375,82 @@ def test_version_and_help_texts() -> None:
     serve = run("serve", "--help")
     assert re.search(r"--host HOST +address to listen on", serve), serve
     assert re.search(r"--port PORT +port to listen on", serve), serve
+
+
+# -- copy -------------------------------------------------------------------------------
+
+
+def stock(data: Path, tmp_path: Path) -> dict[str, str]:
+    """A deployment on the filesystem: two channels, tokens, a wheel, an sdist and an R
+    package, uploaded through the app."""
+    import webtest
+
+    from private_channels import make_app
+    from private_channels.storage import FileSystemStorage
+
+    from .packages import make_sdist, make_wheel
+    from .test_examples import r_source_package
+
+    cli("channel", "create", "team", storage=data)
+    cli("channel", "create", "docs", "--public", storage=data)
+    token = cli("token", "create", "--channel", "team", "--scope", "write", storage=data)
+    secret = token.stdout.splitlines()[-1]
+    app = webtest.TestApp(make_app(FileSystemStorage(data)))
+    for path in (make_wheel(tmp_path, "demo", "1.0"), make_sdist(tmp_path, "demo", "1.0")):
+        app.post("/team", {":action": "file_upload"},
+                 upload_files=[("content", path.name, path.read_bytes())],
+                 headers={"X-Auth": secret})  # fmt: skip
+    app.post("/team", {"filetype": "cran_source_package"},
+             upload_files=[("content", "abc_1.0.tar.gz", r_source_package("abc", "1.0"))],
+             headers={"X-Auth": secret})  # fmt: skip
+    return {"token": secret}
+
+
+def contents(storage: Any) -> dict[str, bytes]:
+    from private_channels.storage import read_bytes
+
+    return {key: read_bytes(storage, key)[0] for key in storage.list("")}
+
+
+def test_copy_moves_a_deployment_to_s3_and_back(tmp_path: Path, seaweedfs: Any) -> None:
+    """filesystem -> SeaweedFS -> filesystem: every key, byte for byte; the tokens made
+    before the move still work on the copy, and its indexes list what was uploaded."""
+    import webtest
+
+    from private_channels import make_app
+    from private_channels.storage import FileSystemStorage
+
+    data = tmp_path / "data"
+    secret = stock(data, tmp_path)["token"]
+    original = contents(FileSystemStorage(data))
+    url = seaweedfs.url()
+    copied = cli("copy", str(data), url, storage="unused", env=seaweedfs.env)
+    assert copied.stderr == (
+        f"copied {len(original)} keys ({sum(map(len, original.values()))} bytes) from "
+        f"{data.resolve()} to {seaweedfs.storage(url.split('/')[3].split('?')[0])!r}\n"
+    )
+    s3 = seaweedfs.storage(url.split("/")[3].split("?")[0])
+    assert contents(s3) == original
+    app = webtest.TestApp(make_app(s3))
+    page = app.get("/team/simple/demo/", headers={"X-Auth": secret,
+                   "Accept": "application/vnd.pypi.simple.v1+json"})  # fmt: skip
+    assert sorted(f["filename"] for f in page.json["files"]) == [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0.tar.gz",
+    ]
+    assert b"Package: abc" in app.get("/team/src/contrib/PACKAGES", headers={"X-Auth": secret}).body
+    app.get("/docs/simple/")  # public, as it was
+
+    back = tmp_path / "back"
+    cli("copy", url, str(back), storage="unused", env=seaweedfs.env)
+    assert contents(FileSystemStorage(back)) == original
+
+    # Only into an empty storage; and never from one that does not exist.
+    again = cli("copy", str(data), str(back), storage="unused", check=False)
+    assert again.returncode == 1 and "is not empty" in again.stderr
+    assert again.stderr.count("\n") == 1
+    assert contents(FileSystemStorage(back)) == original
+    missing = cli("copy", str(tmp_path / "nowhere"), str(tmp_path / "new"), storage="unused",
+                  check=False)  # fmt: skip
+    assert missing.returncode == 1 and "nothing is stored at" in missing.stderr
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "new").exists()

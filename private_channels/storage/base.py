@@ -33,6 +33,7 @@ __all__ = [
     "StaleWriteError",
     "Stat",
     "Storage",
+    "copy_storage",
     "read_bytes",
     "read_document",
     "read_json",
@@ -266,3 +267,27 @@ def sweep(storage: Storage, prefix: str, keep: set[str], *, older_than: float) -
         except (FileNotFoundError, StaleWriteError):
             continue
     return removed
+
+
+def copy_storage(source: Storage, destination: Storage) -> tuple[int, int]:
+    """Copy every key of ``source`` into ``destination``, which must be empty; return
+    the number of keys and of bytes copied.
+
+    A whole deployment moves this way (the filesystem to S3, a backup and its restore):
+    channels, tokens (and the key that hashes them, so every token keeps working) and
+    packages.  Each key is created, never overwritten, streamed one block at a time,
+    and checked by size once written.  Writers must be stopped meanwhile: a key
+    written to ``source`` during the copy may or may not be in the copy.
+    """
+    if next(iter(destination.list("")), None) is not None:
+        raise FileExistsError("the destination storage is not empty")
+    keys = size = 0
+    for key in source.list(""):
+        stream, stat = source.open(key)
+        with stream:
+            written = destination.create(key, stream)
+        if written.size != stat.size:
+            raise OSError(f"{key!r} was copied with {written.size} of its {stat.size} bytes")
+        keys += 1
+        size += written.size
+    return keys, size
