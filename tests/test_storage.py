@@ -335,14 +335,14 @@ def test_a_document_that_is_not_json_is_corrupt_and_named(storage: Storage, data
     if data:  # update_json takes an empty document for an absent one
         reads.append(lambda: update_json(storage, "registry/x.json", lambda doc: doc))
     for read in reads:
-        with pytest.raises(CorruptDocumentError, match="'registry/x.json' is damaged") as error:
+        with pytest.raises(CorruptDocumentError, match=r"'registry/x\.json' is damaged") as error:
             read()
         assert error.value.key == "registry/x.json"
 
 
 def test_a_document_of_the_wrong_shape_is_corrupt_and_named(storage: Storage) -> None:
     storage.create("registry/x.json", io.BytesIO(b'["a list"]'))
-    with pytest.raises(CorruptDocumentError, match="'registry/x.json' is damaged: TypeError"):
+    with pytest.raises(CorruptDocumentError, match=r"'registry/x\.json' is damaged: TypeError"):
         read_document(storage, "registry/x.json", lambda doc: doc["name"])
     storage.put("registry/x.json", io.BytesIO(b'{"name": "x"}'))
     assert read_document(storage, "registry/x.json", lambda doc: doc["name"])[0] == "x"
