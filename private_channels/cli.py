@@ -83,7 +83,7 @@ def _storage(args: argparse.Namespace, *, create: bool = False) -> Storage:
     advice = (
         "; run the command where the storage is, or name it with --storage or "
         "PRIVATE_CHANNELS_STORAGE (only 'channel create' and 'token create --channel "
-        "\"*\"' start a new storage)"
+        '"*"\' start a new storage)'
     )
     storage = _open(url, source, create=create, advice=advice)
     args.used_storage = f"{_describe(storage)} ({source})"

@@ -34,8 +34,11 @@ BIN = str(Path(sys.executable).parent)
 
 # (page, language or caption): why the block is not run.
 NOT_RUN = {
-    ("deployment.md", "nginx"): "a proxy configuration; tests/test_deploy.py runs its effect "
-    "(X-Forwarded-Prefix through ProxyFix) with pip installing through a prefix",
+    ("deployment.md", "http block"): "a part of nginx's configuration: tests/test_deploy.py "
+    "runs it in a real nginx with the server block",
+    ("deployment.md", "server block"): "a part of nginx's configuration: tests/test_deploy.py "
+    "runs it in a real nginx in front of gunicorn (uploads, reads, redirects under its "
+    "prefix, the access log without tokens, slow clients)",
     ("clients/pak.md", "pak-install.R"): "pak is installed from CRAN, which test machines "
     "cannot reach, and Debian does not package it; the page's available.packages() check runs",
     ("architecture.md", "text"): "a drawing of the layers, not a command",
