@@ -680,8 +680,14 @@ def test_nginx_as_documented_serves_under_its_prefix_and_logs_no_token(
     assert (
         f'"GET {NGINX_PREFIX}/api/repo/t/<redacted>/team/simple/Demo_Pkg/ HTTP/1.1" 301' in logged
     )
-    for spelling in ("t/<redacted>/team", "%74/<redacted>/team", "t%2F<redacted>/team",
-                     "t%252F<redacted>/team", "x%2F<redacted>/simple", "repo/<redacted>/simple"):  # fmt: skip
+    for spelling in (
+        "t/<redacted>/team",
+        "%74/<redacted>/team",
+        "t%2F<redacted>/team",
+        "t%252F<redacted>/team",
+        "x%2F<redacted>/simple",
+        "repo/<redacted>/simple",
+    ):
         assert spelling in logged, (spelling, logged)
     assert "format=x" not in logged  # no query strings
     # The app's own access log (gunicorn's stderr here) names each request by the id
