@@ -532,17 +532,20 @@ class Nginx:
 
 
 @contextmanager
-def running_nginx(tmp_path: Path, backend: str) -> Iterator[Nginx]:
+def running_nginx(tmp_path: Path, backend: str, *, error_level: str = "crit") -> Iterator[Nginx]:
+    """nginx with deployment.md's blocks, in front of ``backend`` (HOST:PORT), until the
+    block ends; ``error_level`` replaces the documented level of the error log."""
     from .test_docs import blocks as doc_blocks
 
     nginx = find_nginx()
     directory = tmp_path / "nginx"
-    directory.mkdir()
+    directory.mkdir(parents=True)
     found = [b.body for b in doc_blocks("deployment.md") if b.language == "nginx"]
     assert len(found) == 2, "deployment.md should hold the http block and the server block"
     port = _free_port()
     config = directory / "nginx.conf"
-    config.write_text(nginx_config(found, directory, port, backend))
+    text = nginx_config(found, directory, port, backend)
+    config.write_text(text.replace(".error.log crit;", f".error.log {error_level};"))
     tested = subprocess.run([nginx, "-t", "-c", str(config)], capture_output=True, text=True)
     assert tested.returncode == 0, tested.stderr + config.read_text()
     process = subprocess.Popen(
@@ -554,6 +557,9 @@ def running_nginx(tmp_path: Path, backend: str) -> Iterator[Nginx]:
         while True:
             try:
                 urllib.request.urlopen(f"{url}/api/repo/-/health", timeout=5).close()
+                break
+            except urllib.error.HTTPError as error:  # a 502 without a backend: nginx is up
+                error.close()
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert process.poll() is None and time.monotonic() < deadline
@@ -755,3 +761,23 @@ def test_slow_clients_and_the_servers_that_they_block(
         else:
             answered = answered_while_held(server.url)
             assert answered == (server_kind == "waitress")
+
+
+def test_nginx_error_log_as_documented_keeps_the_token_out_when_the_app_is_down(
+    tmp_path: Path,
+) -> None:
+    """nginx quotes the request line in its error log when it cannot reach the app; at
+    the documented level (crit) that line is not written, at "error" it would be."""
+    token = "46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35"
+    nowhere = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    path = f"/api/repo/t/{token}/team/simple/"
+    for level in ("crit", "error"):
+        with running_nginx(tmp_path / level, nowhere, error_level=level) as nginx:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(nginx.url + path, timeout=30)
+            refused.value.close()
+            assert refused.value.code == 502
+        access = nginx.access_log.read_text()
+        assert "/t/<redacted>/team/simple/" in access and token not in access
+        error_log = nginx.error_log.read_text() if nginx.error_log.exists() else ""
+        assert (token in error_log) == (level == "error"), error_log
