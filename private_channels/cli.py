@@ -38,6 +38,7 @@ from .channels import (
 )
 from .config import Config, ConfigError, load_config
 from .core.manage import change_files
+from .logs import redact_loggers
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, copy_storage, open_storage
 from .tokens import ALL_CHANNELS, TOKEN_ID, Scope, Token, TokenStore, parse_duration
 
@@ -174,6 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = config.build_app(storage)
     except ConfigError as exc:
         raise CommandError(str(exc)) from exc
+    redact_loggers()
     handler = RedactingRequestHandler
     if config.log_format != "off":
         configure_logging()

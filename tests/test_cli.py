@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .support import cli, live_server
+from .support import cli, live_server, wait_for
 
 
 def test_channel_create_list_delete(tmp_path: Path) -> None:
@@ -218,9 +217,7 @@ def test_serve_request_log_never_shows_a_token_with_the_access_log_off(tmp_path:
             connection.request("GET", path)
             connection.getresponse().read()
             connection.close()
-        deadline = time.monotonic() + 30
-        while server.log_text().count(" HTTP/1.1") < len(paths) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: server.log_text().count(" HTTP/1.1") >= len(paths), log=server.log)
     text = server.log_text()
     assert text.count(" HTTP/1.1") == len(paths), text
     assert token not in text, text

@@ -34,7 +34,7 @@ from private_channels import ChannelRegistry, Scope, TokenStore, make_app, open_
 from private_channels.config import Config
 
 from .packages import make_wheel
-from .support import REPO, cli
+from .support import REPO, cli, wait_for
 from .test_examples import PIP_ENV, serving
 
 # waitress-serve, not "python -m waitress", whose exit status is always 0.
@@ -469,17 +469,14 @@ def test_gunicorns_error_line_never_shows_a_path_token(
             stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=tmp_path,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not (match := LISTENING["gunicorn"].search(log.read_text())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        server = Server(url=match[1], log=log)
+        listening = wait_for(
+            lambda: LISTENING["gunicorn"].search(log.read_text()), log=log, process=process
+        )
+        server = Server(url=listening[1], log=log)
         path = f"/api/repo/t/{tokens['read']}/team/files/{sha256}/{wheel.name}"
         with contextlib.suppress(OSError, http.client.HTTPException):
             server.get(path)
-        while "Error handling request" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        wait_for(lambda: "Error handling request" in log.read_text(), log=log)
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -248,3 +248,17 @@ def test_over_long_names_are_404_or_400_never_500(
     assert answer.status_int in statuses, answer.body[:200]
     if answer.status_int != 200:
         assert answer.text.count("\n") == 1 and len(answer.text) < 400
+
+
+def test_a_bucket_that_refuses_writes_is_said_to_refuse_them() -> None:
+    """boto3 raises its own error, not an OSError, for a policy that allows no write."""
+    from botocore.exceptions import ClientError
+
+    from private_channels.failures import answer_failure
+
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+    error, logged = answer_failure({"REQUEST_METHOD": "POST"}, denied)
+    assert error.code == 500 and error.sentence.startswith(FORBIDDEN)
+    assert "AccessDenied" in logged
+    other = ClientError({"Error": {"Code": "SlowDown", "Message": "later"}}, "PutObject")
+    assert answer_failure({}, other)[0].sentence.startswith(FAILED)
