@@ -10,11 +10,13 @@
     })
 
 From the outside in: the access log, the answer to failures (a damaged document, a
-read-only storage: one sentence, never a bare 500), the health endpoint, token authentication
-(which also cuts the ``/t/<TOKEN>`` path form), channel routing, then the core's one
-owner of the upload URL, the management API (yank, unyank, delete), and each
-ecosystem's read side (the Python simple index, the CRAN repository), each serving
-what it owns and passing on the rest.  See ``docs/architecture.md``.
+read-only storage: one sentence, never a bare 500), the health endpoint, the web pages
+for browsers, the HTTP JSON API, token authentication (which also cuts the
+``/t/<TOKEN>`` path form), channel routing, then the core's one owner of the upload
+URL, the management endpoints (yank, unyank, delete), and each ecosystem's read side
+(the Python simple index, the CRAN repository), each serving what it owns and passing
+on the rest.  The pages, the HTTP API and the command line share one management API
+(:class:`~private_channels.admin.Admin`).  See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import HTTPException
 
 from .accesslog import AccessLogMiddleware
+from .admin import Admin
 from .auth import TokenAuthMiddleware, authorize
 from .channels import ChannelRegistry
 from .core.limits import Limits
@@ -37,6 +40,7 @@ from .health import HealthMiddleware
 from .pypi.ecosystem import PythonEcosystem
 from .routing import ChannelMiddleware, current_channel
 from .tokens import Scope, TokenStore
+from .web import ApiMiddleware, PagesMiddleware, Sessions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -79,6 +83,7 @@ def make_app(
     health: bool = True,
     access_log: str | None = None,
     redirect_downloads: int = 0,
+    web: bool = True,
 ) -> WSGIApplication:
     """Compose every middleware over one storage into a WSGI app.
 
@@ -93,6 +98,9 @@ def make_app(
     ``redirect_downloads`` (seconds; 0, the default, is off) answers downloads of
     package files with a 302 to a presigned URL of the store, valid that long, on a
     storage that makes them (S3); other storages serve the files themselves.
+    ``web`` serves the web pages and the HTTP API (``P/``, ``P/<CHANNEL>/`` for
+    browsers, ``P/-/login``, ``P/-/api/...``; see :mod:`~private_channels.web`); their
+    sessions are signed with ``secret_key`` when given, else with a key kept in storage.
     """
     limits = limits or Limits()
     if max_upload_size is not None:
@@ -103,9 +111,16 @@ def make_app(
         app = ecosystem.middleware(app)
     app = ManageMiddleware(app, served, limits=limits)
     app = UploadMiddleware(app, served, limits=limits)
-    app = ChannelMiddleware(app, ChannelRegistry(storage))
+    registry = ChannelRegistry(storage)
+    app = ChannelMiddleware(app, registry)
+    # One store for the middleware, the pages and the API: a revocation through any of
+    # them is refused at once by all of them in this process.
     store = TokenStore(storage, secret_key=secret_key, cache_ttl=token_cache_ttl)
+    admin = Admin(storage, served, tokens=store, registry=registry)
     app = TokenAuthMiddleware(app, store)
+    if web:
+        app = ApiMiddleware(app, admin, limits=limits)
+        app = PagesMiddleware(app, admin, Sessions(store, key=secret_key), limits=limits)
     if health:
         app = HealthMiddleware(app, storage)
     app = FailureMiddleware(app)

@@ -27,20 +27,23 @@ from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .accesslog import configure_logging
+from .admin import OPERATOR, Admin, token_state
 from .app import ecosystems
 from .auth import redact_tokens as redact
-from .channels import (
-    Channel,
-    ChannelExistsError,
-    ChannelRegistry,
-    InvalidChannelNameError,
-    validate_channel_name,
-)
+from .channels import Channel, ChannelRegistry
 from .config import Config, ConfigError, load_config
-from .core.manage import change_files
+from .errors import ChannelHTTPError
 from .logs import redact_loggers
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, copy_storage, open_storage
-from .tokens import ALL_CHANNELS, TOKEN_ID, Scope, Token, TokenStore, parse_duration
+from .tokens import (
+    ALL_CHANNELS,
+    TOKEN_ID,
+    TOKEN_KEY,
+    Scope,
+    TokenStore,
+    parse_duration,
+    stored_key,
+)
 
 __all__ = ["main"]
 
@@ -87,6 +90,13 @@ def _storage(args: argparse.Namespace, *, create: bool = False) -> Storage:
         '"*"\' start a new storage)'
     )
     storage = _open(url, source, create=create, advice=advice)
+    if create:
+        # Started for good: the token-hashing key stays when the last channel and token
+        # are gone, so that the storage is never taken for an empty one again.
+        try:
+            stored_key(storage, TOKEN_KEY, purpose="token hashing key")
+        except OSError as exc:
+            raise CommandError(f"cannot open storage: {exc}") from exc
     args.used_storage = f"{_describe(storage)} ({source})"
     return storage
 
@@ -210,28 +220,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin(args: argparse.Namespace, *, create: bool = False) -> Admin:
+    storage = _storage(args, create=create)
+    return Admin(storage, ecosystems(storage))
+
+
+def _listed(channel: Channel) -> str:
+    return f"{channel.name}\t{'public' if channel.public else 'private'}"
+
+
 def cmd_channel_create(args: argparse.Namespace) -> int:
-    try:
-        channel = ChannelRegistry(_storage(args, create=True)).create(
-            args.name, public=args.public, allow_reupload=args.allow_reupload
-        )
-    except (ChannelExistsError, InvalidChannelNameError) as exc:
-        raise CommandError(str(exc)) from exc
-    print(f"{channel.name}\t{'public' if channel.public else 'private'}")
+    channel = _admin(args, create=True).create_channel(
+        OPERATOR, args.name, public=args.public, allow_reupload=args.allow_reupload
+    )
+    print(_listed(channel))
     return 0
 
 
 def cmd_channel_list(args: argparse.Namespace) -> int:
-    for channel in ChannelRegistry(_storage(args)).list():
-        print(f"{channel.name}\t{'public' if channel.public else 'private'}")
+    for channel in _admin(args).channels(OPERATOR):
+        print(_listed(channel))
     return 0
 
 
 def cmd_channel_delete(args: argparse.Namespace) -> int:
-    try:
-        ChannelRegistry(_storage(args)).delete(args.name)
-    except (FileNotFoundError, InvalidChannelNameError) as exc:
-        raise CommandError(str(exc)) from exc
+    """Without --yes, name what would be removed and ask; with no terminal, refuse."""
+    admin = _admin(args)
+    contents = admin.contents(OPERATOR, args.name)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"{contents.describe()} Deleting removes it for good; run again with --yes "
+                "to delete it"
+            )
+        print(f"{contents.describe()} Deleting removes it for good.", file=sys.stderr)
+        try:
+            answer = input(f"Type the channel name ({args.name}) to delete it: ")
+        except EOFError:
+            answer = ""
+        if answer.strip() != args.name:
+            raise CommandError(f"channel {args.name!r} was not deleted")
+    admin.delete_channel(OPERATOR, args.name)
+    print(f"deleted channel {args.name}", file=sys.stderr)
     return 0
 
 
@@ -242,27 +272,17 @@ def _when(timestamp: float | None) -> str:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    named = [name for name in args.channel if name != ALL_CHANNELS]
     try:
         scope = Scope.parse(args.scope)
         expires_in = parse_duration(args.expires) if args.expires else None
-        for name in named:
-            validate_channel_name(name)
-        # A token for every channel may start a storage (the first admin's); one that
-        # names channels needs them to exist, so it is never made where they are not.
-        storage = _storage(args, create=not named)
-        for name in named:
-            if ChannelRegistry(storage).get(name) is None:
-                raise CommandError(
-                    f"channel {name!r} does not exist in {args.used_storage}; create it "
-                    f"first (private-channels channel create {name}), or give --channel "
-                    "'*' for every channel"
-                )
-        secret, token = TokenStore(storage).create(
-            channels=args.channel, scope=scope, expires_in=expires_in, note=args.note or ""
-        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    # A token for every channel may start a storage (the first admin's); one that names
+    # channels needs them to exist, so it never makes a storage where they are not.
+    named = [name for name in args.channel if name != ALL_CHANNELS]
+    secret, token = _admin(args, create=not named).create_token(
+        OPERATOR, args.channel, scope, expires_in=expires_in, note=args.note or ""
+    )
     print(
         f"created token {token.id}: scope {token.scope}, channels "
         f"{','.join(sorted(token.channels))}, expires {_when(token.expires)}; "
@@ -273,26 +293,21 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state(token: Token) -> str:
-    if token.revoked:
-        return "revoked"
-    return "expired" if token.expired() else "active"
-
-
 def cmd_token_list(args: argparse.Namespace) -> int:
-    for token in TokenStore(_storage(args)).list():
+    for token in _admin(args).list_tokens(OPERATOR):
         print(
             f"{token.id}\t{','.join(sorted(token.channels))}\t{token.scope}\t"
-            f"{_when(token.expires)}\t{token.note}\t{_state(token)}"
+            f"{_when(token.expires)}\t{token.note}\t{token_state(token)}\t"
+            f"{_when(token.last_used) if token.last_used else 'unused'}"
         )
     return 0
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    store = TokenStore(_storage(args))
-    if not TOKEN_ID.fullmatch(args.id):
+    admin = _admin(args)
+    if not TOKEN_ID.match(args.id):
         # Never echoed: what is not an id may well be the secret itself.
-        token = store.verify(args.id)
+        token = TokenStore(admin.storage).verify(args.id)
         if token is not None:
             raise CommandError(
                 "'token revoke' takes a token's id, not the token; this token's id is "
@@ -302,10 +317,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
             "'token revoke' takes a token's id: 12 lowercase hexadecimal characters, as "
             "the first column of 'private-channels token list' shows"
         )
-    try:
-        stored = store.revoke(args.id)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
+    stored = admin.revoke_token(OPERATOR, args.id)
     if stored:
         print(f"revoked token {args.id}", file=sys.stderr)
     else:
@@ -327,17 +339,9 @@ def _channel(args: argparse.Namespace) -> tuple[Storage, Channel]:
 
 def cmd_files(args: argparse.Namespace) -> int:
     """yank, unyank and delete: the same operations as the admin HTTP API."""
-    storage, channel = _channel(args)
-    try:
-        _, files = change_files(
-            ecosystems(storage),
-            channel,
-            args.command,
-            args.target,
-            reason=getattr(args, "reason", "") or "",
-        )
-    except (ValueError, LookupError) as exc:
-        raise CommandError(str(exc.args[0] if exc.args else exc).rstrip(".")) from exc
+    _, files = _admin(args).change(
+        OPERATOR, args.channel, args.command, args.target, reason=getattr(args, "reason", "") or ""
+    )
     past = {"yank": "yanked", "unyank": "unyanked", "delete": "deleted"}[args.command]
     for filename in files:
         print(f"{past} {filename}")
@@ -414,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=_port, default=8000, help="port to listen on (default 8000; 0: any free)"
     )
+
     # No defaults here: what is not given comes from the environment or the config file.
     serve.set_defaults(storage=None)
     serve.add_argument("--prefix", help="mount path (default /api/repo)")
@@ -449,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
         "delete", parents=[common], help="delete a channel and everything in it"
     )
     delete.add_argument("name")
+    delete.add_argument(
+        "--yes", action="store_true", help="delete without asking (needed without a terminal)"
+    )
     delete.set_defaults(func=cmd_channel_delete)
 
     token = commands.add_parser("token", help="manage tokens")
@@ -477,13 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=cmd_token_revoke)
 
     for name, summary in (
-        ("yank", "mark Python files yanked (PEP 592): installers skip them unless pinned"),
-        ("unyank", "make yanked Python files installable again"),
-        ("delete", "remove Python files; their names are not uploaded again (see channel create)"),
+        ("yank", "mark files yanked: installers skip them unless pinned (R: out of PACKAGES)"),
+        ("unyank", "make yanked files installable again"),
+        ("delete", "remove files; their names are not uploaded again (see channel create)"),
     ):
         files = commands.add_parser(name, parents=[common], help=summary)
         files.add_argument("channel")
-        files.add_argument("target", metavar="FILENAME|PROJECT==VERSION")
+        files.add_argument("target", metavar="FILENAME|NAME==VERSION")
         if name == "yank":
             files.add_argument("--reason", help="shown to users by pip and uv")
         files.set_defaults(func=cmd_files)
@@ -523,6 +531,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         # Redacted: an argument may be a token given where a name belongs.
         print(f"private-channels: error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except ChannelHTTPError as exc:
+        # The management API's refusals: one sentence, the same the HTTP API answers;
+        # for what does not exist, which storage was searched.
+        used = getattr(args, "used_storage", None)
+        where = f" Searched storage {used}." if exc.code == 404 and used else ""
+        print(f"private-channels: error: {redact(exc.sentence)}{where}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A storage that fails mid-command (a full disk, a permission, a lost endpoint).

@@ -24,7 +24,14 @@ def test_channel_create_list_delete(tmp_path: Path) -> None:
         "alpha\tpublic",
         "beta\tprivate",
     ]
-    cli("channel", "delete", "beta", storage=data)
+    # Without --yes and without a terminal it refuses, naming what would be removed.
+    refused = cli("channel", "delete", "beta", storage=data, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "private-channels: error: Channel 'beta' holds no packages. Deleting removes it "
+        "for good; run again with --yes to delete it\n"
+    )
+    cli("channel", "delete", "beta", "--yes", storage=data)
     assert cli("channel", "list", storage=data).stdout.splitlines() == ["alpha\tpublic"]
 
 
@@ -283,9 +290,9 @@ def test_token_create_needs_the_channels_it_names(tmp_path: Path) -> None:
                  check=False)  # fmt: skip
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == (
-        f"private-channels: error: channel 'nosuch' does not exist in {data.resolve()} (from "
-        "PRIVATE_CHANNELS_STORAGE); create it first (private-channels channel create nosuch), "
-        "or give --channel '*' for every channel\n"
+        "private-channels: error: Channel 'nosuch' does not exist; create it first (a token "
+        "made before its channel never works on it). Searched storage "
+        f"{data.resolve()} (from PRIVATE_CHANNELS_STORAGE).\n"
     )
     result = cli("token", "create", "--channel", "team", "--channel", "nosuch", "--scope",
                  "read", storage=data, check=False)  # fmt: skip
@@ -451,3 +458,10 @@ def test_copy_moves_a_deployment_to_s3_and_back(tmp_path: Path, seaweedfs: Any) 
                   check=False)  # fmt: skip
     assert missing.returncode == 1 and "nothing is stored at" in missing.stderr
     assert not (tmp_path / "nowhere").exists() and not (tmp_path / "new").exists()
+
+
+def test_a_storage_stays_started_when_its_last_channel_is_gone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cli("channel", "create", "team", storage=data)
+    cli("channel", "delete", "team", "--yes", storage=data)
+    assert cli("channel", "list", storage=data).stdout == ""

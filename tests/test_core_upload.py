@@ -19,11 +19,12 @@ from private_channels.core.upload import UploadMiddleware
 from private_channels.failures import FailureMiddleware
 from private_channels.health import HealthMiddleware
 from private_channels.routing import ChannelMiddleware
+from private_channels.web import ApiMiddleware, PagesMiddleware
 
 from .support import mounted
 
 PREFIX = "/api/repo"
-BOUNDARY_B = "multipart/form-data; boundary=b"
+MULTIPART = "multipart/form-data; boundary=b"
 
 
 class Recorder:
@@ -133,10 +134,9 @@ def test_bounds_and_unclaimed_forms(setup, fields, files, status, words) -> None
     [
         (b"filetype=rec", "application/x-www-form-urlencoded", "not a multipart/form-data"),
         (b"--b\r\n", "multipart/form-data", "not a multipart/form-data"),  # no boundary
-        (b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1", BOUNDARY_B,
-         "not a valid multipart"),
-        (b"garbage without any boundary", BOUNDARY_B, "not a valid"),
-        (b"--b\r\n" + b"X-Long: " + b"h" * 200_000, BOUNDARY_B, "headers longer"),
+        (b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1", MULTIPART, "not a valid"),
+        (b"garbage without any boundary", MULTIPART, "not a valid"),
+        (b"--b\r\n" + b"X-Long: " + b"h" * 200_000, MULTIPART, "headers longer"),
     ],
 )  # fmt: skip
 def test_bodies_that_are_not_forms(setup, body: bytes, content_type: str, words: str) -> None:  # type: ignore[no-untyped-def]
@@ -202,12 +202,21 @@ def test_a_huge_text_field_costs_no_memory() -> None:
     assert peak < Limits().max_form_text + 2 * 1024 * 1024, peak
 
 
-def test_an_upload_passes_through_five_layers_to_its_handler() -> None:
-    """From the outside: failures, health, token authentication, channel routing, the
-    upload owner; no ecosystem's middleware sits between the router and the upload owner."""
+def test_an_upload_passes_through_seven_layers_to_its_handler() -> None:
+    """From the outside: failures, health, the pages and the API (each passes on what
+    is not theirs after a look at the path), token authentication, channel routing, the
+    upload owner; no ecosystem's middleware sits between the router and the upload
+    owner."""
     app = make_app(MemoryStorage())
     layers = []
     while not isinstance(app, UploadMiddleware):
         layers.append(type(app))
         app = app.app  # type: ignore[attr-defined]
-    assert layers == [FailureMiddleware, HealthMiddleware, TokenAuthMiddleware, ChannelMiddleware]
+    assert layers == [
+        FailureMiddleware,
+        HealthMiddleware,
+        PagesMiddleware,
+        ApiMiddleware,
+        TokenAuthMiddleware,
+        ChannelMiddleware,
+    ]

@@ -13,15 +13,17 @@ from collections.abc import Iterable
 
 import pytest
 
+from private_channels.core.limits import Limits
 from private_channels.cran.description import (
     InvalidPackageError,
-    Limits,
     parse_built,
     r_version_key,
     read_package,
     valid_package_name,
     valid_version,
 )
+
+from .archives import tar
 
 WINDOWS_BUILT = "R 4.2.2; x86_64-w64-mingw32; 2022-11-10 12:00:00 UTC; windows"
 MAC_ARM_BUILT = "R 4.3.1; aarch64-apple-darwin20; 2023-07-01 12:00:00 UTC; unix"
@@ -37,18 +39,8 @@ Member = tuple[str, bytes | None, bytes]  # name, type (None: regular file), con
 
 
 def tarball(members: Iterable[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for member in members:
-            if isinstance(member, tarfile.TarInfo):
-                tar.addfile(member)
-            else:
-                info = tarfile.TarInfo(member[0])
-                info.size = len(member[1])
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(member[1]))
     # mtime=0: the same members always give the same bytes (stable test ids, xdist).
-    return gzip.compress(buffer.getvalue(), mtime=0)
+    return gzip.compress(tar(*members), mtime=0)
 
 
 def source_package(
@@ -277,7 +269,7 @@ def test_refuses_missing_or_doubled_description() -> None:
 
 def test_bounds_description_size() -> None:
     big = description(Note="x" * 2000)
-    refused(source_package(text=big), "larger than", limits=Limits(max_description=1000))
+    refused(source_package(text=big), "larger than", limits=Limits(max_metadata_size=1000))
     huge = description() + "Note: " + "y" * (1024 * 1024 + 1) + "\n"
     refused(source_package(text=huge), "larger than")
 

@@ -289,24 +289,22 @@ def test_docs_build_with_warnings_as_errors(workdir: Workdir) -> None:
     workdir.run("about-these-docs.md")
     index = workdir.path / "docs" / "_build" / "html" / "index.html"
     assert "private-channels" in index.read_text()
-    api = (workdir.path / "docs" / "_build" / "html" / "api.html").read_text()
+    reference = (workdir.path / "docs" / "_build" / "html" / "reference.html").read_text()
     # The reference is generated from the docstrings of the middlewares.
-    for name in ["TokenAuthMiddleware", "SimpleIndexMiddleware", "HealthMiddleware", "load_config"]:
-        assert name in api
+    for name in ["TokenAuthMiddleware", "SimpleIndexMiddleware", "HealthMiddleware",
+                 "load_config", "PagesMiddleware", "ApiMiddleware", "Admin"]:  # fmt: skip
+        assert name in reference
+    # The pages' screenshots are part of the site.
+    web = (workdir.path / "docs" / "_build" / "html" / "web.html").read_text()
+    for name in ("sign-in", "channel", "package", "upload", "tokens"):
+        assert f"_images/{name}.png" in web
+        assert (workdir.path / "docs" / "_build" / "html" / "_images" / f"{name}.png").is_file()
 
 
 def test_every_block_is_run_or_listed_with_a_reason() -> None:
-    run = {
-        "quickstart.md",
-        "embedding.md",
-        "deployment.md",
-        "about-these-docs.md",
-        "architecture.md",
-        "storage.md",
-        "migrating.md",
-        "backup.md",
-        "troubleshooting.md",
-    }
+    run = {"quickstart.md", "embedding.md", "deployment.md", "about-these-docs.md"}
+    run |= {"architecture.md", "api.md"}
+    run |= {"storage.md", "migrating.md", "backup.md", "troubleshooting.md"}
     run |= {f"clients/{p}.md" for p in CLIENT_PAGES}
     for page in pages():
         if page in run:
@@ -405,6 +403,25 @@ def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
         assert "Package: acmeutils" in result.stdout
         assert '"name":"acme-utils"' in result.stdout.replace(" ", "")
     assert token not in channel.log_text()
+
+
+@pytest.mark.e2e
+def test_api_page(workdir: Workdir, channel: LiveServer) -> None:
+    """docs/api.md's curl examples, against a real server."""
+    for client in ("curl", "twine"):
+        require_client(client)
+    workdir.env["ADMIN_TOKEN"] = admin = channel.token("*", "admin")
+    result = workdir.run("api.md", channel.url.removesuffix("/api/repo"))
+    out = result.stdout
+    assert '"name": "data-team"' in out and '"name": "ml-team"' in out
+    assert '"note": "ml CI"' in out and '"scope": "write"' in out
+    assert '"python": [{"name": "acme-utils", "versions": ["1.0"]}]' in out
+    assert '"cran": [{"name": "acmeutils", "versions": ["1.0"]}]' in out
+    assert '"action": "yank", "ecosystem": "cran", "package": "acmeutils"' in out
+    assert '"action": "delete", "ecosystem": "python", "package": "acme-utils"' in out
+    assert '{"error": "The token is invalid or expired."}\n 401' in out
+    assert '"deleted": true' in out and "Channel 'ml-team' holds 1 python package" in out
+    assert admin not in channel.log_text()
 
 
 @pytest.mark.e2e

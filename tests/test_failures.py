@@ -247,7 +247,7 @@ def test_over_long_names_are_404_or_400_never_500(
         answer = app.post(f"{PREFIX}/{path}", headers, headers={"X-Auth": token}, status="*")
     assert answer.status_int in statuses, answer.body[:200]
     if answer.status_int != 200:
-        assert answer.text.count("\n") == 1 and len(answer.text) < 400
+        assert answer.text.count("\n") == 1
 
 
 def test_a_bucket_that_refuses_writes_is_said_to_refuse_them() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from private_channels.core.limits import Limits
 from private_channels.pypi.metadata import (
     InvalidDistributionError,
-    Limits,
     is_known_metadata_version,
     parse_filename,
     read_distribution,
@@ -157,14 +157,14 @@ def test_archive_bounds(tmp_path: Path) -> None:
     with pytest.raises(InvalidDistributionError, match="metadata file is larger"):
         read(sdist, Limits(max_metadata_size=10))
     with pytest.raises(InvalidDistributionError, match="unpacks to more than"):
-        read(sdist, Limits(max_unpacked_size=100))
+        read(sdist, Limits(max_unpacked=100))
     wheel = make_wheel(tmp_path, "demo", "1.0")
     with pytest.raises(InvalidDistributionError, match="more than 2 members"):
         read(wheel, Limits(max_members=2))
     with pytest.raises(InvalidDistributionError, match="metadata file is larger"):
         read(wheel, Limits(max_metadata_size=10))
     with pytest.raises(InvalidDistributionError, match="unpacks to more than"):
-        read(wheel, Limits(max_unpacked_size=10))
+        read(wheel, Limits(max_unpacked=10))
 
 
 def test_gzip_bomb_stops_at_the_bound(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_gzip_bomb_stops_at_the_bound(tmp_path: Path) -> None:
     )
     assert path.stat().st_size < 200 * 1024
     with pytest.raises(InvalidDistributionError, match="unpacks to more than"):
-        read(path, Limits(max_unpacked_size=1024 * 1024))
+        read(path, Limits(max_unpacked=1024 * 1024))
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:

@@ -718,7 +718,7 @@ def test_cli_yank_unyank_delete(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["yank", "nochannel", "demo==1.0"], "channel 'nochannel' does not exist"),
+        (["yank", "nochannel", "demo==1.0"], "Channel 'nochannel' does not exist"),
         (["yank", "team", "demo==2.0"], "has no file"),
         (["delete", "team", "garbage"], "neither"),
         (["unyank", "team", "==1.0"], "PROJECT==VERSION"),

@@ -6,12 +6,12 @@
         package = read_package(f, binary=False)
     package.name, package.version, package.fields["Imports"]
 
-Nothing is ever extracted.  Every member of the archive is looked at (so that a
-hostile archive is refused as a whole, not only the DESCRIPTION it points at) and
-refused if it is a link, a hard link or a device, if its path is absolute or climbs
-with ``..``, or if it lies outside the one top-level directory named after the
-package.  R's own ``tools::write_PACKAGES`` follows a symlinked DESCRIPTION and would
-copy a server file into the public index; this reader cannot.
+The archive is read by :func:`~private_channels.core.archive.read_archive`, the reader
+every ecosystem shares: nothing is extracted, and every member is checked (so that a
+hostile archive is refused as a whole, not only the DESCRIPTION it points at).  R's
+policy is the strictest: no link of any kind (R's own ``tools::write_PACKAGES``
+follows a symlinked DESCRIPTION and would copy a server file into the public index)
+and everything beneath the one top-level directory named after the package.
 
 Package names and versions follow R's own rules (``tools:::.check_package_description``);
 a DESCRIPTION may be UTF-8 or declare ``Encoding: latin1``, with CRLF line ends or a BOM.
@@ -19,23 +19,19 @@ a DESCRIPTION may be UTF-8 or declare ``Encoding: latin1``, with CRLF line ends 
 
 from __future__ import annotations
 
-import gzip
 import re
-import stat
-import tarfile
-import zipfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Literal
 
+from ..core.archive import ArchiveError, Member, Policy, read_archive, sniff
+from ..core.limits import Limits
 from .dcf import DCFError, parse_dcf
 
 __all__ = [
     "BASE_PACKAGES",
     "Built",
     "InvalidPackageError",
-    "Limits",
     "PackageFile",
     "check_dependencies",
     "parse_built",
@@ -84,16 +80,6 @@ Kind = Literal["source", "win.binary", "mac.binary", "linux.binary"]
 
 class InvalidPackageError(ValueError):
     """An archive that is not a valid R package; the message is one sentence for the user."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what reading one archive may cost."""
-
-    max_members: int = 100_000
-    max_unpacked: int = 4 * 1024 * 1024 * 1024  # bytes of tar after gunzip
-    max_description: int = 1024 * 1024
-    max_zip_directory: int = 16 * 1024 * 1024  # a zip's central directory, parsed whole
 
 
 @dataclass(frozen=True)
@@ -185,169 +171,19 @@ def parse_built(value: str) -> Built:
 
 # -- reading archives --------------------------------------------------------------
 
-
-class _Counted:
-    """A read-only stream that refuses to give more than ``limit`` bytes in all."""
-
-    def __init__(self, raw: IO[bytes] | gzip.GzipFile, limit: int) -> None:
-        self.raw = raw
-        self.left = limit
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.left -= len(data)
-        if self.left < 0:
-            raise InvalidPackageError("The archive unpacks to more than this server accepts.")
-        return data
+_POLICY = Policy(links="refuse", one_root=True)
 
 
-def _check_path(name: str) -> list[str]:
-    """The path's segments; refuse any that could land outside the archive's directory."""
-    if "\\" in name or "\x00" in name or name.startswith("/"):
-        raise InvalidPackageError(f"The archive member {name[:80]!r} has an unsafe path.")
-    segments = name.removesuffix("/").split("/")
-    if any(s in ("", ".", "..") for s in segments) or ":" in segments[0]:
-        raise InvalidPackageError(f"The archive member {name[:80]!r} has an unsafe path.")
-    return segments
+class _Description:
+    """Picks ``<pkg>/DESCRIPTION`` out of the members, and notices compiled code."""
 
-
-class _Members:
-    """What the scan of an archive collects: top-level names and DESCRIPTION's bytes."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.count = 0
-        self.tops: set[str] = set()
-        self.descriptions: dict[str, bytes] = {}
+    def __init__(self) -> None:
         self.has_src = False
 
-    def add(self, name: str, *, is_file: bool, is_dir: bool) -> bool:
-        """Record one member; ``True`` if it is a DESCRIPTION whose bytes are needed."""
-        self.count += 1
-        if self.count > self.limits.max_members:
-            raise InvalidPackageError(
-                f"The archive has more than {self.limits.max_members} members."
-            )
-        segments = _check_path(name)
-        if not (is_file or is_dir):
-            raise InvalidPackageError(
-                f"The archive member {name[:80]!r} is a link or a device; "
-                "only files and directories are accepted."
-            )
-        self.tops.add(segments[0])
-        if len(segments) >= 2 and segments[1] == "src":
+    def __call__(self, member: Member) -> bool:
+        if member.parts[1:2] == ("src",):
             self.has_src = True
-        if is_file and len(segments) == 2 and segments[1] == "DESCRIPTION":
-            if segments[0] in self.descriptions:
-                raise InvalidPackageError("The archive holds its DESCRIPTION twice.")
-            return True
-        return False
-
-    def description(self) -> tuple[str, bytes]:
-        if len(self.tops) != 1:
-            raise InvalidPackageError(
-                "The archive must hold exactly one top-level directory, named after the package."
-            )
-        (top,) = self.tops
-        if top not in self.descriptions:
-            raise InvalidPackageError(f"The archive has no {top}/DESCRIPTION file.")
-        return top, self.descriptions[top]
-
-    def read_bounded(self, name: str, size: int, stream: IO[bytes] | None) -> None:
-        limit = self.limits.max_description
-        if size > limit or stream is None:
-            raise InvalidPackageError(f"The DESCRIPTION file is larger than {limit} bytes.")
-        with stream:
-            data = stream.read(limit + 1)
-        if len(data) > limit:
-            raise InvalidPackageError(f"The DESCRIPTION file is larger than {limit} bytes.")
-        self.descriptions[name.split("/", 1)[0]] = data
-
-
-# GNU long names and pax headers are read into memory whole; real ones are tiny.
-MAX_EXTENDED_HEADER = 1024 * 1024
-_EXTENDED_TYPES = frozenset(
-    {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
-     tarfile.SOLARIS_XHDTYPE}
-)  # fmt: skip
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    """Refuses an extended header too large to hold in memory (a gzip bomb in disguise)."""
-
-    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        # tarfile documents _proc_member as the hook for subclasses.
-        if self.type in _EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER:
-            raise InvalidPackageError("The archive has an oversized extended tar header.")
-        member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
-        return member
-
-
-def _scan_tar(stream: IO[bytes], limits: Limits) -> _Members:
-    members = _Members(limits)
-    try:
-        with (
-            gzip.GzipFile(fileobj=stream, mode="rb") as gunzip,
-            tarfile.open(  # type: ignore[call-overload]
-                fileobj=_Counted(gunzip, limits.max_unpacked),
-                mode="r|",
-                tarinfo=_BoundedTarInfo,
-            ) as tar,
-        ):
-            for member in tar:
-                if members.add(member.name, is_file=member.isreg(), is_dir=member.isdir()):
-                    members.read_bounded(member.name, member.size, tar.extractfile(member))
-    except InvalidPackageError:
-        raise
-    except (tarfile.TarError, EOFError, OSError, zlib.error, UnicodeError):
-        raise InvalidPackageError("The file is not a valid gzip-compressed tar archive.") from None
-    return members
-
-
-def _check_zip_directory(stream: IO[bytes], limits: Limits) -> None:
-    """Refuse a central directory too large to parse before ZipFile parses it.
-
-    ZipFile reads the whole directory into objects (some 500 bytes a member, however
-    many members the end record claims): a 1 GiB upload of empty entries would take
-    gigabytes.  The end record is read with zipfile's own reader, so both agree on it.
-    """
-    end = zipfile._EndRecData(stream)  # type: ignore[attr-defined]
-    stream.seek(0)
-    if end is None:
-        return  # not a zip: ZipFile says so
-    if end[zipfile._ECD_ENTRIES_TOTAL] > limits.max_members:  # type: ignore[attr-defined]
-        raise InvalidPackageError(f"The archive has more than {limits.max_members} members.")
-    if end[zipfile._ECD_SIZE] > limits.max_zip_directory:  # type: ignore[attr-defined]
-        raise InvalidPackageError(
-            f"The archive's list of members is larger than {limits.max_zip_directory} bytes."
-        )
-
-
-def _scan_zip(stream: IO[bytes], limits: Limits) -> _Members:
-    members = _Members(limits)
-    try:
-        _check_zip_directory(stream, limits)
-        with zipfile.ZipFile(stream) as archive:
-            infos = archive.infolist()
-            if len(infos) > limits.max_members:
-                raise InvalidPackageError(
-                    f"The archive has more than {limits.max_members} members."
-                )
-            for info in infos:
-                mode = (info.external_attr >> 16) & 0o170000
-                is_dir = info.is_dir()
-                is_file = not is_dir and mode in (0, stat.S_IFREG)
-                if is_dir and mode not in (0, stat.S_IFDIR):
-                    is_dir = False
-                if members.add(info.filename, is_file=is_file, is_dir=is_dir):
-                    members.read_bounded(info.filename, info.file_size, archive.open(info))
-    except InvalidPackageError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
-            NotImplementedError, ValueError, RuntimeError):  # fmt: skip
-        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression.
-        raise InvalidPackageError("The file is not a valid zip archive.") from None
-    return members
+        return member.kind == "file" and member.parts[1:] == ("DESCRIPTION",)
 
 
 # -- DESCRIPTION ---------------------------------------------------------------------
@@ -411,12 +247,6 @@ def parse_description(raw: bytes) -> dict[str, str]:
     return fields
 
 
-def _sniff(stream: IO[bytes]) -> bytes:
-    head = stream.read(4)
-    stream.seek(0)
-    return head
-
-
 def _check_platform(kind: Kind, built: Built) -> None:
     """A binary must be for the platform its archive type serves (an empty platform:
     no compiled code, good on any machine of that OS)."""
@@ -445,30 +275,40 @@ def read_package(
     a Linux binary ``.tar.gz`` (the uploader names its distribution, which ``Built:``
     does not say).
     """
-    limits = limits or Limits()
-    head = _sniff(stream)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    archive = sniff(stream)
+    if archive == "zip":
         if not binary or linux:
             raise InvalidPackageError(
                 "A zip file is a Windows binary; upload it as filetype=cran_binary_package "
                 "without a distribution."
             )
-        members = _scan_zip(stream, limits)
         kind: Kind = "win.binary"
-    elif head.startswith(b"\x1f\x8b"):
-        members = _scan_tar(stream, limits)
+    elif archive == "tar.gz":
         kind = ("linux.binary" if linux else "mac.binary") if binary else "source"
     else:
         raise InvalidPackageError(
             "The file is neither a gzip-compressed tar archive nor a zip archive."
         )
-    stream.seek(0)
-    top, raw = members.description()
+    description = _Description()
+    try:
+        contents = read_archive(
+            stream, archive, want=description, policy=_POLICY, limits=limits, what="package"
+        )
+    except ArchiveError as error:
+        raise InvalidPackageError(str(error)) from None
+    top = contents.root or ""
+    if not contents.found:
+        shown = top if valid_package_name(top) else repr(top[:80])
+        raise InvalidPackageError(f"The archive has no {shown}/DESCRIPTION file.")
+    if len(contents.found) > 1:
+        raise InvalidPackageError("The archive holds its DESCRIPTION twice.")
+    raw = contents.found[0][1]
     fields = parse_description(raw)
     name, version = fields["Package"], fields["Version"]
     if top != name:
         raise InvalidPackageError(
-            f"The archive's top-level directory {top!r} is not named after its package {name!r}."
+            f"The archive's top-level directory {top[:80]!r} is not named after its package "
+            f"{name!r}."
         )
     built = None
     if binary:
@@ -488,5 +328,5 @@ def read_package(
         version=version,
         fields=fields,
         built=built,
-        has_src=members.has_src,
+        has_src=description.has_src,
     )

@@ -12,6 +12,8 @@ What it serves, under ``P/<CHANNEL>/`` (the layout R's ``contrib.url()`` expects
   ``<pkg>_<ver>.tar.gz`` of each package; older versions under
   ``src/contrib/Archive/<pkg>/``, listed in ``src/contrib/Meta/archive.rds`` (which
   ``remotes::install_version`` reads; ``install.packages`` never looks in Archive/).
+  Yanked files are in no ``PACKAGES`` file, are listed in the archive, and are also
+  still served at ``src/contrib/<file>``.
 - ``bin/windows/contrib/<x.y>/`` (``.zip``) and ``bin/macosx[/<platform>]/contrib/<x.y>/``
   (``.tgz``), each with its own index files.
 - ``__linux__/<distribution>/src/contrib/``, as Posit Package Manager serves Linux
@@ -138,8 +140,11 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
             directory = self.directory(channel, download["dir"])
             record = directory.find(download["file"])
             # CRAN keeps only the latest source in src/contrib; older ones are archived.
+            # A yanked file stays at the URL it had (and in the archive).
             if record is None or (
-                directory.path == "src/contrib" and not directory.is_latest(record)
+                directory.path == "src/contrib"
+                and not directory.is_latest(record)
+                and record.yanked is None
             ):
                 raise http_error(404, f"{download['file']} is not in {download['dir']}/.")
             if distribution is not None and directory.path == "src/contrib":

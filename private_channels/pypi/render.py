@@ -39,6 +39,7 @@ __all__ = [
     "project_page",
     "render",
     "upload_time",
+    "version_key",
 ]
 
 # PEP 700 defines 1.1: ``versions``, ``size`` and ``upload-time`` in JSON. HTML carries
@@ -66,8 +67,8 @@ def upload_time(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _version_key(version: str) -> tuple[int, Version | str]:
-    # Versions that PEP 440 cannot order (legacy uploads) go last, by their text.
+def version_key(version: str) -> tuple[int, Version | str]:
+    """Order PEP 440 versions; those it cannot parse (legacy uploads) go last, by text."""
     try:
         return (0, Version(version))
     except InvalidVersion:
@@ -98,8 +99,8 @@ def _file(record: FileRecord) -> dict[str, Any]:
 
 def project_page(project: Project) -> dict[str, Any]:
     """The PEP 691/700 project detail dictionary, files ordered by version then name."""
-    files = sorted(project.files, key=lambda f: (_version_key(f.version), f.filename))
-    versions = sorted({f.version for f in project.files}, key=_version_key)
+    files = sorted(project.files, key=lambda f: (version_key(f.version), f.filename))
+    versions = sorted({f.version for f in project.files}, key=version_key)
     return {
         "meta": {"api-version": API_VERSION},
         "name": project.name,

@@ -54,9 +54,7 @@ def upload_distribution(store: PythonStore, upload: Upload) -> Response:
     digests = hash_stream(content.stream)
     check_digests(form, digests)
     try:
-        dist = read_distribution(
-            content.filename, content.stream, limits=None
-        )  # MERGE: upload.limits
+        dist = read_distribution(content.filename, content.stream, limits=upload.limits)
     except InvalidDistributionError as error:
         raise http_error(400, str(error)) from None
     check_against_form(dist, form)
@@ -83,6 +81,7 @@ def store_file(
             # PEP 658 serves a wheel's METADATA; an sdist's PKG-INFO may be
             # incomplete (dynamic fields), so installers never ask for it.
             metadata=dist.metadata if dist.kind == "wheel" else None,
+            pkg_info=dist.metadata if dist.kind == "sdist" else None,
         )
     except SdistExistsError as error:
         raise http_error(
