@@ -44,6 +44,7 @@ from .channels import (
     ChannelExistsError,
     ChannelRegistry,
     InvalidChannelNameError,
+    InvalidUpstreamError,
     validate_channel_name,
 )
 from .core.ecosystem import Action, Ecosystem, Package, PackageDetail, Target
@@ -59,6 +60,11 @@ OPERATOR = Token(id="operator", channels=frozenset({ALL_CHANNELS}), scope=Scope.
 
 #: Channel fields a caller may set when creating one (the rest are the server's).
 _SERVER_FIELDS = frozenset({"name", "created"})
+#: Channel settings :meth:`Admin.update_channel` may change.
+_UPDATABLE = frozenset(
+    {"public", "python_upstream", "cran_upstream", "upstream_allow", "upstream_ttl",
+     "upstream_min_age"}
+)  # fmt: skip
 
 
 def token_state(token: Token, now: float | None = None) -> str:
@@ -189,10 +195,26 @@ class Admin:
             )
         try:
             return self.registry.create(name, **options)
-        except InvalidChannelNameError as exc:
+        except (InvalidChannelNameError, InvalidUpstreamError) as exc:
             raise http_error(400, str(exc)) from None
         except ChannelExistsError as exc:
             raise http_error(409, str(exc)) from None
+
+    def update_channel(self, actor: Token | None, name: str, **changes: Any) -> Channel:
+        """Change only the settings given (an admin token for ``*``): ``public`` and the
+        upstream settings of :meth:`~.channels.ChannelRegistry.update`."""
+        self._instance_admin(actor, "change channels")
+        self.channel(actor, name, Scope.ADMIN)
+        unknown = sorted(set(changes) - _UPDATABLE)
+        if unknown:
+            settable = ", ".join(sorted(_UPDATABLE))
+            raise http_error(400, f"A channel's {unknown[0]!r} cannot be changed; use {settable}.")
+        try:
+            return self.registry.update(name, **changes)
+        except InvalidUpstreamError as exc:
+            raise http_error(400, str(exc)) from None
+        except FileNotFoundError:
+            raise http_error(404, f"Channel {name!r} does not exist.") from None
 
     def contents(self, actor: Token | None, name: str) -> ChannelContents:
         """What deleting the channel would remove (an admin token for ``*``)."""

@@ -53,12 +53,14 @@ if TYPE_CHECKING:
 __all__ = ["ecosystems", "make_app"]
 
 
-def ecosystems(storage: Storage, *, redirect_downloads: int = 0) -> list[Ecosystem]:
+def ecosystems(
+    storage: Storage, *, redirect_downloads: int = 0, limits: Limits | None = None
+) -> list[Ecosystem]:
     """Every ecosystem this server serves, in the order they are asked to claim a form
     or a target."""
     return [
-        PythonEcosystem(storage, redirect_downloads=redirect_downloads),
-        CranEcosystem(storage, redirect_downloads=redirect_downloads),
+        PythonEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
+        CranEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
     ]
 
 
@@ -90,7 +92,8 @@ def make_app(
     ``secret_key`` enables stateless signed tokens minted with
     :func:`~private_channels.tokens.mint_signed_token`; ``limits`` bounds what a request
     may make the server read and unpack (:class:`~private_channels.core.limits.Limits`;
-    ``max_upload_size`` is a shortcut for its file bound: 413 past it);
+    ``max_upload_size`` is a shortcut for its file bound: 413 past it; its upstream
+    bounds limit what is read from the channels' upstreams, see ``docs/upstreams.md``);
     ``token_cache_ttl`` bounds how long a revoked token may still be accepted by a
     process that verified it recently.  ``health`` serves ``P/-/health`` (see
     :mod:`~private_channels.health`); ``access_log`` (``"text"`` or ``"json"``) logs
@@ -105,7 +108,7 @@ def make_app(
     limits = limits or Limits()
     if max_upload_size is not None:
         limits = replace(limits, max_upload_size=max_upload_size)
-    served = ecosystems(storage, redirect_downloads=redirect_downloads)
+    served = ecosystems(storage, redirect_downloads=redirect_downloads, limits=limits)
     app: WSGIApplication = _not_found
     for ecosystem in reversed(served):
         app = ecosystem.middleware(app)
@@ -119,8 +122,9 @@ def make_app(
     admin = Admin(storage, served, tokens=store, registry=registry)
     app = TokenAuthMiddleware(app, store)
     if web:
-        app = ApiMiddleware(app, admin, limits=limits)
-        app = PagesMiddleware(app, admin, Sessions(store, key=secret_key), limits=limits)
+        api = ApiMiddleware(app, admin, limits=limits)
+        sessions = Sessions(store, key=secret_key)
+        app = PagesMiddleware(app, admin, sessions, limits=limits, api=api)
     if health:
         app = HealthMiddleware(app, storage)
     app = FailureMiddleware(app)

@@ -31,7 +31,7 @@ import base64
 import binascii
 import re
 from typing import TYPE_CHECKING, NoReturn
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from .errors import ChannelHTTPError, http_error
 from .tokens import Scope, Token, TokenStore
@@ -55,7 +55,9 @@ __all__ = [
     "permit",
     "redact_tokens",
     "refuse_missing",
+    "refuse_other_sites",
     "require_known",
+    "same_origin",
 ]
 
 IDENTITY_KEY = "private_channels.identity"
@@ -284,3 +286,54 @@ def _named(channel_name: str) -> str:
 
 
 _VERBS = {Scope.READ: "read", Scope.WRITE: "upload to", Scope.ADMIN: "administer"}
+
+
+def same_origin(environ: WSGIEnvironment) -> bool:
+    """Whether a state-changing request may come from a page of another site.
+
+    A browser that holds Basic credentials for this host (or a session cookie) sends
+    them with a form another site makes it post, so every ``POST`` that changes
+    something checks this.  Browsers send ``Origin`` with every POST from a page
+    (``null`` from sandboxes and some redirects, which is refused) and older ones at
+    least ``Referer``; ``Sec-Fetch-Site`` says ``cross-site`` or ``same-site`` for a
+    page of another site.  Clients that are not browsers (twine, uv, curl, R) send none
+    of them, and are let through.
+    """
+    if environ.get("HTTP_SEC_FETCH_SITE", "").lower() in ("cross-site", "same-site"):
+        return False
+    ours = _origin(environ.get("wsgi.url_scheme", "http"), _host(environ))
+    for header in ("HTTP_ORIGIN", "HTTP_REFERER"):
+        value = environ.get(header)
+        if value:
+            parts = urlsplit(str(value)[:2048])
+            return _origin(parts.scheme, parts.netloc) == ours
+    return True
+
+
+def _host(environ: WSGIEnvironment) -> str:
+    host = environ.get("HTTP_HOST")
+    if host:
+        return str(host)
+    port = str(environ.get("SERVER_PORT", ""))
+    return (
+        f"{environ.get('SERVER_NAME', '')}:{port}" if port else str(environ.get("SERVER_NAME", ""))
+    )
+
+
+def _origin(scheme: str, host: str) -> tuple[str, str]:
+    """An origin, with the scheme's default port left out as browsers leave it out."""
+    scheme, host = scheme.lower(), host.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default is not None and host.endswith(default):
+        host = host.removesuffix(default)
+    return scheme, host
+
+
+def refuse_other_sites(environ: WSGIEnvironment) -> None:
+    """403 for a state-changing request that a page of another site made."""
+    if not same_origin(environ):
+        raise http_error(
+            403,
+            "This request came from a page of another site; send it with twine, uv, curl "
+            "or this server's own pages.",
+        )

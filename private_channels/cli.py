@@ -226,13 +226,71 @@ def _admin(args: argparse.Namespace, *, create: bool = False) -> Admin:
 
 
 def _listed(channel: Channel) -> str:
-    return f"{channel.name}\t{'public' if channel.public else 'private'}"
+    """One line of ``channel list``: name, visibility, then the upstream settings of a
+    channel that has upstreams (their URLs without credentials)."""
+    columns = [channel.name, "public" if channel.public else "private"]
+    for kind, upstream in (("python", channel.python_upstream), ("cran", channel.cran_upstream)):
+        if upstream is not None:
+            hidden = " (with credentials)" if upstream.has_credentials else ""
+            columns.append(f"{kind}-upstream={upstream}{hidden}")
+    if channel.has_upstream:
+        columns.append(f"upstream-allow={','.join(channel.upstream_allow)}")
+        columns.append(f"upstream-ttl={channel.upstream_ttl:g}s")
+        columns.append(f"upstream-min-age={channel.upstream_min_age:g}d")
+    return "\t".join(columns)
+
+
+def _ttl(text: str) -> float:
+    if text.strip() == "0":
+        return 0.0
+    try:
+        return float(parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"upstream TTL {exc}") from None
+
+
+def _days(text: str) -> float:
+    try:
+        return float(text.strip().removesuffix("d"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"minimum age {text!r} is not a number of days") from None
 
 
 def cmd_channel_create(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {"upstream_allow": args.upstream_allow or ()}
+    for name in ("python_upstream", "cran_upstream", "upstream_ttl", "upstream_min_age"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     channel = _admin(args, create=True).create_channel(
-        OPERATOR, args.name, public=args.public, allow_reupload=args.allow_reupload
+        OPERATOR, args.name, public=args.public, allow_reupload=args.allow_reupload, **options
     )
+    print(_listed(channel))
+    return 0
+
+
+def cmd_channel_update(args: argparse.Namespace) -> int:
+    """Change only what the options name; servers of the storage see it on their next
+    request (each reads the channel's record afresh)."""
+    admin = _admin(args)
+    channel = admin.channel(OPERATOR, args.name, Scope.ADMIN)
+    changes: dict[str, Any] = {}
+    for kind in ("python", "cran"):
+        url, remove = getattr(args, f"{kind}_upstream"), getattr(args, f"no_{kind}_upstream")
+        if url is not None:
+            changes[f"{kind}_upstream"] = url
+        elif remove:
+            changes[f"{kind}_upstream"] = None
+    if args.upstream_allow or args.upstream_disallow:
+        allowed = [n for n in channel.upstream_allow if n not in (args.upstream_disallow or ())]
+        changes["upstream_allow"] = [*allowed, *(args.upstream_allow or ())]
+    for name in ("upstream_ttl", "upstream_min_age"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if not changes and args.public is None:
+        raise CommandError("name a setting to change; see 'channel update --help'")
+    if args.public is not None:
+        changes["public"] = args.public
+    channel = admin.update_channel(OPERATOR, args.name, **changes)
     print(_listed(channel))
     return 0
 
@@ -396,6 +454,49 @@ def _workers(text: str) -> int:
     return int(text)
 
 
+def _upstream_options(parser: argparse.ArgumentParser, *, updating: bool = False) -> None:
+    for kind, what in (("python", "a PEP 503/691 simple index root"), ("cran", "a CRAN-like "
+                       "repository root")):  # fmt: skip
+        group = parser.add_mutually_exclusive_group() if updating else parser
+        group.add_argument(
+            f"--{kind}-upstream",
+            metavar="URL",
+            help=f"serve the packages of {what} beside the channel's own; credentials go in "
+            "the URL (https://user:password@host/...) and are never shown",
+        )
+        if updating:
+            group.add_argument(
+                f"--no-{kind}-upstream", action="store_true", help=f"stop using the {kind} upstream"
+            )
+    parser.add_argument(
+        "--upstream-allow",
+        action="append",
+        metavar="PROJECT",
+        help="let upstream versions of this project or package merge with the channel's own "
+        "(repeatable; other names of the channel's own are never taken from upstream)",
+    )
+    if updating:
+        parser.add_argument(
+            "--upstream-disallow",
+            action="append",
+            metavar="PROJECT",
+            help="take a name off the allowlist (repeatable)",
+        )
+    parser.add_argument(
+        "--upstream-ttl",
+        type=_ttl,
+        metavar="DURATION",
+        help="how long an upstream index page is used before it is revalidated, like 10m "
+        "(default 10m; 0 revalidates every time)",
+    )
+    parser.add_argument(
+        "--upstream-min-age",
+        type=_days,
+        metavar="DAYS",
+        help="offer an upstream release only once it is this many days old (default 0: off)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -446,7 +547,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a deleted filename may be uploaded again (by default it stays taken)",
     )
+    _upstream_options(create)
     create.set_defaults(func=cmd_channel_create)
+    update = channel_commands.add_parser(
+        "update", parents=[common], help="change a channel's settings; the rest stay"
+    )
+    update.add_argument("name")
+    visibility = update.add_mutually_exclusive_group()
+    visibility.add_argument("--public", action="store_const", const=True, dest="public")
+    visibility.add_argument("--private", action="store_const", const=False, dest="public")
+    _upstream_options(update, updating=True)
+    update.set_defaults(func=cmd_channel_update)
     channel_commands.add_parser(
         "list", parents=[common], help="list the channels, one a line: name, public or private"
     ).set_defaults(func=cmd_channel_list)

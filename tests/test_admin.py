@@ -96,12 +96,33 @@ def test_channel_creation_passes_the_records_fields_and_no_others(admin: Admin) 
     assert made.public and made.allow_reupload
     assert ChannelRegistry(admin.storage).get("team") == made
     sentence = refused(400, admin.create_channel, OPERATOR, "x", created=1.0)
-    assert sentence == "A channel has no setting 'created'; use allow_reupload, public."
+    assert sentence == (
+        "A channel has no setting 'created'; use allow_reupload, cran_upstream, public, "
+        "python_upstream, upstream_allow, upstream_min_age, upstream_ttl."
+    )
     refused(400, admin.create_channel, OPERATOR, ".hidden")
     refused(409, admin.create_channel, OPERATOR, "team")
     named = token(admin, ["team"], Scope.ADMIN)
     refused(403, admin.create_channel, named, "more")
     refused(401, admin.create_channel, None, "more")
+
+
+def test_upstream_settings_are_set_and_changed_through_the_management_api(
+    admin: Admin,
+) -> None:
+    made = admin.create_channel(OPERATOR, "team", python_upstream="https://u:pw@pypi.example/s")
+    assert made.python_upstream is not None and made.python_upstream.password == "pw"
+    sentence = refused(400, admin.create_channel, OPERATOR, "x", cran_upstream="ftp://x")
+    assert sentence == "The CRAN upstream URL must start with http:// or https:// and name a host."
+    changed = admin.update_channel(OPERATOR, "team", upstream_allow=["a"], upstream_min_age=2)
+    assert changed.python_upstream == made.python_upstream  # untouched
+    assert (changed.upstream_allow, changed.upstream_min_age) == (("a",), 2.0)
+    assert refused(400, admin.update_channel, OPERATOR, "team", upstream_ttl=-1).endswith(
+        "must be between 0 and 30 days."
+    )
+    refused(400, admin.update_channel, OPERATOR, "team", created=1.0)
+    refused(404, admin.update_channel, OPERATOR, "nope", public=True)
+    refused(403, admin.update_channel, token(admin, ["team"], Scope.ADMIN), "team", public=True)
 
 
 def test_contents_name_what_a_delete_removes(admin: Admin) -> None:

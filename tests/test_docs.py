@@ -45,6 +45,9 @@ NOT_RUN = {
     ("architecture.md", "text"): "a drawing of the layers, not a command",
     ("architecture.md", "python"): "an outline of the interface an ecosystem implements; "
     "pypi/ecosystem.py and cran/ecosystem.py are its real, tested instances",
+    ("upstreams.md", "shell"): "installs that reach PyPI and CRAN, which test machines cannot; "
+    "tests/test_e2e_upstream.py runs the same installs with pip, uv and R against upstreams "
+    "it starts on 127.0.0.1",
 }
 
 
@@ -303,7 +306,7 @@ def test_docs_build_with_warnings_as_errors(workdir: Workdir) -> None:
 
 def test_every_block_is_run_or_listed_with_a_reason() -> None:
     run = {"quickstart.md", "embedding.md", "deployment.md", "about-these-docs.md"}
-    run |= {"architecture.md", "api.md"}
+    run |= {"architecture.md", "api.md", "upstreams.md"}
     run |= {"storage.md", "migrating.md", "backup.md", "troubleshooting.md"}
     run |= {f"clients/{p}.md" for p in CLIENT_PAGES}
     for page in pages():
@@ -403,6 +406,19 @@ def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
         assert "Package: acmeutils" in result.stdout
         assert '"name":"acme-utils"' in result.stdout.replace(" ", "")
     assert token not in channel.log_text()
+
+
+@pytest.mark.e2e
+def test_upstreams_page(workdir: Workdir, channel: LiveServer) -> None:
+    """Its commands configure the channel's upstreams (no request reaches them) and
+    install a package of the channel's own, which never asks the upstream."""
+    upload_python(channel, workdir)
+    workdir.env["PRIVATE_CHANNELS_STORAGE"] = channel.storage
+    result = workdir.run("upstreams.md", channel.url.removesuffix("/api/repo"))
+    assert (Path(workdir.env["PIP_TARGET"]) / "acme_utils" / "__init__.py").is_file()
+    assert "python-upstream=https://pypi.org/simple/" in result.stdout
+    assert "cran-upstream=https://cloud.r-project.org/" in result.stdout
+    assert "X-Private-Channels-Upstream" not in channel.log_text()
 
 
 @pytest.mark.e2e

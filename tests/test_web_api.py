@@ -53,9 +53,49 @@ def test_create_a_channel(site: Site) -> None:
     error(site.api("GET", "channels/quiet", None), 401)
 
 
+def test_a_channel_with_an_upstream_never_shows_its_credentials(site: Site) -> None:
+    body = {"name": "mirror", "python_upstream": "https://robot:s3cret@pypi.example/simple/",
+            "upstream_allow": ["acme"], "upstream_min_age": 3}  # fmt: skip
+    made = site.api("POST", "channels", "root", body)
+    assert made.status_int == 201
+    listed = next(c for c in site.api("GET", "channels", "root").json["channels"]
+                  if c["name"] == "mirror")  # fmt: skip
+    for shown in (made.json, listed, site.api("GET", "channels/mirror", "root").json):
+        assert shown["python_upstream"] == "https://pypi.example/simple/"
+        assert shown["upstream_credentials"] == {"python": True, "cran": False}
+        assert shown["upstream_allow"] == ["acme"] and shown["upstream_min_age"] == 3.0
+        assert "s3cret" not in str(shown) and "robot" not in str(shown)
+
+
+def test_update_a_channel_changes_only_what_the_body_names(site: Site) -> None:
+    body = {"name": "mirror", "python_upstream": "https://robot:s3cret@pypi.example/simple/",
+            "upstream_allow": ["acme"]}  # fmt: skip
+    assert site.api("POST", "channels", "root", body).status_int == 201
+    changed = site.api(
+        "PATCH", "channels/mirror", "root", {"cran_upstream": "https://cran.example/"}
+    )
+    assert changed.status_int == 200
+    shown = site.api("GET", "channels/mirror", "root").json
+    assert shown["cran_upstream"] == "https://cran.example/"
+    assert shown["python_upstream"] == "https://pypi.example/simple/"
+    assert shown["upstream_credentials"] == {"python": True, "cran": False}
+    assert shown["upstream_allow"] == ["acme"] and shown["public"] is False
+    removed = site.api("PATCH", "channels/mirror", "root", {"python_upstream": None}).json
+    assert removed["python_upstream"] is None and removed["cran_upstream"] is not None
+    assert "s3cret" not in str(changed.json) + str(removed)
+    refused = site.api("PATCH", "channels/mirror", "root", {"upstream_ttl": "soon"})
+    assert "seconds" in error(refused, 400)
+    assert "'name'" in error(site.api("PATCH", "channels/mirror", "root", {"name": "x"}), 400)
+    error(site.api("PATCH", "channels/mirror", "team_admin", {"public": True}), 403)
+    error(site.api("PATCH", "channels/nosuch", "root", {"public": True}), 404)
+    assert site.api("GET", "channels/mirror", "root").json["public"] is False
+
+
 @pytest.mark.parametrize(
     ("body", "sentence"),
     [
+        ({"name": "x", "python_upstream": "ftp://x"}, "must start with http:// or https://"),
+        ({"name": "x", "upstream_ttl": "10m"}, "The upstream TTL must be a number of seconds."),
         ({"name": "../x"}, "Channel name '../x' is invalid"),
         ({}, "The body needs 'name'."),
         ({"name": 7}, "'name' must be a string."),

@@ -280,13 +280,18 @@ class StoredEcosystem(Generic[S]):
     reader_type: type[ReadMiddleware[S]]
     listing: Listing[S]
 
-    def __init__(self, storage: Storage, *, redirect_downloads: int = 0) -> None:
+    def __init__(
+        self, storage: Storage, *, redirect_downloads: int = 0, limits: Limits | None = None
+    ) -> None:
         self.storage = storage
         self.store: S = self.store_type(storage)
         self.redirect_downloads = redirect_downloads
+        self.limits = limits
 
     def middleware(self, app: WSGIApplication) -> WSGIApplication:
-        return self.reader_type(app, self.storage, redirect_downloads=self.redirect_downloads)
+        return self.reader_type(
+            app, self.storage, redirect_downloads=self.redirect_downloads, limits=self.limits
+        )
 
     def collect_garbage(self, channel: Channel, grace: float) -> list[str]:
         return self.store.collect_garbage(channel, grace=grace)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, get_args
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from ..auth import authorize
+from ..auth import authorize, refuse_other_sites
 from ..errors import http_error
 from ..routing import current_channel
 from ..storage import InvalidKeyError
@@ -148,6 +148,7 @@ class ManageMiddleware:
             raise http_error(
                 405, f"Send a POST with a form to {action} files.", headers=[("Allow", "POST")]
             )
+        refuse_other_sites(environ)
         form = self._form(environ)
         filename, project, version = (form.get(k, "") for k in ("filename", "project", "version"))
         if filename:

@@ -68,6 +68,7 @@ __all__ = [
     "index_fields",
     "is_directory",
     "linux_directory",
+    "listing_order",
 ]
 
 # tools:::.get_standard_repository_db_fields("source") in R 4.2, in R's order.
@@ -190,13 +191,17 @@ def _newest_first(record: CranRecord) -> tuple[tuple[int, ...], float]:
     return r_version_key(record.version), record.upload_time
 
 
-def _listing_order(record: CranRecord) -> tuple[str, str, str]:
+def listing_order(package: str, filename: str) -> tuple[str, str, str]:
     """Where R's ``list.files()``, hence ``write_PACKAGES``, puts this file in a UTF-8
     locale.  R collates with ICU there, which ranks ``_`` below ``.``, digits and
     letters, so the package name decides as if it ended the name; letter case only
     breaks ties, lowercase first.  (In the C locale R sorts bytes, capitals first; no R
     client depends on the order of index rows.)"""
-    return record.package.casefold(), record.filename.casefold(), record.filename.swapcase()
+    return package.casefold(), filename.casefold(), filename.swapcase()
+
+
+def _listing_order(record: CranRecord) -> tuple[str, str, str]:
+    return listing_order(record.package, record.filename)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin, token_state
 from ..auth import TOKEN_SOURCE_KEY, TokenAuthMiddleware, identity
-from ..channels import Channel
+from ..channels import Channel, upstream_settings
 from ..core.ecosystem import PackageDetail
 from ..core.limits import Limits
 from ..errors import ERROR_FORMAT_KEY, ChannelHTTPError, http_error
@@ -60,8 +60,11 @@ PREFIX = "/-/api/"
 
 
 def channel_json(channel: Channel) -> dict[str, Any]:
-    """Every field of the channel record (``name``, ``public``, ``created``...)."""
-    return asdict(channel)
+    """Every field of the channel record (``name``, ``public``, ``created``...), its
+    upstreams as :func:`~..channels.upstream_settings` shows them: never a credential."""
+    shown = upstream_settings(channel)
+    doc = {f.name: getattr(channel, f.name) for f in fields(Channel) if f.name not in shown}
+    return {**doc, **shown}
 
 
 def token_json(token: Token) -> dict[str, Any]:
@@ -86,7 +89,7 @@ def _rules() -> list[Rule]:
     read, one = ["GET", "HEAD"], "/-/api/channels/<name>"
     return [
         Rule("/-/api/channels", endpoint="channels", methods=[*read, "POST"]),
-        Rule(one, endpoint="channel", methods=[*read, "DELETE"]),
+        Rule(one, endpoint="channel", methods=[*read, "PATCH", "DELETE"]),
         Rule(f"{one}/packages", endpoint="packages", methods=read),
         Rule(f"{one}/packages/<ecosystem>/<package>", endpoint="package", methods=read),
         Rule(f"{one}/<any(yank, unyank, delete):action>", endpoint="change", methods=["POST"]),
@@ -180,6 +183,14 @@ class ApiMiddleware:
         if request.method == "DELETE":
             contents = self.admin.delete_channel(actor, name)
             return _json({"deleted": True, **contents.to_json()})
+        if request.method == "PATCH":
+            # Only the settings the body names change (channel update's semantics).
+            self.admin.channel(actor, name, Scope.ADMIN)  # 401/403/404 before the body
+            options = _body(request)
+            if "name" in options:
+                raise http_error(400, "A channel's 'name' cannot be changed; create another.")
+            _check_channel_options(options)
+            return _json(channel_json(self.admin.update_channel(actor, name, **options)))
         return _json(channel_json(self.admin.channel(actor, name)))
 
     def api_packages(self, request: Request, actor: Token | None, name: str) -> Response:

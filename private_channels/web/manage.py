@@ -21,6 +21,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.wrappers import Response
 
 from ..admin import token_state
+from ..auth import same_origin
 from ..core.ecosystem import Upload, UploadKind
 from ..core.manage import ACTIONS
 from ..core.upload import parse_upload_form
@@ -29,7 +30,6 @@ from ..tokens import ALL_CHANNELS, Scope, Token, parse_duration
 from . import html
 from .html import h, join
 from .page import Page, PageKit
-from .session import same_origin
 
 if TYPE_CHECKING:
     from ..channels import Channel
@@ -46,7 +46,7 @@ class ManagePages(PageKit):
         found = self._channel(page, channel, Scope.WRITE)
         if request.method != "POST":
             return self._upload_form(page, found)
-        if not same_origin(request):
+        if not same_origin(request.environ):
             raise http_error(403, "This form was sent from another site; use this site's pages.")
         content_type, options = parse_options_header(request.content_type or "")
         boundary = options.get("boundary", "").encode("latin-1", "replace")

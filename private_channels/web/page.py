@@ -26,13 +26,14 @@ from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin
+from ..auth import same_origin
 from ..core.cache import DocumentCache
 from ..core.ecosystem import Package, Snippet
 from ..core.limits import Limits
 from ..errors import http_error
 from ..tokens import Scope, Token
 from .html import h, join
-from .session import CSRF_FIELD, Session, Sessions, same_origin
+from .session import CSRF_FIELD, Session, Sessions
 
 if TYPE_CHECKING:
     from ..channels import Channel
@@ -175,7 +176,7 @@ class PageKit:
 
     def _check_form(self, page: Page, form: MultiDict[str, str]) -> None:
         """Every state-changing form: from this origin, with this session's CSRF token."""
-        if not same_origin(page.request):
+        if not same_origin(page.request.environ):
             raise http_error(403, "This form was sent from another site; use this site's pages.")
         if not self.sessions.check_csrf(page.session, form.get(CSRF_FIELD)):
             raise http_error(

@@ -46,6 +46,7 @@ from ..auth import SESSION_IDENTITY_KEY
 from ..core.cache import DocumentCache
 from ..core.limits import Limits, MiB
 from ..errors import ChannelHTTPError
+from .api import is_api
 from .browse import BrowsePages
 from .html import h
 from .manage import ManagePages
@@ -118,8 +119,12 @@ class PagesMiddleware(BrowsePages, ManagePages):
         sessions: Sessions,
         *,
         limits: Limits | None = None,
+        api: WSGIApplication | None = None,
     ) -> None:
         self.app = app
+        # The HTTP API (P/-/api/...) answers its own paths before any page is looked
+        # for, so that pages and API cost the other requests one layer, not two.
+        self.api = api
         self.admin = admin
         self.sessions = sessions
         self.limits = limits or Limits()
@@ -131,6 +136,8 @@ class PagesMiddleware(BrowsePages, ManagePages):
         self.static = {name: (folder / name).read_bytes() for name in _STATIC}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.api is not None and is_api(environ.get("PATH_INFO", "")):
+            return self.api(environ, start_response)
         try:
             matched = self._match(environ)
         except RequestRedirect as redirect:  # a missing trailing slash

@@ -34,7 +34,6 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -43,7 +42,7 @@ from ..tokens import Token, TokenStore, stored_key
 if TYPE_CHECKING:
     from werkzeug.wrappers import Request, Response
 
-__all__ = ["COOKIE", "CSRF_FIELD", "MAX_AGE", "Session", "Sessions", "same_origin"]
+__all__ = ["COOKIE", "CSRF_FIELD", "MAX_AGE", "Session", "Sessions"]
 
 COOKIE = "private_channels_session"
 CSRF_FIELD = "csrf_token"
@@ -76,34 +75,6 @@ class Session:
         if reference is not None and not isinstance(reference, dict):
             return None
         return cls(sid=sid, reference=reference, flash=flash)
-
-
-def same_origin(request: Request) -> bool:
-    """Whether a state-changing request comes from this server's own pages.
-
-    Browsers send ``Origin`` with every POST from a page (``null`` from sandboxes and
-    some redirects, which is refused); older ones send at least ``Referer``.  A request
-    with neither is left to the CSRF token alone.
-    """
-    ours = _origin(request.scheme, request.host)
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        parts = urlsplit(origin)
-        return _origin(parts.scheme, parts.netloc) == ours
-    referer = request.headers.get("Referer")
-    if referer:
-        parts = urlsplit(referer)
-        return _origin(parts.scheme, parts.netloc) == ours
-    return True
-
-
-def _origin(scheme: str, host: str) -> tuple[str, str]:
-    """An origin, with the scheme's default port left out as browsers leave it out."""
-    scheme, host = scheme.lower(), host.lower()
-    default = {"http": ":80", "https": ":443"}.get(scheme)
-    if default is not None and host.endswith(default):
-        host = host.removesuffix(default)
-    return scheme, host
 
 
 class Sessions:
