@@ -14,9 +14,9 @@ read-only storage: one sentence, never a bare 500), the health endpoint, the web
 for browsers, the HTTP JSON API, token authentication (which also cuts the
 ``/t/<TOKEN>`` path form), channel routing, then the core's one owner of the upload
 URL, the management endpoints (yank, unyank, delete), and each ecosystem's read side
-(the Python simple index, the CRAN repository), each serving what it owns and passing
-on the rest.  The pages, the HTTP API and the command line share one management API
-(:class:`~private_channels.admin.Admin`).  See ``docs/architecture.md``.
+(the Python simple index, the CRAN repository, the conda channel), each serving what it
+owns and passing on the rest.  The pages, the HTTP API and the command line share one
+management API (:class:`~private_channels.admin.Admin`).  See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .accesslog import AccessLogMiddleware
 from .admin import Admin
 from .auth import TokenAuthMiddleware, authorize
 from .channels import ChannelRegistry
+from .conda.ecosystem import CondaEcosystem
 from .core.limits import Limits
 from .core.manage import ManageMiddleware
 from .core.upload import UploadMiddleware
@@ -61,6 +62,7 @@ def ecosystems(
     return [
         PythonEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
         CranEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
+        CondaEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
     ]
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from .conda_packages import build_conda
 from .packages import build_project
 from .s3server import SeaweedFS
 from .support import REPO, LiveServer, live_server, require_client
@@ -43,8 +44,18 @@ NOT_RUN = {
     ("clients/pak.md", "pak-install.R"): "pak is installed from CRAN, which test machines "
     "cannot reach, and Debian does not package it; the page's available.packages() check runs",
     ("architecture.md", "text"): "a drawing of the layers, not a command",
+    ("clients/conda.md", "text"): "the channel URL, not a command",
+    ("clients/conda.md", "pixi.toml"): "pixi is not on the package index (nor Debian's); "
+    "py-rattler, its engine, runs this page's install.py, and tests/test_e2e_conda.py "
+    "drives it with each of pixi's credential forms",
+    ("clients/conda.md", "pixi auth"): "pixi is not on the package index (nor Debian's); "
+    "tests/test_e2e_conda.py gives py-rattler the same three credential forms",
+    ("clients/conda.md", "conda install"): "conda and mamba are not on the package index "
+    "(nor Debian's); py-rattler installs from the same channel URL with the token in it",
+    ("clients/conda.md", "~/.condarc"): "conda is not on the package index (nor Debian's)",
     ("architecture.md", "python"): "an outline of the interface an ecosystem implements; "
-    "pypi/ecosystem.py and cran/ecosystem.py are its real, tested instances",
+    "pypi/ecosystem.py, cran/ecosystem.py and conda/ecosystem.py are its real, tested "
+    "instances",
     ("upstreams.md", "shell"): "installs that reach PyPI and CRAN, which test machines cannot; "
     "tests/test_e2e_upstream.py runs the same installs with pip, uv and R against upstreams "
     "it starts on 127.0.0.1",
@@ -361,14 +372,15 @@ def test_quickstart(workdir: Workdir) -> None:
     assert not re.search(r"(?<![0-9a-f])[0-9a-f]{48}(?![0-9a-f])", result.stdout + result.stderr)
 
 
-CLIENT_PAGES = ["pip", "uv", "twine", "uv-publish", "poetry", "r", "pak", "curl"]
+CLIENT_PAGES = ["pip", "uv", "twine", "uv-publish", "poetry", "r", "pak", "curl", "conda"]
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("page", CLIENT_PAGES)
 def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
     clients = {"uv": ["uv"], "uv-publish": ["uv"], "poetry": ["uvx"], "r": ["Rscript"],
-               "pak": ["Rscript"], "curl": ["curl"], "twine": ["twine"], "pip": []}  # fmt: skip
+               "pak": ["Rscript"], "curl": ["curl"], "twine": ["twine"], "pip": [],
+               "conda": ["curl"]}  # fmt: skip
     for client in clients[page]:
         require_client(client)
     token = workdir.env["TOKEN"]
@@ -378,6 +390,9 @@ def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
         upload_r(channel, workdir)
     if page == "curl":
         upload_python(channel, workdir)
+    if page == "conda":
+        built = build_conda(workdir.path / "build", "acme-tools", "1.0", "0")
+        shutil.copy(built, workdir.path / built.name)
     if page == "uv-publish":
         # `uv publish --index` reads the index from pyproject.toml, which UV_NO_CONFIG
         # hides; with HOME and XDG_CONFIG_DIRS empty no other uv configuration is found.
@@ -405,6 +420,11 @@ def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
     elif page == "curl":
         assert "Package: acmeutils" in result.stdout
         assert '"name":"acme-utils"' in result.stdout.replace(" ", "")
+    elif page == "conda":
+        assert "Uploaded acme-tools-1.0-0.conda to noarch/." in result.stdout
+        assert '"acme-tools-1.0-0.conda"' in result.stdout  # repodata.json
+        assert result.stdout.strip().endswith("acme-tools 1.0")
+        assert (workdir.path / "env" / "share" / "acme-tools" / "acme-tools.txt").is_file()
     assert token not in channel.log_text()
 
 

@@ -30,10 +30,11 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import IO, TYPE_CHECKING, Any, Self, TypeVar
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from ..channels import Channel
-from ..storage import CleansIncompleteWrites, Storage, read_json, sweep, update_json
+from ..storage import CleansIncompleteWrites, Stat, Storage, read_json, sweep, update_json
 from ..storage.base import CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "Digests",
     "FileConflictError",
     "RecordDocument",
+    "RecordSnapshot",
     "StoredFile",
     "collect_garbage",
     "hash_stream",
@@ -123,6 +125,34 @@ class StoredFile:
         # Fields a later version added are skipped, so an older server can still read.
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+F = TypeVar("F", bound=StoredFile)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordSnapshot(Generic[F]):
+    """The records of one :class:`RecordDocument` as read at one version, immutable.
+
+    A read side keeps snapshots, and what it derives from them, while the document's
+    storage ETag (``stat.etag``) is unchanged; ``stat`` is ``None`` for a document that
+    does not exist (no records).
+    """
+
+    records: tuple[F, ...]
+    stat: Stat | None
+
+    @property
+    def version(self) -> str:
+        """What caches of this snapshot are valid for: the document's ETag."""
+        return self.stat.etag if self.stat is not None else "-"
+
+    @cached_property
+    def _by_filename(self) -> dict[str, F]:
+        return {r.filename: r for r in self.records}
+
+    def find(self, filename: str) -> F | None:
+        return self._by_filename.get(filename)
 
 
 class RecordDocument:

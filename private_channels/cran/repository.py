@@ -52,7 +52,6 @@ from urllib.parse import urljoin
 
 from werkzeug.wrappers import Response
 
-from ..auth import authorize
 from ..core.blobs import RecordDocument
 from ..core.download import file_response
 from ..core.proxy import (
@@ -66,8 +65,6 @@ from ..core.proxy import (
 from ..core.reader import ReadMiddleware
 from ..core.upstream import UpstreamError, UpstreamNotFoundError
 from ..errors import http_error
-from ..routing import current_channel
-from ..tokens import Scope
 from .description import InvalidPackageError, parse_built
 from .index import INDEX_FILES, render, render_archive, render_archive_rds, render_rows
 from .store import (
@@ -152,13 +149,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         archived = _ARCHIVED.fullmatch(path)
         if not (index or download or archived or path == _META):
             return None
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            raise http_error(
-                405, "This URL is read-only; upload with POST to the channel URL itself.",
-                headers=[("Allow", "GET, HEAD")],
-            )  # fmt: skip
-        channel = current_channel(environ)
-        authorize(environ, channel, Scope.READ)
+        channel = self.readable(environ)
         proxied = channel.cran_upstream is not None
         if index:
             directory = self.directory(channel, index["dir"])

@@ -53,15 +53,9 @@ def _listed(record: FileRecord) -> ListedFile:
     details = [("Type", "wheel" if record.filename.endswith(".whl") else "sdist")]
     if record.requires_python:
         details.append(("Requires-Python", record.requires_python))
-    return ListedFile(
-        filename=record.filename,
-        version=record.version,
-        size=record.size,
-        sha256=record.sha256,
-        upload_time=record.upload_time,
-        url=f"files/{record.sha256}/{quote(record.filename)}",
-        yanked=record.yanked,
-        details=tuple(details),
+    url = f"files/{record.sha256}/{quote(record.filename)}"
+    return ListedFile.of(
+        record, version=record.version, url=url, yanked=record.yanked, details=details
     )
 
 
