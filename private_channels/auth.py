@@ -20,7 +20,9 @@ expired or revoked is refused here with 401, whatever it asks for; everything el
 up to :func:`authorize`: anonymous requests may read public channels and get 401
 elsewhere, a good token without the scope or channel gets 403.  Every 401 carries
 ``WWW-Authenticate: Basic realm="private-channels"`` (pip and twine send credentials
-only after that challenge) and says "missing" or "invalid or expired", nothing more.
+only after that challenge) and says "missing" or "invalid or expired", nothing more;
+Basic credentials with another password than either form's (``TOKEN:mypassword``) are
+told so, without a word on the token.
 """
 
 from __future__ import annotations
@@ -73,19 +75,42 @@ _CREDENTIAL_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_X_AUTH")
 
 MISSING = "Authentication is missing: send a token for this channel."
 INVALID = "The token is invalid or expired."
+# For Basic credentials of neither form, such as TOKEN:mypassword: the token may be
+# fine, so the sentence blames the password and never says whether the token is.
+WRONG_PASSWORD = (
+    "The password is not one this server takes: send the token as the user name with "
+    f"the password '{PASSWORD_MARKER}', or the user name '{PYPI_USERNAME}' with the token "
+    "as the password."
+)
 
 
-def _from_basic(value: str) -> str:
+def _basic_pair(value: str) -> tuple[str, str] | None:
+    """The user name and password of Basic credentials; ``None`` if they do not decode."""
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input ("Basic é")
-        return ""
+        return None
     user, _, password = decoded.partition(":")
+    return user, password
+
+
+def _from_basic(value: str) -> str:
+    pair = _basic_pair(value)
+    if pair is None:
+        return ""
+    user, password = pair
     if user == PYPI_USERNAME:
         return password
     if password in (PASSWORD_MARKER, ""):
         return user
     return ""  # some other user:password pair: a credential, but not one of ours
+
+
+def _other_password(environ: WSGIEnvironment) -> bool:
+    """Whether the request sent Basic credentials whose password is neither form's."""
+    scheme, _, value = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    pair = _basic_pair(value) if scheme.lower() == "basic" else None
+    return pair is not None and pair[0] != PYPI_USERNAME and pair[1] not in (PASSWORD_MARKER, "")
 
 
 def credentials(environ: WSGIEnvironment) -> str | None:
@@ -161,7 +186,8 @@ class TokenAuthMiddleware:
         elif secret is not None:
             token = self.store.verify(secret) if secret else None
             if token is None:
-                return http_error(401, INVALID, headers=[CHALLENGE])(environ, start_response)
+                sentence = WRONG_PASSWORD if not secret and _other_password(environ) else INVALID
+                return http_error(401, sentence, headers=[CHALLENGE])(environ, start_response)
             # The identity replaces the credentials: an error reporter or debugger that
             # dumps the environ further in must find no token there, not even one sent
             # in a second form that lost to the one used.

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from .storage import Storage, dump_json, read_json, update_json
+from .storage import Storage, dump_json, read_document, update_json
 
 __all__ = [
     "DEFAULT_UPSTREAM_TTL",
@@ -296,10 +296,12 @@ def _record(channel: Channel) -> dict[str, Any]:
 
 
 def _channel(doc: Mapping[str, Any]) -> Channel:
+    """The channel a stored record holds; a record of the wrong shape raises (which
+    :func:`~.storage.read_document` reports as a damaged document)."""
     return Channel(
-        name=doc["name"],
+        name=validate_channel_name(doc["name"]),
         public=bool(doc["public"]),
-        created=doc["created"],
+        created=float(doc["created"]),
         allow_reupload=bool(doc.get("allow_reupload", False)),
         python_upstream=Upstream.from_json(doc.get("python_upstream")),
         cran_upstream=Upstream.from_json(doc.get("cran_upstream")),
@@ -405,10 +407,10 @@ class ChannelRegistry:
         """The channel called ``name``, or ``None`` (also for names that are invalid)."""
         try:
             validate_channel_name(name)
-            doc, _ = read_json(self.storage, self._key(name))
+            channel, _ = read_document(self.storage, self._key(name), _channel)
         except (FileNotFoundError, InvalidChannelNameError):
             return None
-        return _channel(doc)
+        return channel
 
     def list(self) -> Iterator[Channel]:
         for key in self.storage.list("registry/channels/"):

@@ -575,4 +575,4 @@ def test_inner_archives_are_streamed_not_held() -> None:
 def test_without_zstandard_the_refusal_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     data = pack(tar(("a", b"")), "tar.zst")
     monkeypatch.setitem(__import__("sys").modules, "zstandard", None)
-    refused(data, "tar.zst", r"pip install 'private-channels\[conda\]'")
+    refused(data, "tar.zst", r"the conda extra: pip install 'zstandard>=0.22'")

@@ -212,7 +212,7 @@ def test_without_zstandard_a_conda_is_refused_with_the_extra_named(
 ) -> None:
     data = raw_conda({"info/index.json": demo_index()})
     monkeypatch.setitem(__import__("sys").modules, "zstandard", None)
-    with pytest.raises(InvalidPackageError, match=r"pip install 'private-channels\[conda\]'"):
+    with pytest.raises(InvalidPackageError, match=r"the conda extra: pip install 'zstandard"):
         _read(data)
 
 

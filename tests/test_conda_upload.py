@@ -115,7 +115,7 @@ def test_without_zstandard_a_conda_upload_says_what_to_install(
     channel = Channel(MemoryStorage())
     monkeypatch.setitem(__import__("sys").modules, "zstandard", None)
     answer = channel.upload(packages["beta-1.0-0.conda"], "beta-1.0-0.conda", status=501)
-    assert "pip install 'private-channels[conda]'" in answer.text
+    assert "the conda extra: pip install 'zstandard>=0.22' 'msgpack>=1.0'" in answer.text
     # A .tar.bz2 needs no extra.
     channel.upload(packages["alpha-1.0-0.tar.bz2"], "alpha-1.0-0.tar.bz2")
 

@@ -505,7 +505,7 @@ def test_channel_page_lists_every_ecosystem_and_filters(site: Site, tmp_path: Pa
     assert filtered.html.select_one("input#filter")["value"] == "BETA"
     # Setup for every ecosystem, with the real URL and a placeholder.
     snippets = " ".join(pre.text for pre in page.html.select(".snippet pre"))
-    assert f"http://$TOKEN:x-auth-token@localhost{site.prefix}/team/simple/" in snippets
+    assert f"http://__token__:$TOKEN@localhost{site.prefix}/team/simple/" in snippets
     assert (
         f'paste0("http://localhost{site.prefix}/t/", Sys.getenv("PRIVATE_CHANNELS_TOKEN"), "/team")'
         in snippets
@@ -541,7 +541,7 @@ def test_python_package_page(site: Site, tmp_path: Path) -> None:
     assert rows["demo_pkg-2.0-py3-none-any.whl"][5] == "yanked: Broken build"
     assert page.html.select_one("dl").text.count("MIT") == 1
     install = page.html.select_one(".snippet pre").text
-    index = f"http://$TOKEN:x-auth-token@localhost{site.prefix}/team/simple/"
+    index = f"http://__token__:$TOKEN@localhost{site.prefix}/team/simple/"
     assert install == f'pip install --index-url "{index}" Demo_Pkg'
     versions = [li.text for li in page.html.select("ul.versions li")]
     assert versions == ["2.0 (yanked)", "1.0"]

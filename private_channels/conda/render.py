@@ -50,7 +50,8 @@ __all__ = [
 # A balance for documents rendered once per upload: repodata of a thousand files
 # compresses in milliseconds at 12, to within a few percent of level 19's size.
 ZSTD_LEVEL = 12
-EXTRA = "pip install 'private-channels[conda]'"
+# The conda extra's two packages: private-channels itself is installed from a checkout.
+EXTRA = "the conda extra: pip install 'zstandard>=0.22' 'msgpack>=1.0'"
 
 
 class MissingExtraError(RuntimeError):

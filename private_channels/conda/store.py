@@ -38,7 +38,7 @@ from ..core.blobs import (
     forget,
     store_blob,
 )
-from ..storage import read_json
+from ..storage import read_document
 from .package import SUBDIRS
 
 __all__ = ["CondaRecord", "CondaStore", "Subdir"]
@@ -107,10 +107,13 @@ class CondaStore(ChannelStore):
     def subdir(self, channel: Channel, name: str) -> Subdir:
         """The records of one subdir (none if nothing was uploaded there)."""
         try:
-            doc, stat = read_json(self.storage, self.index_key(channel, name))
+            records, stat = read_document(
+                self.storage,
+                self.index_key(channel, name),
+                lambda doc: tuple(CondaRecord.from_json(r) for r in doc["files"].values()),
+            )
         except FileNotFoundError:
             return Subdir(name, records=(), stat=None)
-        records = tuple(CondaRecord.from_json(r) for r in doc["files"].values())
         return Subdir(name, records=records, stat=stat)
 
     def subdir_names(self, channel: Channel) -> list[str]:

@@ -745,7 +745,7 @@ def _read_tar(stream: IO[bytes], format: str, scan: _Scan) -> None:
     except ImportError:
         scan.refuse(
             f" is {label}tar, which this server cannot read without zstandard "
-            "(pip install 'private-channels[conda]')."
+            "(the conda extra: pip install 'zstandard>=0.22')."
         )
     try:
         tar = _TarFile(_TarStream(inflated, raw, scan))

@@ -192,14 +192,27 @@ class RecordDocument:
             raise FileConflictError(filename)
         return False
 
-    def add(self, record: Mapping[str, Any], *, reuse: bool = False) -> tuple[bool, dict[str, Any]]:
+    def add(
+        self,
+        record: Mapping[str, Any],
+        *,
+        reuse: bool = False,
+        check: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> tuple[bool, dict[str, Any]]:
         """Commit ``record``; whether it is new (not the very same file again), and the
-        document as committed."""
+        document as committed.
+
+        ``check(doc)`` runs on the document the commit would change, every time it is
+        read, and raises to refuse a new file (an ecosystem's own rule across files,
+        such as one sdist per Python release), so that two racing uploads cannot both
+        pass it."""
         added = [False]
 
         def change(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {**self.initial, "files": {}, "deleted": []}
             added[0] = self.is_new(doc, record["filename"], record["sha256"], reuse=reuse)
+            if added[0] and check is not None:
+                check(doc)
             doc["files"].setdefault(record["filename"], dict(record))
             if record["filename"] in doc.get("deleted", ()):
                 doc["deleted"].remove(record["filename"])

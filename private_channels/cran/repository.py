@@ -113,6 +113,9 @@ _LINUX = re.compile(rf"/__linux__/(?P<distribution>{DISTRIBUTION_PATTERN})(?=/sr
 _R_AGENT = re.compile(r"\bR \((?P<r>[0-9]{1,3}\.[0-9]{1,3})\.[0-9]\S* (?P<platform>\S+) \S+ \S+\)")
 # R's own agent is some 60 characters; a longer one is not R's, and is not searched.
 MAX_AGENT = 512
+# The longest path below a channel that this layout holds: a directory
+# (bin/macosx/<platform>/contrib/<x.y>) and a filename; longer ones are not parsed.
+MAX_PATH = 512
 
 _MIMETYPES = {
     "PACKAGES": "text/plain",  # werkzeug adds "; charset=utf-8" to text types
@@ -137,7 +140,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
     store_type = CranStore
 
     def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
-        if not path.startswith(_ROOTS):
+        if not path.startswith(_ROOTS) or len(path) > MAX_PATH:
             return None
         linux = _LINUX.match(path)
         distribution = None

@@ -223,8 +223,9 @@ class PageKit:
         return h(
             "<p class='where'>Python index: <code>{url}/simple/</code> · R repository: "
             "<code>{url}</code> · uploads: <code>POST {url}</code>. Clients send the token "
-            "as the user name with the password <code>x-auth-token</code>, or in an "
-            "<code>X-Auth</code> header.</p>",
+            "as the password of the user name <code>__token__</code> (or as the user name "
+            "with the password <code>x-auth-token</code>), or in an <code>X-Auth</code> "
+            "header.</p>",
             url=url,
         )
 
