@@ -127,7 +127,7 @@ PATTERNS = [
     P(s3._BUCKET, ("match",), "the bucket of an s3:// storage URL"),
     P(s3._SIZE, ("match",), "a part size in an s3:// storage URL"),
     P(tokens._HEX_TOKEN, ("match",), "a secret, bounded to 4096 first", TOKEN),
-    P(tokens._TOKEN_ID, ("match",), "a token id (signed payloads, revoke)", TOKEN[:12]),
+    P(tokens.TOKEN_ID, ("match",), "a token id (signed payloads, revoke)", TOKEN[:12]),
     P(tokens._DURATION, ("match",), "an expiry (command line, HTTP API)", "30d"),
     P(cran_manage.FILENAME, ("match",), "an R yank/delete target", "abc_1.0-1.tar.gz"),
     P(cran_upstream._ARCHIVE_FILE, ("fullmatch",), "an upstream's Meta/archive.rds names",
