@@ -296,8 +296,28 @@ def test_filesystem_symlink_cannot_escape(tmp_path: Path) -> None:
     root = tmp_path / "root"
     storage = FileSystemStorage(root)
     (root / "link").symlink_to(outside)
-    with pytest.raises(InvalidKeyError):
-        storage.open("link/secret")
+    (root / "file-link").symlink_to(outside / "secret")
+    for key in ("link/secret", "file-link"):
+        with pytest.raises(InvalidKeyError):
+            storage.open(key)
+        with pytest.raises(InvalidKeyError):
+            storage.stat(key)
+
+
+def test_filesystem_symlink_inside_the_root_is_followed(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path)
+    storage.put("real/key", io.BytesIO(b"data"))
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "same").symlink_to(tmp_path / "real" / "key")
+    for key in ("alias/key", "real/same"):
+        stream, stat = storage.open(key)
+        with stream:
+            assert stream.read() == b"data"
+        assert storage.stat(key).size == stat.size == 4
+    with pytest.raises(FileNotFoundError):
+        storage.stat("alias/missing")
+    with pytest.raises(FileNotFoundError):
+        storage.open("real/key/below")
 
 
 def test_open_storage_urls(tmp_path: Path) -> None:
