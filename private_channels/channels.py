@@ -78,8 +78,13 @@ class Channel:
 
 
 class ChannelRegistry:
+    """The channels of a storage.  :meth:`get` keeps the records it read, and checks each
+    against its storage ETag (one ``stat``) on every call, so a channel created,
+    changed or deleted through any process is seen at once."""
+
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        self._known: dict[str, tuple[str, Channel]] = {}
 
     @staticmethod
     def _key(name: str) -> str:
@@ -102,15 +107,27 @@ class ChannelRegistry:
         """The channel called ``name``, or ``None`` (also for names that are invalid)."""
         try:
             validate_channel_name(name)
-            doc, _ = read_json(self.storage, self._key(name))
+            etag = self.storage.stat(self._key(name)).etag
         except (FileNotFoundError, InvalidChannelNameError):
+            self._known.pop(name, None)
             return None
-        return Channel(
+        known = self._known.get(name)
+        if known is not None and known[0] == etag:
+            return known[1]
+        try:
+            doc, stat = read_json(self.storage, self._key(name))
+        except FileNotFoundError:
+            return None
+        channel = Channel(
             name=doc["name"],
             public=bool(doc["public"]),
             created=doc["created"],
             allow_reupload=bool(doc.get("allow_reupload", False)),
         )
+        if len(self._known) >= 10_000:  # a bound, whatever names are asked for
+            self._known.clear()
+        self._known[name] = (stat.etag, channel)
+        return channel
 
     def list(self) -> Iterator[Channel]:
         for key in self.storage.list("registry/channels/"):

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-    from werkzeug.wrappers import Response
 
     from ..storage import Storage
 
@@ -76,6 +75,8 @@ class ReadMiddleware(Generic[S]):
             return self.app(environ, start_response)
         return response(environ, start_response)
 
-    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
-        """The response for a path this middleware owns, ``None`` for any other."""
+    def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
+        """The response (a WSGI app: a werkzeug ``Response``, a
+        :class:`~.document.DocumentResponse`) for a path this middleware owns, ``None``
+        for any other."""
         raise NotImplementedError

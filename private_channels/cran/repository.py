@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from werkzeug.wrappers import Response
 
 from ..auth import authorize
+from ..core.document import DocumentResponse
 from ..core.download import file_response
 from ..core.reader import ReadMiddleware
 from ..errors import http_error
@@ -59,7 +60,7 @@ from .store import (
 )
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from ..channels import Channel
 
@@ -104,7 +105,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
     store_type = CranStore
 
-    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
+    def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
         if not path.startswith(_ROOTS):
             return None
         linux = _LINUX.match(path)
@@ -204,15 +205,13 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
     def index_file(
         self, environ: WSGIEnvironment, channel: Channel, directory: Directory, name: str
-    ) -> Response:
+    ) -> DocumentResponse:
         assert name in (*INDEX_FILES, "archive.rds")
         body, etag = self.rendered(channel, directory, name)
-        response = Response(body, mimetype=_mimetype(name))
-        response.set_etag(etag)
         # Indexes change with every upload: revalidate (cheap, with the ETag) each time.
-        response.cache_control.no_cache = True
-        response.cache_control.private = True
-        return response.make_conditional(environ)
+        return DocumentResponse(
+            body, etag=etag, content_type=_mimetype(name), cache_control="no-cache, private"
+        )
 
     def package_file(
         self, environ: WSGIEnvironment, channel: Channel, record: CranRecord, *, vary: bool = False
