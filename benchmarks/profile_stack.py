@@ -126,17 +126,20 @@ def main() -> None:
     }
     for kind, make in kinds.items():
         count = args.count if kind != "upload" else max(50, args.count // 20)
-        envs = [make() for _ in range(count)]
         call(app, make())
         profiler = cProfile.Profile() if kind == args.profile else None
-        started = time.perf_counter()
-        if profiler:
-            profiler.enable()
-        codes = [call(app, env) for env in envs]
-        if profiler:
-            profiler.disable()
-        elapsed = time.perf_counter() - started
-        print(f"{kind:18} {elapsed / count * 1e6:8.1f} us/request  statuses {sorted(set(codes))}")
+        # The fastest of a few batches: the machine is shared, and others only add time.
+        best, codes = float("inf"), []
+        for _ in range(1 if profiler else 5):
+            envs = [make() for _ in range(count // 5 if not profiler else count)]
+            started = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            codes += [call(app, env) for env in envs]
+            if profiler:
+                profiler.disable()
+            best = min(best, (time.perf_counter() - started) / len(envs))
+        print(f"{kind:18} {best * 1e6:8.1f} us/request  statuses {sorted(set(codes))}")
         if profiler:
             stats = pstats.Stats(profiler, stream=sys.stdout)
             stats.sort_stats("tottime").print_stats(25)
