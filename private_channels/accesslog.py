@@ -160,7 +160,7 @@ class AccessLogMiddleware:
             # an access record does not need (its place in the code is always this one).
             logger.handle(
                 logger.makeRecord(
-                    logger.name, logging.INFO, __file__, 0, self.render(record), None, None
+                    logger.name, logging.INFO, __file__, 0, self.render(record), (), None
                 )
             )
 

@@ -39,8 +39,6 @@ import hashlib
 import re
 from typing import TYPE_CHECKING
 
-from werkzeug.wrappers import Response
-
 from ..auth import authorize
 from ..core.document import DocumentResponse
 from ..core.download import file_response
@@ -215,7 +213,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
     def package_file(
         self, environ: WSGIEnvironment, channel: Channel, record: CranRecord, *, vary: bool = False
-    ) -> Response:
+    ) -> WSGIApplication:
         return file_response(
             environ,
             self.store.storage,

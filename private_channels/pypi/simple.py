@@ -256,7 +256,9 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
 
     # -- files -------------------------------------------------------------------
 
-    def _file(self, environ: WSGIEnvironment, channel: Channel, rest: str) -> Response:
+    def _file(
+        self, environ: WSGIEnvironment, channel: Channel, rest: str
+    ) -> WSGIApplication:
         authorize(environ, channel, Scope.READ)
         self._read_only(environ, "Files are read-only.")
         sha256, _, filename = rest.partition("/")
