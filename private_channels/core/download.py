@@ -27,6 +27,7 @@ What it guarantees, whoever calls it:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING
 
@@ -66,18 +67,24 @@ class _PlainDownload:
     the headers werkzeug's ``make_conditional`` would send, without building its
     ``Response`` (which cost more than the rest of the request)."""
 
-    __slots__ = ("headers", "stream")
+    __slots__ = ("block_size", "headers", "stream")
 
-    def __init__(self, stream: IO[bytes] | None, headers: list[tuple[str, str]]) -> None:
+    def __init__(self, stream: IO[bytes] | None, headers: list[tuple[str, str]], size: int) -> None:
         self.stream = stream
         self.headers = headers
+        self.block_size = min(BLOCK_SIZE, max(size, 8192))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", self.headers)
         if self.stream is None:
             return []
-        return wrap_file(environ, self.stream, BLOCK_SIZE)
+        # A server's own file wrapper gets the large blocks (the module says why); one
+        # without never allocates 512 KiB to read a file of a few.
+        wrapped = "wsgi.file_wrapper" in environ
+        return wrap_file(environ, self.stream, BLOCK_SIZE if wrapped else self.block_size)
 
+
+_http_date = functools.lru_cache(maxsize=1024)(http_date)  # a blob's mtime rarely changes
 
 # Request headers after which werkzeug decides the answer (304, 206, 412, 416).
 _CONDITIONAL = (
@@ -123,11 +130,12 @@ def file_response(
                 ("Content-Type", get_content_type(mimetype, "utf-8")),
                 ("Content-Length", str(stat.size)),
                 ("ETag", quote_etag(etag)),
-                ("Last-Modified", http_date(stat.mtime)),
+                ("Last-Modified", _http_date(int(stat.mtime))),
                 ("Cache-Control", cache_control),
                 ("Accept-Ranges", "bytes"),
                 *(("Vary", name) for name in vary),
             ],
+            stat.size,
         )
     response = Response(
         wrap_file(environ, stream, BLOCK_SIZE) if stream is not None else b"",

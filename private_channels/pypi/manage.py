@@ -13,6 +13,7 @@ document, so the index shows it on the next request of every server process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -63,6 +64,8 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
+# Pure, and every download asks it for a filename it has likely seen before.
+@functools.lru_cache(maxsize=4096)
 def project_of(filename: str) -> NormalizedName:
     """The normalized project name a wheel or sdist filename carries.
 

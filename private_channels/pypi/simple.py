@@ -256,9 +256,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
 
     # -- files -------------------------------------------------------------------
 
-    def _file(
-        self, environ: WSGIEnvironment, channel: Channel, rest: str
-    ) -> WSGIApplication:
+    def _file(self, environ: WSGIEnvironment, channel: Channel, rest: str) -> WSGIApplication:
         authorize(environ, channel, Scope.READ)
         self._read_only(environ, "Files are read-only.")
         sha256, _, filename = rest.partition("/")
