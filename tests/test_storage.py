@@ -9,11 +9,14 @@ import threading
 import time
 from pathlib import Path
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from private_channels.storage import (
     FileSystemStorage,
     InvalidKeyError,
+    JSONRead,
     MemoryStorage,
     StaleWriteError,
     Storage,
@@ -23,7 +26,9 @@ from private_channels.storage import (
     read_json,
     sweep,
     update_json,
+    validate_key,
 )
+from private_channels.storage.base import _SEGMENT
 
 
 class ChunkedReader(io.RawIOBase):
@@ -333,3 +338,37 @@ def test_unwritable_root_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(OSError, match="cannot create storage directory"):
         FileSystemStorage(blocker / "sub")
+
+
+@hypothesis.given(
+    hypothesis.strategies.text(
+        alphabet=hypothesis.strategies.sampled_from("aZ09_.+~=,@-/ \\:é\x00"), max_size=40
+    )
+)
+def test_a_key_is_valid_exactly_when_each_segment_is(key: str) -> None:
+    # validate_key matches the whole key with one pattern; a segment at a time is the rule.
+    segments_valid = 0 < len(key) <= 1024 and all(
+        _SEGMENT.match(segment) for segment in key.split("/")
+    )
+    try:
+        validate_key(key)
+    except InvalidKeyError:
+        assert not segments_valid
+    else:
+        assert segments_valid
+
+
+def test_update_json_from_a_stale_read_retries_on_the_current_document() -> None:
+    storage = MemoryStorage()
+    update_json(storage, "doc.json", lambda doc: {"n": 1})
+    before = JSONRead.of(storage, "doc.json")
+    update_json(storage, "doc.json", lambda doc: {"n": doc["n"] + 10})  # another writer
+    seen: list[object] = []
+
+    def add(doc: dict[str, int]) -> dict[str, int]:
+        seen.append(dict(doc))
+        return {"n": doc["n"] + 1}
+
+    assert update_json(storage, "doc.json", add, current=before) == {"n": 12}
+    assert seen == [{"n": 1}, {"n": 11}]  # the stale read first, then the stored one
+    assert JSONRead.of(storage, "missing.json") == JSONRead(b"", None, None)

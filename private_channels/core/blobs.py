@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import IO, TYPE_CHECKING, Any, Self, TypeVar
 
 from ..channels import Channel
-from ..storage import CleansIncompleteWrites, Storage, read_json, sweep, update_json
+from ..storage import CleansIncompleteWrites, JSONRead, Storage, sweep, update_json
 from ..storage.base import CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -136,13 +136,14 @@ class RecordDocument:
         self.storage = storage
         self.key = key
         self.initial = dict(initial or {})
+        self._read: JSONRead | None = None
 
     def read(self) -> dict[str, Any] | None:
-        try:
-            doc, _ = read_json(self.storage, self.key)
-        except FileNotFoundError:
-            return None
-        return dict(doc)
+        """The document as stored now; the next :meth:`add` starts from this very read
+        (one read and parse of the document per upload, not two)."""
+        self._read = JSONRead.of(self.storage, self.key)
+        doc = self._read.doc
+        return None if doc is None else dict(doc)
 
     @staticmethod
     def is_new(doc: Mapping[str, Any] | None, filename: str, sha256: str, *, reuse: bool) -> bool:
@@ -175,7 +176,8 @@ class RecordDocument:
                 doc["deleted"].remove(record["filename"])
             return doc
 
-        doc = update_json(self.storage, self.key, change)
+        current, self._read = self._read, None
+        doc = update_json(self.storage, self.key, change, current=current)
         return added[0], doc
 
     def remove(self, record: Mapping[str, Any]) -> None:

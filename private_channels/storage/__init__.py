@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from .base import (
     CleansIncompleteWrites,
     InvalidKeyError,
+    JSONRead,
     PresignsURLs,
     StaleWriteError,
     Stat,
@@ -34,6 +35,7 @@ __all__ = [
     "CleansIncompleteWrites",
     "FileSystemStorage",
     "InvalidKeyError",
+    "JSONRead",
     "MemoryStorage",
     "PresignsURLs",
     "StaleWriteError",

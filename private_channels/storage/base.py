@@ -26,6 +26,7 @@ from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 __all__ = [
     "CleansIncompleteWrites",
     "InvalidKeyError",
+    "JSONRead",
     "PresignsURLs",
     "StaleWriteError",
     "Stat",
@@ -43,6 +44,9 @@ CHUNK_SIZE = 1024 * 1024
 # start with a letter, digit or underscore so that "." and ".." (and the backends' own
 # hidden temp and lock files) can never be named.
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+~=,@-]*\Z")
+# The same, for a whole key at once (every storage call checks one): segments never
+# hold "/", so the match is linear in the key's length.
+_KEY = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._+~=,@-]*/)*[A-Za-z0-9_][A-Za-z0-9._+~=,@-]*\Z")
 MAX_KEY_LENGTH = 1024
 
 
@@ -118,6 +122,8 @@ class CleansIncompleteWrites(Protocol):
 def validate_key(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidKeyError(f"storage key must be 1 to {MAX_KEY_LENGTH} characters")
+    if _KEY.match(key):
+        return key
     for segment in key.split("/"):
         if not _SEGMENT.match(segment):
             raise InvalidKeyError(f"storage key {key!r} has an invalid segment {segment!r}")
@@ -153,6 +159,24 @@ def read_json(storage: Storage, key: str) -> tuple[Any, Stat]:
     return json.loads(data), stat
 
 
+@dataclass
+class JSONRead:
+    """A JSON document as read from a key (``stat`` ``None`` and ``raw`` empty when it
+    did not exist), to hand to :func:`update_json` as its ``current``."""
+
+    raw: bytes
+    stat: Stat | None
+    doc: Any
+
+    @classmethod
+    def of(cls, storage: Storage, key: str) -> JSONRead:
+        try:
+            raw, stat = read_bytes(storage, key)
+        except FileNotFoundError:
+            return cls(b"", None, None)
+        return cls(raw, stat, json.loads(raw))
+
+
 def dump_json(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -166,21 +190,30 @@ def update_json(
     change: Callable[[Any], T],
     *,
     attempts: int = 50,
+    current: JSONRead | None = None,
 ) -> T:
     """Apply ``change`` to the JSON document at ``key`` with compare-and-swap.
 
     ``change`` gets the current document (``None`` when absent) and returns the new one;
     it may run several times when other writers race (each time on a fresh copy, so
     changing it in place is fine).  A result equal to what is stored writes nothing.
+    ``current``, a :class:`JSONRead` of the key made just before, saves the first
+    attempt its read (should the key have changed since, the write fails and the next
+    attempt reads afresh); ``change`` may change its document in place.
     """
     for _ in range(attempts):
-        try:
-            raw, stat = read_bytes(storage, key)
-        except FileNotFoundError:
-            raw, stat_or_none = b"", None
+        if current is not None:
+            raw, stat_or_none, doc = current.raw, current.stat, current.doc
+            current = None
         else:
-            stat_or_none = stat
-        new = change(json.loads(raw) if raw else None)
+            try:
+                raw, stat = read_bytes(storage, key)
+            except FileNotFoundError:
+                raw, stat_or_none = b"", None
+            else:
+                stat_or_none = stat
+            doc = json.loads(raw) if raw else None
+        new = change(doc)
         if new is None and stat_or_none is None:
             return new  # absent and to stay absent
         encoded = dump_json(new)
