@@ -9,11 +9,14 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore
 from private_channels.cran.rds import (
     RObject,
+    _Writer,
     character_matrix,
     data_frame,
     dump_rds,
@@ -215,3 +218,16 @@ def test_index_rows_are_in_write_packages_order(tmp_path: Path) -> None:
         "Zeta",
         "zeta.b",
     ]
+
+
+@hypothesis.given(
+    hypothesis.strategies.lists(
+        hypothesis.strategies.one_of(hypothesis.strategies.none(), hypothesis.strategies.text())
+    )
+)
+def test_a_character_vector_is_its_strings_one_by_one(values: list[str | None]) -> None:
+    fast, slow = _Writer(), _Writer()
+    fast.characters(values)
+    for value in values:
+        slow.charsxp(value)
+    assert fast.out == slow.out

@@ -16,6 +16,7 @@ The writer is what keeps an uploaded DESCRIPTION from writing into the public
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 from collections.abc import Iterable, Mapping
@@ -39,6 +40,10 @@ def validate_field_name(name: str) -> str:
     if not _FIELD_NAME.match(name):
         raise DCFError(f"{name!r} is not a valid DCF field name.")
     return name
+
+
+# Indexes write the same few field names for every record.
+_valid_field_name = functools.lru_cache(maxsize=256)(validate_field_name)
 
 
 def _lines(text: str) -> list[str]:
@@ -81,6 +86,10 @@ def parse_dcf(text: str) -> list[dict[str, str]]:
 
 def _field_lines(name: str, value: str, fold: bool) -> list[str]:
     """A field as lines: ``Name: ...`` first, every later line indented."""
+    if fold and len(name) + 2 + len(value) <= FOLD_WIDTH and value == " ".join(value.split()):
+        # One short, single-spaced line (most fields of an index): what the wrapping
+        # below gives it, without textwrap, which cost most of rendering PACKAGES.
+        return [f"{name}: {value}"]
     paragraphs: list[list[str]] = [[]]
     # splitlines() also splits on the rarer line ends (\v, \f, \x85, \u2028...), so
     # none of them can smuggle a line start past the indentation below.
@@ -125,7 +134,7 @@ def format_dcf(records: Iterable[Mapping[str, str | None]], *, fold: bool = Fals
     for record in records:
         lines: list[str] = []
         for name, value in record.items():
-            validate_field_name(name)
+            _valid_field_name(name)
             if value is None or not value.strip():
                 continue
             lines.extend(_field_lines(name, value, fold))
