@@ -106,6 +106,10 @@ def main() -> None:
     for _ in app(first, start_response):
         pass
     etag = status[0]["ETag"]
+    status.clear()
+    body = b"".join(app(environ("GET", page, {**auth, "Accept": JSON_ACCEPT}), start_response))
+    url = __import__("json").loads(body)["files"][0]["url"]  # ../../files/<sha256>/<name>
+    download = f"{PREFIX}/{url.removeprefix('../../')}"
     counter = [0]
 
     def upload() -> dict[str, Any]:
@@ -121,6 +125,7 @@ def main() -> None:
         "304": lambda: environ("GET", page, {**auth, "Accept": JSON_ACCEPT,
                                               "If-None-Match": etag}),  # fmt: skip
         "root": lambda: environ("GET", f"{PREFIX}/simple/", {**auth, "Accept": JSON_ACCEPT}),
+        "small download": lambda: environ("GET", download, auth),
         "PACKAGES.rds": lambda: environ("GET", f"{PREFIX}/src/contrib/PACKAGES.rds", auth),
         "upload": upload,
     }

@@ -33,6 +33,7 @@ import io
 import json
 import multiprocessing
 import os
+import posixpath
 import random
 import shutil
 import statistics
@@ -711,9 +712,9 @@ def extras(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             connection.request("GET", f"{PREFIX}/simple/huge/", headers=headers)
             url = json.loads(connection.getresponse().read())["files"][0]["url"]
             started = time.perf_counter()
-            connection.request(
-                "GET", f"{PREFIX}/simple/huge/" + url, headers=_auth("ours", dataset)
-            )
+            # The page links ../../files/<sha256>/<name>; resolved as a client would.
+            path = posixpath.normpath(f"{PREFIX}/simple/huge/{url}")
+            connection.request("GET", path, headers=_auth("ours", dataset))
             response = connection.getresponse()
             received = 0
             while block := response.read(1 << 20):

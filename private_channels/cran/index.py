@@ -21,7 +21,7 @@ from .dcf import format_dcf
 from .rds import Kind, RObject, character_matrix, data_frame, dump_rds, named_list
 from .store import CranRecord, Directory, index_fields
 
-__all__ = ["INDEX_FILES", "render", "render_archive_rds", "render_packages"]
+__all__ = ["INDEX_FILES", "gzip_packages", "render", "render_archive_rds", "render_packages"]
 
 INDEX_FILES = ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds")
 
@@ -48,6 +48,12 @@ def render_packages_rds(records: Sequence[CranRecord], fields: Sequence[str]) ->
     return dump_rds(matrix, compress="xz", version=3)
 
 
+def gzip_packages(packages: bytes) -> bytes:
+    """``PACKAGES.gz`` from the ``PACKAGES`` text."""
+    # mtime=0: the same index always gives the same bytes, so ETags agree.
+    return gzip.compress(packages, mtime=0)
+
+
 def render(directory: Directory, name: str) -> bytes:
     """One of :data:`INDEX_FILES` for ``directory``."""
     fields = index_fields(directory.path)
@@ -55,8 +61,7 @@ def render(directory: Directory, name: str) -> bytes:
     if name == "PACKAGES":
         return render_packages(latest, fields)
     if name == "PACKAGES.gz":
-        # mtime=0: the same index always gives the same bytes, so ETags agree.
-        return gzip.compress(render_packages(latest, fields), mtime=0)
+        return gzip_packages(render_packages(latest, fields))
     if name == "PACKAGES.rds":
         return render_packages_rds(latest, fields)
     raise ValueError(f"{name!r} is not an index file")

@@ -47,7 +47,7 @@ from ..errors import http_error
 from ..routing import current_channel
 from ..tokens import Scope
 from .description import InvalidPackageError, parse_built
-from .index import INDEX_FILES, render, render_archive_rds
+from .index import INDEX_FILES, gzip_packages, render, render_archive_rds
 from .store import (
     DIRECTORY_PATTERN,
     DISTRIBUTION_PATTERN,
@@ -193,6 +193,8 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         def make() -> tuple[tuple[bytes, str], int]:
             if name == "archive.rds":
                 body = render_archive_rds(directory)
+            elif name == "PACKAGES.gz":  # the PACKAGES text, rendered once for both
+                body = gzip_packages(self.rendered(channel, directory, "PACKAGES")[0])
             else:
                 body = render(directory, name)
             return (body, hashlib.sha256(body).hexdigest()[:32]), len(body)
