@@ -650,7 +650,7 @@ def big_wheel_file(directory: Path, size: int) -> Path:
     return path
 
 
-def upload_file(port: int, dataset: Dataset, path: Path) -> tuple[int, float]:
+def upload_file(port: int, token: str, url: str, path: Path) -> tuple[int, float]:
     boundary = uuid.uuid4().hex
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
@@ -669,9 +669,10 @@ def upload_file(port: int, dataset: Dataset, path: Path) -> tuple[int, float]:
     length = len(head) + path.stat().st_size + len(tail)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     started = time.perf_counter()
+    basic = base64.b64encode(f"{token}:x-auth-token".encode()).decode()
     connection.request(
-        "POST", PREFIX, body=body(),
-        headers={**_auth("ours", dataset), "Content-Length": str(length),
+        "POST", url, body=body(),
+        headers={"Authorization": f"Basic {basic}", "Content-Length": str(length),
                  "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )  # fmt: skip
     response = connection.getresponse()
@@ -701,20 +702,29 @@ def extras(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     size = max(args.sizes)
     dataset = fill(size, work / f"data-{size}")
     wheel = big_wheel_file(work, args.big_bytes)
+    storage = FileSystemStorage(dataset.storage)
+    admin, _ = TokenStore(storage).create(channels=["*"], scope=Scope.ADMIN)
     for server in args.servers:
+        # A channel of its own for the 1 GB file on each server (a deleted filename
+        # cannot be uploaded again), removed afterwards.
+        big = f"big-{server}-{uuid.uuid4().hex[:8]}"
+        ChannelRegistry(storage).create(big)
+        big_prefix = f"/api/repo/{big}"
         running = start_targets(dataset, server, work, ["ours"])["ours"]
         try:
             base = running.peak_rss()
-            status, seconds = upload_file(running.port, dataset, wheel)
+            status, seconds = upload_file(running.port, admin, big_prefix, wheel)
             after_upload = running.peak_rss()
             connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=600)
-            headers = {**_auth("ours", dataset), "Accept": JSON_ACCEPT}
-            connection.request("GET", f"{PREFIX}/simple/huge/", headers=headers)
+            auth = {"X-Auth": admin}
+            connection.request(
+                "GET", f"{big_prefix}/simple/huge/", headers={**auth, "Accept": JSON_ACCEPT}
+            )
             url = json.loads(connection.getresponse().read())["files"][0]["url"]
             started = time.perf_counter()
             # The page links ../../files/<sha256>/<name>; resolved as a client would.
-            path = posixpath.normpath(f"{PREFIX}/simple/huge/{url}")
-            connection.request("GET", path, headers=_auth("ours", dataset))
+            path = posixpath.normpath(f"{big_prefix}/simple/huge/{url}")
+            connection.request("GET", path, headers=auth)
             response = connection.getresponse()
             received = 0
             while block := response.read(1 << 20):
@@ -755,11 +765,7 @@ def extras(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             print(f"  {server}: {json.dumps(results[server])}", flush=True)
         finally:
             stop(running)
-            # The next server uploads the same file again: remove it from the channel.
-            subprocess.run(
-                [sys.executable, "-m", "private_channels", "delete", CHANNEL, "huge==1.0",
-                 "--storage", str(dataset.storage)], capture_output=True,
-            )  # fmt: skip
+            ChannelRegistry(storage).delete(big)
     return results
 
 

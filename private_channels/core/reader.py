@@ -63,6 +63,7 @@ class ReadMiddleware(Generic[S]):
         self.app = app
         self.storage = storage
         self.store: S = self.store_type(storage)
+        self.cache_bytes = cache_bytes
         self.cache = DocumentCache(cache_bytes)
         self.redirect_downloads = redirects(storage, redirect_downloads)
 

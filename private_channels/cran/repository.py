@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..auth import authorize
+from ..core.cache import DocumentCache
 from ..core.document import DocumentResponse
 from ..core.download import file_response
 from ..core.reader import ReadMiddleware
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from ..channels import Channel
+    from ..storage import Storage
 
 __all__ = ["CranRepositoryMiddleware"]
 
@@ -103,6 +105,13 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
     store_type = CranStore
 
+    def __init__(self, app: WSGIApplication, storage: Storage, **options: Any) -> None:
+        super().__init__(app, storage, **options)
+        # Parsed directories apart from renderings: the src/contrib of 10,000 packages
+        # with 3 versions each weighs some 17 MB, more than a quarter of the page cache,
+        # and every download of a package looks its record up in it.
+        self.snapshots = DocumentCache(self.cache_bytes, max_entry=self.cache_bytes)
+
     def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
         if not path.startswith(_ROOTS):
             return None
@@ -123,11 +132,9 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         channel = current_channel(environ)
         authorize(environ, channel, Scope.READ)
         if index:
-            directory = self.directory(channel, index["dir"])
-            return self.index_file(environ, channel, directory, index["name"])
+            return self.index_file(environ, channel, index["dir"], index["name"])
         if path == _META:
-            directory = self.directory(channel, "src/contrib")
-            return self.index_file(environ, channel, directory, "archive.rds")
+            return self.index_file(environ, channel, "src/contrib", "archive.rds")
         if download:
             directory = self.directory(channel, download["dir"])
             record = directory.find(download["file"])
@@ -153,19 +160,23 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         A ``stat`` says whether the snapshot kept from an earlier request is still the
         current one; only a changed document is read and parsed again.
         """
-        key = self.store.index_key(channel, path)
         try:
-            etag = self.store.storage.stat(key).etag
+            etag = self.store.storage.stat(self.store.index_key(channel, path)).etag
         except FileNotFoundError:
             return Directory(path=path, records=(), stat=None)
-        directory: Directory | None = self.cache.get(("directory", key), etag)
+        return self._snapshot(channel, path, etag)
+
+    def _snapshot(self, channel: Channel, path: str, etag: str) -> Directory:
+        """The snapshot of the document version ``etag`` (a stat just found it)."""
+        key = ("directory", self.store.index_key(channel, path))
+        directory: Directory | None = self.snapshots.get(key, etag)
         if directory is None:
             directory = self.store.directory(channel, path)
             if directory.stat is not None:
                 # About what the parsed records hold: their DESCRIPTION fields mostly.
                 weight = sum(512 + sum(map(len, filter(None, r.fields.values())))
                              for r in directory.records)  # fmt: skip
-                self.cache.put(("directory", key), directory.stat.etag, directory, weight)
+                self.snapshots.put(key, directory.stat.etag, directory, weight)
         return directory
 
     def linux_binary(
@@ -186,28 +197,43 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         # An empty platform: no compiled code, good for any architecture.
         return binary if platform in ("", agent["platform"]) else None
 
-    def rendered(self, channel: Channel, directory: Directory, name: str) -> tuple[bytes, str]:
-        """An index file's bytes and strong ETag, rendered once per document version."""
-        version = directory.stat.etag if directory.stat is not None else "-"
+    def rendered(self, channel: Channel, path: str, name: str) -> tuple[bytes, str]:
+        """An index file's bytes and strong ETag, rendered once per document version.
 
-        def make() -> tuple[tuple[bytes, str], int]:
-            if name == "archive.rds":
-                body = render_archive_rds(directory)
-            elif name == "PACKAGES.gz":  # the PACKAGES text, rendered once for both
-                body = gzip_packages(self.rendered(channel, directory, "PACKAGES")[0])
-            else:
-                body = render(directory, name)
-            return (body, hashlib.sha256(body).hexdigest()[:32]), len(body)
+        A rendering kept from an earlier request costs a ``stat`` of the directory's
+        document; only a changed document is read (and parsed, and rendered) again.
+        """
+        try:
+            version = self.store.storage.stat(self.store.index_key(channel, path)).etag
+        except FileNotFoundError:
+            version = "-"
+        return self._rendered(channel, path, name, version)
 
-        key = ("rendered", self.store.index_key(channel, directory.path), name)
-        rendered: tuple[bytes, str] = self.cache.get_or_make(key, version, make)
+    def _rendered(self, channel: Channel, path: str, name: str, version: str) -> tuple[bytes, str]:
+        key = ("rendered", self.store.index_key(channel, path), name)
+        cached: tuple[bytes, str] | None = self.cache.get(key, version)
+        if cached is not None:
+            return cached
+        if version == "-":
+            directory = Directory(path=path, records=(), stat=None)
+        else:
+            directory = self._snapshot(channel, path, version)
+            version = directory.stat.etag if directory.stat is not None else "-"
+        if name == "archive.rds":
+            body = render_archive_rds(directory)
+        elif name == "PACKAGES.gz":  # the PACKAGES text, rendered once for both
+            body = gzip_packages(self._rendered(channel, path, "PACKAGES", version)[0])
+        else:
+            body = render(directory, name)
+        rendered = (body, hashlib.sha256(body).hexdigest()[:32])
+        self.cache.put(key, version, rendered, len(body))
         return rendered
 
     def index_file(
-        self, environ: WSGIEnvironment, channel: Channel, directory: Directory, name: str
+        self, environ: WSGIEnvironment, channel: Channel, path: str, name: str
     ) -> DocumentResponse:
         assert name in (*INDEX_FILES, "archive.rds")
-        body, etag = self.rendered(channel, directory, name)
+        body, etag = self.rendered(channel, path, name)
         # Indexes change with every upload: revalidate (cheap, with the ETag) each time.
         return DocumentResponse(
             body, etag=etag, content_type=_mimetype(name), cache_control="no-cache, private"
