@@ -84,3 +84,20 @@ def test_answers_as_werkzeug_does(headers: dict[str, str]) -> None:
         theirs.body,
         theirs.headers["ETag"],
     )
+
+
+def test_a_large_document_goes_through_the_servers_file_wrapper() -> None:
+    body = b"x" * (1024 * 1024)
+    wrapped: list[object] = []
+
+    def wrapper(file, block_size=8192):  # type: ignore[no-untyped-def]
+        wrapped.append(file)
+        return iter(lambda: file.read(block_size), b"")
+
+    response = DocumentResponse(body, etag="e", content_type="text/plain", cache_control="x")
+    environ = {"REQUEST_METHOD": "GET", "wsgi.file_wrapper": wrapper}
+    assert b"".join(response(environ, lambda status, headers, exc_info=None: None)) == body
+    assert len(wrapped) == 1
+    small = DocumentResponse(b"page", etag="e", content_type="text/plain", cache_control="x")
+    assert small(environ, lambda status, headers, exc_info=None: None) == [b"page"]
+    assert len(wrapped) == 1

@@ -20,6 +20,7 @@ answer is the one werkzeug gives.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["DocumentResponse"]
+
+_LARGE = 256 * 1024
 
 # Preconditions this module leaves to werkzeug (If-None-Match it answers itself).
 _OTHER_PRECONDITIONS = (
@@ -72,7 +75,15 @@ class DocumentResponse:
             start_response("304 Not Modified", self.headers[:-1])
             return []
         start_response("200 OK", [*self.headers, ("Content-Length", str(len(self.body)))])
-        return [] if method == "HEAD" else [self.body]
+        if method == "HEAD":
+            return []
+        wrapper = environ.get("wsgi.file_wrapper")
+        if wrapper is not None and len(self.body) > _LARGE:
+            # A large index (the root page of 10,000 projects, PACKAGES) through the
+            # server's file wrapper: waitress then sends it from here, where a body it is
+            # handed it copies into its output buffer, and past 1 MB into a temporary file.
+            return wrapper(io.BytesIO(self.body), _LARGE)  # type: ignore[no-any-return]
+        return [self.body]
 
     def _werkzeug(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         response = Response(self.body)
