@@ -9,11 +9,13 @@
         "/api/repo": make_app(open_storage("./private-channels-data")),
     })
 
-From the outside in: the access log and the health endpoint, token authentication
-(which also cuts the ``/t/<TOKEN>`` path form), channel routing, then the core's one
-owner of the upload URL, the management API (yank, unyank, delete), and each
-ecosystem's read side (the Python simple index, the CRAN repository), each serving
-what it owns and passing on the rest.  See ``docs/architecture.md``.
+From the outside in: the access log and the health endpoint, the web pages for
+browsers, the HTTP JSON API, token authentication (which also cuts the ``/t/<TOKEN>``
+path form), channel routing, then the core's one owner of the upload URL, the
+management endpoints (yank, unyank, delete), and each ecosystem's read side (the Python
+simple index, the CRAN repository), each serving what it owns and passing on the rest.
+The pages, the HTTP API and the command line share one management API
+(:class:`~private_channels.admin.Admin`).  See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import HTTPException
 
 from .accesslog import AccessLogMiddleware
+from .admin import Admin
 from .auth import TokenAuthMiddleware, authorize
 from .channels import ChannelRegistry
 from .core.limits import Limits
@@ -35,6 +38,7 @@ from .health import HealthMiddleware
 from .pypi.ecosystem import PythonEcosystem
 from .routing import ChannelMiddleware, current_channel
 from .tokens import Scope, TokenStore
+from .web import ApiMiddleware, PagesMiddleware, Sessions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -47,12 +51,14 @@ if TYPE_CHECKING:
 __all__ = ["ecosystems", "make_app"]
 
 
-def ecosystems(storage: Storage, *, redirect_downloads: int = 0) -> list[Ecosystem]:
+def ecosystems(
+    storage: Storage, *, redirect_downloads: int = 0, limits: Limits | None = None
+) -> list[Ecosystem]:
     """Every ecosystem this server serves, in the order they are asked to claim a form
     or a target."""
     return [
-        PythonEcosystem(storage, redirect_downloads=redirect_downloads),
-        CranEcosystem(storage, redirect_downloads=redirect_downloads),
+        PythonEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
+        CranEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
     ]
 
 
@@ -77,13 +83,15 @@ def make_app(
     health: bool = True,
     access_log: str | None = None,
     redirect_downloads: int = 0,
+    web: bool = True,
 ) -> WSGIApplication:
     """Compose every middleware over one storage into a WSGI app.
 
     ``secret_key`` enables stateless signed tokens minted with
     :func:`~private_channels.tokens.mint_signed_token`; ``limits`` bounds what a request
     may make the server read and unpack (:class:`~private_channels.core.limits.Limits`;
-    ``max_upload_size`` is a shortcut for its file bound: 413 past it);
+    ``max_upload_size`` is a shortcut for its file bound: 413 past it; its upstream
+    bounds limit what is read from the channels' upstreams, see ``docs/upstreams.md``);
     ``token_cache_ttl`` bounds how long a revoked token may still be accepted by a
     process that verified it recently.  ``health`` serves ``P/-/health`` (see
     :mod:`~private_channels.health`); ``access_log`` (``"text"`` or ``"json"``) logs
@@ -91,19 +99,30 @@ def make_app(
     ``redirect_downloads`` (seconds; 0, the default, is off) answers downloads of
     package files with a 302 to a presigned URL of the store, valid that long, on a
     storage that makes them (S3); other storages serve the files themselves.
+    ``web`` serves the web pages and the HTTP API (``P/``, ``P/<CHANNEL>/`` for
+    browsers, ``P/-/login``, ``P/-/api/...``; see :mod:`~private_channels.web`); their
+    sessions are signed with ``secret_key`` when given, else with a key kept in storage.
     """
     limits = limits or Limits()
     if max_upload_size is not None:
         limits = replace(limits, max_upload_size=max_upload_size)
-    served = ecosystems(storage, redirect_downloads=redirect_downloads)
+    served = ecosystems(storage, redirect_downloads=redirect_downloads, limits=limits)
     app: WSGIApplication = _not_found
     for ecosystem in reversed(served):
         app = ecosystem.middleware(app)
     app = ManageMiddleware(app, served, limits=limits)
     app = UploadMiddleware(app, served, limits=limits)
-    app = ChannelMiddleware(app, ChannelRegistry(storage))
+    registry = ChannelRegistry(storage)
+    app = ChannelMiddleware(app, registry)
+    # One store for the middleware, the pages and the API: a revocation through any of
+    # them is refused at once by all of them in this process.
     store = TokenStore(storage, secret_key=secret_key, cache_ttl=token_cache_ttl)
+    admin = Admin(storage, served, tokens=store, registry=registry)
     app = TokenAuthMiddleware(app, store)
+    if web:
+        api = ApiMiddleware(app, admin, limits=limits)
+        sessions = Sessions(store, key=secret_key)
+        app = PagesMiddleware(app, admin, sessions, limits=limits, api=api)
     if health:
         app = HealthMiddleware(app, storage)
     if access_log is not None:

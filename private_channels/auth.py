@@ -28,8 +28,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote
+from typing import TYPE_CHECKING, NoReturn
+from urllib.parse import quote, unquote, urlsplit
 
 from .errors import ChannelHTTPError, http_error
 from .tokens import Scope, Token, TokenStore
@@ -44,16 +44,29 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTH_ERROR_KEY",
     "IDENTITY_KEY",
+    "SESSION_IDENTITY_KEY",
+    "TOKEN_SOURCE_KEY",
     "TokenAuthMiddleware",
     "authorize",
     "credentials",
     "identity",
+    "permit",
     "redact_tokens",
+    "refuse_missing",
+    "refuse_other_sites",
     "require_known",
+    "same_origin",
 ]
 
 IDENTITY_KEY = "private_channels.identity"
 AUTH_ERROR_KEY = "private_channels.auth_error"
+# Where the identity came from: "path", "header" or "session" (absent: anonymous).
+TOKEN_SOURCE_KEY = "private_channels.token_source"  # noqa: S105 (an environ key)
+# Set by the web pages' middleware for a request with a signed-in session: it stands
+# for a token on reads (GET, HEAD) that carry no token of their own, so that a person
+# signed in can follow the pages' download links.  Never on other methods: those
+# would need the pages' CSRF check, which the machine endpoints do not make.
+SESSION_IDENTITY_KEY = "private_channels.session_identity"
 CHALLENGE = ("WWW-Authenticate", 'Basic realm="private-channels"')
 PASSWORD_MARKER = "x-auth-token"  # noqa: S105 (a marker, not a secret)
 PYPI_USERNAME = "__token__"
@@ -155,10 +168,17 @@ class TokenAuthMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         secret = _cut_path_token(environ)
+        source = "path"
         if secret is None:
-            secret = credentials(environ)
+            secret, source = credentials(environ), "header"
         environ[IDENTITY_KEY] = None
-        if secret is not None:
+        session: Token | None = environ.pop(SESSION_IDENTITY_KEY, None)
+        if secret is None and session is not None:
+            if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+                environ[IDENTITY_KEY] = session
+                environ[TOKEN_SOURCE_KEY] = "session"
+                environ["REMOTE_USER"] = session.id
+        elif secret is not None:
             token = self.store.verify(secret) if secret else None
             if token is None:
                 return http_error(401, INVALID, headers=[CHALLENGE])(environ, start_response)
@@ -168,6 +188,7 @@ class TokenAuthMiddleware:
             for key in _CREDENTIAL_HEADERS:
                 environ.pop(key, None)
             environ[IDENTITY_KEY] = token
+            environ[TOKEN_SOURCE_KEY] = source
             environ["REMOTE_USER"] = token.id
         return self.app(environ, start_response)
 
@@ -183,26 +204,35 @@ def authorize(environ: WSGIEnvironment, channel: Channel, scope: Scope) -> Token
     (pip sends the same credentials to every channel of a host); everything else needs
     a token that covers the channel with at least ``scope``.
     """
-    token = identity(environ)
+    return permit(identity(environ), channel, scope)
+
+
+def permit(token: Token | None, channel: Channel, scope: Scope) -> Token | None:
+    """:func:`authorize` for an identity found elsewhere (a web session, the command
+    line's): allow ``scope`` on ``channel`` or raise 401/403; return the identity."""
     if scope == Scope.READ and channel.public:
         return token
     if token is None:
         raise http_error(401, MISSING, headers=[CHALLENGE])
-    if not token.covers(channel.name):
+    if not token.covers(channel.name, created=channel.created):
         raise _not_covered(channel.name)
     if token.scope < scope:
         raise http_error(403, f"This token may not {_VERBS[scope]} channel {_named(channel.name)}.")
     return token
 
 
-def require_known(environ: WSGIEnvironment, channel_name: str) -> None:
+def require_known(environ: WSGIEnvironment, channel_name: str) -> NoReturn:
     """Raise the answer for a channel that does not exist, without letting callers
     who could not see it learn that it does not (SPEC.md: 404 only to those allowed).
 
     The 401 or 403 is word for word what :func:`authorize` answers for an existing
     private channel, whatever the request asked for.
     """
-    token = identity(environ)
+    refuse_missing(identity(environ), channel_name)
+
+
+def refuse_missing(token: Token | None, channel_name: str) -> NoReturn:
+    """:func:`require_known` for an identity found elsewhere (see :func:`permit`)."""
     if token is None:
         raise http_error(401, MISSING, headers=[CHALLENGE])
     if not token.covers(channel_name):
@@ -225,3 +255,54 @@ def _named(channel_name: str) -> str:
 
 
 _VERBS = {Scope.READ: "read", Scope.WRITE: "upload to", Scope.ADMIN: "administer"}
+
+
+def same_origin(environ: WSGIEnvironment) -> bool:
+    """Whether a state-changing request may come from a page of another site.
+
+    A browser that holds Basic credentials for this host (or a session cookie) sends
+    them with a form another site makes it post, so every ``POST`` that changes
+    something checks this.  Browsers send ``Origin`` with every POST from a page
+    (``null`` from sandboxes and some redirects, which is refused) and older ones at
+    least ``Referer``; ``Sec-Fetch-Site`` says ``cross-site`` or ``same-site`` for a
+    page of another site.  Clients that are not browsers (twine, uv, curl, R) send none
+    of them, and are let through.
+    """
+    if environ.get("HTTP_SEC_FETCH_SITE", "").lower() in ("cross-site", "same-site"):
+        return False
+    ours = _origin(environ.get("wsgi.url_scheme", "http"), _host(environ))
+    for header in ("HTTP_ORIGIN", "HTTP_REFERER"):
+        value = environ.get(header)
+        if value:
+            parts = urlsplit(str(value)[:2048])
+            return _origin(parts.scheme, parts.netloc) == ours
+    return True
+
+
+def _host(environ: WSGIEnvironment) -> str:
+    host = environ.get("HTTP_HOST")
+    if host:
+        return str(host)
+    port = str(environ.get("SERVER_PORT", ""))
+    return (
+        f"{environ.get('SERVER_NAME', '')}:{port}" if port else str(environ.get("SERVER_NAME", ""))
+    )
+
+
+def _origin(scheme: str, host: str) -> tuple[str, str]:
+    """An origin, with the scheme's default port left out as browsers leave it out."""
+    scheme, host = scheme.lower(), host.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default is not None and host.endswith(default):
+        host = host.removesuffix(default)
+    return scheme, host
+
+
+def refuse_other_sites(environ: WSGIEnvironment) -> None:
+    """403 for a state-changing request that a page of another site made."""
+    if not same_origin(environ):
+        raise http_error(
+            403,
+            "This request came from a page of another site; send it with twine, uv, curl "
+            "or this server's own pages.",
+        )

@@ -25,15 +25,16 @@ from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .accesslog import configure_logging
+from .admin import OPERATOR, Admin, token_state
 from .app import ecosystems
 from .auth import redact_tokens as redact
-from .channels import Channel, ChannelExistsError, ChannelRegistry, InvalidChannelNameError
+from .channels import Channel, ChannelRegistry
 from .config import Config, ConfigError, load_config
 from .core.limits import Limits
-from .core.manage import change_files
+from .errors import ChannelHTTPError
 from .serving import SERVERS, run_until_stopped, waitress_server
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
-from .tokens import ALL_CHANNELS, Scope, Token, TokenStore, parse_duration
+from .tokens import ALL_CHANNELS, Scope, parse_duration
 
 __all__ = ["main"]
 
@@ -158,28 +159,106 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_channel_create(args: argparse.Namespace) -> int:
+def _admin(args: argparse.Namespace) -> Admin:
+    storage = _storage(args)
+    return Admin(storage, ecosystems(storage))
+
+
+def _listed(channel: Channel) -> str:
+    """One line of ``channel list``: name, visibility, then the upstream settings of a
+    channel that has upstreams (their URLs without credentials)."""
+    columns = [channel.name, "public" if channel.public else "private"]
+    for kind, upstream in (("python", channel.python_upstream), ("cran", channel.cran_upstream)):
+        if upstream is not None:
+            hidden = " (with credentials)" if upstream.has_credentials else ""
+            columns.append(f"{kind}-upstream={upstream}{hidden}")
+    if channel.has_upstream:
+        columns.append(f"upstream-allow={','.join(channel.upstream_allow)}")
+        columns.append(f"upstream-ttl={channel.upstream_ttl:g}s")
+        columns.append(f"upstream-min-age={channel.upstream_min_age:g}d")
+    return "\t".join(columns)
+
+
+def _ttl(text: str) -> float:
+    if text.strip() == "0":
+        return 0.0
     try:
-        channel = ChannelRegistry(_storage(args)).create(
-            args.name, public=args.public, allow_reupload=args.allow_reupload
-        )
-    except (ChannelExistsError, InvalidChannelNameError) as exc:
-        raise CommandError(str(exc)) from exc
-    print(f"{channel.name}\t{'public' if channel.public else 'private'}")
+        return float(parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"upstream TTL {exc}") from None
+
+
+def _days(text: str) -> float:
+    try:
+        return float(text.strip().removesuffix("d"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"minimum age {text!r} is not a number of days") from None
+
+
+def cmd_channel_create(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {"upstream_allow": args.upstream_allow or ()}
+    for name in ("python_upstream", "cran_upstream", "upstream_ttl", "upstream_min_age"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    channel = _admin(args).create_channel(
+        OPERATOR, args.name, public=args.public, allow_reupload=args.allow_reupload, **options
+    )
+    print(_listed(channel))
+    return 0
+
+
+def cmd_channel_update(args: argparse.Namespace) -> int:
+    """Change only what the options name; servers of the storage see it on their next
+    request (each reads the channel's record afresh)."""
+    admin = _admin(args)
+    channel = admin.channel(OPERATOR, args.name, Scope.ADMIN)
+    changes: dict[str, Any] = {}
+    for kind in ("python", "cran"):
+        url, remove = getattr(args, f"{kind}_upstream"), getattr(args, f"no_{kind}_upstream")
+        if url is not None:
+            changes[f"{kind}_upstream"] = url
+        elif remove:
+            changes[f"{kind}_upstream"] = None
+    if args.upstream_allow or args.upstream_disallow:
+        allowed = [n for n in channel.upstream_allow if n not in (args.upstream_disallow or ())]
+        changes["upstream_allow"] = [*allowed, *(args.upstream_allow or ())]
+    for name in ("upstream_ttl", "upstream_min_age"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if not changes and args.public is None:
+        raise CommandError("name a setting to change; see 'channel update --help'")
+    if args.public is not None:
+        changes["public"] = args.public
+    channel = admin.update_channel(OPERATOR, args.name, **changes)
+    print(_listed(channel))
     return 0
 
 
 def cmd_channel_list(args: argparse.Namespace) -> int:
-    for channel in ChannelRegistry(_storage(args)).list():
-        print(f"{channel.name}\t{'public' if channel.public else 'private'}")
+    for channel in _admin(args).channels(OPERATOR):
+        print(_listed(channel))
     return 0
 
 
 def cmd_channel_delete(args: argparse.Namespace) -> int:
-    try:
-        ChannelRegistry(_storage(args)).delete(args.name)
-    except (FileNotFoundError, InvalidChannelNameError) as exc:
-        raise CommandError(str(exc)) from exc
+    """Without --yes, name what would be removed and ask; with no terminal, refuse."""
+    admin = _admin(args)
+    contents = admin.contents(OPERATOR, args.name)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"{contents.describe()} Deleting removes it for good; run again with --yes "
+                "to delete it"
+            )
+        print(f"{contents.describe()} Deleting removes it for good.", file=sys.stderr)
+        try:
+            answer = input(f"Type the channel name ({args.name}) to delete it: ")
+        except EOFError:
+            answer = ""
+        if answer.strip() != args.name:
+            raise CommandError(f"channel {args.name!r} was not deleted")
+    admin.delete_channel(OPERATOR, args.name)
+    print(f"deleted channel {args.name}", file=sys.stderr)
     return 0
 
 
@@ -193,11 +272,11 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     try:
         scope = Scope.parse(args.scope)
         expires_in = parse_duration(args.expires) if args.expires else None
-        secret, token = TokenStore(_storage(args)).create(
-            channels=args.channel, scope=scope, expires_in=expires_in, note=args.note or ""
-        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    secret, token = _admin(args).create_token(
+        OPERATOR, args.channel, scope, expires_in=expires_in, note=args.note or ""
+    )
     print(
         f"created token {token.id}: scope {token.scope}, channels "
         f"{','.join(sorted(token.channels))}, expires {_when(token.expires)}; "
@@ -208,26 +287,18 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state(token: Token) -> str:
-    if token.revoked:
-        return "revoked"
-    return "expired" if token.expired() else "active"
-
-
 def cmd_token_list(args: argparse.Namespace) -> int:
-    for token in TokenStore(_storage(args)).list():
+    for token in _admin(args).list_tokens(OPERATOR):
         print(
             f"{token.id}\t{','.join(sorted(token.channels))}\t{token.scope}\t"
-            f"{_when(token.expires)}\t{token.note}\t{_state(token)}"
+            f"{_when(token.expires)}\t{token.note}\t{token_state(token)}\t"
+            f"{_when(token.last_used) if token.last_used else 'unused'}"
         )
     return 0
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    try:
-        stored = TokenStore(_storage(args)).revoke(args.id)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
+    stored = _admin(args).revoke_token(OPERATOR, args.id)
     if stored:
         print(f"revoked token {args.id}", file=sys.stderr)
     else:
@@ -249,17 +320,9 @@ def _channel(args: argparse.Namespace) -> tuple[Storage, Channel]:
 
 def cmd_files(args: argparse.Namespace) -> int:
     """yank, unyank and delete: the same operations as the admin HTTP API."""
-    storage, channel = _channel(args)
-    try:
-        _, files = change_files(
-            ecosystems(storage),
-            channel,
-            args.command,
-            args.target,
-            reason=getattr(args, "reason", "") or "",
-        )
-    except (ValueError, LookupError) as exc:
-        raise CommandError(str(exc.args[0] if exc.args else exc).rstrip(".")) from exc
+    _, files = _admin(args).change(
+        OPERATOR, args.channel, args.command, args.target, reason=getattr(args, "reason", "") or ""
+    )
     past = {"yank": "yanked", "unyank": "unyanked", "delete": "deleted"}[args.command]
     for filename in files:
         print(f"{past} {filename}")
@@ -294,6 +357,49 @@ def _workers(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 64:
         raise argparse.ArgumentTypeError(f"workers {text} is not a number from 1 to 64")
     return int(text)
+
+
+def _upstream_options(parser: argparse.ArgumentParser, *, updating: bool = False) -> None:
+    for kind, what in (("python", "a PEP 503/691 simple index root"), ("cran", "a CRAN-like "
+                       "repository root")):  # fmt: skip
+        group = parser.add_mutually_exclusive_group() if updating else parser
+        group.add_argument(
+            f"--{kind}-upstream",
+            metavar="URL",
+            help=f"serve the packages of {what} beside the channel's own; credentials go in "
+            "the URL (https://user:password@host/...) and are never shown",
+        )
+        if updating:
+            group.add_argument(
+                f"--no-{kind}-upstream", action="store_true", help=f"stop using the {kind} upstream"
+            )
+    parser.add_argument(
+        "--upstream-allow",
+        action="append",
+        metavar="PROJECT",
+        help="let upstream versions of this project or package merge with the channel's own "
+        "(repeatable; other names of the channel's own are never taken from upstream)",
+    )
+    if updating:
+        parser.add_argument(
+            "--upstream-disallow",
+            action="append",
+            metavar="PROJECT",
+            help="take a name off the allowlist (repeatable)",
+        )
+    parser.add_argument(
+        "--upstream-ttl",
+        type=_ttl,
+        metavar="DURATION",
+        help="how long an upstream index page is used before it is revalidated, like 10m "
+        "(default 10m; 0 revalidates every time)",
+    )
+    parser.add_argument(
+        "--upstream-min-age",
+        type=_days,
+        metavar="DAYS",
+        help="offer an upstream release only once it is this many days old (default 0: off)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,10 +450,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a deleted filename may be uploaded again (by default it stays taken)",
     )
+    _upstream_options(create)
     create.set_defaults(func=cmd_channel_create)
+    update = channel_commands.add_parser(
+        "update", parents=[common], help="change a channel's settings; the rest stay"
+    )
+    update.add_argument("name")
+    visibility = update.add_mutually_exclusive_group()
+    visibility.add_argument("--public", action="store_const", const=True, dest="public")
+    visibility.add_argument("--private", action="store_const", const=False, dest="public")
+    _upstream_options(update, updating=True)
+    update.set_defaults(func=cmd_channel_update)
     channel_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_channel_list)
     delete = channel_commands.add_parser("delete", parents=[common])
     delete.add_argument("name")
+    delete.add_argument(
+        "--yes", action="store_true", help="delete without asking (needed without a terminal)"
+    )
     delete.set_defaults(func=cmd_channel_delete)
 
     token = commands.add_parser("token", help="manage tokens")
@@ -370,13 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=cmd_token_revoke)
 
     for name, summary in (
-        ("yank", "mark Python files yanked (PEP 592): installers skip them unless pinned"),
-        ("unyank", "make yanked Python files installable again"),
-        ("delete", "remove Python files; their names are not uploaded again (see channel create)"),
+        ("yank", "mark files yanked: installers skip them unless pinned (R: out of PACKAGES)"),
+        ("unyank", "make yanked files installable again"),
+        ("delete", "remove files; their names are not uploaded again (see channel create)"),
     ):
         files = commands.add_parser(name, parents=[common], help=summary)
         files.add_argument("channel")
-        files.add_argument("target", metavar="FILENAME|PROJECT==VERSION")
+        files.add_argument("target", metavar="FILENAME|NAME==VERSION")
         if name == "yank":
             files.add_argument("--reason", help="shown to users by pip and uv")
         files.set_defaults(func=cmd_files)
@@ -403,6 +522,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except CommandError as exc:
         print(f"private-channels: error: {exc}", file=sys.stderr)
+        return 1
+    except ChannelHTTPError as exc:
+        # The management API's refusals: one sentence, the same the HTTP API answers.
+        print(f"private-channels: error: {exc.sentence}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A storage that fails mid-command (a full disk, a permission, a lost endpoint).

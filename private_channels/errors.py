@@ -5,11 +5,14 @@
     raise http_error(400, "The filename 'x.whl' is not a valid wheel filename.")
 
 The sentence goes into the body and also into the reason phrase, because twine (and
-most HTTP clients in their error messages) print the reason phrase, not the body.
+most HTTP clients in their error messages) print the reason phrase, not the body.  The
+body is the sentence as plain text, or ``{"error": "<sentence>"}`` for a request of the
+HTTP API (:data:`ERROR_FORMAT_KEY`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -21,7 +24,11 @@ from werkzeug.wrappers import Response
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["ChannelHTTPError", "http_error", "reason_phrase"]
+__all__ = ["ERROR_FORMAT_KEY", "ChannelHTTPError", "http_error", "reason_phrase"]
+
+#: Set to ``"json"`` in the environ of a request whose errors are answered as
+#: ``{"error": "<sentence>"}`` (the HTTP API's), whichever middleware refuses it.
+ERROR_FORMAT_KEY = "private_channels.error_format"
 
 MAX_REASON = 200
 
@@ -61,11 +68,12 @@ class ChannelHTTPError(HTTPException):
         environ: WSGIEnvironment | None = None,
         scope: dict[str, Any] | None = None,
     ) -> SansIOResponse:
-        response = Response(
-            self.sentence + "\n",
-            status=f"{self.code} {reason_phrase(self.sentence)}",
-            mimetype="text/plain",
-        )
+        status = f"{self.code} {reason_phrase(self.sentence)}"
+        if environ is not None and environ.get(ERROR_FORMAT_KEY) == "json":
+            body = json.dumps({"error": self.sentence}) + "\n"
+            response = Response(body, status=status, mimetype="application/json")
+        else:
+            response = Response(self.sentence + "\n", status=status, mimetype="text/plain")
         for name, value in self.extra_headers:
             response.headers.add(name, value)
         return response

@@ -25,6 +25,12 @@ process refuses the token at most ``cache_ttl`` seconds later; the process that
 revoked refuses it at once.  The same bound applies the other way round: a token
 tried *before* it existed may stay refused for up to ``cache_ttl`` seconds.  Expiry
 is checked on every request, cache or not.  ``cache_ttl=0`` disables the cache.
+
+A token works on a channel it names only if it was made after that channel was
+created (:meth:`Token.covers`), so a token for a deleted channel never opens a new
+channel of the same name; a token for ``*`` covers every channel.  A verification that
+reads a stored token's record also notes its last use there, at most once per
+``last_use_resolution`` seconds (an hour by default), for ``token list`` and the pages.
 """
 
 from __future__ import annotations
@@ -39,24 +45,28 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from .storage import Storage, dump_json, read_bytes, read_json, update_json
+from .storage import StaleWriteError, Storage, dump_json, read_bytes, read_json, update_json
 
 __all__ = [
     "ALL_CHANNELS",
     "Scope",
     "Token",
     "TokenStore",
+    "check_lifetime",
+    "check_note",
     "mint_signed_token",
     "parse_duration",
+    "stored_key",
 ]
 
 ALL_CHANNELS = "*"
 _HEX_TOKEN = re.compile(r"[0-9a-f]{48}\Z")
+_DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
 _SIGNED_SALT = "private-channels.token"
 _KEY = "registry/token-key"
@@ -97,17 +107,30 @@ class Token:
     note: str = ""
     revoked: bool = False
     signed: bool = False
+    # When it was last used, to within TokenStore.last_use_resolution; not part of
+    # what a token is, so two reads of one token compare equal across a use.
+    last_used: float | None = field(default=None, compare=False)
 
     def expired(self, now: float | None = None) -> bool:
         if self.expires is None:
             return False
         return (time.time() if now is None else now) >= self.expires
 
-    def covers(self, channel: str) -> bool:
-        return ALL_CHANNELS in self.channels or channel in self.channels
+    def covers(self, channel: str, *, created: float = 0.0) -> bool:
+        """Whether the token grants anything on the channel ``channel``, created at
+        ``created`` (seconds since the epoch; 0 when unknown).
 
-    def allows(self, channel: str, scope: Scope) -> bool:
-        return self.covers(channel) and self.scope >= scope
+        A token for ``*`` covers every channel, those created after it too; a token
+        that names a channel covers only a channel of that name created before the
+        token was (SPEC.md: a token made before a channel was created never works on
+        it, even if an older channel had the same name).
+        """
+        if ALL_CHANNELS in self.channels:
+            return True
+        return channel in self.channels and self.created >= created
+
+    def allows(self, channel: str, scope: Scope, *, created: float = 0.0) -> bool:
+        return self.covers(channel, created=created) and self.scope >= scope
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +141,7 @@ class Token:
             "expires": self.expires,
             "note": self.note,
             "revoked": self.revoked,
+            "last_used": self.last_used,
         }
 
     @classmethod
@@ -130,6 +154,7 @@ class Token:
             expires=doc.get("expires"),
             note=doc.get("note", ""),
             revoked=bool(doc.get("revoked", False)),
+            last_used=doc.get("last_used"),
         )
 
 
@@ -147,11 +172,12 @@ def parse_duration(text: str) -> int:
     if not match or int(match[1]) == 0:
         raise ValueError(f"duration {text!r} is not a positive number followed by s, m, h, d or w")
     seconds = int(match[1]) * _UNITS[match[2]]
-    _check_lifetime(seconds)
+    check_lifetime(seconds)
     return seconds
 
 
-def _check_lifetime(expires_in: float | None) -> None:
+def check_lifetime(expires_in: float | None) -> None:
+    """Raise :class:`ValueError` unless ``expires_in`` is a sensible token lifetime."""
     if expires_in is None:
         return
     if not 0 < expires_in <= _MAX_LIFETIME:
@@ -175,7 +201,8 @@ def _normalize_channels(channels: Iterable[str]) -> frozenset[str]:
     return names
 
 
-def _check_note(note: str) -> str:
+def check_note(note: str) -> str:
+    """Raise :class:`ValueError` unless ``note`` is one short printable line."""
     if len(note) > _MAX_NOTE_LENGTH or any(ch.isspace() and ch != " " for ch in note):
         raise ValueError(
             f"a note must be one line of at most {_MAX_NOTE_LENGTH} characters, "
@@ -204,20 +231,41 @@ def mint_signed_token(
         TokenStore(storage).revoke("0123456789ab")   # and refuses it from then on
 
     It needs no storage write.  ``token_id`` (12 lowercase hex digits, random when left
-    out) is what :meth:`TokenStore.revoke` takes and what ``REMOTE_USER`` shows.
+    out) is what :meth:`TokenStore.revoke` takes and what ``REMOTE_USER`` shows.  The
+    token carries the time it was made: it works on no channel it names that was
+    created after that.
     """
     if token_id is not None and not _TOKEN_ID.match(token_id):
         raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
-    _check_lifetime(expires_in)
+    check_lifetime(expires_in)
+    now = time.time()
     payload = {
         "id": token_id or secrets.token_hex(6),
         "ch": sorted(_normalize_channels(channels)),
         "sc": str(scope),
-        "exp": None if expires_in is None else time.time() + expires_in,
+        "exp": None if expires_in is None else now + expires_in,
+        # When it was made: it works on no channel it names that was created later.
+        "iat": now,
     }
     token = URLSafeSerializer(secret_key, salt=_SIGNED_SALT).dumps(payload)
     assert isinstance(token, str)
     return token
+
+
+def stored_key(storage: Storage, key: str, *, purpose: str) -> bytes:
+    """The random key kept in ``storage`` at ``key``, made by the first process that
+    needs it; every process on the storage then agrees on it.  ``purpose`` names it in
+    the error for a damaged one."""
+    try:
+        data, _ = read_bytes(storage, key, limit=1024)
+    except FileNotFoundError:
+        # If another process makes it first, everyone uses that one.
+        with contextlib.suppress(FileExistsError):
+            storage.create(key, io.BytesIO(secrets.token_bytes(32)))
+        data, _ = read_bytes(storage, key, limit=1024)
+    if len(data) < 16:
+        raise ValueError(f"the {purpose} {key!r} in storage is damaged")
+    return data
 
 
 @dataclass
@@ -231,12 +279,15 @@ class TokenStore:
     """Stored tokens (and revocations of signed ones) in a :class:`Storage`.
 
     ``secret_key`` enables signed tokens (see :func:`mint_signed_token`); ``cache_ttl``
-    bounds how long a revocation made by another process may go unnoticed here.
+    bounds how long a revocation made by another process may go unnoticed here;
+    a token's last use is recorded (one conditional write on a verification that
+    read its record) when the record's is older than ``last_use_resolution`` seconds.
     """
 
     storage: Storage
     secret_key: str | bytes | None = None
     cache_ttl: float = 5.0
+    last_use_resolution: float = 3600.0
     _hmac_key: bytes | None = field(default=None, init=False, repr=False)
     _cache: dict[str, _CacheEntry] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -245,16 +296,7 @@ class TokenStore:
 
     def _key_bytes(self) -> bytes:
         if self._hmac_key is None:
-            try:
-                key, _ = read_bytes(self.storage, _KEY, limit=1024)
-            except FileNotFoundError:
-                # If another process makes it first, everyone uses that one.
-                with contextlib.suppress(FileExistsError):
-                    self.storage.create(_KEY, io.BytesIO(secrets.token_bytes(32)))
-                key, _ = read_bytes(self.storage, _KEY, limit=1024)
-            if len(key) < 16:
-                raise ValueError(f"the token hashing key {_KEY!r} in storage is damaged")
-            self._hmac_key = key
+            self._hmac_key = stored_key(self.storage, _KEY, purpose="token hashing key")
         return self._hmac_key
 
     def _hash(self, secret: str) -> str:
@@ -272,8 +314,8 @@ class TokenStore:
     ) -> tuple[str, Token]:
         """Make a new token; the secret is returned once and never stored."""
         names = _normalize_channels(channels)
-        _check_lifetime(expires_in)
-        _check_note(note)
+        check_lifetime(expires_in)
+        check_note(note)
         secret = secrets.token_hex(24)
         digest = self._hash(secret)
         # Claim the id first: a (rare) collision then costs a retry, never an orphan
@@ -322,7 +364,7 @@ class TokenStore:
             ref, _ = read_json(self.storage, f"registry/token-ids/{token_id}.json")
         except FileNotFoundError:
             return None
-        return self._load_stored(ref["hash"])
+        return self._load_stored(ref["hash"], touch=False)
 
     def revoke(self, token_id: str) -> bool:
         """Revoke a stored or a signed token by its id, for good.
@@ -359,14 +401,45 @@ class TokenStore:
         A stored token is found by its keyed hash (one read, no listing, no comparison
         that depends on the secret); a signed one by checking its signature.
         """
-        token: Token | None = None
+        reference = self.reference(secret)
+        return None if reference is None else self.recheck(reference)
+
+    def reference(self, secret: str) -> dict[str, Any] | None:
+        """What identifies the token of ``secret`` without being a secret: its keyed
+        hash, or a signed token's grants; ``None`` for a secret that cannot be a token.
+
+        The web session keeps it (signed, in a cookie) and passes it to
+        :meth:`recheck` on every request, so that a session never holds the secret and
+        ends with its token's expiry or revocation, within the cache bound.
+        """
         if len(secret) > _MAX_SECRET_LENGTH:
             return None
         if _HEX_TOKEN.match(secret):
-            token = self._cached(self._hash(secret), self._load_stored)
-        elif self.secret_key is not None and "." in secret:
+            return {"hash": self._hash(secret)}
+        if self.secret_key is not None and "." in secret:
             token = self._load_signed(secret)
-            if token is not None and self._cached(f"revoked:{token.id}", self._load_revocation):
+            if token is not None:
+                return {"signed": token.to_json()}
+        return None
+
+    def recheck(self, reference: dict[str, Any]) -> Token | None:
+        """The token a :meth:`reference` stands for now, or ``None`` if it is unknown,
+        expired or revoked (cached for ``cache_ttl`` seconds, as :meth:`verify` is).
+
+        Only references this store made (or that came back signed by a key the host
+        keeps) may be passed: a signed token's reference carries its grants.
+        """
+        token: Token | None = None
+        digest = reference.get("hash")
+        signed = reference.get("signed")
+        if isinstance(digest, str) and _DIGEST.match(digest):
+            token = self._cached(digest, self._load_used)
+        elif isinstance(signed, dict) and self.secret_key is not None:
+            try:
+                token = replace(Token.from_json(signed), signed=True, revoked=False)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return None
+            if self._cached(f"revoked:{token.id}", self._load_revocation):
                 return None
         if token is None or token.revoked or token.expired():
             return None
@@ -386,12 +459,27 @@ class TokenStore:
                 self._cache[cache_key] = _CacheEntry(token, now + self.cache_ttl)
         return token
 
-    def _load_stored(self, digest: str) -> Token | None:
+    def _load_stored(self, digest: str, *, touch: bool) -> Token | None:
+        key = f"registry/tokens/{digest}.json"
         try:
-            doc, _ = read_json(self.storage, f"registry/tokens/{digest}.json")
+            doc, stat = read_json(self.storage, key)
         except FileNotFoundError:
             return None
-        return Token.from_json(doc)
+        token = Token.from_json(doc)
+        now = time.time()
+        if touch and not (token.revoked or token.expired(now)):
+            last = token.last_used
+            if last is None or now - last >= self.last_use_resolution:
+                # Conditional on the version just read, so that it never undoes a
+                # revocation; a lost race or a read-only storage only skips the note.
+                with contextlib.suppress(OSError, StaleWriteError):
+                    body = io.BytesIO(dump_json({**doc, "last_used": now}))
+                    self.storage.put(key, body, if_match=stat.etag)
+                    token = replace(token, last_used=now)
+        return token
+
+    def _load_used(self, digest: str) -> Token | None:
+        return self._load_stored(digest, touch=True)
 
     def _load_revocation(self, cache_key: str) -> Token | None:
         token_id = cache_key.removeprefix("revoked:")
@@ -408,7 +496,12 @@ class TokenStore:
             payload = URLSafeSerializer(self.secret_key, salt=_SIGNED_SALT).loads(secret)
             expires = payload["exp"]
             channels = payload["ch"]
+            # Tokens minted before creation times were signed in count as made at the
+            # epoch: they keep working on '*', and on no channel they name.
+            created = payload.get("iat", 0.0)
             if not (expires is None or isinstance(expires, int | float)):
+                return None
+            if not isinstance(created, int | float) or isinstance(created, bool):
                 return None
             if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
                 return None
@@ -416,6 +509,7 @@ class TokenStore:
                 id=str(payload["id"]),
                 channels=frozenset(channels),
                 scope=Scope.parse(payload["sc"]),
+                created=float(created),
                 expires=expires,
                 signed=True,
             )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine for the test suite and runs it: Python 3.11+ (with venv), R and
-# curl from Debian's packages when missing (run as root), a virtual environment in .venv
+# Sets up a fresh machine for the test suite and runs it: Python 3.11+ (with venv), R,
+# curl, and chromium with its driver (for the browser test) from Debian's packages when
+# missing (run as root), a virtual environment in .venv
 # holding the project with its test extra (pytest, webtest, twine, uv, pip, build, boto3,
 # gunicorn, waitress, and SeaweedFS's weed binary), then pytest in it.  The virtual
 # environment is needed because Debian's own Python refuses `pip install` (PEP 668), and
@@ -14,6 +15,8 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v Rscript >/dev/null 2>&1 || missing+=(r-base-core)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

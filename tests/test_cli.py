@@ -21,7 +21,14 @@ def test_channel_create_list_delete(tmp_path: Path) -> None:
         "alpha\tpublic",
         "beta\tprivate",
     ]
-    cli("channel", "delete", "beta", storage=data)
+    # Without --yes and without a terminal it refuses, naming what would be removed.
+    refused = cli("channel", "delete", "beta", storage=data, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "private-channels: error: Channel 'beta' holds no packages. Deleting removes it "
+        "for good; run again with --yes to delete it\n"
+    )
+    cli("channel", "delete", "beta", "--yes", storage=data)
     assert cli("channel", "list", storage=data).stdout.splitlines() == ["alpha\tpublic"]
 
 
@@ -183,3 +190,61 @@ def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
     assert set(kept) <= left
     assert "channels/team/cran/blobs/" + "c" * 64 + "/abc_2.0.tar.gz" in left
     assert cli("gc", "nope", storage=data, check=False).returncode == 1
+
+
+def test_channel_upstreams_are_set_changed_and_listed_without_credentials(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = cli(
+        "channel", "create", "team", "--python-upstream", "https://robot:s3cret@pypi.example/simple",
+        "--upstream-allow", "acme-utils", "--upstream-ttl", "5m", storage=data,
+    )  # fmt: skip
+    assert created.stdout.split("\t") == [
+        "team", "private", "python-upstream=https://pypi.example/simple/ (with credentials)",
+        "upstream-allow=acme-utils", "upstream-ttl=300s", "upstream-min-age=0d\n",
+    ]  # fmt: skip
+    cli("channel", "update", "team", "--cran-upstream", "https://cran.example",
+        "--upstream-allow", "other", "--upstream-disallow", "acme-utils",
+        "--upstream-min-age", "3", storage=data)  # fmt: skip
+    cli("channel", "update", "team", "--no-python-upstream", "--public", storage=data)
+    listed = cli("channel", "list", storage=data).stdout
+    assert listed == (
+        "team\tpublic\tcran-upstream=https://cran.example/\tupstream-allow=other\t"
+        "upstream-ttl=300s\tupstream-min-age=3d\n"
+    )
+    assert "s3cret" not in created.stdout + created.stderr + listed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["channel", "update", "team"], "name a setting to change"),
+        (["channel", "update", "nope", "--upstream-ttl", "1m"], "Channel 'nope' does not exist."),
+        (["channel", "update", "team", "--python-upstream", "ftp://x"],
+         "The Python upstream URL must start with http:// or https://"),
+        (["channel", "create", "new", "--upstream-allow", "a b"], "'a b' is not a project"),
+        (["channel", "update", "team", "--upstream-ttl", "40d"], "between 0 and 30 days"),
+    ],
+)  # fmt: skip
+def test_channel_update_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    cli("channel", "create", "team", storage=tmp_path)
+    result = cli(*args, storage=tmp_path, check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_channel_update_takes_effect_on_a_running_server(tmp_path: Path) -> None:
+    with live_server(str(tmp_path / "d"), tmp_path) as server:
+        server.cli("channel", "create", "team")
+        token = server.token("team", "read")
+        request = urllib.request.Request(f"{server.url}/team/simple/anything/",
+                                         headers={"X-Auth": token})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as before:
+            urllib.request.urlopen(request, timeout=30)
+        before.value.close()
+        assert before.value.code == 404
+        # No restart: the next request reads the channel's record afresh.
+        server.cli("channel", "update", "team", "--python-upstream", "http://127.0.0.1:9/simple/")
+        with pytest.raises(urllib.error.HTTPError) as after:
+            urllib.request.urlopen(request, timeout=30)
+        after.value.close()
+        assert after.value.code == 502  # now it asks the upstream, which is not there

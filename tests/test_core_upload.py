@@ -18,6 +18,7 @@ from private_channels.core.limits import Limits
 from private_channels.core.upload import UploadMiddleware
 from private_channels.health import HealthMiddleware
 from private_channels.routing import ChannelMiddleware
+from private_channels.web import PagesMiddleware
 
 from .support import mounted
 
@@ -200,12 +201,52 @@ def test_a_huge_text_field_costs_no_memory() -> None:
     assert peak < Limits().max_form_text + 2 * 1024 * 1024, peak
 
 
-def test_an_upload_passes_through_four_layers_to_its_handler() -> None:
-    """From the outside: health, token authentication, channel routing, the upload
-    owner; no ecosystem's middleware sits between the router and the upload owner."""
+def test_an_upload_passes_through_five_layers_to_its_handler() -> None:
+    """From the outside: health, the pages (which hand P/-/api/ to the API and pass on
+    what is not theirs after a look at the path), token authentication, channel
+    routing, the upload owner; no ecosystem's middleware sits between the router and
+    the upload owner (before the core, an R upload passed six)."""
     app = make_app(MemoryStorage())
     layers = []
     while not isinstance(app, UploadMiddleware):
         layers.append(type(app))
         app = app.app  # type: ignore[attr-defined]
-    assert layers == [HealthMiddleware, TokenAuthMiddleware, ChannelMiddleware]
+    assert layers == [HealthMiddleware, PagesMiddleware, TokenAuthMiddleware, ChannelMiddleware]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Referer": "https://evil.example/page"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
+def test_a_form_another_site_makes_a_browser_post_is_refused(setup, headers) -> None:  # type: ignore[no-untyped-def]
+    """A browser that holds Basic credentials for this host sends them with any form a
+    page of another site posts: uploads refuse such requests before reading them."""
+    app, recorder, write, _ = setup
+    answer = app.post(
+        f"{PREFIX}/team",
+        {"filetype": "rec"},
+        content_type="multipart/form-data",
+        headers={"X-Auth": write, **headers},
+        status=403,
+    )
+    assert "another site" in answer.text
+    assert recorder.uploads == []
+
+
+def test_same_site_browsers_and_clients_without_origin_upload(setup) -> None:  # type: ignore[no-untyped-def]
+    app, recorder, write, _ = setup
+    for headers in ({}, {"Origin": "http://localhost"}, {"Sec-Fetch-Site": "same-origin"}):
+        app.post(
+            f"{PREFIX}/team",
+            {"filetype": "rec"},
+            content_type="multipart/form-data",
+            headers={"X-Auth": write, **headers},
+            status=200,
+        )
+    assert len(recorder.uploads) == 3

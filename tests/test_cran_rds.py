@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import lzma
 import struct
@@ -9,17 +10,19 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import hypothesis
-import hypothesis.strategies
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore
 from private_channels.cran.rds import (
+    RDSError,
     RObject,
     _Writer,
     character_matrix,
     data_frame,
     dump_rds,
+    load_rds,
     named_list,
     serialize,
 )
@@ -220,14 +223,80 @@ def test_index_rows_are_in_write_packages_order(tmp_path: Path) -> None:
     ]
 
 
-@hypothesis.given(
-    hypothesis.strategies.lists(
-        hypothesis.strategies.one_of(hypothesis.strategies.none(), hypothesis.strategies.text())
-    )
-)
+@given(st.lists(st.none() | st.text()))
 def test_a_character_vector_is_its_strings_one_by_one(values: list[str | None]) -> None:
     fast, slow = _Writer(), _Writer()
     fast.characters(values)
     for value in values:
         slow.charsxp(value)
     assert fast.out == slow.out
+
+
+# -- reading back (load_rds): what an upstream's Meta/archive.rds is parsed with --------
+
+_names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+_vectors = st.one_of(
+    st.lists(st.none() | _names, max_size=4).map(lambda v: RObject("character", tuple(v))),
+    st.lists(st.none() | st.integers(-(2**31) + 1, 2**31 - 1), max_size=4).map(
+        lambda v: RObject("integer", tuple(v))
+    ),
+    st.lists(st.none() | st.sampled_from([0, 1]), max_size=4).map(
+        lambda v: RObject("logical", tuple(v))
+    ),
+    st.lists(st.none() | st.floats(allow_nan=False), max_size=4).map(
+        lambda v: RObject("double", tuple(v))
+    ),
+)
+_objects = st.recursive(
+    _vectors,
+    lambda children: st.dictionaries(_names.filter(bool), children, max_size=4).map(named_list),
+    max_leaves=12,
+)
+
+
+@given(_objects, st.sampled_from(["xz", "gzip"]), st.sampled_from([2, 3]))
+@settings(max_examples=200)
+def test_load_rds_reads_what_dump_rds_writes(obj: RObject, compress: str, version: int) -> None:
+    assert load_rds(dump_rds(obj, compress=compress, version=version)) == obj  # type: ignore[arg-type]
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=500)
+def test_load_rds_of_any_bytes_is_an_object_or_an_rds_error(data: bytes) -> None:
+    for candidate in (data, b"X\n\x00\x00\x00\x03" + data, gzip.compress(b"X\n" + data)):
+        with contextlib.suppress(RDSError):
+            load_rds(candidate, max_size=1 << 16)
+
+
+def test_load_rds_refuses_bombs_lies_and_depth() -> None:
+    with pytest.raises(RDSError, match="unpacks to more than"):
+        load_rds(gzip.compress(b"X\n" + b"\x00" * (1 << 20)), max_size=1 << 16)
+    header = b"X\n" + struct.pack(">iii", 2, 0, 0)
+    # A character vector that claims two billion elements in a few bytes.
+    with pytest.raises(RDSError, match="longer than"):
+        load_rds(header + struct.pack(">ii", 16, 2**31 - 1))
+    # A list nested deeper than any index is.
+    deep = header + struct.pack(">ii", 19, 1) * 1000 + struct.pack(">i", 254)
+    with pytest.raises(RDSError, match="deeper"):
+        load_rds(deep)
+    # A closure, an environment: not what an index holds.
+    with pytest.raises(RDSError, match="type 3"):
+        load_rds(header + struct.pack(">i", 3))
+
+
+def test_load_rds_reads_an_archive_rds_that_r_wrote(tmp_path: Path) -> None:
+    out = tmp_path / "archive.rds"
+    rscript(
+        f"""
+        d <- file.info(c("{tmp_path}", "{tmp_path}"))
+        rownames(d) <- c("abc/abc_0.9.tar.gz", "abc/abc_1.0.tar.gz")
+        saveRDS(list(abc = d), "{out}")
+        """
+    )
+    archive = load_rds(out.read_bytes())
+    (frame,) = archive.values
+    assert dict(archive.attributes)["names"].values == ("abc",)
+    assert dict(frame.attributes)["row.names"].values == (
+        "abc/abc_0.9.tar.gz",
+        "abc/abc_1.0.tar.gz",
+    )  # type: ignore[union-attr]

@@ -38,6 +38,8 @@ def versions(channel: Channel) -> dict[str, bytes]:
 def test_index_lists_the_latest_of_each_package(channel: Channel, versions: dict) -> None:  # type: ignore[type-arg]
     records = channel.index()
     assert [(r["Package"], r["Version"]) for r in records] == [("abc", "1.10"), ("xyz", "0.1")]
+    content_type = channel.get("src/contrib/PACKAGES").headers["Content-Type"]
+    assert content_type == "text/plain; charset=utf-8"
     gz = parse_dcf(gzip.decompress(channel.get("src/contrib/PACKAGES.gz").body).decode())
     assert gz == records
     rds = lzma.decompress(channel.get("src/contrib/PACKAGES.rds").body)

@@ -41,6 +41,9 @@ NOT_RUN = {
     ("architecture.md", "text"): "a drawing of the layers, not a command",
     ("architecture.md", "python"): "an outline of the interface an ecosystem implements; "
     "pypi/ecosystem.py and cran/ecosystem.py are its real, tested instances",
+    ("upstreams.md", "shell"): "installs that reach PyPI and CRAN, which test machines cannot; "
+    "tests/test_e2e_upstream.py runs the same installs with pip, uv and R against upstreams "
+    "it starts on 127.0.0.1",
 }
 
 
@@ -278,15 +281,21 @@ def test_docs_build_with_warnings_as_errors(workdir: Workdir) -> None:
     workdir.run("about-these-docs.md")
     index = workdir.path / "docs" / "_build" / "html" / "index.html"
     assert "private-channels" in index.read_text()
-    api = (workdir.path / "docs" / "_build" / "html" / "api.html").read_text()
+    reference = (workdir.path / "docs" / "_build" / "html" / "reference.html").read_text()
     # The reference is generated from the docstrings of the middlewares.
-    for name in ["TokenAuthMiddleware", "SimpleIndexMiddleware", "HealthMiddleware", "load_config"]:
-        assert name in api
+    for name in ["TokenAuthMiddleware", "SimpleIndexMiddleware", "HealthMiddleware",
+                 "load_config", "PagesMiddleware", "ApiMiddleware", "Admin"]:  # fmt: skip
+        assert name in reference
+    # The pages' screenshots are part of the site.
+    web = (workdir.path / "docs" / "_build" / "html" / "web.html").read_text()
+    for name in ("sign-in", "channel", "package", "upload", "tokens"):
+        assert f"_images/{name}.png" in web
+        assert (workdir.path / "docs" / "_build" / "html" / "_images" / f"{name}.png").is_file()
 
 
 def test_every_block_is_run_or_listed_with_a_reason() -> None:
     run = {"quickstart.md", "embedding.md", "deployment.md", "about-these-docs.md"}
-    run |= {"architecture.md"}
+    run |= {"architecture.md", "api.md", "upstreams.md"}
     run |= {f"clients/{p}.md" for p in CLIENT_PAGES}
     for page in pages():
         if page in run:
@@ -372,6 +381,38 @@ def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
         assert "Package: acmeutils" in result.stdout
         assert '"name":"acme-utils"' in result.stdout.replace(" ", "")
     assert token not in channel.log_text()
+
+
+@pytest.mark.e2e
+def test_upstreams_page(workdir: Workdir, channel: LiveServer) -> None:
+    """Its commands configure the channel's upstreams (no request reaches them) and
+    install a package of the channel's own, which never asks the upstream."""
+    upload_python(channel, workdir)
+    workdir.env["PRIVATE_CHANNELS_STORAGE"] = channel.storage
+    result = workdir.run("upstreams.md", channel.url.removesuffix("/api/repo"))
+    assert (Path(workdir.env["PIP_TARGET"]) / "acme_utils" / "__init__.py").is_file()
+    assert "python-upstream=https://pypi.org/simple/" in result.stdout
+    assert "cran-upstream=https://cloud.r-project.org/" in result.stdout
+    assert "X-Private-Channels-Upstream" not in channel.log_text()
+
+
+@pytest.mark.e2e
+def test_api_page(workdir: Workdir, channel: LiveServer) -> None:
+    """docs/api.md's curl examples, against a real server."""
+    for client in ("curl", "twine"):
+        require_client(client)
+    workdir.env["ADMIN_TOKEN"] = admin = channel.token("*", "admin")
+    result = workdir.run("api.md", channel.url.removesuffix("/api/repo"))
+    out = result.stdout
+    assert '"name": "data-team"' in out and '"name": "ml-team"' in out
+    assert '"note": "ml CI"' in out and '"scope": "write"' in out
+    assert '"python": [{"name": "acme-utils", "versions": ["1.0"]}]' in out
+    assert '"cran": [{"name": "acmeutils", "versions": ["1.0"]}]' in out
+    assert '"action": "yank", "ecosystem": "cran", "package": "acmeutils"' in out
+    assert '"action": "delete", "ecosystem": "python", "package": "acme-utils"' in out
+    assert '{"error": "The token is invalid or expired."}\n 401' in out
+    assert '"deleted": true' in out and "Channel 'ml-team' holds 1 python package" in out
+    assert admin not in channel.log_text()
 
 
 @pytest.mark.e2e

@@ -682,6 +682,19 @@ def test_admin_api_errors(repo: Repo, form: dict[str, str], status: int, words: 
     assert words in response.status
 
 
+def test_admin_api_refuses_forms_from_other_sites(repo: Repo) -> None:
+    """An admin whose browser holds Basic credentials must not yank because a page of
+    another site posted a form."""
+    response = repo.post(
+        "/-/yank",
+        {"filename": repo.wheel.filename},
+        headers={"Origin": "https://evil.example"},
+        status=403,
+    )
+    assert "another site" in response.text
+    assert files_of(repo)[repo.wheel.filename]["yanked"] is False
+
+
 def test_admin_api_get_is_405(repo: Repo) -> None:
     response = repo.get("/-/yank", who="admin", status=405)
     assert response.headers["Allow"] == "POST"
@@ -718,7 +731,7 @@ def test_cli_yank_unyank_delete(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["yank", "nochannel", "demo==1.0"], "channel 'nochannel' does not exist"),
+        (["yank", "nochannel", "demo==1.0"], "Channel 'nochannel' does not exist"),
         (["yank", "team", "demo==2.0"], "has no file"),
         (["delete", "team", "garbage"], "neither"),
         (["unyank", "team", "==1.0"], "PROJECT==VERSION"),

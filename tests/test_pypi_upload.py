@@ -389,7 +389,8 @@ def test_concurrent_uploads_through_the_app(storage: Storage, prefix: str, tmp_p
     project = team.store.project(team.channel, "demo")
     assert project is not None
     assert sorted(f.filename for f in project.files) == sorted(p.name for p in [*wheels, same])
-    blobs = [k for k in team.listing() if "/blobs/" in k and not k.endswith(".metadata")]
+    beside = (".metadata", ".pkg-info")
+    blobs = [k for k in team.listing() if "/blobs/" in k and not k.endswith(beside)]
     assert len(blobs) == 9
 
 

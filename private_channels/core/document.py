@@ -44,7 +44,8 @@ _OTHER_PRECONDITIONS = (
 
 
 class DocumentResponse:
-    """``200`` with ``body``, or ``304`` to a client whose copy has ``etag`` (strong)."""
+    """``200`` with ``body``, or ``304`` to a client whose copy has ``etag`` (strong);
+    ``headers`` go with both."""
 
     __slots__ = ("body", "etag", "headers")
 
@@ -56,11 +57,14 @@ class DocumentResponse:
         content_type: str,
         cache_control: str,
         vary: Iterable[str] = (),
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.body = body
         self.etag = etag
+        # The ETag first and the Content-Type last (a 304 sends all but the last).
         self.headers = [("ETag", f'"{etag}"'), ("Cache-Control", cache_control)]
         self.headers += [("Vary", name) for name in vary]
+        self.headers += headers
         self.headers.append(("Content-Type", content_type))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -108,13 +108,17 @@ def file_response(
     redirect: int = 0,
     vary: Iterable[str] = (),
     not_found: str = "This file is listed but its content is missing.",
+    headers: Iterable[tuple[str, str]] = (),
 ) -> WSGIApplication:
-    """The response to ``GET``/``HEAD`` of the blob at ``key`` (see the module)."""
+    """The response to ``GET``/``HEAD`` of the blob at ``key`` (see the module);
+    ``headers`` are added to it, whatever it is."""
+    headers = list(headers)
     if redirect and isinstance(storage, PresignsURLs):
         # The store sends the bytes; the presigned URL is made locally, no request.
         response = Response(status=302, headers={"Location": storage.presigned_url(key, redirect)})
         response.headers["Cache-Control"] = "private, no-store"  # the URL expires
         response.vary.update(vary)
+        response.headers.extend(headers)
         return response
     try:
         if environ.get("REQUEST_METHOD") == "HEAD":
@@ -134,6 +138,7 @@ def file_response(
                 ("Cache-Control", cache_control),
                 ("Accept-Ranges", "bytes"),
                 *(("Vary", name) for name in vary),
+                *headers,
             ],
             stat.size,
         )
@@ -147,6 +152,7 @@ def file_response(
     response.last_modified = dt.datetime.fromtimestamp(stat.mtime, dt.UTC)
     response.headers["Cache-Control"] = cache_control
     response.vary.update(vary)
+    response.headers.extend(headers)
     range_header = environ.get("HTTP_RANGE")
     if range_header is not None and not _single_byte_range(range_header):
         environ = {**environ}

@@ -13,6 +13,10 @@
         def find(self, channel, text): ...       # a yank/unyank/delete target, or None
         def change(self, channel, target, action, reason): ...
         def collect_garbage(self, channel, grace): ...
+        def packages(self, channel): ...         # listings for the pages and the API
+        def package(self, channel, name, version=None): ...
+        def snippets(self, channel_url, package): ...   # setup and install, for the pages
+        upload_kinds = (UploadKind(...),)        # what the upload page offers
 
     app = make_app(storage)   # builds the Python and R ecosystems and wires each in
 
@@ -41,9 +45,23 @@ if TYPE_CHECKING:
     from .limits import Limits
     from .reader import ReadMiddleware
 
-__all__ = ["Action", "Ecosystem", "StoredEcosystem", "Target", "Upload"]
+__all__ = [
+    "Action",
+    "Description",
+    "Ecosystem",
+    "ListedFile",
+    "Listing",
+    "Package",
+    "PackageDetail",
+    "Snippet",
+    "StoredEcosystem",
+    "Target",
+    "Upload",
+    "UploadKind",
+]
 
 S = TypeVar("S", bound=ChannelStore)
+S_contra = TypeVar("S_contra", bound=ChannelStore, contravariant=True)
 
 Action = Literal["yank", "unyank", "delete"]
 
@@ -78,6 +96,91 @@ class Target:
 
     def __str__(self) -> str:
         return self.filename or f"{self.key}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Package:
+    """One package of one ecosystem in a channel, as the listings show it."""
+
+    ecosystem: str
+    name: str  # as it was uploaded
+    key: str  # the ecosystem's handle: a normalized name, the part of page URLs
+    versions: tuple[str, ...]  # oldest first, as PEP 700 lists them
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "versions": list(self.versions)}
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    """One file of a package, as the package pages and the API show it."""
+
+    filename: str
+    version: str
+    size: int
+    sha256: str
+    upload_time: float
+    url: str | None  # relative to the channel's URL (``P/<CHANNEL>/``); None: no one URL
+    yanked: str | None = None  # None: not yanked; "" yanked without a reason
+    #: Format facts worth showing, in order: ``("Requires-Python", ">=3.9")``,
+    #: ``("Depends", "R (>= 4.1)")``, ``("Directory", "src/contrib")``...
+    details: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "filename": self.filename,
+            "version": self.version,
+            "size": self.size,
+            "sha256": self.sha256,
+            "upload_time": self.upload_time,
+            "url": self.url,
+            "yanked": self.yanked,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Description:
+    """A package's long description as uploaded: the pages render it by its type
+    (``text/markdown``, ``text/x-rst`` or ``text/plain``)."""
+
+    text: str
+    content_type: str = "text/plain"
+
+
+@dataclass(frozen=True)
+class PackageDetail:
+    """A package with the files of every version and one version's description."""
+
+    package: Package
+    files: tuple[ListedFile, ...]  # every version's, newest version first
+    version: str  # the version the summary and description are of
+    summary: str = ""
+    description: Description | None = None
+    #: Facts about ``version`` worth showing (license, maintainer, home page...).
+    about: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """A piece of setup or install instructions the pages show, ready to copy."""
+
+    title: str
+    text: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class UploadKind:
+    """One choice on the upload page, and the form fields the ecosystem's upload
+    handler needs for it (what twine or curl would send beside the file)."""
+
+    id: str  # unique over all ecosystems: the value the page posts
+    label: str
+    fields: tuple[tuple[str, str], ...]
+    accept: str = ""  # file name suffixes for the browser's file chooser
+    #: Optional text fields the page shows for it: (form field, label).
+    options: tuple[tuple[str, str], ...] = ()
 
 
 class Ecosystem(Protocol):
@@ -131,22 +234,75 @@ class Ecosystem(Protocol):
         """Remove blobs that no record names, older than ``grace`` seconds."""
         ...
 
+    @property
+    def upload_kinds(self) -> tuple[UploadKind, ...]:
+        """The kinds of file the upload page offers for this ecosystem."""
+        ...
+
+    def packages(self, channel: Channel) -> list[Package]:
+        """Every package of the channel, sorted by key (for the pages and the API)."""
+        ...
+
+    def package(
+        self, channel: Channel, name: str, version: str | None = None
+    ) -> PackageDetail | None:
+        """One package by name (any spelling the ecosystem normalizes), with the
+        description of ``version`` (the newest when ``None``); ``None`` if absent."""
+        ...
+
+    def snippets(self, channel_url: str, package: Package | None) -> list[Snippet]:
+        """How to set up and use the channel (and install ``package``) with this
+        ecosystem's clients; ``channel_url`` is the channel's absolute URL without a
+        trailing slash, and every snippet uses a placeholder, never a token."""
+        ...
+
+
+class Listing(Protocol[S_contra]):
+    """An ecosystem's listings as a module of functions over its store
+    (``pypi/listing.py``, ``cran/listing.py``)."""
+
+    def packages(self, store: S_contra, channel: Channel, /) -> list[Package]: ...
+
+    def package(
+        self, store: S_contra, channel: Channel, name: str, version: str | None = None, /
+    ) -> PackageDetail | None: ...
+
+    def snippets(self, channel_url: str, package: Package | None, /) -> list[Snippet]: ...
+
 
 class StoredEcosystem(Generic[S]):
     """What most ecosystems share: a store of their files in each channel
-    (:class:`~private_channels.core.blobs.ChannelStore`) and a read middleware
-    (:class:`~private_channels.core.reader.ReadMiddleware`) over it."""
+    (:class:`~private_channels.core.blobs.ChannelStore`), a read middleware
+    (:class:`~private_channels.core.reader.ReadMiddleware`) over it, and listings
+    read from it (a :class:`Listing`)."""
 
     store_type: type[S]
     reader_type: type[ReadMiddleware[S]]
+    listing: Listing[S]
 
-    def __init__(self, storage: Storage, *, redirect_downloads: int = 0) -> None:
+    def __init__(
+        self, storage: Storage, *, redirect_downloads: int = 0, limits: Limits | None = None
+    ) -> None:
         self.storage = storage
         self.store: S = self.store_type(storage)
         self.redirect_downloads = redirect_downloads
+        self.limits = limits
 
     def middleware(self, app: WSGIApplication) -> WSGIApplication:
-        return self.reader_type(app, self.storage, redirect_downloads=self.redirect_downloads)
+        return self.reader_type(
+            app, self.storage, redirect_downloads=self.redirect_downloads, limits=self.limits
+        )
 
     def collect_garbage(self, channel: Channel, grace: float) -> list[str]:
         return self.store.collect_garbage(channel, grace=grace)
+
+    def packages(self, channel: Channel) -> list[Package]:
+        return self.listing.packages(self.store, channel)
+
+    def package(
+        self, channel: Channel, name: str, version: str | None = None
+    ) -> PackageDetail | None:
+        return self.listing.package(self.store, channel, name, version)
+
+    def snippets(self, channel_url: str, package: Package | None) -> list[Snippet]:
+        return self.listing.snippets(channel_url, package)

@@ -57,6 +57,18 @@ class Limits:
     max_ratio: int = 200
     ratio_floor: int = 32 * MiB
 
+    # -- upstreams (what another index answers is hostile input too) ---------------
+    #: Bytes of one upstream index page, ``PACKAGES`` file or ``archive.rds``, unpacked.
+    max_upstream_page: int = 64 * MiB
+    #: Bytes of one package file fetched from an upstream.
+    max_upstream_file: int = 1 * GiB
+    #: Seconds to connect to an upstream, and to wait for each read from it.
+    upstream_timeout: float = 10.0
+    #: Seconds for a whole upstream index page; past it the cached copy is served.
+    upstream_page_deadline: float = 30.0
+    #: Seconds for a whole upstream package file.
+    upstream_file_deadline: float = 900.0
+
     # -- everything else ----------------------------------------------------------
     #: Bytes of a form or JSON body sent to the management endpoints.
     max_admin_body: int = 64 * KiB

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, get_args
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from ..auth import authorize
+from ..auth import authorize, refuse_other_sites
 from ..errors import http_error
 from ..routing import current_channel
 from ..tokens import Scope
@@ -40,28 +40,56 @@ if TYPE_CHECKING:
     from ..channels import Channel
     from .ecosystem import Ecosystem
 
-__all__ = ["ACTIONS", "ManageMiddleware", "change_files", "find_target"]
+__all__ = [
+    "ACTIONS",
+    "MAX_REASON_LENGTH",
+    "ManageMiddleware",
+    "change_files",
+    "clean_reason",
+    "find_target",
+]
 
 ACTIONS: tuple[Action, ...] = get_args(Action)
 MAX_TARGET_LENGTH = 512
+MAX_REASON_LENGTH = 1000
 
 
 def find_target(ecosystems: Sequence[Ecosystem], channel: Channel, text: str) -> Target:
     """The ecosystem's target that ``text`` (a filename or ``NAME==VERSION``) names.
 
-    Raises :class:`ValueError` with one sentence when no ecosystem knows it.
+    When several ecosystems read it (``abc==1.0`` is a Python release and an R one
+    alike), the one whose channel holds a package of that name wins.  Raises
+    :class:`ValueError` with one sentence when no ecosystem knows it, or when more
+    than one holds such a package.
     """
     text = text.strip()
     if len(text) > MAX_TARGET_LENGTH:
         raise ValueError(f"The target is longer than {MAX_TARGET_LENGTH} characters.")
     if "/" in text or "\\" in text:
         raise ValueError(f"{text!r} is a path; give the file's name alone.")
-    for ecosystem in ecosystems:
-        target = ecosystem.find(channel, text)
-        if target is not None:
-            return target
+    found = [t for ecosystem in ecosystems if (t := ecosystem.find(channel, text)) is not None]
+    if len(found) > 1:
+        by_name = {ecosystem.name: ecosystem for ecosystem in ecosystems}
+        held = [t for t in found if by_name[t.ecosystem].package(channel, t.key) is not None]
+        if len(held) > 1:
+            raise ValueError(
+                f"{text!r} names packages of {' and '.join(t.ecosystem for t in held)} alike; "
+                "name the file instead."
+            )
+        found = held or found
+    if found:
+        return found[0]
     forms = " nor ".join(form for ecosystem in ecosystems for form in ecosystem.targets)
     raise ValueError(f"{text!r} is neither {forms}.")
+
+
+def clean_reason(reason: str) -> str:
+    """A yank reason as indexes show it: one line, at most :data:`MAX_REASON_LENGTH`
+    characters (else :class:`ValueError`)."""
+    reason = " ".join(reason.split())
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValueError(f"The reason is longer than {MAX_REASON_LENGTH} characters.")
+    return reason
 
 
 def change_files(
@@ -77,6 +105,7 @@ def change_files(
     Raises :class:`ValueError` (a target no ecosystem knows, a reason too long) and
     :class:`LookupError` (no such file in the channel), each with one sentence.
     """
+    reason = clean_reason(reason)
     target = find_target(ecosystems, channel, text)
     ecosystem = next(e for e in ecosystems if e.name == target.ecosystem)
     return target, ecosystem.change(channel, target, action, reason)
@@ -114,6 +143,7 @@ class ManageMiddleware:
             raise http_error(
                 405, f"Send a POST with a form to {action} files.", headers=[("Allow", "POST")]
             )
+        refuse_other_sites(environ)
         form = self._form(environ)
         filename, project, version = (form.get(k, "") for k in ("filename", "project", "version"))
         if filename:

@@ -29,12 +29,16 @@ from werkzeug.exceptions import HTTPException
 from .blobs import ChannelStore
 from .cache import DocumentCache
 from .download import redirects
+from .limits import Limits
+from .proxy import UpstreamProxy
+from .upstream import UpstreamClient
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from ..channels import Channel
     from ..storage import Storage
 
 __all__ = ["ReadMiddleware"]
@@ -47,7 +51,8 @@ class ReadMiddleware(Generic[S]):
     documents; every entry is checked against its document's storage ETag (one
     ``stat``) on every request that uses it.  ``redirect_downloads`` (seconds, 0 = off):
     on a storage that presigns URLs (S3), answer a download with a 302 to a URL of the
-    store valid that long, so that large files never pass through this process."""
+    store valid that long, so that large files never pass through this process.
+    ``limits`` bounds what is read from a channel's upstreams (:attr:`proxy`)."""
 
     #: The ecosystem's store of the files it serves, made for the storage given.
     store_type: type[S]
@@ -59,6 +64,7 @@ class ReadMiddleware(Generic[S]):
         *,
         cache_bytes: int = 64 * 1024 * 1024,
         redirect_downloads: int = 0,
+        limits: Limits | None = None,
     ) -> None:
         self.app = app
         self.storage = storage
@@ -66,6 +72,8 @@ class ReadMiddleware(Generic[S]):
         self.cache_bytes = cache_bytes
         self.cache = DocumentCache(cache_bytes)
         self.redirect_downloads = redirects(storage, redirect_downloads)
+        self.limits = limits or Limits()
+        self.proxy = UpstreamProxy(storage, self.cache, UpstreamClient(self.limits))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -81,3 +89,18 @@ class ReadMiddleware(Generic[S]):
         :class:`~.document.DocumentResponse`) for a path this middleware owns, ``None``
         for any other."""
         raise NotImplementedError
+
+    # -- what the upstream proxy of every ecosystem needs -----------------------------
+
+    def upstream_key(self, channel: Channel, kind: str, name: str = "") -> str:
+        """Where the ecosystem keeps what it has of the channel's upstream: ``pages``,
+        ``files`` records, ``blobs``...  Apart from the channel's own files, so that
+        nothing fetched from an upstream is ever written over one of them."""
+        return f"{self.store.prefix(channel)}upstream/{kind}/{name}"
+
+    def cutoff(self, channel: Channel) -> float | None:
+        """Upstream releases published after this moment are not offered (the channel's
+        minimum age); ``None`` when it has none."""
+        if not channel.upstream_min_age:
+            return None
+        return self.proxy.now() - channel.upstream_min_age * 86400

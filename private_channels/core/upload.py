@@ -31,7 +31,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from werkzeug.wsgi import get_input_stream
 
-from ..auth import authorize
+from ..auth import authorize, refuse_other_sites
 from ..errors import http_error
 from ..routing import current_channel
 from ..tokens import Scope
@@ -82,8 +82,10 @@ class UploadMiddleware:
 
     def upload(self, environ: WSGIEnvironment) -> WSGIApplication:
         channel = current_channel(environ)
-        # Before the body is read: nobody without write access makes the server spool.
+        # Before the body is read: nobody without write access makes the server spool,
+        # and no other site's page makes a browser that holds credentials upload.
         token = authorize(environ, channel, Scope.WRITE)
+        refuse_other_sites(environ)
         content_type, options = parse_options_header(environ.get("CONTENT_TYPE", ""))
         boundary = options.get("boundary", "").encode("latin-1", "replace")
         if content_type != "multipart/form-data" or not boundary:

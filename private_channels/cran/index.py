@@ -15,22 +15,42 @@ frames that ``remotes::install_version`` reads, gzip-compressed as CRAN serves i
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from .dcf import format_dcf
 from .rds import Kind, RObject, character_matrix, data_frame, dump_rds, named_list
-from .store import CranRecord, Directory, index_fields
+from .store import Directory, index_fields
 
-__all__ = ["INDEX_FILES", "gzip_packages", "render", "render_archive_rds", "render_packages"]
+__all__ = [
+    "INDEX_FILES",
+    "IndexRow",
+    "gzip_packages",
+    "render",
+    "render_archive",
+    "render_archive_rds",
+    "render_packages",
+    "render_rows",
+]
 
 INDEX_FILES = ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds")
 
 
-def _rows(records: Sequence[CranRecord], fields: Sequence[str]) -> list[list[str | None]]:
+class IndexRow(Protocol):
+    """What an index row needs: the channel's own records and upstream rows are both."""
+
+    @property
+    def package(self) -> str: ...
+
+    @property
+    def fields(self) -> Mapping[str, str | None]: ...
+
+
+def _rows(records: Sequence[IndexRow], fields: Sequence[str]) -> list[list[str | None]]:
     return [[record.fields.get(name) for name in fields] for record in records]
 
 
-def render_packages(records: Sequence[CranRecord], fields: Sequence[str]) -> bytes:
+def render_packages(records: Sequence[IndexRow], fields: Sequence[str]) -> bytes:
     """The PACKAGES text: one folded DCF record per package, NA fields left out."""
     text = format_dcf(
         ({name: record.fields.get(name) for name in fields} for record in records), fold=True
@@ -38,7 +58,7 @@ def render_packages(records: Sequence[CranRecord], fields: Sequence[str]) -> byt
     return text.encode("utf-8")
 
 
-def render_packages_rds(records: Sequence[CranRecord], fields: Sequence[str]) -> bytes:
+def render_packages_rds(records: Sequence[IndexRow], fields: Sequence[str]) -> bytes:
     matrix = character_matrix(
         _rows(records, fields),
         colnames=fields,
@@ -56,8 +76,12 @@ def gzip_packages(packages: bytes) -> bytes:
 
 def render(directory: Directory, name: str) -> bytes:
     """One of :data:`INDEX_FILES` for ``directory``."""
-    fields = index_fields(directory.path)
-    latest = directory.latest()
+    return render_rows(directory.latest(), directory.path, name)
+
+
+def render_rows(latest: Sequence[IndexRow], path: str, name: str) -> bytes:
+    """One of :data:`INDEX_FILES` listing ``latest`` (in order) for directory ``path``."""
+    fields = index_fields(path)
     if name == "PACKAGES":
         return render_packages(latest, fields)
     if name == "PACKAGES.gz":
@@ -74,16 +98,24 @@ def _classed(kind: Kind, values: Sequence[object], *classes: str) -> RObject:
 def render_archive_rds(directory: Directory) -> bytes:
     """``Meta/archive.rds``: for each package with older versions, a data frame like
     ``file.info()`` of ``Archive/<pkg>/*``, with row names ``<pkg>/<file>``."""
-    by_package: dict[str, list[CranRecord]] = {}
-    for record in directory.archived():
-        by_package.setdefault(record.package, []).append(record)
+    return render_archive(
+        (r.package, r.filename, float(r.size), r.upload_time) for r in directory.archived()
+    )
+
+
+def render_archive(entries: Iterable[tuple[str, str, float, float]]) -> bytes:
+    """``Meta/archive.rds`` of ``(package, filename, size, mtime)`` entries, listed per
+    package in the order given."""
+    by_package: dict[str, list[tuple[str, str, float, float]]] = {}
+    for entry in entries:
+        by_package.setdefault(entry[0], []).append(entry)
     frames: dict[str, RObject] = {}
-    for package, records in sorted(by_package.items(), key=lambda item: item[0].encode()):
-        times = [r.upload_time for r in records]
-        count = len(records)
+    for package, rows in sorted(by_package.items(), key=lambda item: item[0].encode()):
+        times = [mtime for _, _, _, mtime in rows]
+        count = len(rows)
         frames[package] = data_frame(
             {
-                "size": RObject("double", tuple(float(r.size) for r in records)),
+                "size": RObject("double", tuple(size for _, _, size, _ in rows)),
                 "isdir": RObject("logical", (False,) * count),
                 "mode": _classed("integer", [0o644] * count, "octmode"),
                 "mtime": _classed("double", times, "POSIXct", "POSIXt"),
@@ -94,6 +126,6 @@ def render_archive_rds(directory: Directory) -> bytes:
                 "uname": RObject("character", (None,) * count),
                 "grname": RObject("character", (None,) * count),
             },
-            row_names=[f"{package}/{r.filename}" for r in records],
+            row_names=[f"{package}/{filename}" for _, filename, _, _ in rows],
         )
     return dump_rds(named_list(frames), compress="gzip", version=3)

@@ -24,23 +24,36 @@ Layout under ``channels/<channel>/cran/``:
 
 A newer version "moves" the older one to ``Archive/`` simply by being newer: the
 document keeps every file, and which one is the latest is decided when it is read.
+A yanked file is never the latest: it leaves ``PACKAGES`` (R then installs the newest
+version left) and stays in ``Archive/`` and at its URL; a deleted one leaves the
+document, and its filename stays taken in that directory unless the channel allows
+reuse (:meth:`CranStore.update`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import IO
+from typing import IO, Any
 
 from ..channels import Channel
-from ..core.blobs import ChannelStore, FileConflictError, RecordDocument, StoredFile, store_blob
+from ..core.blobs import (
+    ChannelStore,
+    FileConflictError,
+    RecordDocument,
+    StoredFile,
+    forget,
+    store_blob,
+)
 from ..storage import Stat, read_json
 from .description import PackageFile, r_version_key
 
 __all__ = [
+    "ABOUT_FIELDS",
     "BINARY_FIELDS",
     "DIRECTORY_PATTERN",
     "DISTRIBUTION_PATTERN",
@@ -49,11 +62,13 @@ __all__ = [
     "CranStore",
     "Directory",
     "FileConflictError",
+    "about_fields",
     "directories_for",
     "fields_for",
     "index_fields",
     "is_directory",
     "linux_directory",
+    "listing_order",
 ]
 
 # tools:::.get_standard_repository_db_fields("source") in R 4.2, in R's order.
@@ -142,6 +157,22 @@ def fields_for(package: PackageFile, md5: str) -> dict[str, str | None]:
     return values
 
 
+# What the pages show of a DESCRIPTION beyond the index fields, each value bounded:
+# the records live in the index document that every PACKAGES rendering reads.
+ABOUT_FIELDS = {"Title": 300, "Description": 4000, "Maintainer": 300, "URL": 1000,
+                "BugReports": 300}  # fmt: skip
+
+
+def about_fields(package: PackageFile) -> dict[str, str]:
+    """The DESCRIPTION fields the pages show (:data:`ABOUT_FIELDS`), shortened to bounds."""
+    about = {}
+    for name, limit in ABOUT_FIELDS.items():
+        value = " ".join(package.fields.get(name, "").split())
+        if value:
+            about[name] = value if len(value) <= limit else value[: limit - 1] + "\u2026"
+    return about
+
+
 @dataclass(frozen=True, kw_only=True)
 class CranRecord(StoredFile):
     """One file of one repository directory."""
@@ -150,19 +181,27 @@ class CranRecord(StoredFile):
     version: str
     md5: str
     fields: dict[str, str | None] = field(default_factory=dict)
+    # None: not yanked; "" yanked without a reason.  A yanked file leaves the PACKAGES
+    # files (R installs the newest version left) and stays downloadable by its URL.
+    yanked: str | None = None
+    about: dict[str, str] = field(default_factory=dict)
 
 
 def _newest_first(record: CranRecord) -> tuple[tuple[int, ...], float]:
     return r_version_key(record.version), record.upload_time
 
 
-def _listing_order(record: CranRecord) -> tuple[str, str, str]:
+def listing_order(package: str, filename: str) -> tuple[str, str, str]:
     """Where R's ``list.files()``, hence ``write_PACKAGES``, puts this file in a UTF-8
     locale.  R collates with ICU there, which ranks ``_`` below ``.``, digits and
     letters, so the package name decides as if it ended the name; letter case only
     breaks ties, lowercase first.  (In the C locale R sorts bytes, capitals first; no R
     client depends on the order of index rows.)"""
-    return record.package.casefold(), record.filename.casefold(), record.filename.swapcase()
+    return package.casefold(), filename.casefold(), filename.swapcase()
+
+
+def _listing_order(record: CranRecord) -> tuple[str, str, str]:
+    return listing_order(record.package, record.filename)
 
 
 @dataclass(frozen=True)
@@ -178,6 +217,8 @@ class Directory:
     def _latest(self) -> tuple[CranRecord, ...]:
         best: dict[str, CranRecord] = {}
         for record in self.records:
+            if record.yanked is not None:
+                continue
             old = best.get(record.package)
             if old is None or _newest_first(record) > _newest_first(old):
                 best[record.package] = record
@@ -192,14 +233,16 @@ class Directory:
         return {r.filename: r for r in self.records}
 
     def latest(self) -> list[CranRecord]:
-        """The newest version of each package, in the order of ``write_PACKAGES``."""
+        """The newest version of each package that is not yanked, in the order of
+        ``write_PACKAGES``: what the ``PACKAGES`` files list."""
         return list(self._latest)
 
     def is_latest(self, record: CranRecord) -> bool:
         return record.filename in self._latest_names
 
     def archived(self) -> list[CranRecord]:
-        """Every file that is not the latest of its package (CRAN's Archive/)."""
+        """Every file that is not the latest of its package (CRAN's Archive/), yanked
+        files included."""
         return sorted(
             (r for r in self.records if r.filename not in self._latest_names),
             key=lambda r: (r.package.encode(), r_version_key(r.version), r.upload_time),
@@ -209,6 +252,18 @@ class Directory:
         return self._by_name.get(filename)
 
 
+def _apply(
+    change: Callable[[CranRecord], CranRecord | None],
+    touched: dict[str, CranRecord],
+    raw: dict[str, Any],
+) -> dict[str, Any] | None:
+    old = CranRecord.from_json(raw)
+    new = change(old)
+    if new != old:
+        touched[old.filename] = old
+    return None if new is None else new.to_json()
+
+
 class CranStore(ChannelStore):
     folder = "cran"
 
@@ -216,6 +271,16 @@ class CranStore(ChannelStore):
         if not (is_directory(directory) or _LINUX.fullmatch(directory)):
             raise ValueError(f"{directory!r} is not a repository directory")
         return f"{self.prefix(channel)}index/{directory}.json"
+
+    def directory_paths(self, channel: Channel) -> list[str]:
+        """Every directory something was uploaded to (one listing of the index folder)."""
+        folder = f"{self.prefix(channel)}index/"
+        paths = []
+        for key in self.storage.list(folder):
+            path = key.removeprefix(folder).removesuffix(".json")
+            if key.endswith(".json") and (is_directory(path) or _LINUX.fullmatch(path)):
+                paths.append(path)
+        return sorted(paths)
 
     def blob_key(self, channel: Channel, record: CranRecord) -> str:
         return f"{self.prefix(channel)}{record.blob}"
@@ -277,6 +342,31 @@ class CranStore(ChannelStore):
             commit=commit,
             referenced=lambda: any(d.holds(record.filename, record.sha256) for d in documents),
         )
+
+    def update(
+        self, channel: Channel, change: Callable[[CranRecord], CranRecord | None]
+    ) -> tuple[list[CranRecord], list[CranRecord]]:
+        """Replace records in every directory: ``change(record) -> record | None``
+        (``None`` deletes); each directory's document is one compare-and-swap.
+
+        Returns the records changed and those deleted.  Deleted filenames stay taken
+        in their directory unless the channel allows reuse; a deleted file's blob is
+        removed once no directory names it any more.
+        """
+        changed: list[CranRecord] = []
+        deleted: list[CranRecord] = []
+        for path in self.directory_paths(channel):
+            # By filename: a compare-and-swap that lost a race applies the change again.
+            touched: dict[str, CranRecord] = {}
+            removed = self._document(channel, path).update(
+                functools.partial(_apply, change, touched)
+            )
+            changed += touched.values()
+            deleted += (CranRecord.from_json(raw) for raw in removed)
+        if deleted:
+            named = self.referenced(channel)
+            forget(self.storage, {self.blob_key(channel, r) for r in deleted} - named)
+        return changed, deleted
 
     def referenced(self, channel: Channel) -> set[str]:
         referenced: set[str] = set()

@@ -26,7 +26,14 @@ from werkzeug.wrappers import Response
 from ..core.blobs import DeletedFilenameError, FileConflictError, hash_stream
 from ..errors import http_error
 from .description import InvalidPackageError, PackageFile, read_package
-from .store import DISTRIBUTION_PATTERN, CranRecord, CranStore, directories_for, fields_for
+from .store import (
+    DISTRIBUTION_PATTERN,
+    CranRecord,
+    CranStore,
+    about_fields,
+    directories_for,
+    fields_for,
+)
 
 if TYPE_CHECKING:
     from ..core.ecosystem import Upload
@@ -84,6 +91,7 @@ def upload_package(store: CranStore, upload: Upload) -> Response:
         version=package.version,
         md5=digests.md5,
         fields=fields_for(package, digests.md5),
+        about=about_fields(package),
     )
     try:
         added = store.add(upload.channel, directories, record, stream)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..core.ecosystem import StoredEcosystem
+from ..core.ecosystem import StoredEcosystem, UploadKind
+from . import listing as listings
 from . import manage
 from .simple import SimpleIndexMiddleware
 from .store import PythonStore
@@ -36,6 +37,16 @@ class PythonEcosystem(StoredEcosystem[PythonStore]):
     targets = ("a wheel or sdist filename", "PROJECT==VERSION")
     store_type = PythonStore
     reader_type = SimpleIndexMiddleware
+    listing = listings  # packages, package, snippets (core.ecosystem.Listing)
+    upload_kinds = (
+        UploadKind(
+            "python",
+            "A Python wheel or sdist (.whl, .tar.gz, .zip)",
+            # What twine sends; the file's own metadata says the rest.
+            ((":action", "file_upload"), ("protocol_version", "1")),
+            accept=".whl,.tar.gz,.zip",
+        ),
+    )
 
     def claims(self, form: MultiDict[str, str]) -> bool:
         # Any action is the legacy API's: the handler says which ones it supports.

@@ -22,6 +22,7 @@ from packaging.version import Version
 
 from ..channels import Channel
 from ..core.ecosystem import Target
+from ..core.manage import MAX_REASON_LENGTH, clean_reason
 from .metadata import InvalidDistributionError, parse_filename
 from .store import FileRecord, PythonStore
 
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 ECOSYSTEM = "python"
-MAX_REASON_LENGTH = 1000
 
 
 class InvalidTargetError(ValueError):
@@ -120,9 +120,10 @@ def _change(
 
 def yank(store: PythonStore, channel: Channel, target: Target, reason: str = "") -> list[str]:
     """Mark the target's files yanked (PEP 592) with ``reason``; returns their names."""
-    reason = " ".join(reason.split())
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidTargetError(f"The reason is longer than {MAX_REASON_LENGTH} characters.")
+    try:
+        reason = clean_reason(reason)
+    except ValueError as exc:
+        raise InvalidTargetError(str(exc)) from None
     return _change(store, channel, target, lambda r: replace(r, yanked=reason))
 
 

@@ -38,7 +38,9 @@ __all__ = [
     "index_page",
     "project_page",
     "render",
+    "sort_key",
     "upload_time",
+    "version_key",
 ]
 
 # PEP 700 defines 1.1: ``versions``, ``size`` and ``upload-time`` in JSON. HTML carries
@@ -66,12 +68,17 @@ def upload_time(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _version_key(version: str) -> tuple[int, Version | str]:
-    # Versions that PEP 440 cannot order (legacy uploads) go last, by their text.
+def version_key(version: str) -> tuple[int, Version | str]:
+    """Order PEP 440 versions; those it cannot parse (legacy uploads) go last, by text."""
     try:
         return (0, Version(version))
     except InvalidVersion:
         return (1, version)
+
+
+def sort_key(version: str, filename: str) -> tuple[tuple[int, Version | str], str]:
+    """Where a file goes on a project page: by version, then by filename."""
+    return version_key(version), filename
 
 
 def _file(record: FileRecord) -> dict[str, Any]:
@@ -98,8 +105,8 @@ def _file(record: FileRecord) -> dict[str, Any]:
 
 def project_page(project: Project) -> dict[str, Any]:
     """The PEP 691/700 project detail dictionary, files ordered by version then name."""
-    files = sorted(project.files, key=lambda f: (_version_key(f.version), f.filename))
-    versions = sorted({f.version for f in project.files}, key=_version_key)
+    files = sorted(project.files, key=lambda f: sort_key(f.version, f.filename))
+    versions = sorted({f.version for f in project.files}, key=version_key)
     return {
         "meta": {"api-version": API_VERSION},
         "name": project.name,
@@ -132,13 +139,20 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _document(title: str, body: Iterable[str]) -> bytes:
+def _document(title: str, body: Iterable[str], page: Mapping[str, Any] | None = None) -> bytes:
+    meta = [
+        ("pypi:repository-version", (page or {}).get("meta", {}).get("api-version", API_VERSION))
+    ]
+    if page is not None:
+        # PEP 708, in HTML: one meta element per URL.
+        meta += [("pypi:tracks", url) for url in page["meta"].get("tracks", ())]
+        meta += [("pypi:alternate-locations", url) for url in page.get("alternate-locations", ())]
     lines = [
         "<!DOCTYPE html>",
         "<html>",
         "  <head>",
         '    <meta charset="utf-8">',
-        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        *(f'    <meta name="{name}" content="{_e(value)}">' for name, value in meta),
         f"    <title>{_e(title)}</title>",
         "  </head>",
         "  <body>",
@@ -159,7 +173,10 @@ def _index_html(page: Mapping[str, Any]) -> bytes:
 
 
 def _anchor(entry: Mapping[str, Any]) -> str:
-    href = f"{entry['url']}#sha256={entry['hashes']['sha256']}"
+    # One hash in the fragment (PEP 503): sha256 for the channel's own files, the one
+    # an upstream file is checked against for the others.
+    algorithm, value = next(iter(entry["hashes"].items()))
+    href = f"{entry['url']}#{algorithm}={value}"
     attributes = [f'href="{_e(href)}"']
     if "requires-python" in entry:
         # PEP 503: "<" and ">" must be escaped in the attribute, which _e does.
@@ -181,4 +198,5 @@ def _anchor(entry: Mapping[str, Any]) -> str:
 
 def _project_html(page: Mapping[str, Any]) -> bytes:
     title = f"Links for {page.get('_display-name', page['name'])}"
-    return _document(title, [f"<h1>{_e(title)}</h1>", *(_anchor(f) for f in page["files"])])
+    anchors = (_anchor(f) for f in page["files"])
+    return _document(title, [f"<h1>{_e(title)}</h1>", *anchors], page)

@@ -8,7 +8,15 @@ Under a channel (``SCRIPT_NAME`` ends with ``/<CHANNEL>``) it owns:
 
 - ``GET|HEAD /simple/`` and ``/simple/<project>/``: the index, HTML (PEP 503) or
   JSON (PEP 691) by the ``Accept`` header, HTML when there is none;
-- ``GET|HEAD /files/<sha256>/<filename>`` and ``<file URL>.metadata`` (PEP 658).
+- ``GET|HEAD /files/<sha256>/<filename>`` and ``<file URL>.metadata`` (PEP 658);
+- on a channel with a Python upstream, ``GET|HEAD /files/upstream/<algorithm>/<hex>/
+  <filename>`` (and its ``.metadata``): a file of an upstream project, fetched once
+  and then served from storage (see :mod:`~private_channels.pypi.upstream` and
+  :mod:`~private_channels.core.proxy`).
+
+A project that exists in the channel is served from the channel alone and never waits
+on the upstream, unless the channel's allowlist names it; any other project comes from
+the upstream, with links back under the channel.
 
 Everything else goes to the wrapped app.  A page costs one ``stat`` of one document
 when its rendering is in this process's cache, and one read when that document changed
@@ -34,15 +42,36 @@ from werkzeug.http import is_resource_modified, parse_accept_header
 from werkzeug.wrappers import Response
 
 from ..auth import authorize
+from ..core.blobs import RecordDocument
 from ..core.document import DocumentResponse
 from ..core.download import file_response
+from ..core.proxy import (
+    STATE_HEADER,
+    Snapshot,
+    UpstreamHashMismatchError,
+    UpstreamUnavailableError,
+    blob_key,
+    valid_hash,
+)
 from ..core.reader import ReadMiddleware
+from ..core.upstream import UpstreamError
 from ..errors import http_error
 from ..routing import current_channel
 from ..tokens import Scope
 from . import manage
 from .render import HTML, JSON, MEDIA_TYPES, TEXT_HTML, index_page, project_page, render
 from .store import FileRecord, PythonStore
+from .upstream import (
+    ACCEPT,
+    allows,
+    merge_pages,
+    offered,
+    parse_filename,
+    parse_project_page,
+    project_url,
+    published,
+    upstream_page,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -141,6 +170,9 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
     def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
         if path == "/simple" or path.startswith("/simple/"):
             return self._simple(environ, current_channel(environ), path[len("/simple") :])
+        if path.startswith("/files/upstream/"):
+            channel = current_channel(environ)
+            return self._upstream_file(environ, channel, path[len("/files/upstream/") :])
         if path.startswith("/files/"):
             return self._file(environ, current_channel(environ), path[len("/files/") :])
         return None
@@ -204,6 +236,12 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
 
     def _project(self, environ: WSGIEnvironment, channel: Channel, name: str) -> WSGIApplication:
         media_type = self._media_type(environ)
+        if channel.python_upstream is not None:
+            local = self._exists(self.store.project_key(channel, name))
+            # The guard against dependency confusion: a name of the channel's own is
+            # served from the channel alone (below), unless the allowlist names it.
+            if not local or allows(channel, name):
+                return self._proxied(environ, channel, name, media_type, local=local)
 
         def load() -> tuple[dict[str, Any] | None, str]:
             project = self.store.project(channel, name)
@@ -253,6 +291,161 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             ),
             vary=("Accept",),
         )
+
+    # -- projects from the upstream -------------------------------------------------
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.storage.stat(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _upstream_project(self, channel: Channel, name: str) -> Snapshot:
+        """The stored upstream page of ``name``, refreshed when older than the TTL (its
+        data ``None`` when the upstream has no such project).  Raises
+        :class:`UpstreamUnavailableError` when the upstream fails and nothing is stored."""
+        upstream = channel.python_upstream
+        assert upstream is not None
+        return self.proxy.document(
+            self.upstream_key(channel, "pages", name),
+            ttl=channel.upstream_ttl,
+            fetch=lambda etag, modified: self.proxy.client.get(
+                upstream,
+                project_url(upstream, name),
+                accept=ACCEPT,
+                etag=etag,
+                last_modified=modified,
+            ),
+            parse=lambda fetched, old, now: parse_project_page(fetched, name, upstream, old, now),
+        )
+
+    def _proxied(
+        self, environ: WSGIEnvironment, channel: Channel, name: str, media_type: str, *, local: bool
+    ) -> Response:
+        upstream = channel.python_upstream
+        assert upstream is not None
+        try:
+            snapshot = self._upstream_project(channel, name)
+        except UpstreamUnavailableError:
+            if not local:
+                raise http_error(
+                    502,
+                    f"The upstream index did not answer for project {name!r} and nothing of "
+                    "it is stored here; try again later.",
+                ) from None
+            snapshot = Snapshot("unavailable", "-", 0.0)
+        stored = snapshot.data
+        if stored is None and not local:
+            raise http_error(404, f"Project {name!r} is neither in this channel nor upstream.")
+        cutoff = self.cutoff(channel)
+        key = self.store.project_key(channel, name)
+        # The page changes with the stored upstream page, the channel's own project
+        # document, and (with a minimum age) the number of files old enough.
+        valid = "\0".join((
+            snapshot.etag,
+            self.storage.stat(key).etag if local else "-",
+            str(len(offered(stored["files"], cutoff))) if stored and cutoff else "all",
+        ))  # fmt: skip
+
+        def make() -> tuple[bytes, int]:
+            from_upstream = None
+            if stored is not None:
+                from_upstream = upstream_page(stored, project=name, upstream=upstream,
+                                              cutoff=cutoff)  # fmt: skip
+            project = self.store.project(channel, name) if local else None
+            if project is not None:
+                page = project_page(project)
+                if from_upstream is not None:
+                    page = merge_pages(page, from_upstream, deleted=project.deleted)
+            elif from_upstream is not None:
+                page = from_upstream
+            else:  # the channel's own project was deleted meanwhile
+                raise http_error(404, f"Project {name!r} is neither in this channel nor upstream.")
+            body = render(page, media_type)
+            return body, len(body)
+
+        cache_key = (channel.name, "upstream-page", name, media_type)
+        body: bytes = self.cache.get_or_make(cache_key, valid, make)
+        content_type = media_type if media_type == JSON else f"{media_type}; charset=utf-8"
+        response = Response(body, content_type=content_type)
+        response.headers.add(*_VARY)
+        response.set_etag(hashlib.sha256(RENDER_VERSION.encode() + body).hexdigest()[:40])
+        response.headers["Cache-Control"] = (
+            f"{'public' if channel.public else 'private'}, max-age=0, must-revalidate"
+        )
+        response.headers[STATE_HEADER] = snapshot.state
+        return response.make_conditional(environ)
+
+    def _upstream_file(
+        self, environ: WSGIEnvironment, channel: Channel, rest: str
+    ) -> WSGIApplication:
+        authorize(environ, channel, Scope.READ)
+        self._read_only(environ, "Files are read-only.")
+        algorithm, _, rest = rest.partition("/")
+        hexdigest, _, filename = rest.partition("/")
+        upstream = channel.python_upstream
+        if upstream is None or not valid_hash(algorithm, hexdigest) or "/" in filename:
+            raise _not_found("This file")
+        metadata = filename.endswith(".metadata")
+        try:
+            name, _ = parse_filename(filename.removesuffix(".metadata"))
+        except ValueError:
+            raise _not_found("This file") from None
+        if self._exists(self.store.project_key(channel, name)) and not allows(channel, name):
+            # A name of the channel's own: no upstream file of it is served, not even
+            # one stored before the channel had the name.
+            raise _not_found(f"File {filename!r}")
+        entry = self._upstream_entry(channel, name, filename.removesuffix(".metadata"))
+        if entry is None or entry["hash"] != [algorithm, hexdigest]:
+            raise _not_found(f"File {filename!r}")
+        cutoff = self.cutoff(channel)
+        if cutoff is not None and published(entry) > cutoff:
+            raise http_error(404, f"File {filename!r} is younger than this channel's minimum age.")
+        if metadata and not entry.get("metadata"):
+            raise _not_found(f"File {filename!r}")
+        algorithm, hexdigest = entry["metadata"] if metadata else entry["hash"]
+        blobs = self.upstream_key(channel, "blobs")
+        files = RecordDocument(self.storage, self.upstream_key(channel, "files", f"{name}.json"))
+        try:
+            record, state = self.proxy.file(
+                upstream,
+                entry["url"] + (".metadata" if metadata else ""),
+                document=files,
+                blobs=blobs,
+                filename=filename,
+                expected=(algorithm, hexdigest),
+                max_bytes=self.limits.max_metadata_size if metadata else None,
+            )
+        except UpstreamHashMismatchError as exc:
+            raise http_error(502, str(exc)) from None
+        except UpstreamError as exc:
+            raise http_error(502, f"The upstream did not deliver {filename!r}: {exc}") from None
+        return file_response(
+            environ,
+            self.storage,
+            blob_key(blobs, record),
+            etag=record.sha256,
+            mimetype="text/plain" if metadata else "application/octet-stream",
+            cache_control=(
+                f"{'public' if channel.public else 'private'}, max-age={FILE_MAX_AGE}, immutable"
+            ),
+            redirect=0 if metadata else self.redirect_downloads,
+            not_found=f"File {filename!r} is stored but its content is missing.",
+            headers=[(STATE_HEADER, state)],
+        )
+
+    def _upstream_entry(self, channel: Channel, name: str, filename: str) -> dict[str, Any] | None:
+        """The stored upstream entry of a file.  The upstream is asked only when the
+        stored page does not list the file (it may be new there) and is past its TTL."""
+        snapshot = self.proxy.stored(self.upstream_key(channel, "pages", name))
+        entry = _entry_of(snapshot.data if snapshot is not None else None, filename)
+        if entry is None:
+            try:
+                entry = _entry_of(self._upstream_project(channel, name).data, filename)
+            except UpstreamUnavailableError:
+                return None
+        return entry
 
     # -- files -------------------------------------------------------------------
 
@@ -313,6 +506,14 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
     def _read_only(environ: WSGIEnvironment, sentence: str) -> None:
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             raise http_error(405, sentence, headers=[("Allow", "GET, HEAD")])
+
+
+def _entry_of(stored: dict[str, Any] | None, filename: str) -> dict[str, Any] | None:
+    for entry in stored["files"] if stored is not None else ():
+        if entry["filename"] == filename:
+            found: dict[str, Any] = entry
+            return found
+    return None
 
 
 def _redirect(location: str) -> Response:

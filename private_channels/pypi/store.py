@@ -10,7 +10,8 @@ Layout under ``channels/<channel>/pypi/``:
 
 - ``blobs/<sha256>/<filename>``: the file itself, content-addressed so that two uploads
   that race on one filename can never overwrite each other's bytes;
-  ``blobs/<sha256>/<filename>.metadata``: a wheel's METADATA, verbatim (PEP 658).
+  ``blobs/<sha256>/<filename>.metadata``: a wheel's METADATA, verbatim (PEP 658);
+  ``blobs/<sha256>/<filename>.pkg-info``: an sdist's PKG-INFO, for the pages only.
 - ``projects/<normalized-name>.json``: the project document, one record per file. It is
   the commit point of an upload: a file exists for the index once its record is in it.
 - ``projects.json``: the names of all projects, for the root page.
@@ -41,8 +42,11 @@ from ..core.blobs import (
     forget,
     store_blob,
 )
-from ..storage import Stat, Storage, read_json, update_json
+from ..storage import Stat, Storage, read_bytes, read_json, update_json
 from .metadata import InvalidDistributionError, parse_filename
+
+# What is stored beside a file: its METADATA (served, PEP 658), an sdist's PKG-INFO.
+_BESIDE = (".metadata", ".pkg-info")
 
 __all__ = [
     "DeletedFilenameError",
@@ -121,6 +125,17 @@ class PythonStore(ChannelStore):
             return {}, None
         return dict(doc["projects"]), stat
 
+    def read_metadata(self, channel: Channel, record: FileRecord, *, limit: int) -> bytes | None:
+        """The file's METADATA (a wheel) or PKG-INFO (an sdist) as stored beside it, at
+        most ``limit`` bytes; ``None`` when none is (files stored before sdists kept it)."""
+        blob = self.blob_key(channel, record.sha256, record.filename)
+        key = f"{blob}.metadata" if record.metadata_sha256 is not None else f"{blob}.pkg-info"
+        try:
+            data, _ = read_bytes(self.storage, key, limit=limit)
+        except (FileNotFoundError, ValueError):
+            return None
+        return data
+
     def open_blob(self, channel: Channel, sha256: str, filename: str) -> tuple[IO[bytes], Stat]:
         """Open a committed file (or, with ``filename + ".metadata"``, its METADATA).
 
@@ -150,12 +165,15 @@ class PythonStore(ChannelStore):
         *,
         display_name: str,
         metadata: bytes | None = None,
+        pkg_info: bytes | None = None,
     ) -> bool:
         """Store a file and commit its record; ``False`` if the very same file was there.
 
         ``metadata`` (a wheel's METADATA, verbatim) is served beside the file (PEP 658);
         the record's ``metadata_sha256`` is always derived from it (``None`` without
         it), so that the index promises a METADATA file exactly when one is stored.
+        ``pkg_info`` (an sdist's PKG-INFO) is kept beside the file for the pages'
+        description, and never served: it may be incomplete (dynamic fields).
 
         Raises :class:`FileConflictError` when the filename holds other bytes and
         :class:`DeletedFilenameError` when it was deleted; both are found before any
@@ -177,6 +195,8 @@ class PythonStore(ChannelStore):
         blobs = {blob: content}
         if metadata is not None:
             blobs[f"{blob}.metadata"] = io.BytesIO(metadata)
+        if pkg_info is not None:
+            blobs[f"{blob}.pkg-info"] = io.BytesIO(pkg_info)
         added, doc = store_blob(
             self.storage,
             blobs,
@@ -241,7 +261,7 @@ class PythonStore(ChannelStore):
             record = FileRecord.from_json(raw)
             if (record.sha256, record.filename) not in named:
                 blob = self.blob_key(channel, record.sha256, record.filename)
-                forget(self.storage, [blob, f"{blob}.metadata"])
+                forget(self.storage, [blob, *(blob + suffix for suffix in _BESIDE)])
         return project
 
     def referenced(self, channel: Channel) -> set[str]:
@@ -255,7 +275,7 @@ class PythonStore(ChannelStore):
             for raw in doc["files"].values():
                 record = FileRecord.from_json(raw)
                 blob = self.blob_key(channel, record.sha256, record.filename)
-                referenced.update((blob, f"{blob}.metadata"))
+                referenced.update((blob, *(blob + suffix for suffix in _BESIDE)))
             if doc["files"]:
                 self._add_project_name(channel, canonicalize_name(doc["name"]), doc["name"])
         return referenced

@@ -81,6 +81,7 @@ def store_file(
             # PEP 658 serves a wheel's METADATA; an sdist's PKG-INFO may be
             # incomplete (dynamic fields), so installers never ask for it.
             metadata=dist.metadata if dist.kind == "wheel" else None,
+            pkg_info=dist.metadata if dist.kind == "sdist" else None,
         )
     except DeletedFilenameError:
         raise http_error(
