@@ -28,9 +28,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from side_by_side import JSON_ACCEPT, PREFIX, multipart, wheel_bytes  # noqa: E402
+from side_by_side import JSON_ACCEPT, PREFIX, multipart, wheel_bytes
 
-from private_channels.config import load_config  # noqa: E402
+from private_channels.config import load_config
 
 
 def environ(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> dict[str, Any]:
@@ -122,8 +122,7 @@ def main() -> None:
         "health (no auth)": lambda: environ("GET", "/api/repo/-/health", {}),
         "page": lambda: environ("GET", page, {**auth, "Accept": JSON_ACCEPT}),
         "page html": lambda: environ("GET", page, {**auth, "Accept": "text/html"}),
-        "304": lambda: environ("GET", page, {**auth, "Accept": JSON_ACCEPT,
-                                              "If-None-Match": etag}),  # fmt: skip
+        "304": lambda: environ("GET", page, {**auth, "Accept": JSON_ACCEPT, "If-None-Match": etag}),
         "root": lambda: environ("GET", f"{PREFIX}/simple/", {**auth, "Accept": JSON_ACCEPT}),
         "small download": lambda: environ("GET", download, auth),
         "PACKAGES.rds": lambda: environ("GET", f"{PREFIX}/src/contrib/PACKAGES.rds", auth),

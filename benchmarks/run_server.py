@@ -55,7 +55,7 @@ def main() -> None:
                 f"fd://{sock.fileno()}",
                 args.app.removesuffix("()"),
             ]
-            + (["--factory"] if args.app.endswith("()") else []),  # fmt: skip
+            + (["--factory"] if args.app.endswith("()") else []),
         )
     app = load(args.app)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))

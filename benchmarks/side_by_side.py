@@ -560,15 +560,19 @@ def etags(port: int, target: str, dataset: Dataset, count: int = 200) -> dict[st
         response = connection.getresponse()
         response.read()
         etag = response.getheader("ETag")
-        if etag:
-            found[path] = etag
+        if not etag:
+            break  # pypiserver sends none: there is nothing to revalidate
+        found[path] = etag
     connection.close()
     return found
 
 
 def warm(port: int, target: str, dataset: Dataset) -> None:
     """Every project page once in each format, and each CRAN index: what a server that has
-    run for a while holds in its caches (twice, for gunicorn's two workers)."""
+    run for a while holds in its caches (twice, for gunicorn's two workers).  pypiserver
+    keeps no pages, so it is left alone."""
+    if target == "pypiserver":
+        return
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     paths = [f"{_prefix(target)}/simple/"] + [
         f"{_prefix(target)}/simple/{project_name(i)}/" for i in range(dataset.size)
@@ -790,9 +794,15 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=Path("side-by-side.json"))
     parser.add_argument("--extras", action="store_true", help="1 GB up/down RSS, CRAN rebuild")
+    parser.add_argument(
+        "--fresh", action="store_true", help="fill the channels anew (uploads of earlier runs gone)"
+    )
     parser.add_argument("--big-bytes", type=int, default=1000 * 1000 * 1000)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        for size in args.sizes:
+            shutil.rmtree(args.work / f"data-{size}", ignore_errors=True)
     meta = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(), "load_before": os.getloadavg(),
