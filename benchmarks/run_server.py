@@ -53,9 +53,8 @@ def main() -> None:
                 str(args.workers),
                 "--bind",
                 f"fd://{sock.fileno()}",
-                args.app.removesuffix("()"),
-            ]
-            + (["--factory"] if args.app.endswith("()") else []),
+                args.app,  # gunicorn calls "module:factory()" itself
+            ],
         )
     app = load(args.app)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
