@@ -39,6 +39,8 @@ NOT_RUN = {
     ("clients/pak.md", "pak-install.R"): "pak is installed from CRAN, which test machines "
     "cannot reach, and Debian does not package it; the page's available.packages() check runs",
     ("architecture.md", "text"): "a drawing of the layers, not a command",
+    ("performance.md", "text"): "the side-by-side benchmark: about 40 minutes of load on "
+    "the machine, run by hand, never in the test suite",
     ("architecture.md", "python"): "an outline of the interface an ecosystem implements; "
     "pypi/ecosystem.py and cran/ecosystem.py are its real, tested instances",
     ("upstreams.md", "shell"): "installs that reach PyPI and CRAN, which test machines cannot; "
@@ -295,7 +297,7 @@ def test_docs_build_with_warnings_as_errors(workdir: Workdir) -> None:
 
 def test_every_block_is_run_or_listed_with_a_reason() -> None:
     run = {"quickstart.md", "embedding.md", "deployment.md", "about-these-docs.md"}
-    run |= {"architecture.md", "api.md", "upstreams.md"}
+    run |= {"architecture.md", "api.md", "upstreams.md", "performance.md"}
     run |= {f"clients/{p}.md" for p in CLIENT_PAGES}
     for page in pages():
         if page in run:

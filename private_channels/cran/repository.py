@@ -51,6 +51,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
+from werkzeug.utils import get_content_type
+
 from ..auth import authorize
 from ..core.blobs import RecordDocument
 from ..core.cache import DocumentCache
@@ -299,7 +301,8 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         return DocumentResponse(
             body,
             etag=etag,
-            content_type=_mimetype(name),
+            # werkzeug's Response used to add the charset to text/plain; so does this.
+            content_type=get_content_type(_mimetype(name), "utf-8"),
             cache_control="no-cache, private",
             headers=headers,
         )
