@@ -2,13 +2,14 @@
 
 ::
 
-    pip install pyramid waitress private-channels
+    pip install pyramid waitress -e .        # in a checkout of private-channels
     PRIVATE_CHANNELS_STORAGE=./private-channels-data waitress-serve examples.pyramid_app:app
 
 The Pyramid way to mount a WSGI app: a route whose ``*subpath`` is everything below
 ``/api/repo/``, and a view made with ``wsgiapp2``, which moves the matched part of the
 path into ``SCRIPT_NAME`` and the subpath into ``PATH_INFO`` before calling the app, so
-every link the channels emit includes ``/api/repo``.
+every link the channels emit includes ``/api/repo``.  waitress logs the path of a
+request that failed, a token in the path included: ``redact_loggers()`` redacts it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pyramid.response import Response
 from pyramid.wsgi import wsgiapp2
 
 from private_channels import make_app, open_storage
+from private_channels.logs import redact_loggers
 
 
 def home(request: Request) -> Response:
@@ -31,6 +33,7 @@ def status(request: Request) -> dict[str, str]:
     return {"app": "pyramid", "channels": "/api/repo"}
 
 
+redact_loggers()  # waitress's "Exception while serving <path>" and the other servers'
 storage = open_storage(os.environ.get("PRIVATE_CHANNELS_STORAGE", "./private-channels-data"))
 channels = make_app(storage, secret_key=os.environ.get("PRIVATE_CHANNELS_SECRET_KEY"))
 

@@ -6,7 +6,8 @@
 
 This is what ``private-channels serve`` does, in a few lines to copy and change:
 ``make_app`` mounted with ``DispatcherMiddleware``, a plain 404 for the rest, and the
-access log instead of werkzeug's request log.
+access log instead of werkzeug's request log (whose error lines are redacted, as they
+quote the request line).
 werkzeug's server is for development and small teams; see the deployment docs for
 gunicorn and waitress.
 """
@@ -21,6 +22,7 @@ from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from private_channels import make_app, open_storage
 from private_channels.accesslog import configure_logging
+from private_channels.logs import redact_loggers
 
 storage = open_storage(os.environ.get("PRIVATE_CHANNELS_STORAGE", "./private-channels-data"))
 channels = make_app(
@@ -38,5 +40,6 @@ class AccessLoggedRequestHandler(WSGIRequestHandler):
 
 if __name__ == "__main__":
     configure_logging()
+    redact_loggers()
     port = int(os.environ.get("PORT", "8000"))
     run_simple("127.0.0.1", port, app, threaded=True, request_handler=AccessLoggedRequestHandler)

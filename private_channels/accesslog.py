@@ -10,6 +10,9 @@ response's ``X-Request-ID`` header, kept in ``environ["private_channels.request_
 and logged with the method, path, status, size, duration, client address and the id of
 the token that authenticated the request (``REMOTE_USER``, set by
 :class:`~private_channels.auth.TokenAuthMiddleware`; a token id, never its secret).
+A refusal (any status from 400 on) is logged with its reason phrase, which is the one
+sentence the server answered (see :mod:`~private_channels.errors`): pip, uv and R do not
+show it to their users, so this is where an administrator reads why they were refused.
 
 Paths are logged with the ``/t/<TOKEN>/`` segment replaced by ``/t/<redacted>/`` and
 without their query string, and no header that carries credentials is ever read here.
@@ -114,6 +117,7 @@ class AccessLogMiddleware:
             "method": environ.get("REQUEST_METHOD", ""),
             "path": redact_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")),
             "status": None,
+            "reason": None,
             "size": 0,
             "user_agent": environ.get("HTTP_USER_AGENT", ""),
             # Which worker answered, under gunicorn and other pre-forking servers.
@@ -123,7 +127,11 @@ class AccessLogMiddleware:
         def logging_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            record["status"] = int(status.split(" ", 1)[0])
+            code, _, reason = status.partition(" ")
+            record["status"] = int(code)
+            # A refusal's reason phrase is its one sentence (errors.http_error): why
+            # pip, uv or R were refused, which none of them shows its user.
+            record["reason"] = redact_tokens(reason) if record["status"] >= 400 else None
             for name, value in headers:
                 if name.lower() == "content-length" and value.isdigit():
                     record["size"] = int(value)
@@ -174,11 +182,12 @@ class AccessLogMiddleware:
             when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
             self._clock = (second, when)
         # Quoted and escaped as JSON, so a hostile path or agent cannot split the line.
+        reason = f" reason={_quoted(record['reason'])}" if record.get("reason") else ""
         return (
             f"{record['remote_addr'] or '-'} - {record['token_id'] or '-'} [{when}] "
             f"{_quoted(record['method'] + ' ' + record['path'])} {record['status']} "
             f"{record['size']} {record['duration_ms']}ms "
-            f"request_id={record['request_id']} {_quoted(record['user_agent'])}"
+            f"request_id={record['request_id']} {_quoted(record['user_agent'])}{reason}"
         )
 
 

@@ -9,13 +9,14 @@
         "/api/repo": make_app(open_storage("./private-channels-data")),
     })
 
-From the outside in: the access log and the health endpoint, the web pages for
-browsers, the HTTP JSON API, token authentication (which also cuts the ``/t/<TOKEN>``
-path form), channel routing, then the core's one owner of the upload URL, the
-management endpoints (yank, unyank, delete), and each ecosystem's read side (the Python
-simple index, the CRAN repository), each serving what it owns and passing on the rest.
-The pages, the HTTP API and the command line share one management API
-(:class:`~private_channels.admin.Admin`).  See ``docs/architecture.md``.
+From the outside in: the access log, the answer to failures (a damaged document, a
+read-only storage: one sentence, never a bare 500), the health endpoint, the web pages
+for browsers, the HTTP JSON API, token authentication (which also cuts the
+``/t/<TOKEN>`` path form), channel routing, then the core's one owner of the upload
+URL, the management endpoints (yank, unyank, delete), and each ecosystem's read side
+(the Python simple index, the CRAN repository, the conda channel), each serving what it
+owns and passing on the rest.  The pages, the HTTP API and the command line share one
+management API (:class:`~private_channels.admin.Admin`).  See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from .accesslog import AccessLogMiddleware
 from .admin import Admin
 from .auth import TokenAuthMiddleware, authorize
 from .channels import ChannelRegistry
+from .conda.ecosystem import CondaEcosystem
 from .core.limits import Limits
 from .core.manage import ManageMiddleware
 from .core.upload import UploadMiddleware
 from .cran.ecosystem import CranEcosystem
 from .errors import http_error
+from .failures import FailureMiddleware
 from .health import HealthMiddleware
 from .pypi.ecosystem import PythonEcosystem
 from .routing import ChannelMiddleware, current_channel
@@ -59,6 +62,7 @@ def ecosystems(
     return [
         PythonEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
         CranEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
+        CondaEcosystem(storage, redirect_downloads=redirect_downloads, limits=limits),
     ]
 
 
@@ -125,6 +129,7 @@ def make_app(
         app = PagesMiddleware(app, admin, sessions, limits=limits, api=api)
     if health:
         app = HealthMiddleware(app, storage)
+    app = FailureMiddleware(app)
     if access_log is not None:
         app = AccessLogMiddleware(app, format=access_log)
     return app

@@ -20,7 +20,9 @@ expired or revoked is refused here with 401, whatever it asks for; everything el
 up to :func:`authorize`: anonymous requests may read public channels and get 401
 elsewhere, a good token without the scope or channel gets 403.  Every 401 carries
 ``WWW-Authenticate: Basic realm="private-channels"`` (pip and twine send credentials
-only after that challenge) and says "missing" or "invalid or expired", nothing more.
+only after that challenge) and says "missing" or "invalid or expired", nothing more;
+Basic credentials with another password than either form's (``TOKEN:mypassword``) are
+told so, without a word on the token.
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ _CREDENTIAL_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_X_AUTH")
 
 MISSING = "Authentication is missing: send a token for this channel."
 INVALID = "The token is invalid or expired."
+# For Basic credentials of neither form, such as TOKEN:mypassword: the token may be
+# fine, so the sentence blames the password and never says whether the token is.
+WRONG_PASSWORD = (
+    "The password is not one this server takes: send the token as the user name with "
+    f"the password '{PASSWORD_MARKER}', or the user name '{PYPI_USERNAME}' with the token "
+    "as the password."
+)
 
 
 def _from_basic(value: str) -> str:
@@ -87,6 +96,19 @@ def _from_basic(value: str) -> str:
     if password in (PASSWORD_MARKER, ""):
         return user
     return ""  # some other user:password pair: a credential, but not one of ours
+
+
+def _other_password(environ: WSGIEnvironment) -> bool:
+    """Whether the request sent Basic credentials whose password is neither form's."""
+    scheme, _, value = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    user, _, password = decoded.partition(":")
+    return user != PYPI_USERNAME and password not in (PASSWORD_MARKER, "")
 
 
 def credentials(environ: WSGIEnvironment) -> str | None:
@@ -135,12 +157,20 @@ def _cut_path_token(environ: WSGIEnvironment) -> str | None:
 
 
 # The path form as a log line may spell it: servers log the raw request path, so "/t/",
-# "%74" for "t" and "%2F" for "/" all occur; case-insensitive because "/T/<TOKEN>"
-# reaches the app (as an unknown channel) and is logged too.
-_LOGGED_PATH_TOKEN = re.compile(r"(?i)(?:/|%2f)(?:t|%74)(?:/|%2f)+[^/\s\"'?]+")
-# Tokens sent where no token belongs (say, as a channel name): the default form, and
-# itsdangerous' signed form (base64 of '{"...' then a dot and the signature).
-_BARE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{48}(?![0-9A-Za-z])|eyJ[\w-]*\.[\w.-]+")
+# "%74" for "t" and "%2F" for "/" all occur, and so do their encodings encoded again
+# ("%252F": a client that quoted a quoted URL); case-insensitive because "/T/<TOKEN>"
+# reaches the app (as an unknown channel) and is logged too.  Each alternative starts
+# with its own character, so the scan stays linear in the line.
+_LOGGED_PATH_TOKEN = re.compile(r"(?i)(?:/|%(?:25)*2f)(?:t|%(?:25)*74)(?:/|%(?:25)*2f)+[^/\s\"'?]+")
+# Tokens sent where no token belongs (say, as a channel name, or after an encoded
+# slash: "x%2F<TOKEN>", "%252F<TOKEN>"): the default form, 48 lowercase hexadecimal
+# digits that no longer run of lowercase hex (a sha256) holds, and itsdangerous'
+# signed form (base64 of '{"...' then a dot and the signature).
+_BARE_TOKEN = re.compile(
+    r"(?:(?<![0-9a-f])|(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2}))"
+    r"[0-9a-f]{48}(?![0-9A-Za-z])"
+    r"|eyJ[\w-]*\.[\w.-]+"
+)
 
 
 def redact_tokens(text: str) -> str:
@@ -181,7 +211,8 @@ class TokenAuthMiddleware:
         elif secret is not None:
             token = self.store.verify(secret) if secret else None
             if token is None:
-                return http_error(401, INVALID, headers=[CHALLENGE])(environ, start_response)
+                sentence = WRONG_PASSWORD if not secret and _other_password(environ) else INVALID
+                return http_error(401, sentence, headers=[CHALLENGE])(environ, start_response)
             # The identity replaces the credentials: an error reporter or debugger that
             # dumps the environ further in must find no token there, not even one sent
             # in a second form that lost to the one used.

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from .storage import Storage, dump_json, read_json, update_json
+from .storage import Storage, dump_json, read_document, update_json
 
 __all__ = [
     "DEFAULT_UPSTREAM_TTL",
@@ -296,10 +296,12 @@ def _record(channel: Channel) -> dict[str, Any]:
 
 
 def _channel(doc: Mapping[str, Any]) -> Channel:
+    """The channel a stored record holds; a record of the wrong shape raises (which
+    :func:`~.storage.read_document` reports as a damaged document)."""
     return Channel(
-        name=doc["name"],
+        name=validate_channel_name(doc["name"]),
         public=bool(doc["public"]),
-        created=doc["created"],
+        created=float(doc["created"]),
         allow_reupload=bool(doc.get("allow_reupload", False)),
         python_upstream=Upstream.from_json(doc.get("python_upstream")),
         cran_upstream=Upstream.from_json(doc.get("cran_upstream")),
@@ -418,10 +420,9 @@ class ChannelRegistry:
         if known is not None and known[0] == etag:
             return known[1]
         try:
-            doc, stat = read_json(self.storage, self._key(name))
+            channel, stat = read_document(self.storage, self._key(name), _channel)
         except FileNotFoundError:
             return None
-        channel = _channel(doc)
         if len(self._known) >= 10_000:  # a bound, whatever names are asked for
             self._known.clear()
         self._known[name] = (stat.etag, channel)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import importlib.util
 import os
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from werkzeug import serving
@@ -32,9 +34,18 @@ from .channels import Channel, ChannelRegistry
 from .config import Config, ConfigError, load_config
 from .core.limits import Limits
 from .errors import ChannelHTTPError
+from .logs import redact_loggers
 from .serving import SERVERS, run_until_stopped, waitress_server
-from .storage import DEFAULT_STORAGE, Storage, StorageURLError, open_storage
-from .tokens import ALL_CHANNELS, Scope, parse_duration
+from .storage import DEFAULT_STORAGE, Storage, StorageURLError, copy_storage, open_storage
+from .tokens import (
+    ALL_CHANNELS,
+    TOKEN_ID,
+    TOKEN_KEY,
+    Scope,
+    TokenStore,
+    parse_duration,
+    stored_key,
+)
 
 __all__ = ["main"]
 
@@ -66,11 +77,71 @@ class RedactingRequestHandler(WSGIRequestHandler):
         )
 
 
-def _storage(args: argparse.Namespace) -> Storage:
+def _storage(args: argparse.Namespace, *, create: bool = False) -> Storage:
+    """The storage the command names (``--storage``, else ``PRIVATE_CHANNELS_STORAGE``,
+    else the default), remembered in ``args.used_storage`` for the closing line.
+
+    Only commands that may start a storage pass ``create``: anywhere else, nothing
+    stored at that URL means the user is elsewhere than they think (another directory,
+    a variable not set), and a new, empty storage would only hide it.
+    """
+    url, source = _storage_url(args)
+    advice = (
+        "; run the command where the storage is, or name it with --storage or "
+        "PRIVATE_CHANNELS_STORAGE (only 'channel create' and 'token create --channel "
+        '"*"\' start a new storage)'
+    )
+    storage = _open(url, source, create=create, advice=advice)
+    if create:
+        # Started for good: the token-hashing key stays when the last channel and token
+        # are gone, so that the storage is never taken for an empty one again.
+        try:
+            stored_key(storage, TOKEN_KEY, purpose="token hashing key")
+        except OSError as exc:
+            raise CommandError(f"cannot open storage: {exc}") from exc
+    args.used_storage = f"{_describe(storage)} ({source})"
+    return storage
+
+
+def _open(url: str, source: str, *, create: bool, advice: str = "") -> Storage:
+    nothing = CommandError(
+        f"cannot open storage: nothing is stored at {_where(url)} ({source}){advice}"
+    )
+    if not create and _is_path(url) and not Path(_where(url)).is_dir():
+        raise nothing
     try:
-        return open_storage(args.storage)
+        storage = open_storage(url, create=create)
+        empty = not create and next(iter(storage.list("registry/")), None) is None
     except (StorageURLError, OSError) as exc:
         raise CommandError(f"cannot open storage: {exc}") from exc
+    if empty:
+        raise nothing
+    return storage
+
+
+def _is_path(url: str) -> bool:
+    scheme = url.partition("://")[0] if "://" in url else ""
+    return scheme in ("", "file")
+
+
+def _storage_url(args: argparse.Namespace) -> tuple[str, str]:
+    if args.storage:
+        return args.storage, "from --storage"
+    if os.environ.get("PRIVATE_CHANNELS_STORAGE"):
+        return os.environ["PRIVATE_CHANNELS_STORAGE"], "from PRIVATE_CHANNELS_STORAGE"
+    return DEFAULT_STORAGE, f"the default, {DEFAULT_STORAGE}"
+
+
+def _where(url: str) -> str:
+    # A relative path is relative to where the command runs: say where that is.
+    if _is_path(url):
+        return str(Path(url.removeprefix("file://")).resolve())
+    return url.partition("?")[0]
+
+
+def _describe(storage: Storage) -> str:
+    root = getattr(storage, "root", None)
+    return str(root) if root is not None else repr(storage)
 
 
 class _AccessLoggedRequestHandler(RedactingRequestHandler):
@@ -97,6 +168,8 @@ def _exec_gunicorn(config: Config, sock: socket.socket, workers: int, host: str)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
     env.update(config.environ())
     command = ["--workers", str(workers), "--bind", f"fd://{sock.fileno()}"]
+    # Its "Error handling request" line quotes the URI as the client sent it.
+    command += ["--logger-class", "private_channels.logs.GunicornLogger"]
     os.execve(  # noqa: S606 (our own interpreter, a fixed argument list)
         sys.executable,
         [sys.executable, "-m", "gunicorn", *command, "private_channels.wsgi:app"],
@@ -123,6 +196,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = config.build_app(storage)
     except ConfigError as exc:
         raise CommandError(str(exc)) from exc
+    redact_loggers()
     if config.log_format != "off":
         configure_logging()
     # Bind here rather than in the server, so that every server reports a busy port alike
@@ -159,8 +233,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin(args: argparse.Namespace) -> Admin:
-    storage = _storage(args)
+def _admin(args: argparse.Namespace, *, create: bool = False) -> Admin:
+    storage = _storage(args, create=create)
     return Admin(storage, ecosystems(storage))
 
 
@@ -200,7 +274,7 @@ def cmd_channel_create(args: argparse.Namespace) -> int:
     for name in ("python_upstream", "cran_upstream", "upstream_ttl", "upstream_min_age"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    channel = _admin(args).create_channel(
+    channel = _admin(args, create=True).create_channel(
         OPERATOR, args.name, public=args.public, allow_reupload=args.allow_reupload, **options
     )
     print(_listed(channel))
@@ -274,7 +348,10 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         expires_in = parse_duration(args.expires) if args.expires else None
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    secret, token = _admin(args).create_token(
+    # A token for every channel may start a storage (the first admin's); one that names
+    # channels needs them to exist, so it never makes a storage where they are not.
+    named = [name for name in args.channel if name != ALL_CHANNELS]
+    secret, token = _admin(args, create=not named).create_token(
         OPERATOR, args.channel, scope, expires_in=expires_in, note=args.note or ""
     )
     print(
@@ -298,7 +375,20 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    stored = _admin(args).revoke_token(OPERATOR, args.id)
+    admin = _admin(args)
+    if not TOKEN_ID.match(args.id):
+        # Never echoed: what is not an id may well be the secret itself.
+        token = TokenStore(admin.storage).verify(args.id)
+        if token is not None:
+            raise CommandError(
+                "'token revoke' takes a token's id, not the token; this token's id is "
+                f"{token.id}: private-channels token revoke {token.id}"
+            )
+        raise CommandError(
+            "'token revoke' takes a token's id: 12 lowercase hexadecimal characters, as "
+            "the first column of 'private-channels token list' shows"
+        )
+    stored = admin.revoke_token(OPERATOR, args.id)
     if stored:
         print(f"revoked token {args.id}", file=sys.stderr)
     else:
@@ -314,7 +404,7 @@ def _channel(args: argparse.Namespace) -> tuple[Storage, Channel]:
     storage = _storage(args)
     channel = ChannelRegistry(storage).get(args.channel)
     if channel is None:
-        raise CommandError(f"channel {args.channel!r} does not exist")
+        raise CommandError(f"channel {args.channel!r} does not exist in {args.used_storage}")
     return storage, channel
 
 
@@ -343,6 +433,24 @@ def cmd_gc(args: argparse.Namespace) -> int:
     ]
     for key in removed:
         print(f"removed {key}")
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    """Copy a whole storage into an empty one: a backup, a restore, a move to S3."""
+    source = _open(args.source, "SOURCE", create=False)
+    destination = _open(args.destination, "DESTINATION", create=True)
+    try:
+        keys, size = copy_storage(source, destination)
+    except FileExistsError:
+        raise CommandError(
+            f"the destination {_describe(destination)} is not empty; copy only into an empty "
+            "storage (a new directory, or a new prefix of a bucket)"
+        ) from None
+    print(
+        f"copied {keys} keys ({size} bytes) from {_describe(source)} to {_describe(destination)}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -406,18 +514,25 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--storage",
-        default=os.environ.get("PRIVATE_CHANNELS_STORAGE") or DEFAULT_STORAGE,
         help="storage URL: a path, file://..., memory:// or s3://bucket/prefix "
         "(default: $PRIVATE_CHANNELS_STORAGE or ./private-channels-data)",
     )
     parser = argparse.ArgumentParser(
         prog="private-channels", description="Private Python and R package channels."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[common], help="run the standalone server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for all)",
+    )
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on (default 8000; 0: any free)"
+    )
+
     # No defaults here: what is not given comes from the environment or the config file.
     serve.set_defaults(storage=None)
     serve.add_argument("--prefix", help="mount path (default /api/repo)")
@@ -442,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     channel = commands.add_parser("channel", help="manage channels")
     channel_commands = channel.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = channel_commands.add_parser("create", parents=[common])
+    create = channel_commands.add_parser("create", parents=[common], help="create a channel")
     create.add_argument("name")
     create.add_argument("--public", action="store_true", help="anyone may read it")
     create.add_argument(
@@ -461,8 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
     visibility.add_argument("--private", action="store_const", const=False, dest="public")
     _upstream_options(update, updating=True)
     update.set_defaults(func=cmd_channel_update)
-    channel_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_channel_list)
-    delete = channel_commands.add_parser("delete", parents=[common])
+    channel_commands.add_parser(
+        "list", parents=[common], help="list the channels, one a line: name, public or private"
+    ).set_defaults(func=cmd_channel_list)
+    delete = channel_commands.add_parser(
+        "delete", parents=[common], help="delete a channel and everything in it"
+    )
     delete.add_argument("name")
     delete.add_argument(
         "--yes", action="store_true", help="delete without asking (needed without a terminal)"
@@ -471,7 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("token", help="manage tokens")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
-    tcreate = token_commands.add_parser("create", parents=[common])
+    tcreate = token_commands.add_parser(
+        "create", parents=[common], help="make a token; it is printed once, on the last line"
+    )
     tcreate.add_argument(
         "--channel",
         action="append",
@@ -483,8 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
     tcreate.add_argument("--expires", metavar="DURATION", help="like 90s, 30m, 12h, 30d")
     tcreate.add_argument("--note", help="one line, to tell tokens apart in 'token list'")
     tcreate.set_defaults(func=cmd_token_create)
-    token_commands.add_parser("list", parents=[common]).set_defaults(func=cmd_token_list)
-    revoke = token_commands.add_parser("revoke", parents=[common])
+    token_commands.add_parser(
+        "list", parents=[common], help="list the stored tokens by id (never their secrets)"
+    ).set_defaults(func=cmd_token_list)
+    revoke = token_commands.add_parser(
+        "revoke", parents=[common], help="revoke a token by its id, for good"
+    )
     revoke.add_argument("id", help="the id that 'token list' shows (never the token)")
     revoke.set_defaults(func=cmd_token_revoke)
 
@@ -499,6 +624,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "yank":
             files.add_argument("--reason", help="shown to users by pip and uv")
         files.set_defaults(func=cmd_files)
+
+    copy = commands.add_parser(
+        "copy",
+        help="copy a whole storage into an empty one (a backup, a restore, a move to S3)",
+        description="Copy every channel, token and package of SOURCE into DESTINATION, "
+        "which must be empty. Stop uploads and changes to SOURCE while it runs.",
+    )
+    copy.add_argument("source", metavar="SOURCE", help="storage URL to copy from")
+    copy.add_argument(
+        "destination", metavar="DESTINATION", help="storage URL to copy to (made if missing)"
+    )
+    copy.set_defaults(func=cmd_copy)
 
     gc = commands.add_parser(
         "gc", parents=[common], help="remove files that interrupted uploads left behind"
@@ -521,17 +658,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except CommandError as exc:
-        print(f"private-channels: error: {exc}", file=sys.stderr)
+        # Redacted: an argument may be a token given where a name belongs.
+        print(f"private-channels: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except ChannelHTTPError as exc:
-        # The management API's refusals: one sentence, the same the HTTP API answers.
-        print(f"private-channels: error: {exc.sentence}", file=sys.stderr)
+        # The management API's refusals: one sentence, the same the HTTP API answers;
+        # for what does not exist, which storage was searched.
+        used = getattr(args, "used_storage", None)
+        where = f" Searched storage {used}." if exc.code == 404 and used else ""
+        print(f"private-channels: error: {redact(exc.sentence)}{where}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A storage that fails mid-command (a full disk, a permission, a lost endpoint).
-        print(f"private-channels: error: storage failed: {exc}", file=sys.stderr)
+        print(f"private-channels: error: storage failed: {redact(str(exc))}", file=sys.stderr)
         return 1
+    used = getattr(args, "used_storage", None)
+    if used is not None:
+        # Which storage, on every success: a token made in a storage that the server
+        # does not use never works, and this line is how one notices.
+        print(f"private-channels: storage {used}", file=sys.stderr)
     return result
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("private-channels")
+    except importlib.metadata.PackageNotFoundError:  # run from a bare checkout
+        return "(not installed)"
 
 
 if __name__ == "__main__":

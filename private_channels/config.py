@@ -51,7 +51,9 @@ from .core.limits import Limits
 from .storage import DEFAULT_STORAGE, StorageURLError, open_storage
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .storage import Storage
 
@@ -76,6 +78,27 @@ _PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
 
 class ConfigError(ValueError):
     """An invalid setting; the message is one sentence fit to print before exiting."""
+
+
+def _token_before_prefix(app: WSGIApplication, prefix: str) -> WSGIApplication:
+    """Take ``/t/<TOKEN>/<prefix>/...`` as ``<prefix>/t/<TOKEN>/...``.
+
+    rattler and pixi send a conda token (``pixi auth login --conda-token``) in front of
+    the whole path, where anaconda.org has its channels: for a channel at
+    ``https://HOST/api/repo/team`` they ask for ``https://HOST/t/<TOKEN>/api/repo/team/...``.
+    The standalone server owns the whole host, so it moves the token to where the
+    channels' own path form has it; the token middleware then cuts it as usual.
+    """
+
+    def moved(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        if path.startswith("/t/"):
+            token, _, rest = path[3:].partition("/")
+            if token and ("/" + rest + "/").startswith(prefix + "/"):
+                environ["PATH_INFO"] = f"{prefix}/t/{token}{rest[len(prefix) - 1 :]}"
+        return app(environ, start_response)
+
+    return moved
 
 
 def parse_size(text: str | int) -> int:
@@ -160,7 +183,9 @@ class Config:
         app = self.make_app(storage)
         if self.prefix:
             outside = http_error(404, f"Channels are served under {self.prefix}/.")
-            app = DispatcherMiddleware(outside, {self.prefix: app})
+            app = _token_before_prefix(
+                DispatcherMiddleware(outside, {self.prefix: app}), self.prefix
+            )
         if self.trusted_proxies:
             n = self.trusted_proxies
             app = ProxyFix(app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)

@@ -5,8 +5,9 @@
     app = HealthMiddleware(app, storage)             # GET P/-/health -> 200 or 503
 
 ``-`` can never be a channel name (names start with a letter, a digit or ``_``), so
-``P/-/`` is outside every channel's URL space.  The check lists and reads the storage
-(and, with ``check_write=True``, writes and deletes a small probe record), answering
+``P/-/`` is outside every channel's URL space.  The check reads the registry from the
+storage: every channel record, parsed, and the token-hashing key (and, with
+``check_write=True``, writes and deletes a small probe record), answering
 ``200`` with ``{"status": "ok"}`` or ``503`` with one sentence.  It needs no token:
 it says nothing but whether the storage answers, and the reason for a failure goes to
 the ``private_channels.health`` logger, not to the caller.
@@ -25,7 +26,10 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from .channels import ChannelRegistry
 from .errors import http_error
+from .storage import CorruptDocumentError, read_bytes
+from .tokens import TOKEN_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -41,11 +45,17 @@ _log = logging.getLogger("private_channels.health")
 
 
 def check_storage(storage: Storage, *, write: bool = False) -> None:
-    """Raise whatever the storage raises when it cannot list, read or (optionally) write."""
-    next(iter(storage.list("registry/channels/")), None)
+    """Raise whatever the storage raises when it cannot list, read or (optionally) write,
+    and :class:`~.storage.CorruptDocumentError` for a damaged registry document."""
+    # Every channel record, parsed as every request parses it: the registry is small,
+    # and a damaged record makes every request to its channel fail.
+    for _ in ChannelRegistry(storage).list():
+        pass
     # A fresh storage has no token key yet, and that is healthy.
     with contextlib.suppress(FileNotFoundError):
-        storage.stat("registry/token-key")
+        hashing_key, _ = read_bytes(storage, TOKEN_KEY, limit=1024)
+        if len(hashing_key) < 16:
+            raise CorruptDocumentError(TOKEN_KEY, f"{len(hashing_key)} bytes, fewer than 16")
     if write:
         key = f"registry/health/{uuid.uuid4().hex}"
         storage.create(key, io.BytesIO(b"{}"))
@@ -87,6 +97,11 @@ class HealthMiddleware:
         started = time.monotonic()
         try:
             check_storage(self.storage, write=self.check_write)
+        except CorruptDocumentError as exc:
+            _log.error("health check failed on %r: %s", self.storage, exc)
+            raise http_error(
+                503, "The storage holds a damaged document; see the server's log."
+            ) from None
         except Exception:
             _log.exception("health check failed on %r", self.storage)
             raise http_error(503, "The storage does not answer; see the server's log.") from None

@@ -14,7 +14,7 @@ default would break a guarantee here, and are turned off:
 
 - it logs the raw request path of a request that failed or whose client went away,
   and for R that path holds the token (``/t/<TOKEN>/``): every record of its loggers
-  goes through :class:`RedactingFilter`;
+  goes through :class:`~private_channels.logs.RedactTokens`;
 - it echoes a malformed header line in its 400 answer, which may be a credential
   header: that answer is redacted too (:class:`_RedactingChannel`).
 
@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .auth import redact_tokens
+from .logs import RedactTokens
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = [
     "SERVERS",
     "WAITRESS_THREADS",
-    "RedactingFilter",
     "run_until_stopped",
     "waitress_server",
 ]
@@ -52,24 +52,6 @@ SERVERS = ("waitress", "werkzeug", "gunicorn")
 WAITRESS_THREADS = 8
 
 
-class RedactingFilter(logging.Filter):
-    """Cut tokens out of a log record's message and traceback before any handler
-    writes it (see :func:`~private_channels.auth.redact_tokens`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact_tokens(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact_tokens(record.exc_text)
-        if record.stack_info:
-            record.stack_info = redact_tokens(record.stack_info)
-        return True
-
-
 def _log_waitress() -> None:
     """waitress's own records (errors, clients gone, a full queue) on stderr, redacted,
     unless the host configured its logger."""
@@ -79,7 +61,7 @@ def _log_waitress() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
     # On the handler, so that it sees the records of waitress.queue and the rest too.
-    handler.addFilter(RedactingFilter())
+    handler.addFilter(RedactTokens())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False

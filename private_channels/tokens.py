@@ -50,10 +50,20 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from .storage import StaleWriteError, Storage, dump_json, read_bytes, read_json, update_json
+from .storage import (
+    CorruptDocumentError,
+    StaleWriteError,
+    Storage,
+    dump_json,
+    read_bytes,
+    read_document,
+    update_json,
+)
 
 __all__ = [
     "ALL_CHANNELS",
+    "TOKEN_ID",
+    "TOKEN_KEY",
     "Scope",
     "Token",
     "TokenStore",
@@ -67,9 +77,9 @@ __all__ = [
 ALL_CHANNELS = "*"
 _HEX_TOKEN = re.compile(r"[0-9a-f]{48}\Z")
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
-_TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
+TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
 _SIGNED_SALT = "private-channels.token"
-_KEY = "registry/token-key"
+TOKEN_KEY = "registry/token-key"  # noqa: S105 (a storage key, not a secret)
 # Far longer than any token we mint or sign; a bound so that junk is not hashed or decoded.
 _MAX_SECRET_LENGTH = 4096
 _MAX_NOTE_LENGTH = 200
@@ -235,7 +245,7 @@ def mint_signed_token(
     token carries the time it was made: it works on no channel it names that was
     created after that.
     """
-    if token_id is not None and not _TOKEN_ID.match(token_id):
+    if token_id is not None and not TOKEN_ID.match(token_id):
         raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
     check_lifetime(expires_in)
     now = time.time()
@@ -252,10 +262,17 @@ def mint_signed_token(
     return token
 
 
+def _digest(ref: dict[str, Any]) -> str:
+    digest = ref["hash"]
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise ValueError("its hash is not 64 hexadecimal digits")
+    return digest
+
+
 def stored_key(storage: Storage, key: str, *, purpose: str) -> bytes:
     """The random key kept in ``storage`` at ``key``, made by the first process that
-    needs it; every process on the storage then agrees on it.  ``purpose`` names it in
-    the error for a damaged one."""
+    needs it; every process on the storage then agrees on it.  A damaged one (``purpose``
+    names it) is a :class:`~.storage.CorruptDocumentError`."""
     try:
         data, _ = read_bytes(storage, key, limit=1024)
     except FileNotFoundError:
@@ -264,7 +281,7 @@ def stored_key(storage: Storage, key: str, *, purpose: str) -> bytes:
             storage.create(key, io.BytesIO(secrets.token_bytes(32)))
         data, _ = read_bytes(storage, key, limit=1024)
     if len(data) < 16:
-        raise ValueError(f"the {purpose} {key!r} in storage is damaged")
+        raise CorruptDocumentError(key, f"the {purpose} has {len(data)} bytes, fewer than 16")
     return data
 
 
@@ -296,7 +313,7 @@ class TokenStore:
 
     def _key_bytes(self) -> bytes:
         if self._hmac_key is None:
-            self._hmac_key = stored_key(self.storage, _KEY, purpose="token hashing key")
+            self._hmac_key = stored_key(self.storage, TOKEN_KEY, purpose="token hashing key")
         return self._hmac_key
 
     def _hash(self, secret: str) -> str:
@@ -358,13 +375,18 @@ class TokenStore:
 
     def get(self, token_id: str) -> Token | None:
         """The stored token with this id, or ``None``."""
-        if not _TOKEN_ID.match(token_id):
+        if not TOKEN_ID.match(token_id):
             return None
         try:
-            ref, _ = read_json(self.storage, f"registry/token-ids/{token_id}.json")
+            digest = self._hash_of(token_id)
         except FileNotFoundError:
             return None
-        return self._load_stored(ref["hash"], touch=False)
+        return self._load_stored(digest, touch=False)
+
+    def _hash_of(self, token_id: str) -> str:
+        key = f"registry/token-ids/{token_id}.json"
+        digest, _ = read_document(self.storage, key, _digest)
+        return digest
 
     def revoke(self, token_id: str) -> bool:
         """Revoke a stored or a signed token by its id, for good.
@@ -372,26 +394,27 @@ class TokenStore:
         Returns whether a stored token has that id (``False``: only signed tokens
         minted with it are refused from now on).
         """
-        if not _TOKEN_ID.match(token_id):
-            raise ValueError(f"token id {token_id!r} is not 12 lowercase hexadecimal characters")
+        if not TOKEN_ID.match(token_id):
+            # Not echoed: what was passed for an id may be a secret.
+            raise ValueError("a token id is 12 lowercase hexadecimal characters")
         try:
-            ref, _ = read_json(self.storage, f"registry/token-ids/{token_id}.json")
+            digest: str | None = self._hash_of(token_id)
         except FileNotFoundError:
-            ref = None
+            digest = None
         # The stored flag first: should the marker below fail, the token is refused anyway.
-        if ref is not None:
+        if digest is not None:
             update_json(
                 self.storage,
-                f"registry/tokens/{ref['hash']}.json",
+                f"registry/tokens/{digest}.json",
                 lambda doc: None if doc is None else {**doc, "revoked": True},
             )
         with contextlib.suppress(FileExistsError):
             self.storage.create(f"registry/revoked/{token_id}", io.BytesIO(b""))
         with self._lock:
             self._cache.pop(f"revoked:{token_id}", None)
-            if ref is not None:
-                self._cache.pop(ref["hash"], None)
-        return ref is not None
+            if digest is not None:
+                self._cache.pop(digest, None)
+        return digest is not None
 
     # -- verification ------------------------------------------------------------
 
@@ -462,10 +485,11 @@ class TokenStore:
     def _load_stored(self, digest: str, *, touch: bool) -> Token | None:
         key = f"registry/tokens/{digest}.json"
         try:
-            doc, stat = read_json(self.storage, key)
+            (doc, token), stat = read_document(
+                self.storage, key, lambda doc: (doc, Token.from_json(doc))
+            )
         except FileNotFoundError:
             return None
-        token = Token.from_json(doc)
         now = time.time()
         if touch and not (token.revoked or token.expired(now)):
             last = token.last_used
@@ -515,6 +539,6 @@ class TokenStore:
             )
         except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
             return None
-        if not _TOKEN_ID.match(token.id):
+        if not TOKEN_ID.match(token.id):
             return None
         return token

@@ -14,6 +14,10 @@ setting stops the import with :class:`~private_channels.config.ConfigError`, who
 one-sentence message is also printed alone on stderr, so that a server refuses to
 start (gunicorn: "Worker failed to boot") instead of serving half-configured.
 
+Importing it also installs :class:`~private_channels.logs.RedactTokens` on the
+loggers of gunicorn, waitress and werkzeug (:func:`~private_channels.logs.redact_loggers`),
+whose own lines quote request URIs, path tokens included.
+
 Every worker process builds its own app over the same storage; the storage backends
 are safe for that (compare-and-swap, atomic creates), so any number of workers works.
 """
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from .accesslog import configure_logging
 from .config import ConfigError, load_config
+from .logs import redact_loggers
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -33,6 +38,9 @@ __all__ = ["app"]
 
 
 def _load() -> WSGIApplication:
+    # The server's own logs quote request URIs (gunicorn's "Error handling request",
+    # waitress's "Exception while serving"), where a path token would be in clear.
+    redact_loggers()
     try:
         config = load_config()
         app = config.build_app()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for the test suite and runs it: Python 3.11+ (with venv), R,
-# curl, and chromium with its driver (for the browser test) from Debian's packages when
-# missing (run as root), a virtual environment in .venv
+# curl, nginx, and chromium with its driver (for the browser test) from Debian's packages
+# when missing (run as root), a virtual environment in .venv
 # holding the project with its test extra (pytest, webtest, twine, uv, pip, build, boto3,
 # gunicorn, waitress, and SeaweedFS's weed binary), then pytest in it.  The virtual
 # environment is needed because Debian's own Python refuses `pip install` (PEP 668), and
@@ -15,13 +15,22 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v Rscript >/dev/null 2>&1 || missing+=(r-base-core)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# nginx runs the configuration that docs/deployment.md documents (tests/test_deploy.py).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
+    # Installing nginx must not start it on port 80: the tests start their own servers.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
   else
     echo "scripts/test.sh: missing ${missing[*]}; install them with apt-get (needs root)" >&2
   fi

@@ -82,6 +82,11 @@ def pack(raw: bytes, fmt: str) -> bytes:
         return gzip.compress(raw, mtime=0)
     if fmt == "tar.bz2":
         return bz2.compress(raw)
+    if fmt == "tar.zst":
+        import zstandard  # the conda extra, in the test extra
+
+        # With a checksum, as the zstd command line writes by default.
+        return zstandard.ZstdCompressor(write_checksum=True).compress(raw)
     return raw
 
 
@@ -155,6 +160,19 @@ def gzip_zeros(prefix: bytes, zeros: int) -> bytes:
     assert mib == deflate.compress(bytes(MiB)) + deflate.flush(zlib.Z_FULL_FLUSH)
     count, rest = divmod(zeros, MiB)
     return head + mib * count + deflate.compress(bytes(rest)) + deflate.flush()
+
+
+def zstd_zeros(prefix: bytes, zeros: int) -> bytes:
+    """zstd of ``prefix`` and then ``zeros`` NUL bytes, in a few hundred KB at most.
+
+    A zstd stream may be several frames, read one after the other: one frame of a MiB of
+    zeros is compressed once and repeated, as :func:`gzip_zeros` repeats deflate blocks.
+    """
+    import zstandard
+
+    compress = zstandard.ZstdCompressor().compress
+    count, rest = divmod(zeros, MiB)
+    return compress(prefix) + compress(bytes(MiB)) * count + compress(bytes(rest))
 
 
 #: Inputs whose reading cost could grow faster than their size; see :func:`worst_case`.

@@ -186,6 +186,10 @@ def run_seaweedfs(workdir: Path) -> Iterator[SeaweedFS]:
         f"-master.port.grpc={master_grpc}",
         # Small volumes, so that a test session does not reserve gigabytes of disk.
         "-master.volumeSizeLimitMB=64",
+        # As many volumes as the disk holds (the default is 8): each bucket is a
+        # collection of volumes of its own, and the pages of docs/ that make a bucket
+        # (tests/test_docs.py) would find no volume left for theirs.
+        "-volume.max=0",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
         "-volume.preStopSeconds=0",  # throwaway data: no grace period on shutdown

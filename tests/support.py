@@ -7,10 +7,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import webtest
@@ -20,6 +21,7 @@ from private_channels import make_app
 from private_channels.storage import Storage
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -67,6 +69,23 @@ def cli(
     if check and result.returncode != 0:
         raise AssertionError(f"private-channels {' '.join(args)} failed:\n{result.stderr}")
     return result
+
+
+def wait_for(
+    condition: Callable[[], T | None],
+    *,
+    log: Path,
+    process: subprocess.Popen[Any] | None = None,
+    timeout: float = 30.0,
+) -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail with
+    ``log``'s text when ``process`` exits or ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert process is None or process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return found
 
 
 @dataclass

@@ -81,6 +81,40 @@ def test_json_record_with_token_id_and_request_id(
     assert secret not in records.lines[0]
 
 
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_refusal_is_logged_with_its_sentence_and_never_a_token(
+    setup: tuple[MemoryStorage, str, str, str], records: Records, log_format: str
+) -> None:
+    """pip, uv and R do not show why they were refused: the log does."""
+    storage, secret, _, other = setup
+    app = test_app(storage, "/api/repo", access_log=log_format)
+    app.get("/api/repo/team/simple/", headers={"X-Auth": secret}, status=200)
+    app.get("/api/repo/team/simple/", headers={"X-Auth": other}, status=403)
+    app.get(f"/api/repo/t/{secret[:-1]}x/team/simple/", status=401)
+    app.get(f"/api/repo/{secret}/simple/", headers={"X-Auth": secret}, status=403)
+    basic = base64.b64encode(f"{secret}:mypassword".encode()).decode()
+    app.get("/api/repo/team/simple/", headers={"Authorization": f"Basic {basic}"}, status=401)
+    reasons = [
+        json.loads(line)["reason"] if log_format == "json" else _text_reason(line)
+        for line in records.lines
+    ]
+    assert reasons == [
+        None,
+        "This token is not for channel 'team'.",
+        "The token is invalid or expired.",
+        "This token is not for channel '<redacted>'.",
+        "The password is not one this server takes: send the token as the user name with the "
+        "password 'x-auth-token', or the user name '__token__' with the token as the password.",
+    ]
+    text = "\n".join(records.lines)
+    assert secret not in text and secret[:-1] not in text and "mypassword" not in text
+
+
+def _text_reason(line: str) -> str | None:
+    _, found, reason = line.partition(" reason=")
+    return json.loads(reason) if found else None
+
+
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_no_token_form_reaches_the_log(
     setup: tuple[MemoryStorage, str, str, str], records: Records, prefix: str

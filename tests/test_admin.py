@@ -85,7 +85,7 @@ def test_reading_is_for_everyone_who_may(admin: Admin) -> None:
     reader = token(admin, ["team"])
     assert [c.name for c in admin.channels(None)] == ["open"]
     assert [c.name for c in admin.channels(reader)] == ["open", "team"]
-    assert admin.packages(None, "open") == {"python": [], "cran": []}
+    assert admin.packages(None, "open") == {"python": [], "cran": [], "conda": []}
     refused(401, admin.packages, None, "team")
     assert refused(404, admin.packages, OPERATOR, "nope") == "Channel 'nope' does not exist."
     refused(403, admin.packages, reader, "nope")  # it may not learn that it does not exist

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import random
 import stat
 import tarfile
 import tracemalloc
@@ -49,7 +50,7 @@ from .archives import (
 INSIDE = Policy(links="inside")
 R_LIKE = Policy(links="refuse", one_root=True)
 PLAIN = Policy()
-TAR_FORMATS: list[Format] = ["tar", "tar.gz", "tar.bz2"]
+TAR_FORMATS: list[Format] = ["tar", "tar.gz", "tar.bz2", "tar.zst"]
 
 
 # -- reading --------------------------------------------------------------------------
@@ -66,10 +67,13 @@ def read(
     policy: Policy = PLAIN,
     limits: Limits | None = None,
     want: Callable[[Member], bool] = wants_pkg_info,
+    inner: Callable[[Member], Format | None] | None = None,
 ) -> Contents:
     stream = io.BytesIO(data)
     try:
-        return read_archive(stream, fmt, want=want, policy=policy, limits=limits, what="sdist")
+        return read_archive(
+            stream, fmt, want=want, inner=inner, policy=policy, limits=limits, what="sdist"
+        )
     finally:
         assert stream.tell() == 0
 
@@ -149,6 +153,7 @@ def test_one_root_names_the_root() -> None:
         (raw_zip([]), "zip"),
         (pack(tar(("a", b"")), "tar.gz"), "tar.gz"),
         (pack(tar(("a", b"")), "tar.bz2"), "tar.bz2"),
+        (pack(tar(("a", b"")), "tar.zst"), "tar.zst"),
         (tar(("a", b"")), "tar"),
         (b"plain text", None),
         (b"", None),
@@ -281,7 +286,9 @@ def test_tar_refusals(
     refused(pack(build(), fmt), fmt, match, **kwargs)
 
 
-@pytest.mark.parametrize(("fmt", "label"), [("tar.gz", "gzip-"), ("tar.bz2", "bzip2-")])
+@pytest.mark.parametrize(
+    ("fmt", "label"), [("tar.gz", "gzip-"), ("tar.bz2", "bzip2-"), ("tar.zst", "zstd-")]
+)
 def test_compression_bombs_stop_at_the_ratio(fmt: Format, label: str) -> None:
     data = pack(_bomb(8 * MiB), fmt)
     limits = Limits(ratio_floor=1 * MiB, max_ratio=50)
@@ -290,10 +297,10 @@ def test_compression_bombs_stop_at_the_ratio(fmt: Format, label: str) -> None:
     read(data, fmt, limits=Limits(ratio_floor=1 * MiB, max_ratio=100_000))
 
 
-@pytest.mark.parametrize("fmt", ["tar.gz", "tar.bz2"])
+@pytest.mark.parametrize("fmt", ["tar.gz", "tar.bz2", "tar.zst"])
 def test_truncated_and_damaged_compressed_streams(fmt: Format) -> None:
     data = pack(tar(PKG_INFO, ("pkg-1.0/x", bytes(range(256)) * 40)), fmt)
-    label = "gzip" if fmt == "tar.gz" else "bzip2"
+    label = {"tar.gz": "gzip", "tar.bz2": "bzip2", "tar.zst": "zstd"}[fmt]
     for cut in (len(data) - 4, len(data) // 2, 10):
         refused(data[:cut], fmt, f"not a valid {label}-compressed tar archive")
     damaged = data[: len(data) // 2] + b"\xff" * 16 + data[len(data) // 2 + 16 :]
@@ -482,3 +489,90 @@ def test_time_grows_linearly_with_the_input(shape: str, fmt: Format, fill: int) 
         return least_cpu(lambda: _read_any(data, archive_format))
 
     assert cost(64 * 1024) <= 64 * cost(1024) + 0.02
+
+
+# -- archives inside an archive (a .conda's tar.zst members) ----------------------------
+
+
+def inner_tars(m: Member) -> Format | None:
+    return "tar.zst" if m.path.endswith(".tar.zst") else None
+
+
+def conda_like(info: bytes, pkg: bytes, **extra: bytes) -> bytes:
+    return zipped({"metadata.json": b"{}", "info-x.tar.zst": pack(info, "tar.zst"),
+                   "pkg-x.tar.zst": pack(pkg, "tar.zst"), **extra}, zipfile.ZIP_STORED)  # fmt: skip
+
+
+def test_inner_archives_are_read_and_their_members_offered() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def want(m: Member) -> bool:
+        seen.append((m.within, m.path))
+        return m.path in ("metadata.json", "info/index.json")
+
+    data = conda_like(tar(("info/index.json", b"{1}")), tar(("lib/a", b"x"), ("lib/b", b"")))
+    contents = read(data, "zip", want=want, inner=inner_tars, policy=INSIDE)
+    # The inner archives themselves are read, not offered; their members are.
+    assert seen == [("", "metadata.json"), ("info-x.tar.zst", "info/index.json"),
+                    ("pkg-x.tar.zst", "lib/a"), ("pkg-x.tar.zst", "lib/b")]  # fmt: skip
+    assert [(m.within, m.path, data) for m, data in contents.found] == [
+        ("", "metadata.json", b"{}"), ("info-x.tar.zst", "info/index.json", b"{1}")
+    ]  # fmt: skip
+    assert contents.members == 3 + 3
+
+
+def test_inner_archives_count_towards_the_same_bounds() -> None:
+    data = conda_like(tar(("info/a", b"")), tar(*((f"lib/{i}", b"") for i in range(5))))
+    refused(data, "zip", "has more than 6 members", inner=inner_tars,
+            limits=Limits(max_members=6))  # fmt: skip
+    big = conda_like(tar(("info/a", bytes(600))), tar(("lib/b", bytes(600))))
+    refused(big, "zip", "unpacks to more than 1000 bytes", inner=inner_tars,
+            limits=Limits(max_unpacked=1000))  # fmt: skip
+    many = zipped({f"{i}.tar.zst": pack(tar(), "tar.zst") for i in range(5)})
+    refused(many, "zip", "holds more than 4 archives", inner=inner_tars)
+
+
+@pytest.mark.parametrize(
+    ("info", "pkg", "match"),
+    [
+        (tar(), tar(("../x", b"")), "The sdist's pkg-x.tar.zst member '../x' has an unsafe"),
+        (tar(), tar(member("lib/l", tarfile.SYMTYPE, target="../../x")),
+         "member 'lib/l' links outside the archive"),
+        # One directory for both: a link in the payload may not carry info/ away.
+        (tar(("info/index.json", b"")), tar(member("info", tarfile.SYMTYPE, target="/etc")),
+         "links outside the archive"),
+        (tar(member("lib", tarfile.SYMTYPE, target=".")), tar(("lib/x", b"")),
+         "member 'lib/x' lies beneath the link 'lib'"),
+        (tar(), b"not a tar", "pkg-x.tar.zst is not a valid zstd-compressed tar archive"),
+    ],
+)  # fmt: skip
+def test_every_member_of_every_inner_archive_is_checked(
+    info: bytes, pkg: bytes, match: str
+) -> None:
+    refused(conda_like(info, pkg), "zip", match, inner=inner_tars, policy=INSIDE)
+
+
+def test_an_inner_archive_inside_a_tar() -> None:
+    outer = tar(("a.tar.gz", pack(tar(("x/y", b"1")), "tar.gz")), ("b", b""))
+    contents = read(outer, "tar", inner=lambda m: "tar.gz" if m.path == "a.tar.gz" else None,
+                    want=lambda m: m.path == "x/y")  # fmt: skip
+    assert [(m.within, data) for m, data in contents.found] == [("a.tar.gz", b"1")]
+
+
+def test_inner_archives_are_streamed_not_held() -> None:
+    """A 24 MiB payload (incompressible) costs far less than its size in memory."""
+    payload = tar(("lib/big", random.Random(1).randbytes(24 * MiB)))
+    data = conda_like(tar(("info/index.json", b"{}")), payload)
+    tracemalloc.start()
+    try:
+        read(data, "zip", inner=inner_tars, want=lambda m: m.path == "info/index.json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MiB
+
+
+def test_without_zstandard_the_refusal_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = pack(tar(("a", b"")), "tar.zst")
+    monkeypatch.setitem(__import__("sys").modules, "zstandard", None)
+    refused(data, "tar.zst", r"the conda extra: pip install 'zstandard>=0.22'")

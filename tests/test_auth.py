@@ -10,6 +10,7 @@ import webtest
 
 from private_channels.auth import (
     IDENTITY_KEY,
+    WRONG_PASSWORD,
     TokenAuthMiddleware,
     authorize,
     credentials,
@@ -220,6 +221,31 @@ def test_a_foreign_basic_password_is_401(store: TokenStore) -> None:
     assert "hunter2" not in response.text
 
 
+@pytest.mark.parametrize("valid", [True, False])
+def test_a_wrong_basic_password_is_blamed_not_the_token(store: TokenStore, valid: bool) -> None:
+    """``TOKEN:mypassword``: the same sentence whether the token is good or not, and it
+    is about the password, so it never says which part of a token was wrong."""
+    secret = store.create(channels=["team"], scope=Scope.READ)[0] if valid else TOKEN
+    app, probe = probe_app(store, "/api/repo")
+    for user in (secret, "alice"):
+        response = app.get(
+            "/api/repo/team/simple/", headers={"Authorization": basic(user, "mypassword")},
+            status=401,
+        )  # fmt: skip
+        assert probe.environ is None
+        assert response.headers["WWW-Authenticate"] == CHALLENGE
+        assert response.text == f"{WRONG_PASSWORD}\n"
+        assert "'x-auth-token'" in response.text and "'__token__'" in response.text
+        assert "invalid or expired" not in response.text
+        assert secret not in response.text and "mypassword" not in response.text
+    # A wrong token with the right password is still the token's fault.
+    response = app.get(
+        "/api/repo/team/simple/", headers={"Authorization": basic("0" * 48, "x-auth-token")},
+        status=401,
+    )  # fmt: skip
+    assert response.text == "The token is invalid or expired.\n"
+
+
 PRIVATE = Channel("team")
 PUBLIC = Channel("open", public=True)
 
@@ -322,10 +348,19 @@ def test_403_says_what_is_missing() -> None:
         (f"GET /api/repo/T//{TOKEN}/x", "GET /api/repo/t/<redacted>/x"),
         (f"code 400, message Bad request syntax ('GET /t/{TOKEN}')", None),
         (f"GET /api/repo/{TOKEN}/simple/", "GET /api/repo/<redacted>/simple/"),
+        # Encoded slashes, also encoded twice, as werkzeug logs the line the client sent.
+        (f"GET /api/repo/x%2F{TOKEN}/simple/", "GET /api/repo/x%2F<redacted>/simple/"),
+        (f"GET /api/repo/x%2f{TOKEN}/simple/", "GET /api/repo/x%2f<redacted>/simple/"),
+        (f"GET /api/repo/%252F{TOKEN}/x", "GET /api/repo/%252F<redacted>/x"),
+        (f"GET /api/repo/%252f{TOKEN}/x", "GET /api/repo/%252f<redacted>/x"),
+        (f"GET /api/repo/t%252F{TOKEN}/x", "GET /api/repo/t/<redacted>/x"),
+        (f"GET /api/repo/%2574%252F{TOKEN}/x", "GET /api/repo/t/<redacted>/x"),
+        (f"GET /api/repo/team/simple/x%2F{TOKEN}", "GET /api/repo/team/simple/x%2F<redacted>"),
         ("GET /api/repo/eyJpZCI6IjEifQ.abc-_def/x", "GET /api/repo/<redacted>/x"),
         # what is not a token stays
         ("GET /api/repo/team/simple/t/ HTTP/1.1", "GET /api/repo/team/simple/t/ HTTP/1.1"),
         ("sha256=" + "a" * 64, "sha256=" + "a" * 64),
+        ("/files/%2F" + "a" * 64 + "/f.whl", "/files/%2F" + "a" * 64 + "/f.whl"),
     ],
 )
 def test_log_redaction(line: str, expected: str | None) -> None:

@@ -191,6 +191,20 @@ def test_build_app_mounts_at_prefix_with_the_configured_secret_key() -> None:
     other.get("/deep/er/team/simple/", headers={"X-Auth": signed}, status=401)
 
 
+def test_a_token_in_front_of_the_prefix_is_the_path_token() -> None:
+    """rattler's and pixi's conda token: /t/<TOKEN>/<prefix>/<CHANNEL>/..."""
+    storage = MemoryStorage()
+    ChannelRegistry(storage).create("team")
+    token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.READ)
+    app = webtest.TestApp(Config(prefix="/deep/er", log_format="off").build_app(storage))
+    body = app.get(f"/t/{token}/deep/er/team/noarch/repodata.json").json
+    assert body["info"] == {"subdir": "noarch"}
+    app.get(f"/t/{'0' * 48}/deep/er/team/noarch/repodata.json", status=401)
+    # Only in front of the prefix itself, never of a path that merely starts like it.
+    app.get(f"/t/{token}/deep/erx/team/noarch/repodata.json", status=404)
+    app.get(f"/t/{token}/other/team/noarch/repodata.json", status=404)
+
+
 def test_build_app_json_log_and_trusted_proxy(caplog: pytest.LogCaptureFixture) -> None:
     storage = MemoryStorage()
     secret, _ = TokenStore(storage).create(channels=["*"], scope=Scope.READ)

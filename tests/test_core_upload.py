@@ -17,6 +17,7 @@ from private_channels.auth import TokenAuthMiddleware
 from private_channels.core.ecosystem import Upload
 from private_channels.core.limits import Limits
 from private_channels.core.upload import MEMORY_SPOOL, UploadMiddleware, parse_upload_form
+from private_channels.failures import FailureMiddleware
 from private_channels.health import HealthMiddleware
 from private_channels.routing import ChannelMiddleware
 from private_channels.web import PagesMiddleware
@@ -202,9 +203,9 @@ def test_a_huge_text_field_costs_no_memory() -> None:
     assert peak < Limits().max_form_text + 2 * 1024 * 1024, peak
 
 
-def test_an_upload_passes_through_five_layers_to_its_handler() -> None:
-    """From the outside: health, the pages (which hand P/-/api/ to the API and pass on
-    what is not theirs after a look at the path), token authentication, channel
+def test_an_upload_passes_through_six_layers_to_its_handler() -> None:
+    """From the outside: failures, health, the pages (which hand P/-/api/ to the API and
+    pass on what is not theirs after a look at the path), token authentication, channel
     routing, the upload owner; no ecosystem's middleware sits between the router and
     the upload owner (before the core, an R upload passed six)."""
     app = make_app(MemoryStorage())
@@ -212,7 +213,13 @@ def test_an_upload_passes_through_five_layers_to_its_handler() -> None:
     while not isinstance(app, UploadMiddleware):
         layers.append(type(app))
         app = app.app  # type: ignore[attr-defined]
-    assert layers == [HealthMiddleware, PagesMiddleware, TokenAuthMiddleware, ChannelMiddleware]
+    assert layers == [
+        FailureMiddleware,
+        HealthMiddleware,
+        PagesMiddleware,
+        TokenAuthMiddleware,
+        ChannelMiddleware,
+    ]
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,13 @@ waitress as real processes on 127.0.0.1, and behind a reverse proxy with a path 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -27,11 +30,11 @@ import pytest
 import webtest
 from packaging.utils import canonicalize_name
 
-from private_channels import ChannelRegistry, Scope, TokenStore, open_storage
+from private_channels import ChannelRegistry, Scope, TokenStore, make_app, open_storage
 from private_channels.config import Config
 
 from .packages import make_wheel
-from .support import cli
+from .support import REPO, cli, wait_for
 from .test_examples import PIP_ENV, serving
 
 # waitress-serve, not "python -m waitress", whose exit status is always 0.
@@ -63,12 +66,17 @@ class Server:
 
 
 @contextmanager
-def production_server(kind: str, tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
+def production_server(
+    kind: str,
+    tmp_path: Path,
+    env: dict[str, str],
+    options: list[str] = (),  # type: ignore[assignment]
+) -> Iterator[Server]:
     """Start gunicorn or waitress on a free port of 127.0.0.1 serving private_channels.wsgi:app."""
     command = {
         "gunicorn": [sys.executable, "-m", "gunicorn", "--workers", "3", "--bind", "127.0.0.1:0"],
         "waitress": [WAITRESS, "--listen=127.0.0.1:0", "--threads=4"],
-    }[kind] + ["private_channels.wsgi:app"]
+    }[kind] + [*options, "private_channels.wsgi:app"]
     log = tmp_path / f"{kind}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
     with log.open("w") as out:
@@ -424,3 +432,349 @@ def test_serve_workers_runs_gunicorn_on_the_bound_port(
     assert len(pids) >= 2, log.read_text()
     assert log.read_text().count("Booting worker") >= 3
     assert tokens["read"] not in log.read_text()
+
+
+# --- gunicorn's own error log ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("redaction", ["logger-class", "module", "none"])
+def test_gunicorns_error_line_never_shows_a_path_token(
+    redaction: str, tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    """A download whose disk fails after the response began: gunicorn logs "Error
+    handling request GET <URI>" with its own copy of the URI, path token included,
+    unless its logger redacts (``--logger-class``, or the filter installed by the app's
+    module as ``private_channels.wsgi`` does); without either, the control case shows
+    the token in clear, so the request did reach that line."""
+    env, tokens = deployment
+    storage = open_storage(env["PRIVATE_CHANNELS_STORAGE"])
+    write, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    webtest.TestApp(make_app(storage)).post(
+        "/team",
+        {":action": "file_upload"},
+        upload_files=[("content", wheel.name, wheel.read_bytes())],
+        headers={"X-Auth": write},
+    )
+    command = [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0"]
+    if redaction == "logger-class":
+        command += ["--logger-class", "private_channels.logs.GunicornLogger"]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
+    full_env.update(env, REDACT="1" if redaction == "module" else "0", PYTHONPATH=str(REPO))
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, "tests.failing_reads:app"],
+            stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        listening = wait_for(
+            lambda: LISTENING["gunicorn"].search(log.read_text()), log=log, process=process
+        )
+        server = Server(url=listening[1], log=log)
+        path = f"/api/repo/t/{tokens['read']}/team/files/{sha256}/{wheel.name}"
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            server.get(path)
+        wait_for(lambda: "Error handling request" in log.read_text(), log=log)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    text = log.read_text()
+    assert f"/team/files/{sha256}/{wheel.name}" in text
+    if redaction == "none":
+        assert tokens["read"] in text
+    else:
+        assert tokens["read"] not in text, text
+        assert f"Error handling request GET /api/repo/t/<redacted>/team/files/{sha256}" in text
+
+
+# --- nginx, as docs/deployment.md configures it ----------------------------------------
+
+NGINX_PREFIX = "/packages"
+
+
+def find_nginx() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    return found
+
+
+def nginx_config(blocks: list[str], directory: Path, port: int, backend: str) -> str:
+    """docs/deployment.md's nginx blocks in a whole nginx.conf: the only changes are a
+    local port for ``listen`` (no TLS), the test directory for logs, and the backend's
+    address for ``127.0.0.1:8000``."""
+    http_block, server_block = blocks
+    server = server_block.replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
+    server = "\n".join(line for line in server.splitlines() if "ssl_certificate" not in line)
+    server = server.replace("/var/log/nginx/", f"{directory}/").replace("127.0.0.1:8000", backend)
+    temp = "\n".join(
+        f"    {kind}_temp_path {directory / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    user = "user root;\n" if os.geteuid() == 0 else ""  # the test directory is root's
+    return (
+        f"{user}daemon off;\nworker_processes 1;\npid {directory / 'nginx.pid'};\n"
+        f"error_log {directory / 'main-error.log'} warn;\nevents {{}}\n"
+        f"http {{\n{temp}\n{http_block}\n{server}\n}}\n"
+    )
+
+
+@dataclass
+class Nginx:
+    url: str  # http://127.0.0.1:PORT/packages
+    access_log: Path
+    error_log: Path
+
+
+@contextmanager
+def running_nginx(tmp_path: Path, backend: str, *, error_level: str = "crit") -> Iterator[Nginx]:
+    """nginx with deployment.md's blocks, in front of ``backend`` (HOST:PORT), until the
+    block ends; ``error_level`` replaces the documented level of the error log."""
+    from .test_docs import blocks as doc_blocks
+
+    nginx = find_nginx()
+    directory = tmp_path / "nginx"
+    directory.mkdir(parents=True)
+    found = [b.body for b in doc_blocks("deployment.md") if b.language == "nginx"]
+    assert len(found) == 2, "deployment.md should hold the http block and the server block"
+    port = _free_port()
+    config = directory / "nginx.conf"
+    text = nginx_config(found, directory, port, backend)
+    config.write_text(text.replace(".error.log crit;", f".error.log {error_level};"))
+    tested = subprocess.run([nginx, "-t", "-c", str(config)], capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stderr + config.read_text()
+    process = subprocess.Popen(
+        [nginx, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}{NGINX_PREFIX}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/repo/-/health", timeout=5).close()
+                break
+            except urllib.error.HTTPError as error:  # a 502 without a backend: nginx is up
+                error.close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        yield Nginx(
+            url, directory / "private-channels.access.log", directory / "private-channels.error.log"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _hold(url: str, until: float) -> None:
+    """A client that sends its request's headers one at a time, slowly, until ``until``."""
+    import socket
+
+    host, _, rest = url.removeprefix("http://").partition("/")
+    address, _, port = host.partition(":")
+    with socket.create_connection((address, int(port)), timeout=30) as sock:
+        sock.sendall(f"GET /{rest}/api/repo/-/health HTTP/1.1\r\nHost: {host}\r\n".encode())
+        while time.monotonic() < until:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                return
+            time.sleep(0.5)
+
+
+def answered_while_held(url: str, *, holders: int = 6, hold: float = 8.0) -> bool:
+    """Whether a health check through ``url`` is answered within 3 seconds while
+    ``holders`` slow clients trickle their requests to the same address."""
+    until = time.monotonic() + hold
+    with ThreadPoolExecutor(max_workers=holders) as pool:
+        for _ in range(holders):
+            pool.submit(_hold, url, until)
+        time.sleep(1.0)  # every slow client is connected and has been taken by a worker
+        try:
+            urllib.request.urlopen(f"{url}/api/repo/-/health", timeout=3).close()
+            return True
+        except (urllib.error.URLError, TimeoutError, ConnectionError):
+            return False
+
+
+@pytest.fixture
+def gunicorn_app(
+    tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> Iterator[tuple[Server, dict[str, str], dict[str, str]]]:
+    env, tokens = deployment
+    env = {**env, "PRIVATE_CHANNELS_TRUSTED_PROXIES": "1"}
+    with production_server("gunicorn", tmp_path, env) as server:
+        yield server, env, tokens
+
+
+def test_nginx_as_documented_serves_under_its_prefix_and_logs_no_token(
+    tmp_path: Path, gunicorn_app: tuple[Server, dict[str, str], dict[str, str]]
+) -> None:
+    server, env, tokens = gunicorn_app
+    storage = open_storage(env["PRIVATE_CHANNELS_STORAGE"])
+    write, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    wheel = make_wheel(tmp_path, "Demo_Pkg", "1.0")
+    with running_nginx(tmp_path, server.url.removeprefix("http://")) as nginx:
+        body, content_type = _multipart(
+            {":action": "file_upload", "protocol_version": "1"}, wheel.name, wheel.read_bytes()
+        )
+        upload = urllib.request.Request(
+            f"{nginx.url}/api/repo/team", data=body,
+            headers={"Content-Type": content_type, "X-Auth": write},
+        )  # fmt: skip
+        with urllib.request.urlopen(upload, timeout=60) as response:
+            assert response.status == 200
+        read = tokens["read"]
+        basic = "Basic " + base64.b64encode(f"{read}:x-auth-token".encode()).decode()
+        requests = [
+            (f"/api/repo/t/{read}/team/simple/Demo_Pkg/", {}),  # a 301 under the prefix
+            (f"/api/repo/t/{read}/team/simple/demo-pkg/?format=x", {}),
+            (f"/api/repo/%74/{read}/team/simple/", {}),
+            (f"/api/repo/t%2F{read}/team/simple/", {}),
+            (f"/api/repo/t%252F{read}/team/simple/", {}),
+            (f"/api/repo/x%2F{read}/simple/", {}),
+            (f"/api/repo/{read}/simple/", {}),
+            ("/api/repo/team/simple/", {"Authorization": basic}),
+        ]
+        for path, headers in requests:
+            request = urllib.request.Request(nginx.url + path, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    status = response.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+                if status == 301:
+                    assert error.headers["Location"] == "../demo-pkg/"
+                error.close()
+            assert status in (200, 301, 401, 403, 404, 406), (path, status)
+        moved = urllib.request.urlopen(
+            urllib.request.Request(
+                f"{nginx.url}/api/repo/team/simple/Demo_Pkg/",
+                headers={"Authorization": basic, "Accept": "application/vnd.pypi.simple.v1+json"},
+            ),
+            timeout=30,
+        )
+        with moved:  # followed through nginx, under the prefix
+            assert moved.url == f"{nginx.url}/api/repo/team/simple/demo-pkg/"
+            link = json.load(moved)["files"][0]["url"]
+        download = urllib.request.Request(
+            urljoin(moved.url, link), headers={"Authorization": basic}
+        )
+        with urllib.request.urlopen(download, timeout=30) as response:
+            assert response.read() == wheel.read_bytes()
+        deadline = time.monotonic() + 10
+        while nginx.access_log.read_text().count("\n") < len(requests) + 3:
+            assert time.monotonic() < deadline, nginx.access_log.read_text()
+            time.sleep(0.05)
+    logged = nginx.access_log.read_text()
+    assert read not in logged and write not in logged, logged
+    assert (
+        f'"GET {NGINX_PREFIX}/api/repo/t/<redacted>/team/simple/Demo_Pkg/ HTTP/1.1" 301' in logged
+    )
+    for spelling in (
+        "t/<redacted>/team",
+        "%74/<redacted>/team",
+        "t%2F<redacted>/team",
+        "t%252F<redacted>/team",
+        "x%2F<redacted>/simple",
+        "repo/<redacted>/simple",
+    ):
+        assert spelling in logged, (spelling, logged)
+    assert "format=x" not in logged  # no query strings
+    # The app's own access log (gunicorn's stderr here) names each request by the id
+    # nginx logs with it.
+    request_ids = re.findall(r" ([0-9a-f]{32})$", logged, re.M)
+    assert request_ids and all(i in server.log.read_text() for i in request_ids)
+
+
+def test_nginx_map_redacts_what_redact_tokens_does(
+    tmp_path: Path, gunicorn_app: tuple[Server, dict[str, str], dict[str, str]]
+) -> None:
+    """The documented map and the app's own redaction agree on what holds a token."""
+    from private_channels.auth import redact_tokens
+
+    server, _, tokens = gunicorn_app
+    token = tokens["read"]
+    paths = [
+        f"/api/repo/t/{token}/team/simple/",
+        f"/api/repo/T/{token}/team/",
+        f"/api/repo/t//{token}/team/",
+        f"/api/repo/%2574%252F{token}/team/",
+        f"/api/repo/team/simple/x%2f{token}/",
+        f"/api/repo/team/files/{'a' * 64}/demo-1.0.tar.gz",
+        "/api/repo/team/simple/t/",
+        "/api/repo/eyJpZCI6IjEifQ.abc-_def/simple/",
+    ]
+    with running_nginx(tmp_path, server.url.removeprefix("http://")) as nginx:
+        for path in paths:
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(nginx.url + path, timeout=30).close()
+        deadline = time.monotonic() + 10
+        while nginx.access_log.read_text().count("\n") < len(paths) + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    lines = nginx.access_log.read_text().splitlines()
+    logged = [line.split('"')[1].split(" ")[1] for line in lines if "/-/health" not in line]
+    assert len(logged) == len(paths)
+    for path, line in zip(paths, logged, strict=True):
+        # Where the app redacts, so does nginx (keeping the spelling of "/t/"); where
+        # it does not, nginx logs the path as it came.
+        if "<redacted>" in redact_tokens(path):
+            assert line.count("<redacted>") == 1 and token not in line, (path, line)
+        else:
+            assert line == NGINX_PREFIX + path
+
+
+@pytest.mark.parametrize("server_kind", ["sync", "gthread", "waitress", "nginx"])
+def test_slow_clients_and_the_servers_that_they_block(
+    server_kind: str, tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    """docs/deployment.md's claim: slow clients hold every worker of gunicorn's sync and
+    gthread classes, not waitress's, nor gunicorn's behind nginx."""
+    env, _ = deployment
+    if server_kind == "waitress":
+        context: Any = production_server("waitress", tmp_path, env)
+    else:
+        extra = ["--worker-class", "gthread", "--threads", "3", "--workers", "1"]
+        context = production_server(
+            "gunicorn", tmp_path, env, options=extra if server_kind == "gthread" else []
+        )
+    with context as server:
+        if server_kind == "nginx":
+            with running_nginx(tmp_path, server.url.removeprefix("http://")) as nginx:
+                assert answered_while_held(nginx.url)
+        else:
+            answered = answered_while_held(server.url)
+            assert answered == (server_kind == "waitress")
+
+
+def test_nginx_error_log_as_documented_keeps_the_token_out_when_the_app_is_down(
+    tmp_path: Path,
+) -> None:
+    """nginx quotes the request line in its error log when it cannot reach the app; at
+    the documented level (crit) that line is not written, at "error" it would be."""
+    token = "46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35"
+    nowhere = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    path = f"/api/repo/t/{token}/team/simple/"
+    for level in ("crit", "error"):
+        with running_nginx(tmp_path / level, nowhere, error_level=level) as nginx:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(nginx.url + path, timeout=30)
+            refused.value.close()
+            assert refused.value.code == 502
+        access = nginx.access_log.read_text()
+        assert "/t/<redacted>/team/simple/" in access and token not in access
+        error_log = nginx.error_log.read_text() if nginx.error_log.exists() else ""
+        assert (token in error_log) == (level == "error"), error_log

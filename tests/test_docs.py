@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from .conda_packages import build_conda
 from .packages import build_project
+from .s3server import SeaweedFS
 from .support import REPO, LiveServer, live_server, require_client
 from .test_examples import r_source_package
 
@@ -34,15 +36,28 @@ BIN = str(Path(sys.executable).parent)
 
 # (page, language or caption): why the block is not run.
 NOT_RUN = {
-    ("deployment.md", "nginx"): "a proxy configuration; tests/test_deploy.py runs its effect "
-    "(X-Forwarded-Prefix through ProxyFix) with pip installing through a prefix",
+    ("deployment.md", "http block"): "a part of nginx's configuration: tests/test_deploy.py "
+    "runs it in a real nginx with the server block",
+    ("deployment.md", "server block"): "a part of nginx's configuration: tests/test_deploy.py "
+    "runs it in a real nginx in front of gunicorn (uploads, reads, redirects under its "
+    "prefix, the access log without tokens, slow clients)",
     ("clients/pak.md", "pak-install.R"): "pak is installed from CRAN, which test machines "
     "cannot reach, and Debian does not package it; the page's available.packages() check runs",
     ("architecture.md", "text"): "a drawing of the layers, not a command",
     ("performance.md", "text"): "the side-by-side benchmark: about 40 minutes of load on "
     "the machine, run by hand, never in the test suite",
+    ("clients/conda.md", "text"): "the channel URL, not a command",
+    ("clients/conda.md", "pixi.toml"): "pixi is not on the package index (nor Debian's); "
+    "py-rattler, its engine, runs this page's install.py, and tests/test_e2e_conda.py "
+    "drives it with each of pixi's credential forms",
+    ("clients/conda.md", "pixi auth"): "pixi is not on the package index (nor Debian's); "
+    "tests/test_e2e_conda.py gives py-rattler the same three credential forms",
+    ("clients/conda.md", "conda install"): "conda and mamba are not on the package index "
+    "(nor Debian's); py-rattler installs from the same channel URL with the token in it",
+    ("clients/conda.md", "~/.condarc"): "conda is not on the package index (nor Debian's)",
     ("architecture.md", "python"): "an outline of the interface an ecosystem implements; "
-    "pypi/ecosystem.py and cran/ecosystem.py are its real, tested instances",
+    "pypi/ecosystem.py, cran/ecosystem.py and conda/ecosystem.py are its real, tested "
+    "instances",
     ("upstreams.md", "shell"): "installs that reach PyPI and CRAN, which test machines cannot; "
     "tests/test_e2e_upstream.py runs the same installs with pip, uv and R against upstreams "
     "it starts on 127.0.0.1",
@@ -107,7 +122,9 @@ def adapt(text: str, server: str | None, ports: dict[str, str]) -> str:
     - ``https://[user:password@]packages.example.org`` becomes the test server;
     - a fixed port (``127.0.0.1:8000``, ``--port 8000``, ``PORT=8000``) becomes a free one;
     - after a command that starts a server in the background (``... &``), wait for its port;
-    - ``pip install -e ...`` is not run again: the test environment was made by it.
+    - ``pip install -e ...`` is not run again: the test environment was made by it;
+    - ``python -m build`` builds with ``--no-isolation``, from the build backend the test
+      environment has (an isolated build would fetch setuptools from the internet).
     """
 
     def port(match: re.Match[str]) -> str:
@@ -127,6 +144,7 @@ def adapt(text: str, server: str | None, ports: dict[str, str]) -> str:
     for line in text.splitlines():
         if re.match(r"\s*pip install -e ", line):
             line = f": not run again, the test environment was made by it: {line!r}"
+        line = re.sub(r"^(\s*python -m build)\b", r"\1 --no-isolation", line)
         lines.append(line)
         if line.rstrip().endswith(" &"):
             started = re.findall(r"(?:127\.0\.0\.1:|--port |PORT=)(\d+)", line)
@@ -134,8 +152,10 @@ def adapt(text: str, server: str | None, ports: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def page_script(page: str, server: str | None) -> str:
-    ports: dict[str, str] = {}
+def page_script(page: str, server: str | None, ports: dict[str, str] | None = None) -> str:
+    """The page as one script; ``ports`` maps fixed ports of the page to ports of the
+    test's own servers (SeaweedFS), which are then not replaced by free ports."""
+    ports = dict(ports or {})
     parts = [PROLOGUE]
     for block in blocks(page):
         reason = NOT_RUN.get((page, block.caption or block.language))
@@ -159,8 +179,10 @@ class Workdir:
     path: Path
     env: dict[str, str]
 
-    def run(self, page: str, server: str | None = None) -> subprocess.CompletedProcess[str]:
-        script = page_script(page, server)
+    def run(
+        self, page: str, server: str | None = None, ports: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        script = page_script(page, server, ports)
         (self.path / "doc-script.sh").write_text(script)
         process = subprocess.Popen(
             ["bash", str(self.path / "doc-script.sh")],
@@ -298,6 +320,7 @@ def test_docs_build_with_warnings_as_errors(workdir: Workdir) -> None:
 def test_every_block_is_run_or_listed_with_a_reason() -> None:
     run = {"quickstart.md", "embedding.md", "deployment.md", "about-these-docs.md"}
     run |= {"architecture.md", "api.md", "upstreams.md", "performance.md"}
+    run |= {"storage.md", "migrating.md", "backup.md", "troubleshooting.md"}
     run |= {f"clients/{p}.md" for p in CLIENT_PAGES}
     for page in pages():
         if page in run:
@@ -312,7 +335,7 @@ def test_adapt_changes_only_address_ports_and_waits() -> None:
     ports: dict[str, str] = {}
     text = adapt(
         "pip install -e .\ncurl https://$T:x@packages.example.org/a\nx --port 8000 &\n"
-        "curl http://127.0.0.1:8000/\n",
+        "curl http://127.0.0.1:8000/\npython -m build\n",
         "http://127.0.0.1:5555",
         ports,
     )
@@ -323,6 +346,7 @@ def test_adapt_changes_only_address_ports_and_waits() -> None:
         f"x --port {new} &",
         f"__wait_for_port {new}",
         f"curl http://127.0.0.1:{new}/",
+        "python -m build --no-isolation",
     ]
 
 
@@ -331,21 +355,34 @@ def test_adapt_changes_only_address_ports_and_waits() -> None:
 
 @pytest.mark.e2e
 def test_quickstart(workdir: Workdir) -> None:
+    """In the directory of a project that has not been built: the page builds it."""
     require_client("twine")
+    shutil.rmtree(workdir.path / "dist")
+    (workdir.path / "acme_utils").mkdir()
+    (workdir.path / "acme_utils" / "__init__.py").write_text("VERSION = '1.0'\n")
+    (workdir.path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '\n[project]\nname = "acme-utils"\nversion = "1.0"\n'
+    )
     result = workdir.run("quickstart.md")
     assert (Path(workdir.env["PIP_TARGET"]) / "acme_utils" / "__init__.py").is_file()
     assert (workdir.path / "private-channels-data" / "registry").is_dir()
     assert "Successfully installed acme-utils-1.0" in result.stdout
+    # pip printed its index URL with the token masked (and twine nothing of it either).
+    assert "Looking in indexes: http://__token__:****@127.0.0.1:" in result.stdout
+    # The page made its token itself: nothing shaped like one may be in its output.
+    assert not re.search(r"(?<![0-9a-f])[0-9a-f]{48}(?![0-9a-f])", result.stdout + result.stderr)
 
 
-CLIENT_PAGES = ["pip", "uv", "twine", "uv-publish", "poetry", "r", "pak", "curl"]
+CLIENT_PAGES = ["pip", "uv", "twine", "uv-publish", "poetry", "r", "pak", "curl", "conda"]
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("page", CLIENT_PAGES)
 def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
     clients = {"uv": ["uv"], "uv-publish": ["uv"], "poetry": ["uvx"], "r": ["Rscript"],
-               "pak": ["Rscript"], "curl": ["curl"], "twine": ["twine"], "pip": []}  # fmt: skip
+               "pak": ["Rscript"], "curl": ["curl"], "twine": ["twine"], "pip": [],
+               "conda": ["curl"]}  # fmt: skip
     for client in clients[page]:
         require_client(client)
     token = workdir.env["TOKEN"]
@@ -355,6 +392,9 @@ def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
         upload_r(channel, workdir)
     if page == "curl":
         upload_python(channel, workdir)
+    if page == "conda":
+        built = build_conda(workdir.path / "build", "acme-tools", "1.0", "0")
+        shutil.copy(built, workdir.path / built.name)
     if page == "uv-publish":
         # `uv publish --index` reads the index from pyproject.toml, which UV_NO_CONFIG
         # hides; with HOME and XDG_CONFIG_DIRS empty no other uv configuration is found.
@@ -382,6 +422,11 @@ def test_client_page(page: str, workdir: Workdir, channel: LiveServer) -> None:
     elif page == "curl":
         assert "Package: acmeutils" in result.stdout
         assert '"name":"acme-utils"' in result.stdout.replace(" ", "")
+    elif page == "conda":
+        assert "Uploaded acme-tools-1.0-0.conda to noarch/." in result.stdout
+        assert '"acme-tools-1.0-0.conda"' in result.stdout  # repodata.json
+        assert result.stdout.strip().endswith("acme-tools 1.0")
+        assert (workdir.path / "env" / "share" / "acme-tools" / "acme-tools.txt").is_file()
     assert token not in channel.log_text()
 
 
@@ -444,3 +489,89 @@ def test_deployment_page(workdir: Workdir) -> None:
     assert (
         workdir.path / "private-channels-data" / "registry" / "channels" / "docs.json"
     ).is_file()
+
+
+# --- storage, moving, backups, refusals ----------------------------------------------
+
+
+def stocked_storage(workdir: Workdir, tmp_path: Path) -> None:
+    """``./private-channels-data`` of the page's directory with the channel ``data-team``,
+    acme-utils uploaded to it, and ``TOKEN`` (write) for it, as a running deployment has."""
+    data = workdir.path / "private-channels-data"
+    with live_server(str(data), tmp_path) as server:
+        server.cli("channel", "create", "data-team")
+        workdir.env["TOKEN"] = server.token("data-team", "write")
+        upload_python(server, workdir)
+
+
+def seaweed_ports(seaweedfs: SeaweedFS) -> dict[str, str]:
+    """The page's SeaweedFS gateway (127.0.0.1:8333) is the test's."""
+    return {"8333": seaweedfs.endpoint_url.rpartition(":")[2]}
+
+
+@pytest.mark.e2e
+def test_storage_page_makes_a_bucket_and_a_channel_in_it(
+    workdir: Workdir, seaweedfs: SeaweedFS
+) -> None:
+    workdir.env.update(seaweedfs.env)
+    result = workdir.run("storage.md", ports=seaweed_ports(seaweedfs))
+    assert result.stdout.splitlines()[-1] == "data-team\tprivate"
+    client = seaweedfs.client()
+    keys = client.list_objects_v2(Bucket="packages", Prefix="prod/registry/channels/")
+    assert [k["Key"] for k in keys.get("Contents", [])] == ["prod/registry/channels/data-team.json"]
+
+
+@pytest.mark.e2e
+def test_migrating_page_moves_a_deployment_to_s3_and_back(
+    workdir: Workdir, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    stocked_storage(workdir, tmp_path)
+    workdir.env.update(seaweedfs.env)
+    result = workdir.run("migrating.md", ports=seaweed_ports(seaweedfs))
+    # The token made on the filesystem downloaded the package from the bucket.
+    assert sorted(p.name for p in (workdir.path / "moved").iterdir()) == [
+        "acme_utils-1.0-py3-none-any.whl"
+    ]
+    assert re.search(r"copied \d+ keys \(\d+ bytes\) from .*private-channels-data to "
+                     r"S3Storage\('s3://team-packages/prod'", result.stderr)  # fmt: skip
+    assert result.stdout.count("data-team\tprivate") == 2  # on S3, and back on the disk
+    original = workdir.path / "private-channels-data"
+    back = workdir.path / "from-s3"
+    files = sorted(p.relative_to(original) for p in original.rglob("*") if p.is_file()
+                   and not p.name.startswith("."))  # fmt: skip
+    assert files == sorted(p.relative_to(back) for p in back.rglob("*") if p.is_file())
+    assert all((original / f).read_bytes() == (back / f).read_bytes() for f in files)
+
+
+@pytest.mark.e2e
+def test_backup_page_restores_a_working_deployment(workdir: Workdir, tmp_path: Path) -> None:
+    stocked_storage(workdir, tmp_path)
+    result = workdir.run("backup.md")
+    assert sorted(p.name for p in (workdir.path / "restored").iterdir()) == [
+        "acme_utils-1.0-py3-none-any.whl"
+    ]
+    assert "data-team\tprivate" in result.stdout
+    assert (workdir.path / "backups").is_dir() and (workdir.path / "restored-data").is_dir()
+
+
+@pytest.mark.e2e
+def test_troubleshooting_page_shows_each_clients_refusal(workdir: Workdir) -> None:
+    require_client("Rscript")
+    require_client("curl")
+    result = workdir.run("troubleshooting.md")
+    sentence = "This token is not for channel 'data-team'."
+    out = result.stdout
+    assert "No matching distribution found for acme-utils" in result.stderr
+    # curl for pip's request, curl for R's, pip -vv, and the server's log
+    assert out.count(sentence) >= 4, out
+    assert f"403 Client Error: {sentence}" in out
+    assert f'reason="{sentence}"' in out
+    assert not re.search(r"(?<![0-9a-f])[0-9a-f]{48}(?![0-9a-f])", out)
+
+
+def test_the_readme_points_only_inside_the_repository() -> None:
+    """Users get the repository alone: no path out of it, and each one it names exists."""
+    text = (REPO / "README.md").read_text()
+    assert "../" not in text and "SPEC.md" not in text
+    for path in re.findall(r"`((?:docs|examples|private_channels|scripts)/[\w./-]+)`", text):
+        assert (REPO / path).exists(), path

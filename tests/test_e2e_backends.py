@@ -1,9 +1,11 @@
 """The end-to-end client runs on every shared backend: the filesystem and S3 (SeaweedFS).
 
-A focused subset of ``test_e2e_upload``, ``test_e2e_install`` and ``test_e2e_r``, with the
-same helpers, against ``private-channels serve --storage <backend>``: real twine uploads,
-then pip and ``uv pip`` resolve and install from the channel; real ``curl`` uploads, then R's
-``install.packages`` installs, and a newer version moves the older to ``Archive/``.  The
+A focused subset of ``test_e2e_upload``, ``test_e2e_install``, ``test_e2e_r`` and
+``test_e2e_conda``, with the same helpers, against ``private-channels serve --storage
+<backend>``: real twine uploads, then pip and ``uv pip`` resolve and install from the
+channel; real ``curl`` uploads, then R's ``install.packages`` installs, and a newer version
+moves the older to ``Archive/``; conda packages uploaded with curl next to Python and R
+ones, then py-rattler installs one with its private dependency through the path token.  The
 other end-to-end modules run on the filesystem only, which keeps the suite fast; this one
 shows that nothing in the clients' path depends on which storage is underneath.
 """
@@ -23,6 +25,8 @@ import pytest
 from .packages import build_project
 from .s3server import SeaweedFS
 from .support import LiveServer, live_server, require_client
+from .test_cran_description import source_package
+from .test_e2e_conda import curl_upload_conda, installed_files, private_pair, rattler_install
 from .test_e2e_install import JSON_TYPE, Channel, installed, pip_env, pip_install, twine_upload
 from .test_e2e_install import uv_install as uv_pip_install
 from .test_e2e_r import (
@@ -112,6 +116,31 @@ def test_curl_upload_and_install_packages(deployed: LiveServer, tmp_path: Path) 
     rscript(f'install.packages("first", repos = "{repos}", lib = "{lib}", quiet = TRUE)')
     out = rscript(f'cat(as.character(packageVersion("first", lib.loc = "{lib}")))')
     assert out == "1.1"
+
+
+def test_rattler_installs_from_a_channel_that_serves_python_and_r_too(
+    deployed: LiveServer, dists: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    deployed.cli("channel", "create", "team")
+    token = deployed.token("team", "write")
+    twine_upload(deployed, token, dists["alpha"], pip_env(tmp_path))
+    r_package = tmp_path / "abc_1.0.tar.gz"
+    r_package.write_bytes(source_package("abc", "1.0"))
+    assert curl_upload(f"{deployed.url}/team", token, r_package)[0] == 200
+    for path in private_pair(tmp_path):
+        code, body = curl_upload_conda(f"{deployed.url}/team", token, path)
+        assert code == 200, body
+
+    answer = rattler_install(f"{deployed.url}/t/{token}/team", tmp_path / "env", "beta")
+    assert [(r["name"], r["version"]) for r in answer["installed"]] == [
+        ("alpha", "1.0"), ("beta", "1.0")
+    ]  # fmt: skip
+    assert installed_files(tmp_path / "env") == ["alpha.txt", "beta.txt"]
+    # The other ecosystems of the same channel are untouched by the conda side.
+    channel = Channel(deployed, token, token, dt.datetime.now(dt.UTC), dists, tmp_path)
+    assert json.loads(channel.get("/simple/", JSON_TYPE))["projects"][0]["name"] == "alpha-lib"
+    assert b"Package: abc" in channel.get("/src/contrib/PACKAGES", "*/*")
+    assert token not in deployed.log_text()
 
 
 # -- downloads redirected to the store (redirect_downloads, S3 only) ---------------

@@ -178,7 +178,7 @@ def test_a_person_with_a_browser_and_a_token(
     click(browser.find_element(By.LINK_TEXT, "acme-utils"))
     install = browser.find_element(By.CSS_SELECTOR, ".snippet pre").text
     assert install == (
-        f'pip install --index-url "http://$TOKEN:x-auth-token@{server.url.removeprefix("http://")}'
+        f'pip install --index-url "http://__token__:$TOKEN@{server.url.removeprefix("http://")}'
         '/data-team/simple/" acme-utils'
     )
     click(browser.find_element(By.LINK_TEXT, "1.0"))  # the version with a description

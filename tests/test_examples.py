@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from private_channels import ChannelRegistry, Scope, TokenStore, open_storage
 
 from .packages import build_project
-from .support import REPO, require_client
+from .support import REPO, require_client, wait_for
 
 pytestmark = [
     # Pyramid 2 imports pkg_resources, which setuptools deprecates (hence setuptools<81).
@@ -165,6 +167,50 @@ def test_standalone_script_serves_and_never_logs_a_token(tmp_path: Path) -> None
     assert tokens["read"] not in text
     assert '"GET /api/repo/t/<redacted>/team/simple/"' in text, text
     assert "request_id=probe-1" in text, text
+
+
+def test_flask_run_never_logs_a_token(tmp_path: Path) -> None:
+    """``flask run`` logs every request line as the client sent it; the example installs
+    the redacting filter on werkzeug's logger, so a token in the path is not in it."""
+    tokens = prepare(tmp_path / "data")
+    port = _free_port()
+    log = tmp_path / "flask.log"
+    env = {**os.environ, "PRIVATE_CHANNELS_STORAGE": str(tmp_path / "data")}
+    flask = str(Path(sys.executable).with_name("flask"))
+    command = [flask, "--app", str(REPO / "examples" / "flask_app.py"), "run", "--port", str(port)]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    paths = [f"/api/repo/t/{tokens['read']}/team/simple/", f"/api/repo/x%2F{tokens['read']}/"]
+    try:
+        wait_for(lambda: f"127.0.0.1:{port}" in log.read_text(), log=log, process=process)
+        for path in paths:
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).close()
+        wait_for(lambda: log.read_text().count(" HTTP/1.1") >= len(paths), log=log)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    text = log.read_text()
+    assert tokens["read"] not in text, text
+    assert "GET /api/repo/t/<redacted>/team/simple/ HTTP/1.1" in text, text
+
+
+def test_no_install_instruction_names_the_unpublished_distribution() -> None:
+    """private-channels is not on PyPI: examples, docs and messages install it from a
+    checkout (``pip install -e .``), never as ``pip install private-channels``."""
+    files = [
+        *REPO.glob("examples/*.py"),
+        REPO / "README.md",
+        *REPO.glob("private_channels/**/*.py"),
+    ]
+    files += [p for p in REPO.glob("docs/**/*.md") if "_build" not in p.parts]
+    found = []
+    for path in files:
+        for command in re.findall(r"pip install ([^\n`#&;|]*)", path.read_text()):
+            words = [word.strip("'\"") for word in command.split()]
+            if any(word.startswith("private-channels") for word in words):
+                found.append(f"{path.relative_to(REPO)}: pip install {command}")
+    assert found == []
 
 
 class _QuietHandler(WSGIRequestHandler):

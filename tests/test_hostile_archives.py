@@ -1,11 +1,12 @@
-"""Hostile archives against both ecosystems' readers, with what each refusal costs.
+"""Hostile archives against every ecosystem's readers, with what each refusal costs.
 
 Every archive here is written from raw headers and declares far more than it holds or
 than the test allocates: a pax header of 600 MiB, a GNU long name of 300 MiB, a zip end
 record of 1.5 million members, a tar member of 2 or 6 GiB of zeros (compressed by
-repeating one deflated MiB).  Each must be refused by ``read_distribution`` and by
-``read_package`` with the server's Python memory under 20 MB at its peak
-(``tracemalloc``) and under 0.2 s of CPU (``time.thread_time``).
+repeating one deflated MiB, or one zstd frame of a MiB).  Each must be refused by
+``read_distribution``, by the R ``read_package`` and, inside the ``pkg-*.tar.zst`` of a
+``.conda``, by the conda ``read_package``, with the server's Python memory under 20 MB
+at its peak (``tracemalloc``) and under 0.2 s of CPU (``time.thread_time``).
 
 Then properties (Hypothesis): random bytes and mutated valid archives make the readers
 raise their documented error and nothing else, and the time they take grows linearly
@@ -30,6 +31,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from private_channels.conda.package import InvalidPackageError as InvalidCondaPackageError
+from private_channels.conda.package import read_package as read_conda
 from private_channels.core.limits import GiB, MiB
 from private_channels.cran.description import InvalidPackageError, read_package
 from private_channels.pypi.metadata import InvalidDistributionError, read_distribution
@@ -43,7 +46,9 @@ from .archives import (
     tar,
     worst_case,
     zip64_end,
+    zstd_zeros,
 )
+from .conda_packages import demo_index, raw_conda
 from .test_cran_description import description, source_package, windows_zip
 
 MAX_PEAK = 20 * 1000 * 1000
@@ -81,6 +86,15 @@ def r_binary(stream: IO[bytes]) -> object:
     return read_package(stream, binary=True)
 
 
+def conda(stream: IO[bytes]) -> object:
+    return read_conda("demo-1.0-0.conda", stream)
+
+
+def conda_with(pkg: bytes) -> bytes:
+    """A .conda whose payload archive, pkg-demo-1.0-0.tar.zst, is ``pkg`` as it is."""
+    return raw_conda({"info/index.json": demo_index()}, pkg_zst=pkg)
+
+
 # -- the hostile cases ----------------------------------------------------------------
 
 PAX_600_MIB = header("././@PaxHeader", tarfile.XHDTYPE, 600 * MiB)
@@ -115,17 +129,41 @@ ZIPS: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "1.5-million-members": (lambda valid: zip64_end(valid, entries=1_500_000),
                             "more than 100000 members"),
 }  # fmt: skip
-CASES = [
-    pytest.param(functools.partial(build, front, top), read, says, id=f"{kind}-{name}")
-    for name, (build, says) in TARBALLS.items()
-    for kind, (read, front, top) in TARBALL_READERS.items()
-] + [
-    pytest.param(lambda b=build, v=valid: b(v()), read, says, id=f"{kind}-{name}")
-    for name, (build, says) in ZIPS.items()
-    for kind, (read, valid) in ZIP_READERS.items()
-]
+# Inside a .conda: its pkg-*.tar.zst is read as a stream from the zip, and is hostile.
+CONDA_FRONT = entry("lib/ok", b"x")
+CONDAS: dict[str, tuple[Callable[[], bytes], str]] = {
+    "pax-header-600-MiB": (lambda: conda_with(zstd_zeros(CONDA_FRONT + PAX_600_MIB, 600 * MiB)),
+                           "oversized extended tar header"),
+    "gnu-longname-300-MiB": (lambda: conda_with(zstd_zeros(CONDA_FRONT + LONGNAME_300_MIB,
+                                                           300 * MiB)),
+                             "oversized extended tar header"),
+    "zstd-bomb-2-GiB": (lambda: conda_with(zstd_zeros(
+        CONDA_FRONT + header("lib/zeros", tarfile.REGTYPE, 2 * GiB - MiB), 2 * GiB)),
+        "times its compressed size"),
+    "zstd-bomb-6-GiB": (lambda: conda_with(zstd_zeros(
+        CONDA_FRONT + header("lib/zeros", tarfile.REGTYPE, 6 * GiB), 6 * GiB)),
+        "unpacks to more than 2147483648 bytes"),
+    "member-escapes": (lambda: conda_with(zstd_zeros(entry("../../etc/x", b"x"), 0)),
+                       "member '../../etc/x' has an unsafe path"),
+}  # fmt: skip
+CASES = (
+    [
+        pytest.param(functools.partial(build, front, top), read, says, id=f"{kind}-{name}")
+        for name, (build, says) in TARBALLS.items()
+        for kind, (read, front, top) in TARBALL_READERS.items()
+    ]
+    + [
+        pytest.param(lambda b=build, v=valid: b(v()), read, says, id=f"{kind}-{name}")
+        for name, (build, says) in ZIPS.items()
+        for kind, (read, valid) in ZIP_READERS.items()
+    ]
+    + [
+        pytest.param(build, conda, says, id=f"conda-{name}")
+        for name, (build, says) in CONDAS.items()
+    ]
+)
 
-ERRORS = (InvalidDistributionError, InvalidPackageError)
+ERRORS = (InvalidDistributionError, InvalidPackageError, InvalidCondaPackageError)
 
 
 def refusal(read: Callable[[IO[bytes]], object], stream: IO[bytes]) -> str:
@@ -168,6 +206,8 @@ VALID = {
     "wheel": wheel(),
     "r-source": gzip.decompress(source_package()),
     "r-binary": windows_zip(),
+    # The payload tar of a .conda, which _compressed puts inside one.
+    "conda": tar(("lib/a", b"x"), ("lib/b", b"")),
 }
 GZIPPED = {"sdist", "r-source"}
 
@@ -179,6 +219,8 @@ def _read(kind: str, data: bytes) -> None:
             read_distribution("demo-1.0.tar.gz", io.BytesIO(data))
         elif kind == "wheel":
             read_distribution("demo-1.0-py3-none-any.whl", io.BytesIO(data))
+        elif kind == "conda":
+            read_conda("demo-1.0-0.conda", io.BytesIO(data))
         else:
             read_package(io.BytesIO(data), binary=kind == "r-binary")
     except ERRORS:
@@ -186,6 +228,8 @@ def _read(kind: str, data: bytes) -> None:
 
 
 def _compressed(kind: str, plain: bytes) -> bytes:
+    if kind == "conda":
+        return raw_conda({"info/index.json": demo_index()}, pkg=plain)
     return zlib.compress(plain, wbits=31) if kind in GZIPPED else plain
 
 

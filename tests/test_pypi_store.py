@@ -14,6 +14,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from private_channels.channels import Channel, ChannelRegistry
+from private_channels.pypi.metadata import parse_filename
 from private_channels.pypi.store import (
     DeletedFilenameError,
     FileConflictError,
@@ -27,7 +28,7 @@ def record(filename: str, data: bytes, project: str = "demo") -> FileRecord:
     return FileRecord(
         filename=filename,
         project=canonicalize_name(project),
-        version="1.0",
+        version=str(parse_filename(filename).version),
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         blake2b_256=hashlib.blake2b(data, digest_size=32).hexdigest(),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -193,6 +195,84 @@ def test_a_channel_may_allow_deleted_filenames_again(
     assert team.store.project(team.channel, "demo").deleted == {first.name}  # type: ignore[union-attr]
     team.post(second)
     assert [f.filename for f in team.store.project(team.channel, "demo").files] == [first.name]  # type: ignore[union-attr]
+
+
+def _sdist(directory: Path, stem: str, name: str, version: str, extra: bytes) -> Path:
+    """An sdist under any filename stem, with its own bytes (``extra``)."""
+    path = directory / f"{stem}.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for member, data in {
+            f"{stem}/PKG-INFO": metadata_text(name, version).encode(),
+            f"{stem}/setup.py": extra,
+        }.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("stem", "name", "version"),
+    [("twin-1.0.0", "twin", "1.0.0"), ("Twin-1.0", "Twin", "1.0"), ("twin-1.0.post0", "", "")],
+)
+def test_one_sdist_per_release(
+    team: Channel, tmp_path: Path, stem: str, name: str, version: str
+) -> None:
+    """As on PyPI: a release has one sdist, whatever its filename spells (1.0 and 1.0.0
+    are one version, Twin and twin one project); wheels beside it are welcome."""
+    first = _sdist(tmp_path, "twin-1.0", "twin", "1.0", b"# first")
+    team.post(first, fields={"version": "1.0"})
+    before = team.listing()
+    if not name:  # another release: its own sdist
+        team.post(_sdist(tmp_path, stem, "twin", "1.0.post0", b"# later"))
+        return
+    second = _sdist(tmp_path, stem, name, version, b"# second, other bytes")
+    answer = team.post(second, status=400, fields={"name": name, "version": version})
+    assert reason(answer).startswith("Only one sdist may be uploaded per release")
+    assert "'twin-1.0.tar.gz' already" in answer.text and answer.text.count("\n") == 1
+    assert team.listing() == before  # nothing of the refused upload stays
+    # The same sdist again is still the harmless re-run, and wheels are still welcome.
+    team.post(first, fields={"version": "1.0"})
+    team.post(make_wheel(tmp_path, "twin", version))
+    project = team.store.project(team.channel, "twin")
+    assert project is not None
+    assert sorted(f.filename for f in project.files) == [
+        f"twin-{version}-py3-none-any.whl",
+        "twin-1.0.tar.gz",
+    ]
+
+
+def test_one_sdist_per_release_holds_when_two_race(storage: Storage, tmp_path: Path) -> None:
+    """Checked inside the commit: of two sdists of one release racing, one wins."""
+    store = PythonStore(storage)
+    channel = ChannelRegistry(storage).create("team")
+    results: list[str] = []
+
+    def upload(stem: str, version: str) -> None:
+        app = test_app(storage, "/api/repo")
+        token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+        path = _sdist(tmp_path, stem, "twin", version, stem.encode())
+        answer = app.post(
+            "/api/repo/team",
+            {":action": "file_upload"},
+            upload_files=[("content", path.name, path.read_bytes())],
+            headers={"X-Auth": token},
+            content_type="multipart/form-data",
+            status="*",
+        )
+        results.append(str(answer.status_int))
+
+    threads = [
+        threading.Thread(target=upload, args=(stem, version))
+        for stem, version in [("twin-2.0", "2.0"), ("twin-2.0.0", "2.0.0"), ("twin-2", "2")]
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["200", "400", "400"]
+    project = store.project(channel, "twin")
+    assert project is not None and len(project.files) == 1
 
 
 def test_attestations_are_accepted(team: Channel, tmp_path: Path) -> None:

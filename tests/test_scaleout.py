@@ -3,11 +3,12 @@
 For each storage several hosts can share (the filesystem, S3 on SeaweedFS), two
 ``private-channels serve`` processes and one ``serve --workers 3`` (gunicorn) run on the
 same storage.  Every process first renders and caches the pages; then concurrent uploads
-of distinct files, Python wheels as twine posts them and R source packages as curl posts
-them, go to all of them at once (several versions of one project, and several new
-projects, so that the same documents are contended).  Afterwards every process, and
-several gunicorn workers, must list every file: in the simple index (root and project
-pages, HTML and JSON) and in ``src/contrib/PACKAGES`` and ``PACKAGES.gz``.  A process
+of distinct files, Python wheels as twine posts them, R source packages and conda
+packages as curl posts them, go to all of them at once (several versions of one
+project, and several new projects, so that the same documents are contended).
+Afterwards every process, and several gunicorn workers, must list every file: in the
+simple index (root and project pages, HTML and JSON), in ``src/contrib/PACKAGES`` and
+``PACKAGES.gz``, and in ``noarch/repodata.json``, its ``.zst`` and the CEP-16 shards.  A process
 that answered from a stale cache, or an upload that overwrote another's commit, fails it.
 """
 
@@ -31,12 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
+import zstandard
 
 from private_channels import ChannelRegistry, Scope, TokenStore
 from private_channels.cran.dcf import parse_dcf
 from private_channels.storage import FileSystemStorage, Storage
 
+from .conda_packages import demo_index, raw_conda
 from .packages import make_wheel
 from .support import live_server
 from .test_cran_description import source_package
@@ -47,6 +51,7 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 PROJECTS = ["fan-out", "fan-in", "spread"]
 VERSIONS = 4  # per project: 12 wheels, several of each project at once
 R_PACKAGES = 9
+CONDA_VERSIONS = 6  # of two conda packages, all in noarch: one document, contended
 TIMEOUT = 60.0
 
 
@@ -145,6 +150,17 @@ def r_upload(name: str) -> tuple[str, bytes, str]:
     return filename, body, content_type
 
 
+def conda_upload(name: str, version: str) -> tuple[str, bytes, str]:
+    stem = f"{name}-{version}-0"
+    data = raw_conda({"info/index.json": demo_index(name=name, version=version)}, stem=stem)
+    body, content_type = _multipart({"filetype": "conda_package"}, f"{stem}.conda", data)
+    return f"{stem}.conda", body, content_type
+
+
+def unzstd(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().stream_reader(data).read()
+
+
 def test_concurrent_uploads_through_many_processes_lose_nothing(
     shared: tuple[str, dict[str, str], Storage], tmp_path: Path
 ) -> None:
@@ -154,12 +170,16 @@ def test_concurrent_uploads_through_many_processes_lose_nothing(
     auth = "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode()
     (tmp_path / "wheels").mkdir()
     # Seeded first (so that every page exists and is cached), then raced.
-    seeds = [wheel_upload(tmp_path / "wheels", p, "0.1") for p in PROJECTS] + [r_upload("seed")]
-    uploads = [
-        wheel_upload(tmp_path / "wheels", project, f"1.{v}")
-        for v in range(VERSIONS)
-        for project in PROJECTS
-    ] + [r_upload(f"pkg{chr(ord('a') + i)}") for i in range(R_PACKAGES)]
+    seeds = [wheel_upload(tmp_path / "wheels", p, "0.1") for p in PROJECTS] + [
+        r_upload("seed"), conda_upload("seed", "0.1")
+    ]  # fmt: skip
+    uploads = (
+        [wheel_upload(tmp_path / "wheels", project, f"1.{v}")
+         for v in range(VERSIONS) for project in PROJECTS]
+        + [r_upload(f"pkg{chr(ord('a') + i)}") for i in range(R_PACKAGES)]
+        + [conda_upload(name, f"1.{v}") for v in range(CONDA_VERSIONS)
+           for name in ("left", "right")]
+    )  # fmt: skip
 
     with ExitStack() as stack:
         gunicorn = stack.enter_context(serve_workers(url, tmp_path, env))
@@ -173,6 +193,9 @@ def test_concurrent_uploads_through_many_processes_lose_nothing(
               for accept in ("text/html", JSON_TYPE)),
             ("/src/contrib/PACKAGES", "*/*"),
             ("/src/contrib/PACKAGES.gz", "*/*"),
+            ("/noarch/repodata.json", "*/*"),
+            ("/noarch/repodata.json.zst", "*/*"),
+            ("/noarch/repodata_shards.msgpack.zst", "*/*"),
         ]  # fmt: skip
 
         def read(server: str, page: str, accept: str = "text/html") -> bytes:
@@ -200,6 +223,7 @@ def test_concurrent_uploads_through_many_processes_lose_nothing(
 
         wheels = {name for name, _, _ in seeds + uploads if name.endswith(".whl")}
         r_files = {name for name, _, _ in seeds + uploads if name.endswith(".tar.gz")}
+        conda_files = {name for name, _, _ in seeds + uploads if name.endswith(".conda")}
 
         def check(server: str) -> None:
             root_html = read(server, "/simple/").decode()
@@ -219,6 +243,15 @@ def test_concurrent_uploads_through_many_processes_lose_nothing(
                 text = gzip.decompress(body) if index.endswith(".gz") else body
                 packages = parse_dcf(text.decode())
                 assert {f"{p['Package']}_{p['Version']}.tar.gz" for p in packages} == r_files
+            plain = read(server, "/noarch/repodata.json")
+            assert set(json.loads(plain)["packages.conda"]) == conda_files
+            assert unzstd(read(server, "/noarch/repodata.json.zst")) == plain
+            index = msgpack.unpackb(unzstd(read(server, "/noarch/repodata_shards.msgpack.zst")))
+            sharded: set[str] = set()
+            for digest in index["shards"].values():
+                shard = read(server, f"/noarch/shards/{digest.hex()}.msgpack.zst")
+                sharded |= set(msgpack.unpackb(unzstd(shard))["packages.conda"])
+            assert sharded == conda_files
 
         # Each plain process, and gunicorn until at least two of its workers answered
         # (every worker warmed its caches above, so any of them could be stale).
@@ -235,5 +268,7 @@ def test_concurrent_uploads_through_many_processes_lose_nothing(
     # Nothing lost in storage either: every committed file is there once.
     python_blobs = [k for k in storage.list("channels/team/pypi/blobs/") if k.endswith(".whl")]
     cran_blobs = [k for k in storage.list("channels/team/cran/blobs/")]
+    conda_blobs = [k for k in storage.list("channels/team/conda/blobs/")]
     assert sorted(k.rsplit("/", 1)[1] for k in python_blobs) == sorted(wheels)
     assert sorted(k.rsplit("/", 1)[1] for k in cran_blobs) == sorted(r_files)
+    assert sorted(k.rsplit("/", 1)[1] for k in conda_blobs) == sorted(conda_files)

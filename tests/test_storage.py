@@ -14,6 +14,7 @@ import hypothesis.strategies
 import pytest
 
 from private_channels.storage import (
+    CorruptDocumentError,
     FileSystemStorage,
     InvalidKeyError,
     JSONRead,
@@ -21,8 +22,10 @@ from private_channels.storage import (
     StaleWriteError,
     Storage,
     StorageURLError,
+    copy_storage,
     open_storage,
     read_bytes,
+    read_document,
     read_json,
     sweep,
     update_json,
@@ -166,6 +169,8 @@ def test_sweep_removes_only_old_keys_not_kept(storage: Storage) -> None:
         "a\\b",
         "a\x00b",
         "x" * 2000,
+        # A segment longer than a file name may be, on every backend alike.
+        "a/" + "x" * 256,
     ],
 )
 def test_keys_cannot_escape(storage: Storage, key: str) -> None:
@@ -372,3 +377,53 @@ def test_update_json_from_a_stale_read_retries_on_the_current_document() -> None
     assert update_json(storage, "doc.json", add, current=before) == {"n": 12}
     assert seen == [{"n": 1}, {"n": 11}]  # the stale read first, then the stored one
     assert JSONRead.of(storage, "missing.json") == JSONRead(b"", None, None)
+
+
+def test_a_segment_of_255_characters_is_a_key(storage: Storage) -> None:
+    storage.create("a/" + "x" * 255, io.BytesIO(b"x"))
+    assert list(storage.list("a/")) == ["a/" + "x" * 255]
+    update_json(storage, "a/" + "y" * 250 + ".json", lambda doc: {"n": 1})
+    update_json(storage, "a/" + "y" * 250 + ".json", lambda doc: {"n": doc["n"] + 1})
+    assert read_json(storage, "a/" + "y" * 250 + ".json")[0] == {"n": 2}
+
+
+@pytest.mark.parametrize("data", [b"", b"{not json", b"\xff\xfe", b"[1, 2"])
+def test_a_document_that_is_not_json_is_corrupt_and_named(storage: Storage, data: bytes) -> None:
+    storage.create("registry/x.json", io.BytesIO(data))
+    reads = [lambda: read_json(storage, "registry/x.json")]
+    if data:  # update_json takes an empty document for an absent one
+        reads.append(lambda: update_json(storage, "registry/x.json", lambda doc: doc))
+    for read in reads:
+        with pytest.raises(CorruptDocumentError, match=r"'registry/x\.json' is damaged") as error:
+            read()
+        assert error.value.key == "registry/x.json"
+
+
+def test_a_document_of_the_wrong_shape_is_corrupt_and_named(storage: Storage) -> None:
+    storage.create("registry/x.json", io.BytesIO(b'["a list"]'))
+    with pytest.raises(CorruptDocumentError, match=r"'registry/x\.json' is damaged: TypeError"):
+        read_document(storage, "registry/x.json", lambda doc: doc["name"])
+    storage.put("registry/x.json", io.BytesIO(b'{"name": "x"}'))
+    assert read_document(storage, "registry/x.json", lambda doc: doc["name"])[0] == "x"
+
+
+def test_copy_storage_copies_every_key_into_an_empty_storage(storage: Storage) -> None:
+    source = MemoryStorage()
+    keys = {"registry/token-key": b"k" * 32, "channels/a/b/c.whl": b"x" * 3_000_000, "z": b""}
+    for key, data in keys.items():
+        source.create(key, io.BytesIO(data))
+    assert copy_storage(source, storage) == (3, sum(map(len, keys.values())))
+    assert {k: read_bytes(storage, k)[0] for k in storage.list("")} == keys
+    with pytest.raises(FileExistsError):
+        copy_storage(source, storage)
+    back = MemoryStorage()
+    copy_storage(storage, back)
+    assert {k: read_bytes(back, k)[0] for k in back.list("")} == keys
+
+
+def test_a_missing_directory_is_not_made_without_create(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_storage(str(tmp_path / "missing"), create=False)
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "there").mkdir()
+    assert isinstance(open_storage(str(tmp_path / "there"), create=False), FileSystemStorage)

@@ -435,6 +435,7 @@ def test_mint_refuses_bad_input() -> None:
 
 def test_token_create_prints_the_token_alone_on_the_last_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    cli("channel", "create", "data-team", storage=data)
     result = cli(
         "token", "create", "--channel", "data-team", "--channel", "*", "--scope", "write",
         "--expires", "30d", "--note", "ci runner", storage=data,
@@ -495,10 +496,11 @@ def test_token_list_and_revoke(tmp_path: Path) -> None:
         (["create", "--channel", "../a", "--scope", "read"], "Channel name '../a' is invalid"),
         (["create", "--channel", "a", "--scope", "read", "--expires", "0d"], "duration '0d'"),
         (["create", "--channel", "a", "--scope", "read", "--note", "a\tb"], "one line"),
-        (["revoke", "not-an-id"], "token id 'not-an-id' is not 12"),
+        (["revoke", "not-an-id"], "takes a token's id: 12 lowercase hexadecimal"),
     ],
 )
 def test_token_command_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    cli("channel", "create", "a", storage=tmp_path / "data")
     result = cli("token", *args, storage=tmp_path / "data", check=False)
     assert result.returncode == 1
     assert result.stdout == ""
@@ -514,7 +516,8 @@ def test_token_create_needs_a_channel(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_list_on_an_empty_storage(tmp_path: Path) -> None:
+def test_list_on_a_storage_without_tokens(tmp_path: Path) -> None:
+    cli("channel", "create", "a", storage=tmp_path / "d")
     assert cli("token", "list", storage=tmp_path / "d").stdout == ""
 
 

@@ -10,6 +10,7 @@ from private_channels.admin import OPERATOR
 from private_channels.storage import MemoryStorage
 from private_channels.tokens import Scope, TokenStore
 
+from .conda_packages import demo_index, raw_conda
 from .packages import make_sdist, make_wheel
 from .test_cran_description import source_package, windows_zip
 from .web import PREFIXES, Site
@@ -130,6 +131,7 @@ def test_delete_a_channel_says_what_it_held(site: Site, tmp_path: Path) -> None:
         "packages": {
             "python": {"packages": 1, "versions": 2},
             "cran": {"packages": 1, "versions": 1},
+            "conda": {"packages": 0, "versions": 0},
         },
         "tokens": 3,
         "summary": "Channel 'team' holds 1 python package (2 versions) and 1 cran package "
@@ -168,6 +170,9 @@ def test_package_listing_covers_every_ecosystem(site: Site, tmp_path: Path) -> N
     site.upload_r(source_package("abc", "1.0"), "abc_1.0.tar.gz")
     site.upload_r(source_package("abc", "1.10"), "abc_1.10.tar.gz")
     site.upload_r(windows_zip("abc", "1.2"), "abc_1.2.zip", filetype="cran_binary_package")
+    for version in ("1.10", "1.9", "1!0.1"):
+        data = raw_conda({"info/index.json": demo_index("abc", version)}, stem=f"abc-{version}-0")
+        site.upload_r(data, f"abc-{version}-0.conda", filetype="conda_package")
     body = site.api("GET", "channels/team/packages", "team_read").json
     assert body == {
         "python": [
@@ -175,8 +180,11 @@ def test_package_listing_covers_every_ecosystem(site: Site, tmp_path: Path) -> N
             {"name": "Zeta", "versions": ["2.0", "10.0"]},
         ],
         "cran": [{"name": "abc", "versions": ["1.0", "1.2", "1.10"]}],
+        # conda's order: an epoch outranks every version without one
+        "conda": [{"name": "abc", "versions": ["1.9", "1.10", "1!0.1"]}],
     }
-    assert site.api("GET", "channels/open/packages", None).json == {"python": [], "cran": []}
+    empty = {"python": [], "cran": [], "conda": []}
+    assert site.api("GET", "channels/open/packages", None).json == empty
     error(site.api("GET", "channels/team/packages", None), 401)
     error(site.api("GET", "channels/team/packages", "other_write"), 403)
     assert error(site.api("GET", "channels/nope/packages", "root"), 404) == (

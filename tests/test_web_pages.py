@@ -18,6 +18,7 @@ from private_channels.admin import OPERATOR
 from private_channels.storage import MemoryStorage, Storage, dump_json
 from private_channels.tokens import Scope, TokenStore
 
+from .conda_packages import demo_index, raw_conda
 from .packages import make_sdist, make_wheel, metadata_text
 from .support import mounted
 from .test_accesslog import (
@@ -485,6 +486,8 @@ def test_channel_page_lists_every_ecosystem_and_filters(site: Site, tmp_path: Pa
     site.upload_python(make_wheel(tmp_path, "alpha", "1.1"))
     site.upload_r(source_package("abc", "1.0"), "abc_1.0.tar.gz")
     site.upload_r(source_package("betar", "0.1"), "betar_0.1.tar.gz")
+    conda = raw_conda({"info/index.json": demo_index("betaconda", "2.0")}, stem="betaconda-2.0-0")
+    site.upload_r(conda, "betaconda-2.0-0.conda", filetype="conda_package")
     browser = site.sign_in("team_read")
     page = browser.get(site.url("team/"))
     sections = {
@@ -492,21 +495,23 @@ def test_channel_page_lists_every_ecosystem_and_filters(site: Site, tmp_path: Pa
         for s in page.html.select("main section")
         if s.h2
     }
-    assert sections == {"python": ["alpha", "beta-tools", "gamma"], "cran": ["abc", "betar"]}
+    assert sections == {"python": ["alpha", "beta-tools", "gamma"], "cran": ["abc", "betar"],
+                        "conda": ["betaconda"]}  # fmt: skip
     row = page.html.select_one("tr[data-name=alpha]")
     assert [td.text for td in row.select("td")][1:] == ["1.1", "2"]
     filtered = browser.get(site.url("team/"), {"q": "BETA"})
     names = [a.text for a in filtered.html.select("main section tbody a")]
-    assert names == ["beta-tools", "betar"]
+    assert names == ["beta-tools", "betar", "betaconda"]
     assert filtered.html.select_one("input#filter")["value"] == "BETA"
     # Setup for every ecosystem, with the real URL and a placeholder.
     snippets = " ".join(pre.text for pre in page.html.select(".snippet pre"))
-    assert f"http://$TOKEN:x-auth-token@localhost{site.prefix}/team/simple/" in snippets
+    assert f"http://__token__:$TOKEN@localhost{site.prefix}/team/simple/" in snippets
     assert (
         f'paste0("http://localhost{site.prefix}/t/", Sys.getenv("PRIVATE_CHANNELS_TOKEN"), "/team")'
         in snippets
     )
     assert 'options(repos = c(getOption("repos"),' in snippets
+    assert f'conda install -c "http://localhost{site.prefix}/t/$TOKEN/team"' in snippets
     for secret in site.secrets.values():
         assert secret not in page.text
 
@@ -536,7 +541,7 @@ def test_python_package_page(site: Site, tmp_path: Path) -> None:
     assert rows["demo_pkg-2.0-py3-none-any.whl"][5] == "yanked: Broken build"
     assert page.html.select_one("dl").text.count("MIT") == 1
     install = page.html.select_one(".snippet pre").text
-    index = f"http://$TOKEN:x-auth-token@localhost{site.prefix}/team/simple/"
+    index = f"http://__token__:$TOKEN@localhost{site.prefix}/team/simple/"
     assert install == f'pip install --index-url "{index}" Demo_Pkg'
     versions = [li.text for li in page.html.select("ul.versions li")]
     assert versions == ["2.0 (yanked)", "1.0"]
@@ -587,7 +592,9 @@ def test_missing_packages_and_ecosystems_are_404_pages(site: Site) -> None:
     response = browser.get(site.url("team/-/packages/python/nope/"), status=404)
     assert "Channel 'team' has no python package 'nope'." in said(response)
     response = browser.get(site.url("team/-/packages/conda-ish/x/"), status=404)
-    assert "There is no ecosystem 'conda-ish' here; there are python, cran." in said(response)
+    assert "There is no ecosystem 'conda-ish' here; there are python, cran, conda." in said(
+        response
+    )
     browser.get(site.url("other/-/packages/python/x/"), status=403)
 
 

@@ -14,6 +14,13 @@
     )
     [(member, data)] = contents.found   # PKG-INFO's bytes, at most limits.max_metadata_size
 
+    contents = read_archive(                # a .conda: a zip of tar.zst archives
+        stream, "zip",
+        inner=lambda m: "tar.zst" if m.path.endswith(".tar.zst") else None,
+        want=lambda m: m.within.startswith("info-") and m.path == "info/index.json",
+        policy=Policy(links="inside"), limits=limits, what="conda package",
+    )
+
 Uploads come from anyone holding a write token, so an archive is hostile until read:
 every member is looked at, in one pass, and nothing is ever extracted to disk.  The
 bounds of :class:`~private_channels.core.limits.Limits` hold for every ecosystem:
@@ -38,8 +45,14 @@ Every refusal is an :class:`ArchiveError` whose message is one sentence the uplo
 can act on (it becomes a 400 reason phrase); a damaged stream of any kind is one too.
 An ecosystem says only which :class:`Policy` it wants and which members it needs.
 
+Archives inside an archive (the ``info-*.tar.zst`` and ``pkg-*.tar.zst`` of a ``.conda``)
+are read as streams straight from their outer member, never spooled or held whole, and
+every one of their members is checked as the outer ones are, against the same bounds:
+members, unpacked bytes and metadata read count across all of them together.  Their
+links are judged together too, since they are unpacked into one directory.
+
 Compressed tar streams are read through a decompressing file object chosen by
-``_DECOMPRESSORS``; zstd (conda) adds an entry that imports ``zstandard`` when used.
+``_DECOMPRESSORS``; zstd imports ``zstandard`` (the ``conda`` extra) only when used.
 """
 
 from __future__ import annotations
@@ -56,7 +69,7 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Literal, NoReturn, Protocol
 
 from .limits import Limits
@@ -71,7 +84,7 @@ __all__ = [
     "sniff",
 ]
 
-Format = Literal["zip", "tar", "tar.gz", "tar.bz2"]
+Format = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.zst"]
 Kind = Literal["file", "dir", "symlink", "hardlink"]
 
 # Whatever a damaged or hostile stream makes the standard library raise, besides the
@@ -120,6 +133,7 @@ class Member:
     kind: Kind
     size: int  # declared unpacked bytes of a file; 0 for the other kinds
     target: str = ""  # a link's target, as the archive spells it
+    within: str = ""  # the outer member whose archive holds it; "" at the top level
 
     @property
     def path(self) -> str:
@@ -148,6 +162,8 @@ def sniff(stream: IO[bytes]) -> Format | None:
         return "tar.gz"
     if head.startswith(b"BZh"):
         return "tar.bz2"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "tar.zst"
     if head[257:262] == b"ustar":
         return "tar"
     return None
@@ -158,6 +174,7 @@ def read_archive(
     format: Format,
     *,
     want: Callable[[Member], bool] | None = None,
+    inner: Callable[[Member], Format | None] | None = None,
     policy: Policy = Policy(),
     limits: Limits | None = None,
     what: str = "archive",
@@ -166,14 +183,19 @@ def read_archive(
 
     ``want`` is called once for every member that passed the checks, in archive
     order (so it may also note what it sees); the members it picks are read into
-    memory, together at most ``limits.max_metadata_size`` bytes.  ``what`` names the
-    upload in messages ("The sdist member ... links outside the archive.").  Raises
+    memory, together at most ``limits.max_metadata_size`` bytes.  ``inner`` names the
+    file members that are archives themselves, by the (tar) format to read them in;
+    their members are checked and offered to ``want`` in turn, with
+    :attr:`Member.within` naming the outer member (an inner archive is not offered to
+    ``want`` itself, nor looked into further).  ``what`` names the upload in messages
+    ("The sdist member ... links outside the archive.").  Raises
     :class:`ArchiveError`; ``stream`` is left at position 0 either way.
     """
     scan = _Scan(
         policy=policy,
         limits=limits or Limits(),
         want=want or (lambda member: False),
+        inner=inner or (lambda member: None),
         what=what,
     )
     stream.seek(0)
@@ -192,6 +214,8 @@ def read_archive(
 # No format needs more metadata members than this (conda reads the most: index.json,
 # about.json, run_exports.json...); archives of thousands of PKG-INFOs stop here.
 MAX_FOUND = 16
+# Archives inside one archive (a .conda has two).
+MAX_INNER = 4
 
 
 def _quote(name: str) -> str:
@@ -300,22 +324,71 @@ class _Links:
         return None
 
 
+@dataclass
+class _Totals:
+    """What the bounds count across an archive and every archive inside it."""
+
+    members: int = 0
+    declared: int = 0  # unpacked bytes the members' headers declare
+    inflated: int = 0  # bytes the decompressors of tar streams have produced
+    inner: int = 0
+    found: list[tuple[Member, bytes]] = field(default_factory=list)
+    found_bytes: int = 0
+
+
 class _Scan:
-    """The checks every member of every format goes through, and what they collect."""
+    """The checks every member of every format goes through, and what they collect.
+
+    An archive inside the archive gets a scan of its own (:meth:`nested`), which counts
+    towards the same totals and shares the links of the other inner archives.
+    """
 
     def __init__(
-        self, *, policy: Policy, limits: Limits, want: Callable[[Member], bool], what: str
+        self,
+        *,
+        policy: Policy,
+        limits: Limits,
+        want: Callable[[Member], bool],
+        inner: Callable[[Member], Format | None],
+        what: str,
+        totals: _Totals | None = None,
+        within: str = "",
     ) -> None:
         self.policy = policy
         self.limits = limits
         self.want = want
+        self.inner = inner
         self.what = what
-        self.count = 0
-        self.declared = 0
+        self.totals = totals or _Totals()
+        self.within = within
         self.root: str | None = None
         self.links = _Links() if policy.links == "inside" else None
-        self.found: list[tuple[Member, bytes]] = []
-        self.found_bytes = 0
+        self.inner_links: _Links | None = None
+
+    def nested(self, member: Member) -> tuple[Format, _Scan] | None:
+        """The format and the scan of ``member`` if it is an archive to look into."""
+        format = self.inner(member) if member.kind == "file" and not self.within else None
+        if format is None:
+            return None
+        if format == "zip":
+            raise ValueError("an inner archive is read as a stream: a tar format")
+        self.totals.inner += 1
+        if self.totals.inner > MAX_INNER:
+            self.refuse(f" holds more than {MAX_INNER} archives.")
+        scan = _Scan(
+            policy=Policy(links=self.policy.links),
+            limits=self.limits,
+            want=self.want,
+            inner=self.inner,
+            what=f"{self.what}'s {_label(member.path)}",
+            totals=self.totals,
+            within=member.path,
+        )
+        # Unpacked into one directory: a link in one may carry the other's members.
+        if self.inner_links is None:
+            self.inner_links = scan.links
+        scan.links = self.inner_links
+        return format, scan
 
     def refuse(self, sentence: str) -> NoReturn:
         """Raise the refusal "The <what><sentence>"; ``sentence`` starts with " " or "'s"."""
@@ -323,11 +396,12 @@ class _Scan:
 
     def admit(
         self, name: str, kind: Kind | Literal["special"], size: int, target: str = ""
-    ) -> Member | None:
-        """Check one member; return it if ``want`` picks it (then :meth:`keep` its bytes)."""
+    ) -> Member:
+        """Check one member and return it (:meth:`keep` its bytes if ``want`` picks it)."""
         limits = self.limits
-        self.count += 1
-        if self.count > limits.max_members:
+        totals = self.totals
+        totals.members += 1
+        if totals.members > limits.max_members:
             self.refuse(f" has more than {limits.max_members} members.")
         problem = _path_problem(name)
         if problem is None and kind != "dir" and not _split(name):
@@ -348,17 +422,17 @@ class _Scan:
             if size > limits.max_member_size:
                 self.refuse(f" member {_quote(name)} unpacks to more than "
                             f"{limits.max_member_size} bytes.")  # fmt: skip
-            self.declared += size
-            if self.declared > limits.max_unpacked:
+            totals.declared += size
+            if totals.declared > limits.max_unpacked:
                 self.refuse(f" unpacks to more than {limits.max_unpacked} bytes.")
         else:
             size = 0
-        member = Member(name, tuple(_split(name)), kind, size, target)
+        member = Member(name, tuple(_split(name)), kind, size, target, self.within)
         if member.parts:
             self._check_root(member)
             if self.links is not None:
                 self._check_links(member)
-        return member if self.want(member) else None
+        return member
 
     def _check_root(self, member: Member) -> None:
         if not self.policy.one_root:
@@ -388,11 +462,12 @@ class _Scan:
     def keep(self, member: Member, read: Callable[[int], bytes]) -> None:
         """Read a member ``want`` picked: ``read(n)`` gives at most ``n`` of its bytes."""
         limit = self.limits.max_metadata_size
-        if len(self.found) >= MAX_FOUND:
+        totals = self.totals
+        if len(totals.found) >= MAX_FOUND:
             self.refuse(f" has more than {MAX_FOUND} metadata files.")
         if member.size > limit:
             self.refuse(f"'s metadata file is larger than {limit} bytes ({_quote(member.name)}).")
-        left = limit - self.found_bytes
+        left = limit - totals.found_bytes
         # Readers allocate what they are asked for: ask for no more than is declared.
         data = read(min(left, member.size) + 1)
         if len(data) > left:
@@ -401,12 +476,12 @@ class _Scan:
                     f"'s metadata file is larger than {limit} bytes ({_quote(member.name)})."
                 )
             self.refuse(f"'s metadata files are larger than {limit} bytes together.")
-        self.found.append((member, data))
-        self.found_bytes += len(data)
+        totals.found.append((member, data))
+        totals.found_bytes += len(data)
 
     def finish(self) -> Contents:
-        if self.links is not None:
-            through = self.links.through()
+        for links in (self.links, self.inner_links):
+            through = links.through() if links is not None else None
             if through is not None:
                 name, link = through
                 self.refuse(
@@ -415,7 +490,8 @@ class _Scan:
                 )
         if self.policy.one_root and self.root is None:
             self.refuse(" must hold exactly one top-level directory and nothing beside it.")
-        return Contents(members=self.count, root=self.root, found=tuple(self.found))
+        totals = self.totals
+        return Contents(members=totals.members, root=self.root, found=tuple(totals.found))
 
 
 # -- tar -----------------------------------------------------------------------------
@@ -453,11 +529,36 @@ def _bunzip2(raw: _Consumed) -> _Readable:
     return bz2.BZ2File(raw)
 
 
+# zstd's own default bound on a frame's window (ZSTD_WINDOWLOG_LIMIT_DEFAULT): enough for
+# every compression level without --long, and what a hostile frame may make it allocate.
+MAX_ZSTD_WINDOW = 1 << 27
+
+
+class _Unzstd:
+    """zstandard's stream reader, its errors raised as the OSError a damaged stream is."""
+
+    def __init__(self, raw: _Consumed) -> None:
+        import zstandard  # the conda extra; ImportError is turned into a refusal
+
+        self.error = zstandard.ZstdError
+        decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
+        # Every frame: bytes after the first frame are part of the stream, as zstd reads it.
+        self.reader = decompressor.stream_reader(raw, read_across_frames=True, closefd=False)  # type: ignore[arg-type]
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            data: bytes = self.reader.read(size)
+        except self.error as exc:
+            raise OSError(str(exc)) from None
+        return data
+
+
 _DECOMPRESSORS: dict[str, tuple[str, Callable[[_Consumed], _Readable]]] = {
     # format: (how messages name it, a file object that inflates the raw stream)
     "tar": ("", lambda raw: raw),
     "tar.gz": ("gzip-compressed ", _gunzip),
     "tar.bz2": ("bzip2-compressed ", _bunzip2),
+    "tar.zst": ("zstd-compressed ", _Unzstd),
 }
 
 # tarfile reads these headers' data into memory whole, before the member they describe.
@@ -502,12 +603,13 @@ class _TarStream:
             return given
         data = self.inflated.read(size - len(given))
         self.count += len(data)
+        self.scan.totals.inflated += len(data)
         self._check()
         return given + data
 
     def _check(self) -> None:
         limits = self.scan.limits
-        if self.count > limits.max_unpacked:
+        if self.scan.totals.inflated > limits.max_unpacked:
             self.scan.refuse(f" unpacks to more than {limits.max_unpacked} bytes.")
         if self.count > limits.ratio_floor and self.count > limits.max_ratio * self.raw.count:
             self.scan.refuse(
@@ -639,7 +741,14 @@ def _read_tar(stream: IO[bytes], format: str, scan: _Scan) -> None:
     label, decompress = _DECOMPRESSORS[format]
     raw = _Consumed(stream)
     try:
-        tar = _TarFile(_TarStream(decompress(raw), raw, scan))
+        inflated = decompress(raw)
+    except ImportError:
+        scan.refuse(
+            f" is {label}tar, which this server cannot read without zstandard "
+            "(the conda extra: pip install 'zstandard>=0.22')."
+        )
+    try:
+        tar = _TarFile(_TarStream(inflated, raw, scan))
         with tar:
             while (info := tar.next()) is not None:
                 # Only tarfile's random access needs its list of members; a stream
@@ -649,11 +758,13 @@ def _read_tar(stream: IO[bytes], format: str, scan: _Scan) -> None:
                     raise tarfile.ReadError("negative member size")
                 kind = _tar_kind(info)
                 member = scan.admit(info.name, kind, info.size, info.linkname)
-                if member is not None and member.kind == "file":
+                nested = scan.nested(member)
+                if nested is not None:
+                    with tar.extractfile(info) or io.BytesIO() as content:
+                        _read_tar(content, *nested)
+                elif scan.want(member):
                     with tar.extractfile(info) or io.BytesIO() as content:
                         scan.keep(member, content.read)
-                elif member is not None:
-                    scan.keep(member, lambda size: b"")
             # A compressed stream is checked (CRC, length) only at its end, and what
             # follows the end-of-archive marker counts towards the bounds too.
             while tar.bounded.read(1 << 16):
@@ -734,7 +845,7 @@ def _read_zip(stream: IO[bytes], scan: _Scan) -> None:
         stream.seek(0, io.SEEK_END)
         compressed = stream.tell()
         seen: set[tuple[str, ...]] = set()
-        wanted: list[tuple[Member, zipfile.ZipInfo]] = []
+        wanted: list[tuple[Member, zipfile.ZipInfo, tuple[Format, _Scan] | None]] = []
         for info in infos:
             # ZipInfo cuts its filename at a NUL; the original shows what was sent.
             name = info.orig_filename
@@ -747,24 +858,35 @@ def _read_zip(stream: IO[bytes], scan: _Scan) -> None:
                     "utf-8", "surrogateescape"
                 )
             member = scan.admit(name, kind, info.file_size, target)
-            parts = tuple(_split(name))
             # Two entries of one name unpack differently depending on the tool that
             # reads them (which one wins), so, like PyPI, refuse them.
-            if parts and parts in seen:
+            if member.parts and member.parts in seen:
                 scan.refuse(f" has the member {_quote(name)} more than once.")
-            seen.add(parts)
-            if member is not None:
-                wanted.append((member, info))
+            seen.add(member.parts)
+            nested = scan.nested(member)
+            if nested is not None or scan.want(member):
+                wanted.append((member, info, nested))
         # Nothing is inflated but what is wanted; the declared sizes are still bounded
         # against the upload's size, because overlapping members (a zip bomb) are
         # what declares gigabytes in a few kilobytes.
-        if scan.declared > limits.ratio_floor and scan.declared > limits.max_ratio * compressed:
+        declared = scan.totals.declared
+        if declared > limits.ratio_floor and declared > limits.max_ratio * compressed:
             scan.refuse(
                 f" unpacks to more than {limits.max_ratio} times its compressed size, "
                 "as only a compression bomb does."
             )
-        for member, info in wanted:
-            scan.keep(member, functools.partial(_zip_content, archive, info, scan=scan))
+        for member, info, nested in wanted:
+            if nested is None:
+                scan.keep(member, functools.partial(_zip_content, archive, info, scan=scan))
+                continue
+            # Streamed from the zip as it inflates, never spooled: zipfile stops at the
+            # member's declared size, which the bounds above have accepted.
+            try:
+                content = archive.open(info)
+            except _DAMAGE:
+                _unreadable(info, scan)
+            with content:
+                _read_tar(content, *nested)
 
 
 def _zip_content(
@@ -774,8 +896,12 @@ def _zip_content(
         with archive.open(info) as content:
             return content.read(size)
     except _DAMAGE:
-        base = info.filename.rstrip("/").rpartition("/")[2]
-        scan.refuse(
-            f"'s {_label(base)} cannot be read from the archive: it is damaged or "
-            "compressed with a method this server does not read."
-        )
+        _unreadable(info, scan)
+
+
+def _unreadable(info: zipfile.ZipInfo, scan: _Scan) -> NoReturn:
+    base = info.filename.rstrip("/").rpartition("/")[2]
+    scan.refuse(
+        f"'s {_label(base)} cannot be read from the archive: it is damaged or "
+        "compressed with a method this server does not read."
+    )

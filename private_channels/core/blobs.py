@@ -31,10 +31,18 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import IO, TYPE_CHECKING, Any, Self, TypeVar
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from ..channels import Channel
-from ..storage import CleansIncompleteWrites, JSONRead, Storage, sweep, update_json
+from ..storage import (
+    CleansIncompleteWrites,
+    JSONRead,
+    Stat,
+    Storage,
+    sweep,
+    update_json,
+)
 from ..storage.base import CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -46,6 +54,7 @@ __all__ = [
     "Digests",
     "FileConflictError",
     "RecordDocument",
+    "RecordSnapshot",
     "StoredFile",
     "collect_garbage",
     "hash_stream",
@@ -132,6 +141,34 @@ def _field_names(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls))
 
 
+F = TypeVar("F", bound=StoredFile)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordSnapshot(Generic[F]):
+    """The records of one :class:`RecordDocument` as read at one version, immutable.
+
+    A read side keeps snapshots, and what it derives from them, while the document's
+    storage ETag (``stat.etag``) is unchanged; ``stat`` is ``None`` for a document that
+    does not exist (no records).
+    """
+
+    records: tuple[F, ...]
+    stat: Stat | None
+
+    @property
+    def version(self) -> str:
+        """What caches of this snapshot are valid for: the document's ETag."""
+        return self.stat.etag if self.stat is not None else "-"
+
+    @cached_property
+    def _by_filename(self) -> dict[str, F]:
+        return {r.filename: r for r in self.records}
+
+    def find(self, filename: str) -> F | None:
+        return self._by_filename.get(filename)
+
+
 class RecordDocument:
     """A JSON document of file records keyed by filename, changed by compare-and-swap.
 
@@ -170,14 +207,27 @@ class RecordDocument:
             raise FileConflictError(filename)
         return False
 
-    def add(self, record: Mapping[str, Any], *, reuse: bool = False) -> tuple[bool, dict[str, Any]]:
+    def add(
+        self,
+        record: Mapping[str, Any],
+        *,
+        reuse: bool = False,
+        check: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> tuple[bool, dict[str, Any]]:
         """Commit ``record``; whether it is new (not the very same file again), and the
-        document as committed."""
+        document as committed.
+
+        ``check(doc)`` runs on the document the commit would change, every time it is
+        read, and raises to refuse a new file (an ecosystem's own rule across files,
+        such as one sdist per Python release), so that two racing uploads cannot both
+        pass it."""
         added = [False]
 
         def change(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {**self.initial, "files": {}, "deleted": []}
             added[0] = self.is_new(doc, record["filename"], record["sha256"], reuse=reuse)
+            if added[0] and check is not None:
+                check(doc)
             doc["files"].setdefault(record["filename"], dict(record))
             if record["filename"] in doc.get("deleted", ()):
                 doc["deleted"].remove(record["filename"])

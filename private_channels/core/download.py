@@ -9,7 +9,11 @@
         redirect=600,                 # seconds of a presigned URL, on a store that makes them
     )
 
-What it guarantees, whoever calls it:
+Indexes rendered in memory (``PACKAGES``, ``repodata.json``...) go out through
+:func:`document_response`: a strong ETag, revalidated on every use, ``304`` when it
+still matches.
+
+What :func:`file_response` guarantees, whoever calls it:
 
 - ``HEAD`` answers exactly what ``GET`` would, headers and status, also when the blob
   has vanished from under its record (both 404);
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
 
     from ..storage import Storage
 
-__all__ = ["BLOCK_SIZE", "file_response", "redirects"]
+__all__ = ["BLOCK_SIZE", "document_response", "file_response", "redirects"]
 
 #: At least 256 KiB: with werkzeug's 8 KiB default a 50 MB download ran at a third to
 #: two thirds of a plain file server's speed on the same WSGI server.
@@ -166,3 +170,28 @@ def file_response(
         response.close()
         response.response = []
     return response
+
+
+def document_response(
+    environ: WSGIEnvironment,
+    body: bytes,
+    *,
+    etag: str,
+    mimetype: str,
+    cache_control: str = "private, no-cache",
+) -> WSGIApplication:
+    """The response to ``GET``/``HEAD`` of a document rendered in memory.
+
+    ``etag`` names ``body`` (a digest of it); by default a client revalidates on every
+    use, which costs a 304 while nothing changed, since an index changes with every
+    upload.  ``HEAD`` gets the headers alone.  It is :class:`~.document.DocumentResponse`,
+    the response of every rendered page and index.
+    """
+    from .document import DocumentResponse
+
+    return DocumentResponse(
+        body,
+        etag=etag,
+        content_type=get_content_type(mimetype, "utf-8"),
+        cache_control=cache_control,
+    )

@@ -32,9 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
-from .blobs import ChannelStore
+from .blobs import ChannelStore, StoredFile
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from _typeshed.wsgi import WSGIApplication
     from werkzeug.datastructures import FileStorage, MultiDict
     from werkzeug.wrappers import Response
@@ -125,6 +127,20 @@ class ListedFile:
     #: Format facts worth showing, in order: ``("Requires-Python", ">=3.9")``,
     #: ``("Depends", "R (>= 4.1)")``, ``("Directory", "src/contrib")``...
     details: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        record: StoredFile,
+        *,
+        version: str,
+        url: str | None,
+        yanked: str | None,
+        details: Iterable[tuple[str, str]] = (),
+    ) -> ListedFile:
+        """The listing of a stored file, with what its ecosystem knows of it."""
+        return cls(record.filename, version, record.size, record.sha256, record.upload_time,
+                   url, yanked, tuple(details))  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -28,6 +28,7 @@ from werkzeug.wrappers import Request, Response
 from ..auth import authorize, refuse_other_sites
 from ..errors import http_error
 from ..routing import current_channel
+from ..storage import InvalidKeyError
 from ..tokens import Scope
 from .ecosystem import Action, Target
 from .limits import Limits
@@ -108,7 +109,11 @@ def change_files(
     reason = clean_reason(reason)
     target = find_target(ecosystems, channel, text)
     ecosystem = next(e for e in ecosystems if e.name == target.ecosystem)
-    return target, ecosystem.change(channel, target, action, reason)
+    try:
+        return target, ecosystem.change(channel, target, action, reason)
+    except InvalidKeyError:
+        # A name that fits no storage key: no upload could have stored it.
+        raise LookupError(f"Channel {channel.name!r} has no file {str(target)!r}.") from None
 
 
 class ManageMiddleware:

@@ -26,6 +26,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from werkzeug.exceptions import HTTPException
 
+from ..auth import authorize
+from ..errors import http_error
+from ..routing import current_channel
+from ..tokens import Scope
 from .blobs import ChannelStore
 from .cache import DocumentCache
 from .download import redirects
@@ -89,6 +93,18 @@ class ReadMiddleware(Generic[S]):
         :class:`~.document.DocumentResponse`) for a path this middleware owns, ``None``
         for any other."""
         raise NotImplementedError
+
+    def readable(self, environ: WSGIEnvironment) -> Channel:
+        """The channel of a request to read one of the URLs this middleware owns:
+        405 for a method other than ``GET`` and ``HEAD``, 401/403 without read access."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            raise http_error(
+                405, "This URL is read-only; upload with POST to the channel URL itself.",
+                headers=[("Allow", "GET, HEAD")],
+            )  # fmt: skip
+        channel = current_channel(environ)
+        authorize(environ, channel, Scope.READ)
+        return channel
 
     # -- what the upstream proxy of every ecosystem needs -----------------------------
 

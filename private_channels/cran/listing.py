@@ -97,15 +97,8 @@ def package(
         details = [("Directory", ", ".join(where))]
         details += [(k, v) for k in _SHOWN_FIELDS if (v := record.fields.get(k))]
         listed.append(
-            ListedFile(
-                filename=record.filename,
-                version=record.version,
-                size=record.size,
-                sha256=record.sha256,
-                upload_time=record.upload_time,
-                url=url,
-                yanked=record.yanked,
-                details=tuple(details),
+            ListedFile.of(
+                record, version=record.version, url=url, yanked=record.yanked, details=details
             )
         )
     text = chosen.about.get("Description", "")

@@ -53,7 +53,6 @@ from urllib.parse import urljoin
 
 from werkzeug.utils import get_content_type
 
-from ..auth import authorize
 from ..core.blobs import RecordDocument
 from ..core.cache import DocumentCache
 from ..core.document import DocumentResponse
@@ -69,8 +68,6 @@ from ..core.proxy import (
 from ..core.reader import ReadMiddleware
 from ..core.upstream import UpstreamError, UpstreamNotFoundError
 from ..errors import http_error
-from ..routing import current_channel
-from ..tokens import Scope
 from .description import InvalidPackageError, parse_built
 from .index import (
     INDEX_FILES,
@@ -122,7 +119,12 @@ _LINUX = re.compile(rf"/__linux__/(?P<distribution>{DISTRIBUTION_PATTERN})(?=/sr
 # The User-Agent that Posit Package Manager asks R users to set (R 4.2's libcurl sends
 # only "libcurl/<version>" otherwise): "R/4.2.2 R (4.2.2 x86_64-pc-linux-gnu x86_64
 # linux-gnu)"; the "R (...)" part alone is R's own HTTPUserAgent option.
-_R_AGENT = re.compile(r"\bR \((?P<r>[0-9]+\.[0-9]+)\.[0-9]+\S* (?P<platform>\S+) \S+ \S+\)")
+_R_AGENT = re.compile(r"\bR \((?P<r>[0-9]{1,3}\.[0-9]{1,3})\.[0-9]+\S* (?P<platform>\S+) \S+ \S+\)")
+# R's own agent is some 60 characters; a longer one is not R's, and is not searched.
+MAX_AGENT = 512
+# The longest path below a channel that this layout holds: a directory
+# (bin/macosx/<platform>/contrib/<x.y>) and a filename; longer ones are not parsed.
+MAX_PATH = 512
 
 _MIMETYPES = {
     "PACKAGES": "text/plain",  # werkzeug adds "; charset=utf-8" to text types
@@ -154,7 +156,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         self.snapshots = DocumentCache(self.cache_bytes, max_entry=self.cache_bytes)
 
     def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
-        if not path.startswith(_ROOTS):
+        if not path.startswith(_ROOTS) or len(path) > MAX_PATH:
             return None
         linux = _LINUX.match(path)
         distribution = None
@@ -165,13 +167,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         archived = _ARCHIVED.fullmatch(path)
         if not (index or download or archived or path == _META):
             return None
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            raise http_error(
-                405, "This URL is read-only; upload with POST to the channel URL itself.",
-                headers=[("Allow", "GET, HEAD")],
-            )  # fmt: skip
-        channel = current_channel(environ)
-        authorize(environ, channel, Scope.READ)
+        channel = self.readable(environ)
         proxied = channel.cran_upstream is not None
         if index:
             if proxied:
@@ -240,7 +236,8 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         self, environ: WSGIEnvironment, channel: Channel, distribution: str, record: CranRecord
     ) -> CranRecord | None:
         """The binary of ``record``'s very version built for the R that asks, if any."""
-        agent = _R_AGENT.search(str(environ.get("HTTP_USER_AGENT", "")))
+        text = str(environ.get("HTTP_USER_AGENT", ""))
+        agent = _R_AGENT.search(text) if len(text) <= MAX_AGENT else None
         if agent is None:
             return None
         directory = self.directory(channel, linux_directory(distribution, agent["r"]))

@@ -45,11 +45,12 @@ from ..core.blobs import (
     ChannelStore,
     FileConflictError,
     RecordDocument,
+    RecordSnapshot,
     StoredFile,
     forget,
     store_blob,
 )
-from ..storage import Stat, read_json
+from ..storage import Stat, read_document, read_json
 from .description import PackageFile, r_version_key
 
 __all__ = [
@@ -205,10 +206,10 @@ def _listing_order(record: CranRecord) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True)
-class Directory:
+class Directory(RecordSnapshot[CranRecord]):
+    """A snapshot of one directory's index document (its etag validates rendered caches)."""
+
     path: str
-    records: tuple[CranRecord, ...]
-    stat: Stat | None  # of the index document: its etag validates rendered caches
 
     # A Directory is an immutable snapshot, so what is derived from it is computed once
     # (the repository middleware keeps snapshots while their document is unchanged).
@@ -228,10 +229,6 @@ class Directory:
     def _latest_names(self) -> frozenset[str]:
         return frozenset(r.filename for r in self._latest)
 
-    @cached_property
-    def _by_name(self) -> dict[str, CranRecord]:
-        return {r.filename: r for r in self.records}
-
     def latest(self) -> list[CranRecord]:
         """The newest version of each package that is not yanked, in the order of
         ``write_PACKAGES``: what the ``PACKAGES`` files list."""
@@ -247,9 +244,6 @@ class Directory:
             (r for r in self.records if r.filename not in self._latest_names),
             key=lambda r: (r.package.encode(), r_version_key(r.version), r.upload_time),
         )
-
-    def find(self, filename: str) -> CranRecord | None:
-        return self._by_name.get(filename)
 
 
 def _apply(
@@ -290,10 +284,13 @@ class CranStore(ChannelStore):
     def directory(self, channel: Channel, path: str) -> Directory:
         """The records of one directory (none if nothing was uploaded there)."""
         try:
-            doc, stat = read_json(self.storage, self.index_key(channel, path))
+            records, stat = read_document(
+                self.storage,
+                self.index_key(channel, path),
+                lambda doc: tuple(CranRecord.from_json(r) for r in doc["files"].values()),
+            )
         except FileNotFoundError:
             return Directory(path=path, records=(), stat=None)
-        records = tuple(CranRecord.from_json(r) for r in doc["files"].values())
         return Directory(path=path, records=records, stat=stat)
 
     def open_blob(self, channel: Channel, record: CranRecord) -> tuple[IO[bytes], Stat]:

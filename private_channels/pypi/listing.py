@@ -53,15 +53,9 @@ def _listed(record: FileRecord) -> ListedFile:
     details = [("Type", "wheel" if record.filename.endswith(".whl") else "sdist")]
     if record.requires_python:
         details.append(("Requires-Python", record.requires_python))
-    return ListedFile(
-        filename=record.filename,
-        version=record.version,
-        size=record.size,
-        sha256=record.sha256,
-        upload_time=record.upload_time,
-        url=f"files/{record.sha256}/{quote(record.filename)}",
-        yanked=record.yanked,
-        details=tuple(details),
+    url = f"files/{record.sha256}/{quote(record.filename)}"
+    return ListedFile.of(
+        record, version=record.version, url=url, yanked=record.yanked, details=details
     )
 
 
@@ -120,7 +114,9 @@ def snippets(channel_url: str, package: Package | None) -> list[Snippet]:
     parts = urlsplit(channel_url)
     channel = parts.path.rstrip("/").rpartition("/")[2]
     index = f"{channel_url}/simple/"
-    with_token = f"{parts.scheme}://$TOKEN:x-auth-token@{parts.netloc}{parts.path}/simple/"
+    # __token__ with the token as password: pip prints its index URL with the password
+    # masked, the user name in clear.
+    with_token = f"{parts.scheme}://__token__:$TOKEN@{parts.netloc}{parts.path}/simple/"
     name = package.name if package is not None else "PACKAGE"
     env = re.sub(r"[^A-Z0-9]", "_", channel.upper())
     found = [
@@ -130,8 +126,8 @@ def snippets(channel_url: str, package: Package | None) -> list[Snippet]:
             "uv project (pyproject.toml)",
             f'[[tool.uv.index]]\nname = "{channel}"\nurl = "{index}"\nexplicit = true\n\n'
             f'[tool.uv.sources]\n{name} = {{ index = "{channel}" }}',
-            note=f'Then: export UV_INDEX_{env}_USERNAME="$TOKEN" '
-            f"UV_INDEX_{env}_PASSWORD=x-auth-token; uv add {name}",
+            note=f"Then: export UV_INDEX_{env}_USERNAME=__token__ "
+            f'UV_INDEX_{env}_PASSWORD="$TOKEN"; uv add {name}',
         ),
         Snippet(
             "Poetry",

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from packaging.utils import InvalidName, NormalizedName, canonicalize_name
-from packaging.version import Version
 
 from ..channels import Channel
 from ..core.ecosystem import Target
 from ..core.manage import MAX_REASON_LENGTH, clean_reason
 from .metadata import InvalidDistributionError, parse_filename
-from .store import FileRecord, PythonStore
+from .store import MAX_PROJECT_NAME, FileRecord, PythonStore, same_version
 
 __all__ = [
     "ECOSYSTEM",
@@ -54,14 +53,7 @@ def matches(target: Target, record: FileRecord) -> bool:
     if target.filename is not None:
         return record.filename == target.filename
     assert target.version is not None
-    return _same_version(record.version, target.version)
-
-
-def _same_version(a: str, b: str) -> bool:
-    try:
-        return Version(a) == Version(b)
-    except ValueError:  # InvalidVersion, or an int past Python's digit limit
-        return a == b
+    return same_version(record.version, target.version)
 
 
 # Pure, and every download asks it for a filename it has likely seen before.
@@ -90,6 +82,10 @@ def parse_target(text: str) -> Target:
         return Target(ECOSYSTEM, project_of(filename), filename=filename)
     if not project.strip() or not version.strip():
         raise InvalidTargetError(f"{text!r} needs both a project and a version: PROJECT==VERSION.")
+    if len(project.strip()) > MAX_PROJECT_NAME:
+        raise InvalidTargetError(
+            f"The project name is longer than {MAX_PROJECT_NAME} characters, so no file has it."
+        )
     try:
         name = canonicalize_name(project.strip(), validate=True)
     except InvalidName:

@@ -60,7 +60,7 @@ from ..routing import current_channel
 from ..tokens import Scope
 from . import manage
 from .render import HTML, JSON, MEDIA_TYPES, TEXT_HTML, index_page, project_page, render
-from .store import FileRecord, PythonStore
+from .store import MAX_PROJECT_NAME, FileRecord, PythonStore
 from .upstream import (
     ACCEPT,
     allows,
@@ -191,6 +191,8 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         if rest == "/":
             return self._index(environ, channel)
         name, slash, extra = rest[1:].partition("/")
+        if len(name) > MAX_PROJECT_NAME:
+            raise _not_found("A project with a name this long")
         if extra or not _PROJECT_NAME.match(name):
             raise _not_found(f"Project {name!r}")
         normalized = canonicalize_name(name)

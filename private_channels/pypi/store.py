@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import IO, Any
 
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from ..channels import Channel
 from ..core.blobs import (
@@ -42,7 +44,8 @@ from ..core.blobs import (
     forget,
     store_blob,
 )
-from ..storage import Stat, Storage, read_bytes, read_json, update_json
+from ..core.limits import Limits
+from ..storage import Stat, Storage, read_bytes, read_document, read_json, update_json
 from .metadata import InvalidDistributionError, parse_filename
 
 # What is stored beside a file: its METADATA (served, PEP 658), an sdist's PKG-INFO.
@@ -55,6 +58,11 @@ __all__ = [
     "Project",
     "PythonStore",
 ]
+
+
+#: The longest project name a distribution filename can carry (``<name>-0.zip``); longer
+#: names in URLs and targets are refused before they reach a storage key.
+MAX_PROJECT_NAME = Limits.max_filename - len("-0.zip")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +84,47 @@ class Project:
     files: tuple[FileRecord, ...]
     stat: Stat  # of the project document: its etag validates caches of rendered pages
     deleted: frozenset[str] = field(default_factory=frozenset)
+
+
+class SdistExistsError(ValueError):
+    """A release has an sdist already, under another filename."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename)
+        self.filename = filename
+
+
+def is_sdist(filename: str) -> bool:
+    return not filename.endswith(".whl")
+
+
+def same_version(a: str, b: str) -> bool:
+    """PEP 440 equality (``1.0 == 1.0.0``); plain equality for what does not parse."""
+    try:
+        return Version(a) == Version(b)
+    except ValueError:  # InvalidVersion, or an int past Python's digit limit
+        return a == b
+
+
+def _one_sdist_per_release(record: FileRecord, doc: Mapping[str, Any]) -> None:
+    """PyPI's rule: an sdist is the release's source, so a release has one."""
+    if not is_sdist(record.filename):
+        return
+    for other in doc["files"].values():
+        if (
+            other["filename"] != record.filename
+            and is_sdist(other["filename"])
+            and same_version(other["version"], record.version)
+        ):
+            raise SdistExistsError(other["filename"])
+
+
+def _project(doc: dict[str, Any]) -> tuple[str, tuple[FileRecord, ...], frozenset[str]]:
+    """A project document's display name, records and deleted filenames."""
+    if not isinstance(doc["name"], str):
+        raise TypeError("its name is not a string")
+    files = tuple(FileRecord.from_json(f) for f in doc["files"].values())
+    return doc["name"], files, frozenset(doc.get("deleted", ()))
 
 
 class PythonStore(ChannelStore):
@@ -106,24 +155,27 @@ class PythonStore(ChannelStore):
     def project(self, channel: Channel, name: str) -> Project | None:
         """The project's files in upload order, or ``None`` if it has none."""
         try:
-            doc, stat = read_json(self.storage, self.project_key(channel, name))
+            parsed, stat = read_document(self.storage, self.project_key(channel, name), _project)
         except FileNotFoundError:
             return None
+        display_name, files, deleted = parsed
         return Project(
-            name=canonicalize_name(doc["name"]),
-            display_name=doc["name"],
-            files=tuple(FileRecord.from_json(f) for f in doc["files"].values()),
+            name=canonicalize_name(display_name),
+            display_name=display_name,
+            files=files,
             stat=stat,
-            deleted=frozenset(doc.get("deleted", ())),
+            deleted=deleted,
         )
 
     def projects(self, channel: Channel) -> tuple[dict[NormalizedName, str], Stat | None]:
         """Normalized name to display name for every project; the stat validates caches."""
         try:
-            doc, stat = read_json(self.storage, self.projects_key(channel))
+            projects, stat = read_document(
+                self.storage, self.projects_key(channel), lambda doc: dict(doc["projects"])
+            )
         except FileNotFoundError:
             return {}, None
-        return dict(doc["projects"]), stat
+        return projects, stat
 
     def read_metadata(self, channel: Channel, record: FileRecord, *, limit: int) -> bytes | None:
         """The file's METADATA (a wheel) or PKG-INFO (an sdist) as stored beside it, at
@@ -175,10 +227,12 @@ class PythonStore(ChannelStore):
         ``pkg_info`` (an sdist's PKG-INFO) is kept beside the file for the pages'
         description, and never served: it may be incomplete (dynamic fields).
 
-        Raises :class:`FileConflictError` when the filename holds other bytes and
-        :class:`DeletedFilenameError` when it was deleted; both are found before any
-        write when possible.  Whatever makes the commit fail, what this call wrote is
-        removed again (:func:`~..core.blobs.store_blob`).
+        Raises :class:`FileConflictError` when the filename holds other bytes,
+        :class:`DeletedFilenameError` when it was deleted, and :class:`SdistExistsError`
+        for an sdist of a release that has another one (``demo-1.0.tar.gz`` beside
+        ``demo-1.0.0.tar.gz`` or ``Demo-1.0.tar.gz``: one sdist per release, as on PyPI);
+        all are found before any write when possible.  Whatever makes the commit fail,
+        what this call wrote is removed again (:func:`~..core.blobs.store_blob`).
         """
         digest = hashlib.sha256(metadata).hexdigest() if metadata is not None else None
         record = replace(record, metadata_sha256=digest)
@@ -191,6 +245,9 @@ class PythonStore(ChannelStore):
             # crash interrupted; unchanged documents are not rewritten.
             self._add_project_name(channel, record.project, existing["name"])
             return False
+        check = partial(_one_sdist_per_release, record)
+        if existing is not None:
+            check(existing)
         blob = self.blob_key(channel, record.sha256, record.filename)
         blobs = {blob: content}
         if metadata is not None:
@@ -200,7 +257,7 @@ class PythonStore(ChannelStore):
         added, doc = store_blob(
             self.storage,
             blobs,
-            commit=lambda: document.add(record.to_json(), reuse=reuse),
+            commit=lambda: document.add(record.to_json(), reuse=reuse, check=check),
             referenced=lambda: document.holds(record.filename, record.sha256),
         )
         self._add_project_name(channel, record.project, doc["name"])

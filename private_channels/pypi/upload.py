@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response
 from ..core.blobs import DeletedFilenameError, Digests, FileConflictError, hash_stream
 from ..errors import http_error
 from .metadata import Distribution, InvalidDistributionError, read_distribution
-from .store import FileRecord, PythonStore
+from .store import FileRecord, PythonStore, SdistExistsError
 
 if TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -83,6 +83,13 @@ def store_file(
             metadata=dist.metadata if dist.kind == "wheel" else None,
             pkg_info=dist.metadata if dist.kind == "sdist" else None,
         )
+    except SdistExistsError as error:
+        raise http_error(
+            400,
+            f"Only one sdist may be uploaded per release: version {dist.version} of "
+            f"{dist.display_name!r} has {error.filename!r} already; upload wheels beside "
+            "it, or the change under a new version.",
+        ) from None
     except DeletedFilenameError:
         raise http_error(
             409,

@@ -14,14 +14,17 @@ from urllib.parse import urlsplit
 
 from .base import (
     CleansIncompleteWrites,
+    CorruptDocumentError,
     InvalidKeyError,
     JSONRead,
     PresignsURLs,
     StaleWriteError,
     Stat,
     Storage,
+    copy_storage,
     dump_json,
     read_bytes,
+    read_document,
     read_json,
     sweep,
     update_json,
@@ -33,6 +36,7 @@ from .memory import MemoryStorage
 __all__ = [
     "DEFAULT_STORAGE",
     "CleansIncompleteWrites",
+    "CorruptDocumentError",
     "FileSystemStorage",
     "InvalidKeyError",
     "JSONRead",
@@ -42,9 +46,11 @@ __all__ = [
     "Stat",
     "Storage",
     "StorageURLError",
+    "copy_storage",
     "dump_json",
     "open_storage",
     "read_bytes",
+    "read_document",
     "read_json",
     "sweep",
     "update_json",
@@ -58,15 +64,19 @@ class StorageURLError(ValueError):
     """A storage URL that names no backend this installation can open."""
 
 
-def open_storage(url: str | None = None) -> Storage:
-    """Open the backend a storage URL names: a path, ``file://``, ``memory://`` or ``s3://``."""
+def open_storage(url: str | None = None, *, create: bool = True) -> Storage:
+    """Open the backend a storage URL names: a path, ``file://``, ``memory://`` or ``s3://``.
+
+    With ``create=False``, a directory that does not exist is a :class:`FileNotFoundError`
+    rather than a new, empty storage (a bucket must always exist already).
+    """
     url = url or os.environ.get("PRIVATE_CHANNELS_STORAGE") or DEFAULT_STORAGE
     scheme = urlsplit(url).scheme
     if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
         path = url[len("file://") :] if scheme == "file" else url
         if not path:
             raise StorageURLError(f"storage URL {url!r} names no directory")
-        return FileSystemStorage(path)
+        return FileSystemStorage(path, create=create)
     if scheme == "memory":
         return MemoryStorage()
     if scheme == "s3":
@@ -74,7 +84,8 @@ def open_storage(url: str | None = None) -> Storage:
             from .s3 import S3Storage  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
             raise StorageURLError(
-                "the s3:// storage needs boto3: pip install 'private-channels[s3]'"
+                "the s3:// storage needs boto3 1.36 or later (the s3 extra): "
+                "pip install 'boto3>=1.36'"
             ) from exc
         storage: Storage = S3Storage.from_url(url)
         return storage

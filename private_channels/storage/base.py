@@ -11,7 +11,9 @@ are updated optimistically, by compare-and-swap on their ETag::
     update_json(storage, "counters/uploads.json", lambda doc: {"n": (doc or {}).get("n", 0) + 1})
 
 Not-found is the builtin :class:`FileNotFoundError`; an existing key on create is
-:class:`FileExistsError`; a lost race on a compare-and-swap is :class:`StaleWriteError`.
+:class:`FileExistsError`; a lost race on a compare-and-swap is :class:`StaleWriteError`;
+a JSON document that does not parse, or lacks what its reader needs, is
+:class:`CorruptDocumentError`, which names the key.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "CleansIncompleteWrites",
+    "CorruptDocumentError",
     "InvalidKeyError",
     "JSONRead",
     "PresignsURLs",
     "StaleWriteError",
     "Stat",
     "Storage",
+    "copy_storage",
     "read_bytes",
+    "read_document",
     "read_json",
     "sweep",
     "update_json",
@@ -48,10 +53,26 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+~=,@-]*\Z")
 # hold "/", so the match is linear in the key's length.
 _KEY = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._+~=,@-]*/)*[A-Za-z0-9_][A-Za-z0-9._+~=,@-]*\Z")
 MAX_KEY_LENGTH = 1024
+# A segment is a file or directory name on the filesystem backend, where most file
+# systems stop at 255 bytes (ASCII here); the same bound on every backend makes a name
+# that one of them could not hold an InvalidKeyError everywhere, never an OSError.
+MAX_SEGMENT_LENGTH = 255
 
 
 class InvalidKeyError(ValueError):
     """A key that could escape the storage root or that no backend can hold."""
+
+
+class CorruptDocumentError(OSError):
+    """A stored JSON document that is not JSON, or not the shape its reader needs.
+
+    An :class:`OSError`, like the storage's other failures: nothing a client sent can
+    cure it, and its message names the document for whoever reads the server's log.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"storage document {key!r} is damaged: {reason}")
+        self.key = key
 
 
 class StaleWriteError(Exception):
@@ -125,6 +146,10 @@ def validate_key(key: str) -> str:
     if _KEY.match(key):
         return key
     for segment in key.split("/"):
+        if len(segment) > MAX_SEGMENT_LENGTH:
+            raise InvalidKeyError(
+                f"storage key segment {segment[:40]!r}... is longer than {MAX_SEGMENT_LENGTH}"
+            )
         if not _SEGMENT.match(segment):
             raise InvalidKeyError(f"storage key {key!r} has an invalid segment {segment!r}")
     return key
@@ -144,6 +169,9 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
+T = TypeVar("T")
+
+
 def read_bytes(storage: Storage, key: str, *, limit: int = 64 * 1024 * 1024) -> tuple[bytes, Stat]:
     """Read a small blob whole, refusing anything larger than ``limit`` bytes."""
     stream, stat = storage.open(key)
@@ -154,9 +182,32 @@ def read_bytes(storage: Storage, key: str, *, limit: int = 64 * 1024 * 1024) -> 
     return data, stat
 
 
+def _loads(key: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise CorruptDocumentError(key, str(exc)) from None
+
+
 def read_json(storage: Storage, key: str) -> tuple[Any, Stat]:
+    """A JSON document and its stat; :class:`CorruptDocumentError` if it is not JSON."""
     data, stat = read_bytes(storage, key)
-    return json.loads(data), stat
+    return _loads(key, data), stat
+
+
+def read_document(storage: Storage, key: str, parse: Callable[[Any], T]) -> tuple[T, Stat]:
+    """``parse`` applied to the JSON document at ``key``, and its stat.
+
+    What ``parse`` raises on a document of the wrong shape (a missing key, a wrong
+    type or value) becomes :class:`CorruptDocumentError`, naming the document::
+
+        channel, stat = read_document(storage, key, lambda doc: Channel(**doc))
+    """
+    doc, stat = read_json(storage, key)
+    try:
+        return parse(doc), stat
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptDocumentError(key, f"{type(exc).__name__}: {exc}") from None
 
 
 @dataclass
@@ -174,14 +225,11 @@ class JSONRead:
             raw, stat = read_bytes(storage, key)
         except FileNotFoundError:
             return cls(b"", None, None)
-        return cls(raw, stat, json.loads(raw))
+        return cls(raw, stat, _loads(key, raw))
 
 
 def dump_json(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-
-
-T = TypeVar("T")
 
 
 def update_json(
@@ -212,7 +260,7 @@ def update_json(
                 raw, stat_or_none = b"", None
             else:
                 stat_or_none = stat
-            doc = json.loads(raw) if raw else None
+            doc = _loads(key, raw) if raw else None
         new = change(doc)
         if new is None and stat_or_none is None:
             return new  # absent and to stay absent
@@ -252,3 +300,27 @@ def sweep(storage: Storage, prefix: str, keep: set[str], *, older_than: float) -
         except (FileNotFoundError, StaleWriteError):
             continue
     return removed
+
+
+def copy_storage(source: Storage, destination: Storage) -> tuple[int, int]:
+    """Copy every key of ``source`` into ``destination``, which must be empty; return
+    the number of keys and of bytes copied.
+
+    A whole deployment moves this way (the filesystem to S3, a backup and its restore):
+    channels, tokens (and the key that hashes them, so every token keeps working) and
+    packages.  Each key is created, never overwritten, streamed one block at a time,
+    and checked by size once written.  Writers must be stopped meanwhile: a key
+    written to ``source`` during the copy may or may not be in the copy.
+    """
+    if next(iter(destination.list("")), None) is not None:
+        raise FileExistsError("the destination storage is not empty")
+    keys = size = 0
+    for key in source.list(""):
+        stream, stat = source.open(key)
+        with stream:
+            written = destination.create(key, stream)
+        if written.size != stat.size:
+            raise OSError(f"{key!r} was copied with {written.size} of its {stat.size} bytes")
+        keys += 1
+        size += written.size
+    return keys, size

@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -25,7 +26,15 @@ from pathlib import Path
 from stat import S_ISLNK, S_ISREG
 from typing import IO
 
-from .base import CHUNK_SIZE, InvalidKeyError, StaleWriteError, Stat, validate_key, validate_prefix
+from .base import (
+    CHUNK_SIZE,
+    MAX_SEGMENT_LENGTH,
+    InvalidKeyError,
+    StaleWriteError,
+    Stat,
+    validate_key,
+    validate_prefix,
+)
 
 __all__ = ["FileSystemStorage"]
 
@@ -41,9 +50,14 @@ def _stat(st: os.stat_result) -> Stat:
 
 
 class FileSystemStorage:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    """``create=False`` opens only a directory that exists (FileNotFoundError otherwise),
+    for commands that must not make an empty storage where the user meant another."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).resolve()
         self._root = str(self.root).rstrip("/")
+        if not create and not self.root.is_dir():
+            raise FileNotFoundError(f"there is no storage directory {self.root}")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -122,7 +136,11 @@ class FileSystemStorage:
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.parent / f".lock-{path.name}", os.O_RDWR | os.O_CREAT, 0o600)
+        name = path.name
+        if len(name) > MAX_SEGMENT_LENGTH - len(".lock-"):
+            # The lock's name must fit where the key's own name just fits.
+            name = hashlib.sha256(name.encode()).hexdigest()
+        fd = os.open(path.parent / f".lock-{name}", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

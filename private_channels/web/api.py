@@ -36,7 +36,7 @@ from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any, cast
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin, token_state
@@ -46,6 +46,7 @@ from ..core.ecosystem import PackageDetail
 from ..core.limits import Limits
 from ..errors import ERROR_FORMAT_KEY, ChannelHTTPError, http_error
 from ..tokens import Scope, Token, parse_duration
+from .page import routing_map
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -124,7 +125,7 @@ class ApiMiddleware:
         self.app = app
         self.admin = admin
         self.limits = limits or Limits()
-        self.map = Map(_rules(), strict_slashes=False)
+        self.map = routing_map(_rules(), strict_slashes=False)
         self.authenticated = TokenAuthMiddleware(self._serve, admin.tokens)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -16,13 +16,15 @@ the middleware that routes to them, signs in and out and serves the static files
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
-from werkzeug.routing import MapAdapter
+from werkzeug.routing import Map, MapAdapter, RuleFactory
 from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin
@@ -38,7 +40,27 @@ from .session import CSRF_FIELD, Session, Sessions
 if TYPE_CHECKING:
     from ..channels import Channel
 
-__all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "Page", "PageKit", "redirect"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "SECURITY_HEADERS",
+    "Page",
+    "PageKit",
+    "redirect",
+    "routing_map",
+]
+
+# werkzeug compiles each rule's URL builder with compile(), and CPython 3.11's AST
+# constructor keeps a recursion counter that threads compiling at once corrupt
+# ("SystemError: AST constructor recursion depth mismatch", gh-106905): apps built in
+# several threads at once (a host's lazy start-up, the tests) build their maps in turn.
+_COMPILING = threading.Lock()
+
+
+def routing_map(rules: Iterable[RuleFactory], **options: Any) -> Map:
+    """A werkzeug ``Map`` of ``rules``, built one at a time in this process."""
+    with _COMPILING:
+        return Map(rules, **options)
+
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -199,8 +221,9 @@ class PageKit:
         return h(
             "<p class='where'>Python index: <code>{url}/simple/</code> · R repository: "
             "<code>{url}</code> · uploads: <code>POST {url}</code>. Clients send the token "
-            "as the user name with the password <code>x-auth-token</code>, or in an "
-            "<code>X-Auth</code> header.</p>",
+            "as the password of the user name <code>__token__</code> (or as the user name "
+            "with the password <code>x-auth-token</code>), or in an <code>X-Auth</code> "
+            "header.</p>",
             url=url,
         )
 

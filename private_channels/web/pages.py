@@ -38,7 +38,7 @@ from urllib.parse import quote, urlsplit
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import parse_accept_header
-from werkzeug.routing import Map, RequestRedirect, Rule
+from werkzeug.routing import RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
 from ..admin import Admin
@@ -50,7 +50,7 @@ from .api import is_api
 from .browse import BrowsePages
 from .html import h
 from .manage import ManagePages
-from .page import Page, redirect
+from .page import Page, redirect, routing_map
 from .session import Sessions
 
 if TYPE_CHECKING:
@@ -129,9 +129,9 @@ class PagesMiddleware(BrowsePages, ManagePages):
         self.sessions = sessions
         self.limits = limits or Limits()
         self.descriptions = DocumentCache(16 * MiB)
-        self.owned = Map(_owned())
-        self.negotiated = Map(_negotiated())
-        self.urls = Map(_owned() + _negotiated())
+        self.owned = routing_map(_owned())
+        self.negotiated = routing_map(_negotiated())
+        self.urls = routing_map(_owned() + _negotiated())
         folder = importlib.resources.files(__package__) / "static"
         self.static = {name: (folder / name).read_bytes() for name in _STATIC}
 

@@ -1,0 +1,1 @@
+"""Conda packages: uploads, the conda channel (repodata, CEP-16 shards), yank and delete."""

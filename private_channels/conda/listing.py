@@ -1,0 +1,115 @@
+"""A channel's conda packages as the pages and the HTTP API list them.
+
+::
+
+    packages(store, channel)         # [Package(ecosystem='conda', name='beta', versions=...)]
+    package(store, channel, "beta")  # every file in every subdir, newest version first
+    snippets("https://host/api/repo/team", package)   # pixi, conda, curl
+
+Read from the same subdir documents ``repodata.json`` is rendered from
+(:class:`~.store.CondaStore`): one listing of the channel's index folder, one read per
+subdir.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+from ..channels import Channel
+from ..core.ecosystem import Description, ListedFile, Package, PackageDetail, Snippet
+from .package import version_key
+from .render import newest_first
+from .store import CondaRecord, CondaStore
+
+__all__ = ["ECOSYSTEM", "package", "packages", "snippets"]
+
+ECOSYSTEM = "conda"
+# about.json's links, as the package page names them.
+_ABOUT = (("home", "Home page"), ("doc_url", "Documentation"), ("dev_url", "Development"),
+          ("source_url", "Source"))  # fmt: skip
+
+
+def _records(store: CondaStore, channel: Channel) -> list[CondaRecord]:
+    subdirs = (store.subdir(channel, name) for name in store.subdir_names(channel))
+    return [record for subdir in subdirs for record in subdir.records]
+
+
+def packages(store: CondaStore, channel: Channel) -> list[Package]:
+    """Every package name with at least one file in any subdir, by name."""
+    versions: dict[str, set[str]] = {}
+    for record in _records(store, channel):
+        versions.setdefault(record.name, set()).add(record.index["version"])
+    return [
+        Package(ECOSYSTEM, name, name, tuple(sorted(found, key=version_key)))
+        for name, found in sorted(versions.items())
+    ]
+
+
+def _listed(record: CondaRecord) -> ListedFile:
+    index = record.index
+    details = [("Subdir", record.subdir), ("Build", index["build"])]
+    for key, label in (("depends", "Depends"), ("constrains", "Constrains")):
+        if index.get(key):
+            details.append((label, ", ".join(index[key])))
+    url = f"{record.subdir}/{quote(record.filename)}"
+    return ListedFile.of(
+        record, version=index["version"], url=url, yanked=record.yanked, details=details
+    )
+
+
+def package(
+    store: CondaStore, channel: Channel, name: str, version: str | None = None
+) -> PackageDetail | None:
+    """The package ``name``, its files newest version first, and what the about.json of
+    ``version`` (default: the newest that is not yanked) says."""
+    records = sorted((r for r in _records(store, channel) if r.name == name),
+                     key=newest_first, reverse=True)  # fmt: skip
+    if not records:
+        return None
+    versions = sorted({r.index["version"] for r in records}, key=version_key)
+    if version is None or version not in versions:
+        offered = [r for r in records if r.yanked is None] or records
+        version = offered[0].index["version"]
+    chosen = next(r for r in records if r.index["version"] == version)
+    text = chosen.about.get("description", "")
+    about = [("License", v) for v in (chosen.index.get("license"),) if v]
+    about += [(label, v) for key, label in _ABOUT if (v := chosen.about.get(key))]
+    return PackageDetail(
+        package=Package(ECOSYSTEM, name, name, tuple(versions)),
+        files=tuple(_listed(r) for r in records),
+        version=version,
+        summary=chosen.about.get("summary", ""),
+        description=Description(text) if text else None,
+        about=tuple(about),
+    )
+
+
+def snippets(channel_url: str, package: Package | None) -> list[Snippet]:
+    """pixi, conda and curl for the channel at ``channel_url``, the token as a
+    placeholder (or ``$TOKEN`` in the shell)."""
+    parts = urlsplit(channel_url)
+    prefix, _, channel = parts.path.rstrip("/").rpartition("/")
+    with_token = f"{parts.scheme}://{parts.netloc}{prefix}/t/$TOKEN/{channel}"
+    name = package.name if package is not None else "PACKAGE"
+    return [
+        Snippet(
+            "pixi: pixi.toml",
+            f'[workspace]\nchannels = ["{channel_url}", "conda-forge"]\n\n'
+            f'[dependencies]\n{name} = "*"',
+            note=f'Then, once: pixi auth login {parts.netloc} --token "$TOKEN" '
+            "(pixi sends it as a Bearer token).",
+        ),
+        Snippet(
+            "conda, mamba",
+            f'conda install -c "{with_token}" {name}',
+            note="conda and mamba take the token in the channel URL, as Anaconda Server "
+            "has it; the server never logs it.",
+        ),
+        Snippet(
+            "curl: upload a conda package",
+            f"curl -F filetype=conda_package -F content=@{name}-1.0-0.conda "
+            f'-H "X-Auth: $TOKEN" {channel_url}',
+            note="A .conda or .tar.bz2, named as its info/index.json says; it goes to the "
+            "subdir index.json names. Needs a write token.",
+        ),
+    ]
