@@ -312,8 +312,13 @@ def _channel(doc: Mapping[str, Any]) -> Channel:
 
 
 class ChannelRegistry:
+    """The channels of a storage.  :meth:`get` keeps the records it read, and checks each
+    against its storage ETag (one ``stat``) on every call, so a channel created,
+    changed or deleted through any process is seen at once."""
+
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        self._known: dict[str, tuple[str, Channel]] = {}
 
     @staticmethod
     def _key(name: str) -> str:
@@ -407,9 +412,20 @@ class ChannelRegistry:
         """The channel called ``name``, or ``None`` (also for names that are invalid)."""
         try:
             validate_channel_name(name)
-            channel, _ = read_document(self.storage, self._key(name), _channel)
+            etag = self.storage.stat(self._key(name)).etag
         except (FileNotFoundError, InvalidChannelNameError):
+            self._known.pop(name, None)
             return None
+        known = self._known.get(name)
+        if known is not None and known[0] == etag:
+            return known[1]
+        try:
+            channel, stat = read_document(self.storage, self._key(name), _channel)
+        except FileNotFoundError:
+            return None
+        if len(self._known) >= 10_000:  # a bound, whatever names are asked for
+            self._known.clear()
+        self._known[name] = (stat.etag, channel)
         return channel
 
     def list(self) -> Iterator[Channel]:

@@ -32,8 +32,10 @@ from .app import ecosystems
 from .auth import redact_tokens as redact
 from .channels import Channel, ChannelRegistry
 from .config import Config, ConfigError, load_config
+from .core.limits import Limits
 from .errors import ChannelHTTPError
 from .logs import redact_loggers
+from .serving import SERVERS, run_until_stopped, waitress_server
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, copy_storage, open_storage
 from .tokens import (
     ALL_CHANNELS,
@@ -175,7 +177,16 @@ def _exec_gunicorn(config: Config, sock: socket.socket, workers: int, host: str)
     )
 
 
+def _server_name(args: argparse.Namespace) -> str:
+    if args.workers is None:
+        return str(args.server or SERVERS[0])
+    if args.server not in (None, "gunicorn"):
+        raise CommandError(f"--workers runs gunicorn; leave it out to run {args.server}")
+    return "gunicorn"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    server_name = _server_name(args)
     # Arguments over PRIVATE_CHANNELS_* over the TOML file (see private_channels.config).
     try:
         config = load_config(path=args.config).replace(
@@ -186,36 +197,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CommandError(str(exc)) from exc
     redact_loggers()
-    handler = RedactingRequestHandler
     if config.log_format != "off":
         configure_logging()
-        handler = _AccessLoggedRequestHandler
-    # Bind here rather than in werkzeug, which prints its own two-line error and exits.
+    # Bind here rather than in the server, so that every server reports a busy port alike
+    # (werkzeug would print its own two-line error and exit).
     try:
         sock = socket.create_server((args.host, args.port), reuse_port=False)
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
-    if args.workers > 1:
-        return _exec_gunicorn(config, sock, args.workers, args.host)
-    server = make_server(
-        args.host,
-        args.port,
-        app,
-        threaded=True,
-        request_handler=handler,
-        fd=sock.fileno(),
-    )
+    if server_name == "gunicorn":
+        return _exec_gunicorn(config, sock, args.workers or 1, args.host)
+    if server_name == "waitress":
+        # The app answers 413 past max_upload_size; the form's text fields come on top.
+        body = config.max_upload_size + Limits.max_form_text + 1024 * 1024
+        server = waitress_server(app, sock, max_request_body=body)
+        port, run, close = sock.getsockname()[1], server.run, server.close
+    else:
+        handler = RedactingRequestHandler
+        if config.log_format != "off":
+            handler = _AccessLoggedRequestHandler
+        werkzeug = make_server(
+            args.host, args.port, app, threaded=True, request_handler=handler, fd=sock.fileno()
+        )
+        port, run, close = werkzeug.port, werkzeug.serve_forever, werkzeug.server_close
     print(
-        f"private-channels serving {storage!r} on http://{args.host}:{server.port}{config.prefix}/",
+        f"private-channels serving {storage!r} with {server_name} "
+        f"on http://{args.host}:{port}{config.prefix}/",
         file=sys.stderr,
         flush=True,
     )
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        run_until_stopped(run, close)
     finally:
-        server.server_close()
         sock.close()
     return 0
 
@@ -529,11 +542,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="TOML settings file (default: $PRIVATE_CHANNELS_CONFIG)"
     )
     serve.add_argument(
+        "--server",
+        choices=SERVERS,
+        help="the WSGI server: waitress (the default), werkzeug's development server, "
+        "or gunicorn (as --workers)",
+    )
+    serve.add_argument(
         "--workers",
         type=_workers,
-        default=1,
         metavar="N",
-        help="serve with N gunicorn worker processes instead of werkzeug's server",
+        help="serve with N gunicorn worker processes",
     )
     serve.set_defaults(func=cmd_serve)
 

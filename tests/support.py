@@ -110,9 +110,15 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    storage: str, tmp: Path, *, prefix: str = "/api/repo", extra_env: dict[str, str] | None = None
+    storage: str,
+    tmp: Path,
+    *,
+    prefix: str = "/api/repo",
+    extra_env: dict[str, str] | None = None,
+    server: str | None = None,
 ) -> Iterator[LiveServer]:
-    """Run ``private-channels serve`` on a free port of 127.0.0.1 until the block ends."""
+    """Run ``private-channels serve`` on a free port of 127.0.0.1 until the block ends
+    (on its default server, waitress, unless ``server`` names another)."""
     log = tmp / f"server-{time.monotonic_ns()}.log"
     env = {**os.environ, **(extra_env or {})}
     env.pop("PRIVATE_CHANNELS_STORAGE", None)
@@ -129,6 +135,7 @@ def live_server(
                 "0",
                 "--prefix",
                 prefix,
+                *(["--server", server] if server else []),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,8 @@ import json
 import logging
 from collections.abc import Iterator
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 import webtest
 
@@ -15,6 +17,7 @@ from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore
 from private_channels.accesslog import (
     REQUEST_ID_KEY,
     AccessLogMiddleware,
+    _quoted,
     configure_logging,
     redact_path,
 )
@@ -263,3 +266,16 @@ def test_file_wrapper_bodies_pass_through_for_sendfile(records: Records) -> None
     record = json.loads(records.lines[-1])
     assert (record["status"], record["size"]) == (200, 5)
     assert ("X-Request-ID", record["request_id"]) in headers[0]
+
+
+@hypothesis.given(hypothesis.strategies.text())
+def test_quoting_is_json_quoting(text: str) -> None:
+    assert _quoted(text) == json.dumps(text)
+
+
+def test_made_request_ids_are_distinct_and_well_formed() -> None:
+    middleware = AccessLogMiddleware(lambda environ, start_response: [])
+    other = AccessLogMiddleware(lambda environ, start_response: [])
+    ids = [middleware.request_id({}) for _ in range(1000)] + [other.request_id({})]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

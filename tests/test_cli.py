@@ -217,7 +217,7 @@ def test_serve_request_log_never_shows_a_token_with_the_access_log_off(tmp_path:
         f"/api/repo/{token}/simple/",
     ]
     env = {"PRIVATE_CHANNELS_LOG_FORMAT": "off"}
-    with live_server(str(data), tmp_path, extra_env=env) as server:
+    with live_server(str(data), tmp_path, extra_env=env, server="werkzeug") as server:
         host = server.url.removeprefix("http://").partition("/")[0]
         for path in paths:
             connection = http.client.HTTPConnection(host, timeout=30)

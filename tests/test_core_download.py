@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 
 import pytest
 from werkzeug.exceptions import HTTPException
-from werkzeug.test import EnvironBuilder
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from private_channels.core.download import BLOCK_SIZE, file_response
 from private_channels.storage import MemoryStorage, PresignsURLs, Storage
@@ -38,9 +38,20 @@ def answer(
         )
     except HTTPException as error:
         return error.code or 500, {}, b""
-    body = b"".join(response.iter_encoded()) if method == "GET" else b""
-    response.close()
-    return response.status_code, dict(response.headers), body
+    return run(response, environ)
+
+
+def run(response: Any, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    """Call a response as a server would: status, headers (but Date), body."""
+    body, status, headers = run_wsgi_app(response, environ)
+    try:
+        data = b"".join(body)
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    headers.remove("Date")
+    return int(status.split()[0]), dict(headers), data
 
 
 @pytest.mark.parametrize(
@@ -71,6 +82,19 @@ def test_head_answers_what_get_would(blob: MemoryStorage) -> None:
     assert answer(blob, "GET")[0] == answer(blob, "HEAD")[0] == 404
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_plain_download_answers_as_a_conditional_one(blob: MemoryStorage, method: str) -> None:
+    # No precondition: the fast path; a precondition that does not hold: werkzeug's.
+    plain = answer(blob, method)
+    conditional = answer(blob, method, **{"If-None-Match": '"other"'})
+    assert plain == conditional
+    assert plain[0] == 200 and plain[2] == (DATA if method == "GET" else b"")
+    assert plain[1]["Content-Length"] == str(len(DATA))
+    metadata = EnvironBuilder(method=method).get_environ()
+    text = file_response(metadata, blob, KEY, etag="m", mimetype="text/plain", cache_control="x")
+    assert run(text, metadata)[1]["Content-Type"] == "text/plain; charset=utf-8"
+
+
 def test_conditional_requests(blob: MemoryStorage) -> None:
     assert answer(blob, **{"If-None-Match": '"abc"'})[0] == 304
     assert answer(blob, **{"If-Range": '"other"', "Range": "bytes=0-1"})[:3:2] == (200, DATA)
@@ -99,9 +123,10 @@ def test_bodies_go_through_the_file_wrapper_in_large_blocks(blob: MemoryStorage)
     response = file_response(
         environ, blob, KEY, etag="abc", mimetype="application/zip", cache_control="private"
     )
-    assert isinstance(response.response, _Wrapper)
-    assert b"".join(response.response) == DATA
-    response.close()
+    body = response(environ, lambda status, headers, exc_info=None: lambda data: None)
+    assert isinstance(body, _Wrapper)
+    assert b"".join(body) == DATA
+    body.close()
     assert _Wrapper.sizes[-1] == BLOCK_SIZE >= 256 * 1024
 
 
@@ -118,17 +143,16 @@ def test_presigned_redirects_through_the_protocol(blob: MemoryStorage) -> None:
         environ, storage, KEY, etag="e", mimetype="x/y", cache_control="private", redirect=60,
         vary=["User-Agent"],
     )  # fmt: skip
-    assert response.status_code == 302
-    assert response.headers["Location"] == f"https://store.example/{KEY}?expires=60"
-    assert response.headers["Cache-Control"] == "private, no-store"
-    assert response.headers["Vary"] == "User-Agent"
+    status, headers, _ = run(response, environ)
+    assert status == 302
+    assert headers["Location"] == f"https://store.example/{KEY}?expires=60"
+    assert headers["Cache-Control"] == "private, no-store"
+    assert headers["Vary"] == "User-Agent"
     # A storage that cannot presign serves the bytes, whatever was asked.
-    assert (
-        file_response(
-            environ, blob, KEY, etag="e", mimetype="x/y", cache_control="private", redirect=60
-        ).status_code
-        == 200
+    served = file_response(
+        environ, blob, KEY, etag="e", mimetype="x/y", cache_control="private", redirect=60
     )
+    assert run(served, environ)[0] == 200
 
 
 def _vanish_blob(storage: Storage, suffix: str) -> None:

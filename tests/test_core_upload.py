@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import tracemalloc
 from typing import Any
 
@@ -15,7 +16,7 @@ from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore, 
 from private_channels.auth import TokenAuthMiddleware
 from private_channels.core.ecosystem import Upload
 from private_channels.core.limits import Limits
-from private_channels.core.upload import UploadMiddleware
+from private_channels.core.upload import MEMORY_SPOOL, UploadMiddleware, parse_upload_form
 from private_channels.failures import FailureMiddleware
 from private_channels.health import HealthMiddleware
 from private_channels.routing import ChannelMiddleware
@@ -257,3 +258,34 @@ def test_same_site_browsers_and_clients_without_origin_upload(setup) -> None:  #
             status=200,
         )
     assert len(recorder.uploads) == 3
+
+
+def test_file_parts_are_spooled_in_memory_up_to_a_bound_in_all() -> None:
+    """Small uploads never touch the disk before the store; many or large file parts
+    together never hold more than MEMORY_SPOOL bytes in memory."""
+    parts = [(f"f{i}", f"f{i}.bin", bytes([i]) * 400_000) for i in range(6)]
+    body = (
+        b"".join(
+            f'--b\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+            for name, filename, data in parts
+        )
+        + b"--b--\r\n"
+    )
+    environ = EnvironBuilder(
+        method="POST", input_stream=io.BytesIO(body),
+        content_type="multipart/form-data; boundary=b", content_length=len(body),
+    ).get_environ()  # fmt: skip
+    with parse_upload_form(environ, b"b", Limits()) as (_, files):
+        spools = [files[name].stream for name, _, _ in parts]
+        assert [files[name].read() for name, _, _ in parts] == [data for _, _, data in parts]
+    in_memory = sum(
+        size
+        for spool, (_, _, data) in zip(spools, parts, strict=True)
+        for size in [len(data)]
+        if isinstance(spool, tempfile.SpooledTemporaryFile) and not spool._rolled
+    )
+    assert 0 < in_memory <= MEMORY_SPOOL
+    assert all(spool.closed for spool in spools)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import textwrap
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from private_channels.cran.dcf import DCFError, format_dcf, parse_dcf, validate_field_name
@@ -115,3 +118,20 @@ def test_r_reads_the_writer_output_without_injection(tmp_path) -> None:  # type:
         check=True,
     )
     assert result.stdout.split() == ["8", "Package", "Imports", "good"]
+
+
+@hypothesis.given(
+    name=hypothesis.strategies.sampled_from(["Package", "Depends", "License_is_FOSS", "X"]),
+    value=hypothesis.strategies.text(
+        alphabet=hypothesis.strategies.sampled_from("ab (>=3.5), é\t\n\u2028-"), max_size=90
+    ),
+)
+def test_folding_a_short_field_is_what_textwrap_gives(name: str, value: str) -> None:
+    # format_dcf writes most fields without textwrap; the answer must not change.
+    expected = textwrap.wrap(
+        " ".join(value.split()), width=72, initial_indent=f"{name}: ",
+        subsequent_indent=" " * 8, break_long_words=False, break_on_hyphens=False,
+    )  # fmt: skip
+    paragraphs = [p for p in "\n".join(line.strip() for line in value.splitlines()).split("\n\n")]
+    if value.strip() and len(paragraphs) == 1 and "\n" not in value.strip():
+        assert format_dcf([{name: value}], fold=True) == "\n".join(expected) + "\n"

@@ -18,6 +18,7 @@ from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore
 from private_channels.cran.rds import (
     RDSError,
     RObject,
+    _Writer,
     character_matrix,
     data_frame,
     dump_rds,
@@ -220,6 +221,15 @@ def test_index_rows_are_in_write_packages_order(tmp_path: Path) -> None:
         "Zeta",
         "zeta.b",
     ]
+
+
+@given(st.lists(st.none() | st.text()))
+def test_a_character_vector_is_its_strings_one_by_one(values: list[str | None]) -> None:
+    fast, slow = _Writer(), _Writer()
+    fast.characters(values)
+    for value in values:
+        slow.charsxp(value)
+    assert fast.out == slow.out
 
 
 # -- reading back (load_rds): what an upstream's Meta/archive.rds is parsed with --------

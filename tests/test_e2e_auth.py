@@ -92,7 +92,8 @@ def raw_request(server: LiveServer, request_line: str) -> bytes:
     parts = urlsplit(server.url)
     assert parts.hostname is not None and parts.port is not None
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
-        sock.sendall(request_line.encode("latin-1") + b"\r\nHost: x\r\n\r\n")
+        # Closed after the answer: waitress keeps a connection open for the next request.
+        sock.sendall(request_line.encode("latin-1") + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
@@ -142,7 +143,8 @@ class Setup:
     tokens: dict[str, str]
 
 
-# "text": the access log middleware logs requests; "off": werkzeug's own request log does.
+# "text": the access log middleware logs requests (on the default server, waitress);
+# "off": werkzeug's development server's own request log does.
 @pytest.fixture(scope="module", params=["text", "off"], ids=["access-log", "werkzeug-log"])
 def setup(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -153,7 +155,8 @@ def setup(
         "PRIVATE_CHANNELS_TOKEN_CACHE_TTL": "1",
         "PRIVATE_CHANNELS_LOG_FORMAT": request.param,
     }
-    with live_server(str(tmp / "data"), tmp, extra_env=env) as server:
+    server_name = "werkzeug" if request.param == "off" else None
+    with live_server(str(tmp / "data"), tmp, extra_env=env, server=server_name) as server:
         server.cli("channel", "create", "team")
         server.cli("channel", "create", "open", "--public")
         server.cli("channel", "create", "elsewhere")
@@ -344,7 +347,8 @@ def test_curl_sample(setup: Setup, tmp_path: Path) -> None:
         if (want != 200 and status != want) or (want == 200 and status in (401, 403)):
             wrong.append(f"curl {form} {kind} {channel} {action}: {status} != {want}")
         head, body = (tmp_path / "head").read_text(), (tmp_path / "body").read_text()
-        if status == 401 and f"WWW-Authenticate: {CHALLENGE}" not in head:
+        # Header names are case-insensitive; waitress sends "Www-Authenticate".
+        if status == 401 and f"www-authenticate: {CHALLENGE}".lower() not in head.lower():
             wrong.append(f"curl {form} {kind}: 401 without the challenge:\n{head}")
         if secret is not None and (secret in head or secret in body):
             wrong.append(f"curl {form} {kind}: the answer echoes the token")

@@ -123,6 +123,7 @@ PATTERNS = [
     P(redaction._BARE_TOKEN, ("sub",), "whole paths and log lines", SIGNED),
     P(redaction._WORD_RUN, ("sub",), "whole paths and log lines", SIGNED),
     P(base._SEGMENT, ("match",), "storage keys built from names in URLs", "demo-1.0.tar.gz"),
+    P(base._KEY, ("match",), "storage keys built from names in URLs", "p/demo/demo-1.0.tar.gz"),
     P(re.compile(r"[A-Za-z0-9._+~=,@-]*"), ("fullmatch",), "storage prefixes of the code"),
     P(s3._BUCKET, ("match",), "the bucket of an s3:// storage URL"),
     P(s3._SIZE, ("match",), "a part size in an s3:// storage URL"),

@@ -9,12 +9,15 @@ import threading
 import time
 from pathlib import Path
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from private_channels.storage import (
     CorruptDocumentError,
     FileSystemStorage,
     InvalidKeyError,
+    JSONRead,
     MemoryStorage,
     StaleWriteError,
     Storage,
@@ -26,7 +29,9 @@ from private_channels.storage import (
     read_json,
     sweep,
     update_json,
+    validate_key,
 )
+from private_channels.storage.base import _SEGMENT
 
 
 class ChunkedReader(io.RawIOBase):
@@ -301,8 +306,28 @@ def test_filesystem_symlink_cannot_escape(tmp_path: Path) -> None:
     root = tmp_path / "root"
     storage = FileSystemStorage(root)
     (root / "link").symlink_to(outside)
-    with pytest.raises(InvalidKeyError):
-        storage.open("link/secret")
+    (root / "file-link").symlink_to(outside / "secret")
+    for key in ("link/secret", "file-link"):
+        with pytest.raises(InvalidKeyError):
+            storage.open(key)
+        with pytest.raises(InvalidKeyError):
+            storage.stat(key)
+
+
+def test_filesystem_symlink_inside_the_root_is_followed(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path)
+    storage.put("real/key", io.BytesIO(b"data"))
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "same").symlink_to(tmp_path / "real" / "key")
+    for key in ("alias/key", "real/same"):
+        stream, stat = storage.open(key)
+        with stream:
+            assert stream.read() == b"data"
+        assert storage.stat(key).size == stat.size == 4
+    with pytest.raises(FileNotFoundError):
+        storage.stat("alias/missing")
+    with pytest.raises(FileNotFoundError):
+        storage.open("real/key/below")
 
 
 def test_open_storage_urls(tmp_path: Path) -> None:
@@ -318,6 +343,40 @@ def test_unwritable_root_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(OSError, match="cannot create storage directory"):
         FileSystemStorage(blocker / "sub")
+
+
+@hypothesis.given(
+    hypothesis.strategies.text(
+        alphabet=hypothesis.strategies.sampled_from("aZ09_.+~=,@-/ \\:é\x00"), max_size=40
+    )
+)
+def test_a_key_is_valid_exactly_when_each_segment_is(key: str) -> None:
+    # validate_key matches the whole key with one pattern; a segment at a time is the rule.
+    segments_valid = 0 < len(key) <= 1024 and all(
+        _SEGMENT.match(segment) for segment in key.split("/")
+    )
+    try:
+        validate_key(key)
+    except InvalidKeyError:
+        assert not segments_valid
+    else:
+        assert segments_valid
+
+
+def test_update_json_from_a_stale_read_retries_on_the_current_document() -> None:
+    storage = MemoryStorage()
+    update_json(storage, "doc.json", lambda doc: {"n": 1})
+    before = JSONRead.of(storage, "doc.json")
+    update_json(storage, "doc.json", lambda doc: {"n": doc["n"] + 10})  # another writer
+    seen: list[object] = []
+
+    def add(doc: dict[str, int]) -> dict[str, int]:
+        seen.append(dict(doc))
+        return {"n": doc["n"] + 1}
+
+    assert update_json(storage, "doc.json", add, current=before) == {"n": 12}
+    assert seen == [{"n": 1}, {"n": 11}]  # the stale read first, then the stored one
+    assert JSONRead.of(storage, "missing.json") == JSONRead(b"", None, None)
 
 
 def test_a_segment_of_255_characters_is_a_key(storage: Storage) -> None:
@@ -368,3 +427,12 @@ def test_a_missing_directory_is_not_made_without_create(tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
     (tmp_path / "there").mkdir()
     assert isinstance(open_storage(str(tmp_path / "there"), create=False), FileSystemStorage)
+
+
+def test_a_key_whose_segment_is_too_long_is_refused_whole() -> None:
+    # The one pattern that accepts most keys at once bounds each segment as the loop does.
+    from private_channels.storage.base import MAX_SEGMENT_LENGTH, InvalidKeyError, validate_key
+
+    assert validate_key("p/" + "a" * MAX_SEGMENT_LENGTH) == "p/" + "a" * MAX_SEGMENT_LENGTH
+    with pytest.raises(InvalidKeyError):
+        validate_key("p/" + "a" * (MAX_SEGMENT_LENGTH + 1) + "/x")

@@ -49,8 +49,7 @@ from .store import CondaStore, Subdir
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from _typeshed.wsgi import WSGIEnvironment
-    from werkzeug.wrappers import Response
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from ..channels import Channel
 
@@ -74,7 +73,7 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
 
     store_type = CondaStore
 
-    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
+    def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
         subdir_name, _, rest = path.removeprefix("/").partition("/")
         if path == "/channeldata.json":
             channel = self.readable(environ)
@@ -160,7 +159,7 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
 
     def shard(
         self, environ: WSGIEnvironment, channel: Channel, subdir: Subdir, digest: str
-    ) -> Response:
+    ) -> WSGIApplication:
         _, shards = self.shards(channel, subdir)
         body: bytes | None = shards.get(digest) or self.cache.get(("shard", digest), "immutable")
         if body is None:
@@ -178,7 +177,7 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
 
     def package_file(
         self, environ: WSGIEnvironment, channel: Channel, subdir: Subdir, filename: str
-    ) -> Response:
+    ) -> WSGIApplication:
         record = subdir.find(filename)
         if record is None:
             try:

@@ -26,6 +26,7 @@ temporary files of writes that never finished.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,7 +35,14 @@ from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from ..channels import Channel
-from ..storage import CleansIncompleteWrites, Stat, Storage, read_json, sweep, update_json
+from ..storage import (
+    CleansIncompleteWrites,
+    JSONRead,
+    Stat,
+    Storage,
+    sweep,
+    update_json,
+)
 from ..storage.base import CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -123,8 +131,14 @@ class StoredFile:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Self:
         # Fields a later version added are skipped, so an older server can still read.
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)  # type: ignore[arg-type]
         return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    # Asked for each record of a document read (tens of thousands in a large index).
+    return frozenset(f.name for f in fields(cls))
 
 
 F = TypeVar("F", bound=StoredFile)
@@ -166,13 +180,14 @@ class RecordDocument:
         self.storage = storage
         self.key = key
         self.initial = dict(initial or {})
+        self._read: JSONRead | None = None
 
     def read(self) -> dict[str, Any] | None:
-        try:
-            doc, _ = read_json(self.storage, self.key)
-        except FileNotFoundError:
-            return None
-        return dict(doc)
+        """The document as stored now; the next :meth:`add` starts from this very read
+        (one read and parse of the document per upload, not two)."""
+        self._read = JSONRead.of(self.storage, self.key)
+        doc = self._read.doc
+        return None if doc is None else dict(doc)
 
     @staticmethod
     def is_new(doc: Mapping[str, Any] | None, filename: str, sha256: str, *, reuse: bool) -> bool:
@@ -218,7 +233,8 @@ class RecordDocument:
                 doc["deleted"].remove(record["filename"])
             return doc
 
-        doc = update_json(self.storage, self.key, change)
+        current, self._read = self._read, None
+        doc = update_json(self.storage, self.key, change, current=current)
         return added[0], doc
 
     def remove(self, record: Mapping[str, Any]) -> None:

@@ -12,8 +12,8 @@ Every entry is valid for one storage ETag of the document it was derived from; t
 caller stats that document (one cheap request) and asks for the entry under the ETag
 it found, so an upload or a yank through any process is seen on the next request.
 Entries go least recently used first once their weights (about the bytes they hold)
-pass the limit, and no single entry may take more than a quarter of it, so one huge
-page cannot flush everything else.
+pass the limit, and no single entry may take more than a quarter of it (or
+``max_entry``), so one huge page cannot flush everything else.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ T = TypeVar("T")
 class DocumentCache:
     """A thread-safe LRU of values, each tagged with the storage ETag it belongs to."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, max_entry: int | None = None) -> None:
         self._limit = limit
+        self._max_entry = limit // 4 if max_entry is None else max_entry
         self._weight = 0
         self._entries: OrderedDict[Hashable, tuple[str, Any, int]] = OrderedDict()
         self._lock = threading.Lock()
@@ -47,7 +48,7 @@ class DocumentCache:
             return cached[1]
 
     def put(self, key: Hashable, storage_etag: str, value: Any, weight: int) -> None:
-        if weight > self._limit // 4:
+        if weight > self._max_entry:
             return
         with self._lock:
             old = self._entries.pop(key, None)

@@ -31,10 +31,13 @@ What :func:`file_response` guarantees, whoever calls it:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date, quote_etag
+from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
@@ -42,7 +45,7 @@ from ..errors import http_error
 from ..storage import PresignsURLs
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ..storage import Storage
 
@@ -63,6 +66,41 @@ def _single_byte_range(value: str) -> bool:
     return unit.strip().lower() == "bytes" and "," not in ranges
 
 
+class _PlainDownload:
+    """A whole file to a request with no precondition and no range, the usual download:
+    the headers werkzeug's ``make_conditional`` would send, without building its
+    ``Response`` (which cost more than the rest of the request)."""
+
+    __slots__ = ("block_size", "headers", "stream")
+
+    def __init__(self, stream: IO[bytes] | None, headers: list[tuple[str, str]], size: int) -> None:
+        self.stream = stream
+        self.headers = headers
+        self.block_size = min(BLOCK_SIZE, max(size, 8192))
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", self.headers)
+        if self.stream is None:
+            return []
+        # A server's own file wrapper gets the large blocks (the module says why); one
+        # without never allocates 512 KiB to read a file of a few.
+        wrapped = "wsgi.file_wrapper" in environ
+        return wrap_file(environ, self.stream, BLOCK_SIZE if wrapped else self.block_size)
+
+
+_http_date = functools.lru_cache(maxsize=1024)(http_date)  # a blob's mtime rarely changes
+
+# Request headers after which werkzeug decides the answer (304, 206, 412, 416).
+_CONDITIONAL = (
+    "HTTP_RANGE",
+    "HTTP_IF_RANGE",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_UNMODIFIED_SINCE",
+)
+
+
 def file_response(
     environ: WSGIEnvironment,
     storage: Storage,
@@ -74,13 +112,17 @@ def file_response(
     redirect: int = 0,
     vary: Iterable[str] = (),
     not_found: str = "This file is listed but its content is missing.",
-) -> Response:
-    """The response to ``GET``/``HEAD`` of the blob at ``key`` (see the module)."""
+    headers: Iterable[tuple[str, str]] = (),
+) -> WSGIApplication:
+    """The response to ``GET``/``HEAD`` of the blob at ``key`` (see the module);
+    ``headers`` are added to it, whatever it is."""
+    headers = list(headers)
     if redirect and isinstance(storage, PresignsURLs):
         # The store sends the bytes; the presigned URL is made locally, no request.
         response = Response(status=302, headers={"Location": storage.presigned_url(key, redirect)})
         response.headers["Cache-Control"] = "private, no-store"  # the URL expires
         response.vary.update(vary)
+        response.headers.extend(headers)
         return response
     try:
         if environ.get("REQUEST_METHOD") == "HEAD":
@@ -89,6 +131,21 @@ def file_response(
             stream, stat = storage.open(key)
     except FileNotFoundError:
         raise http_error(404, not_found) from None
+    if not any(name in environ for name in _CONDITIONAL):
+        return _PlainDownload(
+            stream,
+            [
+                ("Content-Type", get_content_type(mimetype, "utf-8")),
+                ("Content-Length", str(stat.size)),
+                ("ETag", quote_etag(etag)),
+                ("Last-Modified", _http_date(int(stat.mtime))),
+                ("Cache-Control", cache_control),
+                ("Accept-Ranges", "bytes"),
+                *(("Vary", name) for name in vary),
+                *headers,
+            ],
+            stat.size,
+        )
     response = Response(
         wrap_file(environ, stream, BLOCK_SIZE) if stream is not None else b"",
         mimetype=mimetype,
@@ -99,6 +156,7 @@ def file_response(
     response.last_modified = dt.datetime.fromtimestamp(stat.mtime, dt.UTC)
     response.headers["Cache-Control"] = cache_control
     response.vary.update(vary)
+    response.headers.extend(headers)
     range_header = environ.get("HTTP_RANGE")
     if range_header is not None and not _single_byte_range(range_header):
         environ = {**environ}
@@ -121,14 +179,19 @@ def document_response(
     etag: str,
     mimetype: str,
     cache_control: str = "private, no-cache",
-) -> Response:
+) -> WSGIApplication:
     """The response to ``GET``/``HEAD`` of a document rendered in memory.
 
     ``etag`` names ``body`` (a digest of it); by default a client revalidates on every
     use, which costs a 304 while nothing changed, since an index changes with every
-    upload.  ``HEAD`` gets the headers alone.
+    upload.  ``HEAD`` gets the headers alone.  It is :class:`~.document.DocumentResponse`,
+    the response of every rendered page and index.
     """
-    response = Response(body, mimetype=mimetype)
-    response.set_etag(etag)
-    response.headers["Cache-Control"] = cache_control
-    return response.make_conditional(environ)
+    from .document import DocumentResponse
+
+    return DocumentResponse(
+        body,
+        etag=etag,
+        content_type=get_content_type(mimetype, "utf-8"),
+        cache_control=cache_control,
+    )

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-    from werkzeug.wrappers import Response
 
     from ..channels import Channel
     from ..storage import Storage
@@ -76,6 +75,7 @@ class ReadMiddleware(Generic[S]):
         self.app = app
         self.storage = storage
         self.store: S = self.store_type(storage)
+        self.cache_bytes = cache_bytes
         self.cache = DocumentCache(cache_bytes)
         self.redirect_downloads = redirects(storage, redirect_downloads)
         self.limits = limits or Limits()
@@ -95,8 +95,10 @@ class ReadMiddleware(Generic[S]):
             return self.app(environ, start_response)
         return response(environ, start_response)
 
-    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
-        """The response for a path this middleware owns, ``None`` for any other."""
+    def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
+        """The response (a WSGI app: a werkzeug ``Response``, a
+        :class:`~.document.DocumentResponse`) for a path this middleware owns, ``None``
+        for any other."""
         raise NotImplementedError
 
     def readable(self, environ: WSGIEnvironment) -> Channel:

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["UploadMiddleware", "is_upload", "parse_upload_form"]
 
 READ_SIZE = 64 * 1024
+#: The file parts of one upload are spooled in memory up to this many bytes in all, then
+#: to anonymous temporary files: a small wheel never touches the disk before the store.
+MEMORY_SPOOL = 1024 * 1024
 
 
 def is_upload(environ: WSGIEnvironment) -> bool:
@@ -151,7 +154,7 @@ def _parse(
                         )
                     part = event
                     if isinstance(event, File):
-                        spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the form)
+                        spool = _spool(MEMORY_SPOOL - file_bytes)
                         files.add(
                             event.name,
                             FileStorage(spool, event.filename, event.name, headers=event.headers),
@@ -197,6 +200,14 @@ def _parse(
     if not decoder.complete or not isinstance(event, Epilogue):
         raise http_error(400, "The upload body is not a valid multipart form.")
     return fields
+
+
+def _spool(memory: int) -> IO[bytes]:
+    """A file for one part: in memory up to ``memory`` bytes (then on disk), or on disk."""
+    # Never SpooledTemporaryFile(max_size=0), which would stay in memory however large.
+    if memory > 0:
+        return tempfile.SpooledTemporaryFile(max_size=memory)
+    return tempfile.TemporaryFile()
 
 
 def _decode(data: bytes | bytearray, headers: Headers) -> str:

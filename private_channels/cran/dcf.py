@@ -18,6 +18,7 @@ can end a record or start a field, whatever it contains, for R's ``read.dcf`` as
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,10 @@ def validate_field_name(name: str) -> str:
     if not _FIELD_NAME.match(name):
         raise DCFError(f"{name!r} is not a valid DCF field name.")
     return name
+
+
+# Indexes write the same few field names for every record.
+_valid_field_name = functools.lru_cache(maxsize=256)(validate_field_name)
 
 
 def _lines(text: str) -> list[str]:
@@ -88,9 +93,13 @@ def _values(record: dict[str, list[str]]) -> dict[str, str]:
 
 def _field_lines(name: str, value: str, fold: bool) -> list[str]:
     """A field as lines: ``Name: ...`` first, every later line indented."""
-    paragraphs: list[list[str]] = [[]]
     # R's reader ends a line at a NUL (and the rest of the record with it): never write one.
     value = value.replace("\x00", "\ufffd")
+    if fold and len(name) + 2 + len(value) <= FOLD_WIDTH and value == " ".join(value.split()):
+        # One short, single-spaced line (most fields of an index): what the wrapping
+        # below gives it, without textwrap, which cost most of rendering PACKAGES.
+        return [f"{name}: {value}"]
+    paragraphs: list[list[str]] = [[]]
     # splitlines() also splits on the rarer line ends (\v, \f, \x85, \u2028...), so
     # none of them can smuggle a line start past the indentation below.
     for line in value.splitlines():
@@ -140,7 +149,7 @@ def format_dcf(records: Iterable[Mapping[str, str | None]], *, fold: bool = Fals
     for record in records:
         lines: list[str] = []
         for name, value in record.items():
-            validate_field_name(name)
+            _valid_field_name(name)
             if value is None or not value.strip():
                 continue
             lines.extend(_field_lines(name, value, fold))

@@ -19,6 +19,7 @@ a DESCRIPTION may be UTF-8 or declare ``Encoding: latin1``, with CRLF line ends 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -144,6 +145,7 @@ def valid_version(version: str) -> bool:
     return len(version) <= 64 and bool(_VERSION.match(version))
 
 
+@functools.lru_cache(maxsize=8192)  # pure; an index orders tens of thousands of versions
 def r_version_key(version: str) -> tuple[int, ...]:
     """Order versions as R's ``package_version`` does: numbers split at ``.`` and ``-``.
 

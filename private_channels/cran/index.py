@@ -25,6 +25,7 @@ from .store import Directory, index_fields
 __all__ = [
     "INDEX_FILES",
     "IndexRow",
+    "gzip_packages",
     "render",
     "render_archive",
     "render_archive_rds",
@@ -67,6 +68,12 @@ def render_packages_rds(records: Sequence[IndexRow], fields: Sequence[str]) -> b
     return dump_rds(matrix, compress="xz", version=3)
 
 
+def gzip_packages(packages: bytes) -> bytes:
+    """``PACKAGES.gz`` from the ``PACKAGES`` text."""
+    # mtime=0: the same index always gives the same bytes, so ETags agree.
+    return gzip.compress(packages, mtime=0)
+
+
 def render(directory: Directory, name: str) -> bytes:
     """One of :data:`INDEX_FILES` for ``directory``."""
     return render_rows(directory.latest(), directory.path, name)
@@ -78,8 +85,7 @@ def render_rows(latest: Sequence[IndexRow], path: str, name: str) -> bytes:
     if name == "PACKAGES":
         return render_packages(latest, fields)
     if name == "PACKAGES.gz":
-        # mtime=0: the same index always gives the same bytes, so ETags agree.
-        return gzip.compress(render_packages(latest, fields), mtime=0)
+        return gzip_packages(render_packages(latest, fields))
     if name == "PACKAGES.rds":
         return render_packages_rds(latest, fields)
     raise ValueError(f"{name!r} is not an index file")

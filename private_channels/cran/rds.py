@@ -129,6 +129,9 @@ def data_frame(columns: Mapping[str, RObject], *, row_names: Sequence[str]) -> R
     )
 
 
+_CHARSXP_HEADER = struct.Struct(">ii")
+
+
 class _Writer:
     def __init__(self) -> None:
         self.out = bytearray()
@@ -154,6 +157,27 @@ class _Writer:
         self.integer(len(encoded))
         self.out += encoded
 
+    def characters(self, values: Sequence[object]) -> None:
+        """The elements of a character vector: :meth:`charsxp` of each, in one pass (an
+        index's table holds a hundred thousand strings)."""
+        header = _CHARSXP_HEADER.pack
+        ascii_flags = CHARSXP | (ASCII_MASK << 12)
+        utf8_flags = CHARSXP | (UTF8_MASK << 12)
+        na = header(CHARSXP, -1)
+        parts: list[bytes] = []
+        for value in values:
+            if value is None:
+                parts.append(na)
+            elif isinstance(value, str):
+                if "\x00" in value:  # as charsxp does: R strings hold no NUL
+                    value = value.replace("\x00", "\ufffd")
+                encoded = value.encode("utf-8")
+                parts.append(header(ascii_flags if value.isascii() else utf8_flags, len(encoded)))
+                parts.append(encoded)
+            else:
+                raise TypeError(f"character vector holds {value!r}")
+        self.out += b"".join(parts)
+
     def symbol(self, name: str) -> None:
         # R writes each symbol once and refers back to it by its index afterwards.
         index = self.symbols.get(name)
@@ -171,8 +195,11 @@ class _Writer:
         sexp = _SEXP[obj.kind]
         self.flags(sexp, obj=obj.is_object, attr=bool(obj.attributes))
         self.integer(len(obj.values))
-        for value in obj.values:
-            self.element(obj.kind, value)
+        if obj.kind == "character":
+            self.characters(obj.values)
+        else:
+            for value in obj.values:
+                self.element(obj.kind, value)
         if obj.attributes:
             for name, attribute in obj.attributes:
                 self.flags(LISTSXP, tag=True)
@@ -229,8 +256,10 @@ def dump_rds(
     if compress == "gzip":
         # mtime=0: the same table always gives the same bytes (and the same ETag).
         return gzip.compress(data, compresslevel=6, mtime=0)
-    # R reads xz through liblzma, which checks CRC32 as R's own writer does.
-    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)
+    # R reads xz through liblzma, which checks CRC32 as R's own writer does.  Preset 1:
+    # for the PACKAGES.rds of 10,000 packages a quarter of preset 6's time (under 0.1 s,
+    # rendered again after every upload) for 15% more bytes.
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=1)
 
 
 # -- reading ---------------------------------------------------------------------------

@@ -47,12 +47,15 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
-from werkzeug.wrappers import Response
+from werkzeug.utils import get_content_type
 
 from ..core.blobs import RecordDocument
+from ..core.cache import DocumentCache
+from ..core.document import DocumentResponse
 from ..core.download import file_response
 from ..core.proxy import (
     STATE_HEADER,
@@ -66,7 +69,14 @@ from ..core.reader import ReadMiddleware
 from ..core.upstream import UpstreamError, UpstreamNotFoundError
 from ..errors import http_error
 from .description import InvalidPackageError, parse_built
-from .index import INDEX_FILES, render, render_archive, render_archive_rds, render_rows
+from .index import (
+    INDEX_FILES,
+    gzip_packages,
+    render,
+    render_archive,
+    render_archive_rds,
+    render_rows,
+)
 from .store import (
     DIRECTORY_PATTERN,
     DISTRIBUTION_PATTERN,
@@ -87,9 +97,10 @@ from .upstream import (
 )
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from ..channels import Channel
+    from ..storage import Storage
 
 __all__ = ["CranRepositoryMiddleware"]
 
@@ -139,7 +150,14 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
     store_type = CranStore
 
-    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
+    def __init__(self, app: WSGIApplication, storage: Storage, **options: Any) -> None:
+        super().__init__(app, storage, **options)
+        # Parsed directories apart from renderings: the src/contrib of 10,000 packages
+        # with 3 versions each weighs some 17 MB, more than a quarter of the page cache,
+        # and every download of a package looks its record up in it.
+        self.snapshots = DocumentCache(self.cache_bytes, max_entry=self.cache_bytes)
+
+    def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
         if not path.startswith(_ROOTS) or len(path) > MAX_PATH:
             return None
         linux = _LINUX.match(path)
@@ -154,15 +172,15 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         channel = self.readable(environ)
         proxied = channel.cran_upstream is not None
         if index:
-            directory = self.directory(channel, index["dir"])
             if proxied:
+                directory = self.directory(channel, index["dir"])
                 return self.merged_index(environ, channel, directory, index["name"])
-            return self.index_file(environ, channel, directory, index["name"])
+            return self.index_file(environ, channel, index["dir"], index["name"])
         if path == _META:
-            directory = self.directory(channel, "src/contrib")
             if proxied:
+                directory = self.directory(channel, "src/contrib")
                 return self.merged_index(environ, channel, directory, "archive.rds")
-            return self.index_file(environ, channel, directory, "archive.rds")
+            return self.index_file(environ, channel, "src/contrib", "archive.rds")
         if download:
             directory = self.directory(channel, download["dir"])
             record = directory.find(download["file"])
@@ -197,19 +215,23 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         A ``stat`` says whether the snapshot kept from an earlier request is still the
         current one; only a changed document is read and parsed again.
         """
-        key = self.store.index_key(channel, path)
         try:
-            etag = self.store.storage.stat(key).etag
+            etag = self.store.storage.stat(self.store.index_key(channel, path)).etag
         except FileNotFoundError:
             return Directory(path=path, records=(), stat=None)
-        directory: Directory | None = self.cache.get(("directory", key), etag)
+        return self._snapshot(channel, path, etag)
+
+    def _snapshot(self, channel: Channel, path: str, etag: str) -> Directory:
+        """The snapshot of the document version ``etag`` (a stat just found it)."""
+        key = ("directory", self.store.index_key(channel, path))
+        directory: Directory | None = self.snapshots.get(key, etag)
         if directory is None:
             directory = self.store.directory(channel, path)
             if directory.stat is not None:
                 # About what the parsed records hold: their DESCRIPTION fields mostly.
                 weight = sum(512 + sum(map(len, filter(None, r.fields.values())))
                              for r in directory.records)  # fmt: skip
-                self.cache.put(("directory", key), directory.stat.etag, directory, weight)
+                self.snapshots.put(key, directory.stat.etag, directory, weight)
         return directory
 
     def linux_binary(
@@ -231,36 +253,58 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         # An empty platform: no compiled code, good for any architecture.
         return binary if platform in ("", agent["platform"]) else None
 
-    def rendered(self, channel: Channel, directory: Directory, name: str) -> tuple[bytes, str]:
-        """An index file's bytes and strong ETag, rendered once per document version."""
-        version = directory.stat.etag if directory.stat is not None else "-"
+    def rendered(self, channel: Channel, path: str, name: str) -> tuple[bytes, str]:
+        """An index file's bytes and strong ETag, rendered once per document version.
 
-        def make() -> tuple[tuple[bytes, str], int]:
-            if name == "archive.rds":
-                body = render_archive_rds(directory)
-            else:
-                body = render(directory, name)
-            return (body, hashlib.sha256(body).hexdigest()[:32]), len(body)
+        A rendering kept from an earlier request costs a ``stat`` of the directory's
+        document; only a changed document is read (and parsed, and rendered) again.
+        """
+        try:
+            version = self.store.storage.stat(self.store.index_key(channel, path)).etag
+        except FileNotFoundError:
+            version = "-"
+        return self._rendered(channel, path, name, version)
 
-        key = ("rendered", self.store.index_key(channel, directory.path), name)
-        rendered: tuple[bytes, str] = self.cache.get_or_make(key, version, make)
+    def _rendered(self, channel: Channel, path: str, name: str, version: str) -> tuple[bytes, str]:
+        key = ("rendered", self.store.index_key(channel, path), name)
+        cached: tuple[bytes, str] | None = self.cache.get(key, version)
+        if cached is not None:
+            return cached
+        if version == "-":
+            directory = Directory(path=path, records=(), stat=None)
+        else:
+            directory = self._snapshot(channel, path, version)
+            version = directory.stat.etag if directory.stat is not None else "-"
+        if name == "archive.rds":
+            body = render_archive_rds(directory)
+        elif name == "PACKAGES.gz":  # the PACKAGES text, rendered once for both
+            body = gzip_packages(self._rendered(channel, path, "PACKAGES", version)[0])
+        else:
+            body = render(directory, name)
+        rendered = (body, hashlib.sha256(body).hexdigest()[:32])
+        self.cache.put(key, version, rendered, len(body))
         return rendered
 
     def index_file(
-        self, environ: WSGIEnvironment, channel: Channel, directory: Directory, name: str
-    ) -> Response:
+        self, environ: WSGIEnvironment, channel: Channel, path: str, name: str
+    ) -> DocumentResponse:
         assert name in (*INDEX_FILES, "archive.rds")
-        body, etag = self.rendered(channel, directory, name)
-        return self._index_response(environ, body, etag, name)
+        body, etag = self.rendered(channel, path, name)
+        return self._index_response(body, etag, name)
 
     @staticmethod
-    def _index_response(environ: WSGIEnvironment, body: bytes, etag: str, name: str) -> Response:
-        response = Response(body, mimetype=_mimetype(name))
-        response.set_etag(etag)
+    def _index_response(
+        body: bytes, etag: str, name: str, headers: Iterable[tuple[str, str]] = ()
+    ) -> DocumentResponse:
         # Indexes change with every upload: revalidate (cheap, with the ETag) each time.
-        response.cache_control.no_cache = True
-        response.cache_control.private = True
-        return response.make_conditional(environ)
+        return DocumentResponse(
+            body,
+            etag=etag,
+            # werkzeug's Response used to add the charset to text/plain; so does this.
+            content_type=get_content_type(_mimetype(name), "utf-8"),
+            cache_control="no-cache, private",
+            headers=headers,
+        )
 
     # -- the upstream ----------------------------------------------------------------
 
@@ -334,7 +378,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
     def merged_index(
         self, environ: WSGIEnvironment, channel: Channel, directory: Directory, name: str
-    ) -> Response:
+    ) -> DocumentResponse:
         """An index file of the channel's packages and its upstream's (see the module)."""
         local_names, signature = self.local_names(channel)
         allowed = channel.upstream_allow
@@ -376,9 +420,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         key = ("merged", self.store.index_key(channel, directory.path), name)
         valid = "\0".join((own, signature, snapshot.etag, ",".join(allowed), offered))
         body, etag = self.cache.get_or_make(key, valid, make)
-        response = self._index_response(environ, body, etag, name)
-        response.headers[STATE_HEADER] = snapshot.state
-        return response
+        return self._index_response(body, etag, name, [(STATE_HEADER, snapshot.state)])
 
     def upstream_file(
         self,
@@ -388,7 +430,7 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         filename: str,
         *,
         archived: str | None = None,
-    ) -> Response:
+    ) -> WSGIApplication:
         """A package file of the upstream: from storage if fetched before, else fetched
         now, checked against the ``MD5sum`` upstream lists, and stored.  ``archived``
         names the package of an ``Archive/`` request."""
@@ -443,8 +485,8 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
 
     def _upstream_response(
         self, environ: WSGIEnvironment, blobs: str, record: UpstreamFile, state: str
-    ) -> Response:
-        response = file_response(
+    ) -> WSGIApplication:
+        return file_response(
             environ,
             self.storage,
             blob_key(blobs, record),
@@ -453,13 +495,12 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
             cache_control="private",
             redirect=self.redirect_downloads,
             not_found=f"{record.filename} is stored but its content is missing.",
+            headers=[(STATE_HEADER, state)],
         )
-        response.headers[STATE_HEADER] = state
-        return response
 
     def package_file(
         self, environ: WSGIEnvironment, channel: Channel, record: CranRecord, *, vary: bool = False
-    ) -> Response:
+    ) -> WSGIApplication:
         return file_response(
             environ,
             self.store.storage,

@@ -13,6 +13,7 @@ document, so the index shows it on the next request of every server process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -55,6 +56,8 @@ def matches(target: Target, record: FileRecord) -> bool:
     return same_version(record.version, target.version)
 
 
+# Pure, and every download asks it for a filename it has likely seen before.
+@functools.lru_cache(maxsize=4096)
 def project_of(filename: str) -> NormalizedName:
     """The normalized project name a wheel or sdist filename carries.
 

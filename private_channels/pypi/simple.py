@@ -43,6 +43,7 @@ from werkzeug.wrappers import Response
 
 from ..auth import authorize
 from ..core.blobs import RecordDocument
+from ..core.document import DocumentResponse
 from ..core.download import file_response
 from ..core.proxy import (
     STATE_HEADER,
@@ -74,7 +75,7 @@ from .upstream import (
 )
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from ..channels import Channel
 
@@ -155,6 +156,7 @@ def negotiate(accept: str | None) -> str | None:
     return next(offer for specificity, offer in best if specificity == top)
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked for on every page view
 def _page_etag(storage_etag: str, media_type: str) -> str:
     seed = f"{RENDER_VERSION}\0{media_type}\0{storage_etag}".encode()
     return hashlib.sha256(seed).hexdigest()[:40]
@@ -170,7 +172,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
 
     store_type = PythonStore
 
-    def route(self, environ: WSGIEnvironment, path: str) -> Response | None:
+    def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
         if path == "/simple" or path.startswith("/simple/"):
             return self._simple(environ, current_channel(environ), path[len("/simple") :])
         if path.startswith("/files/upstream/"):
@@ -182,7 +184,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
 
     # -- the index ---------------------------------------------------------------
 
-    def _simple(self, environ: WSGIEnvironment, channel: Channel, rest: str) -> Response:
+    def _simple(self, environ: WSGIEnvironment, channel: Channel, rest: str) -> WSGIApplication:
         authorize(environ, channel, Scope.READ)
         self._read_only(
             environ,
@@ -233,7 +235,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             )
         return media_type
 
-    def _index(self, environ: WSGIEnvironment, channel: Channel) -> Response:
+    def _index(self, environ: WSGIEnvironment, channel: Channel) -> WSGIApplication:
         media_type = self._media_type(environ)
 
         def load() -> tuple[dict[str, Any] | None, str]:
@@ -243,7 +245,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         key = self.store.projects_key(channel)
         return self._page(environ, channel, ("index",), key, media_type, load)
 
-    def _project(self, environ: WSGIEnvironment, channel: Channel, name: str) -> Response:
+    def _project(self, environ: WSGIEnvironment, channel: Channel, name: str) -> WSGIApplication:
         media_type = self._media_type(environ)
         if channel.python_upstream is not None:
             local = self._exists(self.store.project_key(channel, name))
@@ -270,7 +272,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         media_type: str,
         load: Callable[[], tuple[dict[str, Any] | None, str]],
         project: str | None = None,
-    ) -> Response:
+    ) -> DocumentResponse:
         try:
             storage_etag = self.storage.stat(key).etag
         except FileNotFoundError:
@@ -279,8 +281,9 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             storage_etag = "-"  # a channel without Python packages: an empty index
         serialization = "json" if media_type == JSON else "html"
         cache_key = (channel.name, *page, serialization)
+        page_etag = _page_etag(storage_etag, media_type)
         body = self.cache.get(cache_key, storage_etag)
-        if body is None and not is_resource_modified(environ, _page_etag(storage_etag, media_type)):
+        if body is None and not is_resource_modified(environ, page_etag):
             body = b""  # the client's copy is current (a 304 follows): nothing to read
         if body is None:
             data, storage_etag = load()
@@ -288,15 +291,17 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
                 raise _not_found(f"Project {project!r}")
             body = render(data, media_type)
             self.cache.put(cache_key, storage_etag, body, len(body))
-        content_type = media_type if media_type == JSON else f"{media_type}; charset=utf-8"
-        response = Response(body, content_type=content_type)
-        response.headers.add(*_VARY)
-        response.set_etag(_page_etag(storage_etag, media_type))
-        # Revalidated on every use: an upload must show at once, and a 304 is cheap.
-        response.headers["Cache-Control"] = (
-            f"{'public' if channel.public else 'private'}, max-age=0, must-revalidate"
+            page_etag = _page_etag(storage_etag, media_type)
+        return DocumentResponse(
+            body,
+            etag=page_etag,
+            content_type=media_type if media_type == JSON else f"{media_type}; charset=utf-8",
+            # Revalidated on every use: an upload must show at once, and a 304 is cheap.
+            cache_control=(
+                f"{'public' if channel.public else 'private'}, max-age=0, must-revalidate"
+            ),
+            vary=("Accept",),
         )
-        return response.make_conditional(environ)
 
     # -- projects from the upstream -------------------------------------------------
 
@@ -383,7 +388,9 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         response.headers[STATE_HEADER] = snapshot.state
         return response.make_conditional(environ)
 
-    def _upstream_file(self, environ: WSGIEnvironment, channel: Channel, rest: str) -> Response:
+    def _upstream_file(
+        self, environ: WSGIEnvironment, channel: Channel, rest: str
+    ) -> WSGIApplication:
         authorize(environ, channel, Scope.READ)
         self._read_only(environ, "Files are read-only.")
         algorithm, _, rest = rest.partition("/")
@@ -425,7 +432,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             raise http_error(502, str(exc)) from None
         except UpstreamError as exc:
             raise http_error(502, f"The upstream did not deliver {filename!r}: {exc}") from None
-        response = file_response(
+        return file_response(
             environ,
             self.storage,
             blob_key(blobs, record),
@@ -436,9 +443,8 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             ),
             redirect=0 if metadata else self.redirect_downloads,
             not_found=f"File {filename!r} is stored but its content is missing.",
+            headers=[(STATE_HEADER, state)],
         )
-        response.headers[STATE_HEADER] = state
-        return response
 
     def _upstream_entry(self, channel: Channel, name: str, filename: str) -> dict[str, Any] | None:
         """The stored upstream entry of a file.  The upstream is asked only when the
@@ -454,7 +460,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
 
     # -- files -------------------------------------------------------------------
 
-    def _file(self, environ: WSGIEnvironment, channel: Channel, rest: str) -> Response:
+    def _file(self, environ: WSGIEnvironment, channel: Channel, rest: str) -> WSGIApplication:
         authorize(environ, channel, Scope.READ)
         self._read_only(environ, "Files are read-only.")
         sha256, _, filename = rest.partition("/")

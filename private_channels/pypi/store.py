@@ -45,7 +45,7 @@ from ..core.blobs import (
     store_blob,
 )
 from ..core.limits import Limits
-from ..storage import Stat, read_bytes, read_document, read_json, update_json
+from ..storage import Stat, Storage, read_bytes, read_document, read_json, update_json
 from .metadata import InvalidDistributionError, parse_filename
 
 # What is stored beside a file: its METADATA (served, PEP 658), an sdist's PKG-INFO.
@@ -129,6 +129,10 @@ def _project(doc: dict[str, Any]) -> tuple[str, tuple[FileRecord, ...], frozense
 
 class PythonStore(ChannelStore):
     folder = "pypi"
+
+    def __init__(self, storage: Storage) -> None:
+        super().__init__(storage)
+        self._names: dict[str, tuple[str, frozenset[str]]] = {}
 
     # -- keys ------------------------------------------------------------------
 
@@ -260,12 +264,33 @@ class PythonStore(ChannelStore):
         return added
 
     def _add_project_name(self, channel: Channel, name: NormalizedName, display: str) -> None:
+        if name in self._project_names(channel):
+            return
+
         def add(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {"projects": {}}
             doc["projects"].setdefault(name, display)
             return doc
 
         update_json(self.storage, self.projects_key(channel), add)
+
+    def _project_names(self, channel: Channel) -> frozenset[str]:
+        """The names in ``projects.json``, read again only when its ETag changed (an
+        upload of a known project then costs a stat here, not a read of every name)."""
+        key = self.projects_key(channel)
+        try:
+            etag = self.storage.stat(key).etag
+        except FileNotFoundError:
+            return frozenset()
+        known = self._names.get(key)
+        if known is None or known[0] != etag:
+            try:
+                doc, stat = read_json(self.storage, key)
+            except FileNotFoundError:
+                return frozenset()
+            known = (stat.etag, frozenset(doc["projects"]))
+            self._names[key] = known
+        return known[1]
 
     def update_files(
         self,

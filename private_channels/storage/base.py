@@ -29,6 +29,7 @@ __all__ = [
     "CleansIncompleteWrites",
     "CorruptDocumentError",
     "InvalidKeyError",
+    "JSONRead",
     "PresignsURLs",
     "StaleWriteError",
     "Stat",
@@ -53,6 +54,12 @@ MAX_KEY_LENGTH = 1024
 # systems stop at 255 bytes (ASCII here); the same bound on every backend makes a name
 # that one of them could not hold an InvalidKeyError everywhere, never an OSError.
 MAX_SEGMENT_LENGTH = 255
+# A whole key at once, segments of their bounded length (every storage call checks one,
+# and the loop of validate_key only runs to say what is wrong): segments never hold "/",
+# so the match is linear in the key's length.
+_KEY = re.compile(
+    r"(?:[A-Za-z0-9_][A-Za-z0-9._+~=,@-]{0,254}/)*[A-Za-z0-9_][A-Za-z0-9._+~=,@-]{0,254}\Z"
+)
 
 
 class InvalidKeyError(ValueError):
@@ -139,6 +146,8 @@ class CleansIncompleteWrites(Protocol):
 def validate_key(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidKeyError(f"storage key must be 1 to {MAX_KEY_LENGTH} characters")
+    if _KEY.match(key):
+        return key
     for segment in key.split("/"):
         if len(segment) > MAX_SEGMENT_LENGTH:
             raise InvalidKeyError(
@@ -204,6 +213,24 @@ def read_document(storage: Storage, key: str, parse: Callable[[Any], T]) -> tupl
         raise CorruptDocumentError(key, f"{type(exc).__name__}: {exc}") from None
 
 
+@dataclass
+class JSONRead:
+    """A JSON document as read from a key (``stat`` ``None`` and ``raw`` empty when it
+    did not exist), to hand to :func:`update_json` as its ``current``."""
+
+    raw: bytes
+    stat: Stat | None
+    doc: Any
+
+    @classmethod
+    def of(cls, storage: Storage, key: str) -> JSONRead:
+        try:
+            raw, stat = read_bytes(storage, key)
+        except FileNotFoundError:
+            return cls(b"", None, None)
+        return cls(raw, stat, _loads(key, raw))
+
+
 def dump_json(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -214,21 +241,30 @@ def update_json(
     change: Callable[[Any], T],
     *,
     attempts: int = 50,
+    current: JSONRead | None = None,
 ) -> T:
     """Apply ``change`` to the JSON document at ``key`` with compare-and-swap.
 
     ``change`` gets the current document (``None`` when absent) and returns the new one;
     it may run several times when other writers race (each time on a fresh copy, so
     changing it in place is fine).  A result equal to what is stored writes nothing.
+    ``current``, a :class:`JSONRead` of the key made just before, saves the first
+    attempt its read (should the key have changed since, the write fails and the next
+    attempt reads afresh); ``change`` may change its document in place.
     """
     for _ in range(attempts):
-        try:
-            raw, stat = read_bytes(storage, key)
-        except FileNotFoundError:
-            raw, stat_or_none = b"", None
+        if current is not None:
+            raw, stat_or_none, doc = current.raw, current.stat, current.doc
+            current = None
         else:
-            stat_or_none = stat
-        new = change(_loads(key, raw) if raw else None)
+            try:
+                raw, stat = read_bytes(storage, key)
+            except FileNotFoundError:
+                raw, stat_or_none = b"", None
+            else:
+                stat_or_none = stat
+            doc = _loads(key, raw) if raw else None
+        new = change(doc)
         if new is None and stat_or_none is None:
             return new  # absent and to stay absent
         encoded = dump_json(new)

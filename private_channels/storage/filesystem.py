@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISLNK, S_ISREG
 from typing import IO
 
 from .base import (
@@ -55,6 +55,7 @@ class FileSystemStorage:
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).resolve()
+        self._root = str(self.root).rstrip("/")
         if not create and not self.root.is_dir():
             raise FileNotFoundError(f"there is no storage directory {self.root}")
         try:
@@ -68,24 +69,47 @@ class FileSystemStorage:
         return f"FileSystemStorage({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        path = self.root.joinpath(*validate_key(key).split("/"))
-        # Segments are already restricted; this guards against a symlink planted
-        # inside the root by someone with shell access.
-        if not path.resolve().is_relative_to(self.root):
-            raise InvalidKeyError(f"storage key {key!r} escapes the storage root")
-        return path
+        return Path(self._checked(key)[0])
+
+    def _checked(self, key: str) -> tuple[str, os.stat_result | None]:
+        """The path of ``key`` and its ``lstat`` (``None`` when it does not exist).
+
+        Segments are already restricted; this guards against a symlink planted inside
+        the root by someone with shell access.  Every request stats a key or two, so
+        rather than resolving the whole path (a Python loop over every component from
+        ``/``), it looks at the components below the root only, one ``lstat`` each,
+        and resolves the path only when one of them is a link.
+        """
+        path = f"{self._root}/{validate_key(key)}"
+        end = len(self._root)
+        st: os.stat_result | None = None
+        while end >= 0:
+            end = path.find("/", end + 1)
+            try:
+                st = os.lstat(path if end < 0 else path[:end])
+            except (FileNotFoundError, NotADirectoryError):
+                return path, None  # nothing below can exist, nor be followed
+            if S_ISLNK(st.st_mode):
+                if not Path(path).resolve().is_relative_to(self.root):
+                    raise InvalidKeyError(f"storage key {key!r} escapes the storage root")
+                try:
+                    return path, os.stat(path)
+                except (FileNotFoundError, NotADirectoryError):
+                    return path, None
+        return path, st
 
     def open(self, key: str) -> tuple[IO[bytes], Stat]:
-        path = self._path(key)
-        if path.is_dir():
+        path, st = self._checked(key)
+        if st is None or not S_ISREG(st.st_mode):
             raise FileNotFoundError(key)
-        stream = path.open("rb")
+        stream = open(path, "rb")  # noqa: SIM115 (the caller closes it)
         return stream, _stat(os.fstat(stream.fileno()))
 
     def stat(self, key: str) -> Stat:
-        # One system call: every page view and download validates a cache with a stat.
-        st = self._path(key).stat()
-        if not S_ISREG(st.st_mode):
+        # Every page view and download validates a cache with a stat: the check's last
+        # lstat is that stat.
+        _, st = self._checked(key)
+        if st is None or not S_ISREG(st.st_mode):
             raise FileNotFoundError(key)
         return _stat(st)
 

@@ -1,0 +1,887 @@
+"""private-channels against the limit of its WSGI server and against pypiserver, in one run.
+
+::
+
+    python benchmarks/side_by_side.py                           # everything (about 40 minutes)
+    python benchmarks/side_by_side.py --sizes 1000 --servers waitress --rounds 1 --seconds 1
+    python benchmarks/side_by_side.py --extras                  # 1 GB up/down RSS, CRAN rebuild
+
+For each number of projects (``--sizes``) it fills one channel (N Python projects x 3
+versions, N R packages x 3 versions, one 50 MB wheel), pre-renders every page and index
+of it to a static tree, and installs pypiserver into a throwaway virtual environment
+under the work directory.  Then, for each WSGI server (``--servers``: waitress,
+gunicorn with 2 workers, werkzeug's threaded server), it starts side by side:
+
+1. ``limit``: ``limit_app.py`` on that server, serving the static tree: the limit;
+2. ``ours``: ``private-channels serve --server <it>`` (access log on, as by default);
+3. ``pypiserver``: its WSGI app on that server, over the same files (no CRAN).
+
+and measures each workload on each of them in turn, ``--rounds`` times, for
+``--seconds`` each, with ``--clients`` keep-alive HTTP/1.1 connections spread over
+client processes.  It prints the median requests per second and the ratio to the limit,
+writes everything to ``--json``, and checks the targets of docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import http.client
+import io
+import json
+import multiprocessing
+import os
+import posixpath
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from packaging.utils import canonicalize_name  # noqa: E402
+
+from private_channels.channels import ChannelRegistry  # noqa: E402
+from private_channels.cran.index import render as render_cran  # noqa: E402
+from private_channels.cran.store import CranRecord, CranStore  # noqa: E402
+from private_channels.pypi.render import HTML, JSON, index_page, project_page, render  # noqa: E402
+from private_channels.pypi.store import FileRecord, PythonStore  # noqa: E402
+from private_channels.storage import FileSystemStorage, dump_json  # noqa: E402
+from private_channels.tokens import Scope, TokenStore  # noqa: E402
+
+CHANNEL = "bench"
+PREFIX = f"/api/repo/{CHANNEL}"
+JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"  # noqa: E501 (pip's)
+HTML_ACCEPT = "text/html"
+VERSIONS = 3
+BIG_SIZE = 50 * 1000 * 1000
+SERVERS = ("waitress", "gunicorn", "werkzeug")
+TARGETS: dict[str, float] = {
+    "project page (JSON)": 0.8,
+    "project page (HTML)": 0.8,
+    "root page": 0.8,
+    "304 revalidation": 0.8,
+    "small download": 0.95,
+    "50 MB download": 0.95,
+    "upload": 0.6,
+    "CRAN PACKAGES": 0.8,
+    "CRAN PACKAGES.gz": 0.8,
+    "CRAN PACKAGES.rds": 0.8,
+}
+
+
+# -- the data ------------------------------------------------------------------------
+
+
+def project_name(i: int) -> str:
+    return f"project-{i:05d}"
+
+
+def wheel_bytes(name: str, version: str, payload: bytes = b"") -> tuple[str, bytes]:
+    """A small valid wheel: what every upload sends (distinct name and version each)."""
+    dist = canonicalize_name(name).replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.8\n"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{dist}/__init__.py", f"VERSION = {version!r}\n" + "#" * 2000)
+        if payload:
+            archive.writestr(f"{dist}/data.bin", payload, compress_type=zipfile.ZIP_STORED)
+        archive.writestr(f"{info}/METADATA", metadata)
+        archive.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        archive.writestr(f"{info}/RECORD", "")
+    return f"{dist}-{version}-py3-none-any.whl", out.getvalue()
+
+
+@dataclass
+class Dataset:
+    """One filled channel and its static mirror."""
+
+    size: int
+    root: Path  # storage/, static/, pypiserver/ (the files, flat, for pypiserver)
+    token: str = ""
+    files: list[str] = field(default_factory=list)  # paths under PREFIX of small files
+    big: str = ""  # path under PREFIX of the 50 MB wheel
+    big_pypiserver: str = ""
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "storage"
+
+    @property
+    def static(self) -> Path:
+        return self.root / "static"
+
+    @property
+    def flat(self) -> Path:
+        return self.root / "pypiserver"
+
+    def save(self) -> None:
+        meta = {"token": self.token, "files": self.files, "big": self.big}
+        (self.root / "dataset.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, size: int, root: Path) -> Dataset | None:
+        try:
+            meta = json.loads((root / "dataset.json").read_text())
+        except FileNotFoundError:
+            return None
+        return cls(size, root, meta["token"], meta["files"], meta["big"])
+
+
+def _static(dataset: Dataset, path: str, body: bytes) -> None:
+    target = dataset.static / (PREFIX.lstrip("/") + path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(body)
+
+
+def _link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        os.link(source, target)
+
+
+def fill(size: int, root: Path) -> Dataset:
+    """N projects x 3 versions and N R packages x 3 versions, written the way the stores
+    write them, and their pages pre-rendered for the limit app."""
+    existing = Dataset.load(size, root)
+    if existing is not None:
+        return existing
+    shutil.rmtree(root, ignore_errors=True)
+    dataset = Dataset(size, root)
+    real_fsync = os.fsync
+    os.fsync = lambda fd: None  # only while filling: the servers run with it
+    try:
+        storage = FileSystemStorage(dataset.storage)
+        channel = ChannelRegistry(storage).create(CHANNEL)
+        dataset.token, _ = TokenStore(storage).create(channels=[CHANNEL], scope=Scope.WRITE)
+        python = PythonStore(storage)
+        names = {}
+        for i in range(size):
+            name = canonicalize_name(project_name(i))
+            names[name] = project_name(i)
+            doc: dict[str, Any] = {"name": project_name(i), "files": {}, "deleted": []}
+            for v in range(VERSIONS):
+                payload = b"" if not (i == 0 and v == 0) else os.urandom(BIG_SIZE)
+                filename, data = wheel_bytes(project_name(i), f"1.{v}", payload)
+                record = FileRecord(
+                    filename=filename, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                    upload_time=time.time(), project=name, version=f"1.{v}",
+                    blake2b_256=hashlib.blake2b(data, digest_size=32).hexdigest(),
+                    requires_python=">=3.8",
+                    metadata_sha256=hashlib.sha256(b"Metadata-Version: 2.1\n").hexdigest(),
+                )  # fmt: skip
+                blob = python.blob_key(channel, record.sha256, filename)
+                storage.create(blob, io.BytesIO(data))
+                storage.create(blob + ".metadata", io.BytesIO(b"Metadata-Version: 2.1\n"))
+                doc["files"][filename] = record.to_json()
+                path = f"/files/{record.sha256}/{filename}"
+                _link(dataset.storage / blob, dataset.static / (PREFIX.lstrip("/") + path))
+                _link(dataset.storage / blob, dataset.flat / filename)
+                if payload:
+                    dataset.big, dataset.big_pypiserver = path, f"/packages/{filename}"
+                elif len(dataset.files) < 2000:
+                    dataset.files.append(path)
+            storage.put(python.project_key(channel, name), io.BytesIO(dump_json(doc)))
+            project = python.project(channel, name)
+            assert project is not None
+            page = project_page(project)
+            _static(dataset, f"/simple/{name}/index.json", render(page, JSON))
+            _static(dataset, f"/simple/{name}/index.html", render(page, HTML))
+        storage.put(python.projects_key(channel), io.BytesIO(dump_json({"projects": names})))
+        _static(dataset, "/simple/index.json", render(index_page(names), JSON))
+        _static(dataset, "/simple/index.html", render(index_page(names), HTML))
+
+        cran = CranStore(storage)
+        files: dict[str, Any] = {}
+        for i in range(size):
+            package = f"pkg{i:05d}"
+            for v in range(VERSIONS):
+                version = f"1.{v}.0"
+                data = f"{package} {version}".encode()  # never installed: only its size counts
+                md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+                record = CranRecord(
+                    filename=f"{package}_{version}.tar.gz", size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(), upload_time=time.time() + v,
+                    package=package, version=version, md5=md5,
+                    fields={"Package": package, "Version": version, "Depends": "R (>= 3.5)",
+                            "Imports": "stats, utils", "License": "MIT + file LICENSE",
+                            "MD5sum": md5, "NeedsCompilation": "no"},
+                )  # fmt: skip
+                storage.create(cran.blob_key(channel, record), io.BytesIO(data))
+                files[record.filename] = record.to_json()
+        storage.put(
+            cran.index_key(channel, "src/contrib"),
+            io.BytesIO(dump_json({"files": files, "deleted": []})),
+        )
+        directory = cran.directory(channel, "src/contrib")
+        for name in ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds"):
+            _static(dataset, f"/src/contrib/{name}", render_cran(directory, name))
+    finally:
+        os.fsync = real_fsync
+    dataset.save()
+    return dataset
+
+
+# -- the servers -----------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def pids(self) -> list[int]:
+        """The server's process and its children (gunicorn's workers)."""
+        pids = [self.process.pid]
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            pids += [int(p) for p in children.read_text().split()]
+        except OSError:
+            pass
+        return pids
+
+    def peak_rss(self) -> int:
+        """The largest peak resident set (VmHWM, bytes) of its processes."""
+        peak = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+            except OSError:
+                pass
+        return peak
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(name: str, command: list[str], env: dict[str, str], log: Path, port: int) -> Running:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/")
+            connection.getresponse().read()
+            connection.close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{log.read_text()}") from None
+            time.sleep(0.1)
+    return Running(name, port, process, log)
+
+
+def stop(running: Running) -> None:
+    running.process.terminate()
+    try:
+        running.process.wait(20)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+        running.process.wait()
+
+
+def peer_environment(work: Path, name: str, packages: list[str]) -> Path | None:
+    """A throwaway virtual environment under ``work`` with ``packages``; its python."""
+    venv = work / f"venv-{name}"
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *packages],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    except subprocess.CalledProcessError as error:
+        print(f"  {name} could not be installed ({error}); its rows are left out")
+        shutil.rmtree(venv, ignore_errors=True)
+        return None
+    return python
+
+
+def start_targets(
+    dataset: Dataset, server: str, work: Path, targets: list[str]
+) -> dict[str, Running]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
+    runner = [str(HERE / "run_server.py"), "--server", server]
+    running: dict[str, Running] = {}
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    tag = f"{dataset.size}-{server}"
+    if "limit" in targets:
+        port = free_port()
+        limit_env = {**env, "LIMIT_ROOT": str(dataset.static), "PYTHONPATH": str(HERE)}
+        running["limit"] = start(
+            "limit", [sys.executable, *runner, "--port", str(port), "limit_app:app"],
+            limit_env, logs / f"limit-{tag}.log", port,
+        )  # fmt: skip
+    if "ours" in targets:
+        port = free_port()
+        serve = ["--workers", "2"] if server == "gunicorn" else ["--server", server]
+        running["ours"] = start(
+            "ours",
+            [sys.executable, "-m", "private_channels", "serve", "--storage", str(dataset.storage),
+             "--port", str(port), *serve],
+            env, logs / f"ours-{tag}.log", port,
+        )  # fmt: skip
+    if "pypiserver" in targets:
+        python = peer_environment(work, "pypiserver", ["pypiserver", "waitress", "gunicorn",
+                                                       "werkzeug", "passlib"])  # fmt: skip
+        if python is not None:
+            port = free_port()
+            # Read and write for anyone: the cheapest set-up it has.
+            peer_env = {**env, "PYTHONPATH": str(HERE)}
+            app = "pypiserver_app:app()"
+            (work / "pypiserver_app.py").write_text(
+                "import os, pypiserver\n"
+                "def app():\n"
+                f"    return pypiserver.app(roots=[{str(dataset.flat)!r}], authenticate=[],"
+                " password_file='.')\n"
+            )
+            peer_env["PYTHONPATH"] = f"{HERE}:{work}"
+            running["pypiserver"] = start(
+                "pypiserver", [str(python), *runner, "--port", str(port), app],
+                peer_env, logs / f"pypiserver-{tag}.log", port,
+            )  # fmt: skip
+    return running
+
+
+# -- the load ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    expect: int
+    # (target, dataset, rng, state) -> (method, path, headers, body)
+    make: Callable[
+        [str, Dataset, random.Random, dict[str, Any]], tuple[str, str, dict[str, str], bytes | None]
+    ]
+
+
+def _auth(target: str, dataset: Dataset) -> dict[str, str]:
+    if target == "ours":
+        token = base64.b64encode(f"{dataset.token}:x-auth-token".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    return {}
+
+
+def _prefix(target: str) -> str:
+    return "" if target == "pypiserver" else PREFIX
+
+
+def _page(accept: str) -> Callable[..., tuple[str, str, dict[str, str], bytes | None]]:
+    def make(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
+        name = project_name(rng.randrange(dataset.size))
+        headers = {**_auth(target, dataset), "Accept": accept}
+        return "GET", f"{_prefix(target)}/simple/{name}/", headers, None
+
+    return make
+
+
+def _root(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
+    headers = {**_auth(target, dataset), "Accept": JSON_ACCEPT}
+    return "GET", f"{_prefix(target)}/simple/", headers, None
+
+
+def _revalidate(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
+    etags: dict[str, str] = state["etags"]
+    path = rng.choice(sorted(etags))
+    headers = {**_auth(target, dataset), "Accept": JSON_ACCEPT, "If-None-Match": etags[path]}
+    return "GET", path, headers, None
+
+
+def _small(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
+    path = rng.choice(dataset.files)
+    path = "/packages/" + path.rpartition("/")[2] if target == "pypiserver" else PREFIX + path
+    return "GET", path, _auth(target, dataset), None
+
+
+def _big(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
+    if target == "pypiserver":
+        return "GET", "/packages/" + dataset.big.rpartition("/")[2], {}, None
+    return "GET", PREFIX + dataset.big, _auth(target, dataset), None
+
+
+def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"'
+        "\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _upload(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
+    # A new version of an existing project, as twine sends it: distinct every time.
+    name = project_name(rng.randrange(dataset.size))
+    version = (
+        f"2.{state['run']}.{os.getpid()}.{threading.get_ident() % 100000}.{rng.randrange(10**9)}"
+    )
+    filename, data = wheel_bytes(name, version)
+    body, content_type = multipart(
+        {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
+         "filetype": "bdist_wheel", "pyversion": "py3", "metadata_version": "2.1",
+         "sha256_digest": hashlib.sha256(data).hexdigest()},
+        filename, data,
+    )  # fmt: skip
+    headers = {**_auth(target, dataset), "Content-Type": content_type}
+    return "POST", "/" if target == "pypiserver" else PREFIX, headers, body
+
+
+def _cran(name: str) -> Callable[..., tuple[str, str, dict[str, str], bytes | None]]:
+    def make(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
+        return "GET", f"{PREFIX}/src/contrib/{name}", _auth(target, dataset), None
+
+    return make
+
+
+WORKLOADS = [
+    Workload("project page (JSON)", 200, _page(JSON_ACCEPT)),
+    Workload("project page (HTML)", 200, _page(HTML_ACCEPT)),
+    Workload("root page", 200, _root),
+    Workload("304 revalidation", 304, _revalidate),
+    Workload("small download", 200, _small),
+    Workload("50 MB download", 200, _big),
+    Workload("upload", 200, _upload),
+    Workload("CRAN PACKAGES", 200, _cran("PACKAGES")),
+    Workload("CRAN PACKAGES.gz", 200, _cran("PACKAGES.gz")),
+    Workload("CRAN PACKAGES.rds", 200, _cran("PACKAGES.rds")),
+]
+PYTHON_ONLY = {"CRAN PACKAGES", "CRAN PACKAGES.gz", "CRAN PACKAGES.rds"}
+
+
+def _client(
+    port: int, workload: Workload, target: str, dataset: Dataset, state: dict[str, Any],
+    until: float, seed: int, counts: list[int],
+) -> None:  # fmt: skip
+    rng = random.Random(seed)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    ok = errors = 0
+    try:
+        while time.perf_counter() < until:
+            method, path, headers, body = workload.make(target, dataset, rng, state)
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                while response.read(1 << 20):
+                    pass
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                errors += 1
+                continue
+            if response.status == workload.expect:
+                ok += 1
+            else:
+                errors += 1
+    finally:
+        connection.close()
+    counts.extend([ok, errors])
+
+
+def _process(args: tuple[Any, ...]) -> tuple[int, int, float]:
+    port, workload_name, target, dataset, state, seconds, threads, seed = args
+    workload = next(w for w in WORKLOADS if w.name == workload_name)
+    start_at = time.perf_counter()
+    until = start_at + seconds
+    results: list[list[int]] = [[] for _ in range(threads)]
+    workers = [
+        threading.Thread(
+            target=_client,
+            args=(port, workload, target, dataset, state, until, seed * 100 + i, results[i]),
+        )
+        for i in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - start_at  # requests under way at the end are finished
+    return sum(r[0] for r in results), sum(r[1] for r in results), elapsed
+
+
+def measure(
+    pool: Any, processes: int, port: int, workload: Workload, target: str, dataset: Dataset,
+    state: dict[str, Any], seconds: float, clients: int,
+) -> tuple[float, int]:  # fmt: skip
+    threads = max(1, clients // processes)
+    jobs = [
+        (port, workload.name, target, dataset, state, seconds, threads, random.randrange(10**9))
+        for _ in range(processes)
+    ]
+    results = pool.map(_process, jobs)
+    ok = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results)
+    elapsed = max(r[2] for r in results)
+    return ok / elapsed, errors
+
+
+def etags(port: int, target: str, dataset: Dataset, count: int = 200) -> dict[str, str]:
+    """The ETags of ``count`` project pages (JSON), for the revalidation workload."""
+    found: dict[str, str] = {}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for i in range(min(count, dataset.size)):
+        path = f"{_prefix(target)}/simple/{project_name(i)}/"
+        connection.request("GET", path, headers={**_auth(target, dataset), "Accept": JSON_ACCEPT})
+        response = connection.getresponse()
+        response.read()
+        etag = response.getheader("ETag")
+        if not etag:
+            break  # pypiserver sends none: there is nothing to revalidate
+        found[path] = etag
+    connection.close()
+    return found
+
+
+def warm(port: int, target: str, dataset: Dataset) -> None:
+    """Every project page once in each format, and each CRAN index: what a server that has
+    run for a while holds in its caches (twice, for gunicorn's two workers).  pypiserver
+    keeps no pages, so it is left alone."""
+    if target == "pypiserver":
+        return
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    paths = [f"{_prefix(target)}/simple/"] + [
+        f"{_prefix(target)}/simple/{project_name(i)}/" for i in range(dataset.size)
+    ]
+    for _ in range(2):
+        for path in paths:
+            for accept in (JSON_ACCEPT, HTML_ACCEPT):
+                connection.request(
+                    "GET", path, headers={**_auth(target, dataset), "Accept": accept}
+                )
+                connection.getresponse().read()
+        if target != "pypiserver":
+            for name in ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds"):
+                connection.request(
+                    "GET", f"{PREFIX}/src/contrib/{name}", headers=_auth(target, dataset)
+                )
+                connection.getresponse().read()
+    connection.close()
+
+
+# -- the report ----------------------------------------------------------------------
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def table(rows: list[dict[str, Any]], peers: list[str]) -> str:
+    head = f"{'projects':>8} {'server':9} {'workload':20} {'limit/s':>9} {'ours/s':>9} {'ours':>6}"
+    head += "".join(f" {peer:>10}" for peer in peers) + f" {'target':>7}  ok"
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        ratio = row["ratio"].get("ours")
+        line = (
+            f"{row['size']:>8} {row['server']:9} {row['workload']:20} "
+            f"{row['median'].get('limit', 0):9.0f} {row['median'].get('ours', 0):9.1f} "
+            f"{ratio if ratio is not None else float('nan'):6.2f}"
+        )
+        for peer in peers:
+            value = row["ratio"].get(peer)
+            line += f" {value:10.3f}" if value is not None else f" {'n/a':>10}"
+        target = TARGETS[row["workload"]]
+        line += f" {target:7.2f}  {'yes' if ratio is not None and ratio >= target else 'NO'}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def flatness(rows: list[dict[str, Any]]) -> list[str]:
+    """Workloads whose ratio moves more than 1.2x between the sizes measured."""
+    out = []
+    by: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if row["ratio"].get("ours"):
+            by.setdefault((row["server"], row["workload"]), []).append(row["ratio"]["ours"])
+    for (server, workload), ratios in sorted(by.items()):
+        if len(ratios) > 1 and max(ratios) / min(ratios) > 1.2:
+            out.append(f"{server} {workload}: {min(ratios):.2f}..{max(ratios):.2f}")
+    return out
+
+
+# -- extras: 1 GB through the server, CRAN rebuild -----------------------------------------
+
+
+def big_wheel_file(directory: Path, size: int) -> Path:
+    """A valid wheel of ``size`` bytes of stored (incompressible) data, written in blocks."""
+    name, version = "huge", "1.0"
+    path = directory / f"{name}-{version}-py3-none-any.whl"
+    if path.exists():
+        return path
+    block = os.urandom(1 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with archive.open(f"{name}/data.bin", "w", force_zip64=True) as out:
+            for _ in range(size >> 20):
+                out.write(block)
+        archive.writestr(f"{name}-{version}.dist-info/METADATA",
+                         f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")  # fmt: skip
+        archive.writestr(f"{name}-{version}.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+        archive.writestr(f"{name}-{version}.dist-info/RECORD", "")
+    return path
+
+
+def upload_file(port: int, token: str, url: str, path: Path) -> tuple[int, float]:
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+        f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as stream:
+            while block := stream.read(1 << 20):
+                yield block
+        yield tail
+
+    length = len(head) + path.stat().st_size + len(tail)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    started = time.perf_counter()
+    basic = base64.b64encode(f"{token}:x-auth-token".encode()).decode()
+    connection.request(
+        "POST", url, body=body(),
+        headers={"Authorization": f"Basic {basic}", "Content-Length": str(length),
+                 "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )  # fmt: skip
+    response = connection.getresponse()
+    response.read()
+    return response.status, time.perf_counter() - started
+
+
+def cran_tarball(package: str, version: str) -> bytes:
+    import tarfile
+
+    description = (
+        f"Package: {package}\nVersion: {version}\nTitle: Bench\nDescription: Bench.\n"
+        "License: MIT\nAuthor: A\nMaintainer: A <a@example.org>\nNeedsCompilation: no\n"
+        "Imports: stats\n"
+    ).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        info = tarfile.TarInfo(f"{package}/DESCRIPTION")
+        info.size = len(description)
+        archive.addfile(info, io.BytesIO(description))
+    return out.getvalue()
+
+
+def extras(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Peak server RSS over a 1 GB upload and download, and CRAN's rebuild after an upload."""
+    results: dict[str, Any] = {}
+    size = max(args.sizes)
+    dataset = fill(size, work / f"data-{size}")
+    wheel = big_wheel_file(work, args.big_bytes)
+    storage = FileSystemStorage(dataset.storage)
+    admin, _ = TokenStore(storage).create(channels=["*"], scope=Scope.ADMIN)
+    for server in args.servers:
+        # A channel of its own for the 1 GB file on each server (a deleted filename
+        # cannot be uploaded again), removed afterwards.
+        big = f"big-{server}-{uuid.uuid4().hex[:8]}"
+        ChannelRegistry(storage).create(big)
+        big_prefix = f"/api/repo/{big}"
+        running = start_targets(dataset, server, work, ["ours"])["ours"]
+        try:
+            base = running.peak_rss()
+            status, seconds = upload_file(running.port, admin, big_prefix, wheel)
+            after_upload = running.peak_rss()
+            connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=600)
+            auth = {"X-Auth": admin}
+            connection.request(
+                "GET", f"{big_prefix}/simple/huge/", headers={**auth, "Accept": JSON_ACCEPT}
+            )
+            url = json.loads(connection.getresponse().read())["files"][0]["url"]
+            started = time.perf_counter()
+            # The page links ../../files/<sha256>/<name>; resolved as a client would.
+            path = posixpath.normpath(f"{big_prefix}/simple/huge/{url}")
+            connection.request("GET", path, headers=auth)
+            response = connection.getresponse()
+            received = 0
+            while block := response.read(1 << 20):
+                received += len(block)
+            download_seconds = time.perf_counter() - started
+            after_download = running.peak_rss()
+            # CRAN: an upload, then each index as R asks for it, timed.
+            package = f"pkg{random.randrange(size):05d}"
+            version = f"9.{random.randrange(10**6)}"
+            data = cran_tarball(package, version)
+            body, content_type = multipart(
+                {"filetype": "cran_source_package"}, f"{package}_{version}.tar.gz", data
+            )
+            started = time.perf_counter()
+            headers = {**_auth("ours", dataset), "Content-Type": content_type}
+            connection.request("POST", PREFIX, body=body, headers=headers)
+            upload_status = connection.getresponse()
+            upload_status.read()
+            cran_upload = time.perf_counter() - started
+            rebuild = {}
+            for index in ("PACKAGES.rds", "PACKAGES.gz", "PACKAGES"):
+                started = time.perf_counter()
+                connection.request(
+                    "GET", f"{PREFIX}/src/contrib/{index}", headers=_auth("ours", dataset)
+                )
+                connection.getresponse().read()
+                rebuild[index] = time.perf_counter() - started
+            connection.close()
+            results[server] = {
+                "rss_idle_mb": base / 1e6,
+                "upload_status": status, "upload_seconds": seconds,
+                "rss_after_1gb_upload_mb": after_upload / 1e6,
+                "download_bytes": received, "download_seconds": download_seconds,
+                "rss_after_1gb_download_mb": after_download / 1e6,
+                "cran_upload_status": upload_status.status, "cran_upload_seconds": cran_upload,
+                "cran_rebuild_seconds": rebuild,
+            }  # fmt: skip
+            print(f"  {server}: {json.dumps(results[server])}", flush=True)
+        finally:
+            stop(running)
+            ChannelRegistry(storage).delete(big)
+    return results
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--sizes", default="100,1000,10000", type=lambda t: [int(x) for x in t.split(",")]
+    )
+    parser.add_argument("--servers", default=",".join(SERVERS), type=lambda t: t.split(","))
+    parser.add_argument("--targets", default="limit,ours,pypiserver", type=lambda t: t.split(","))
+    parser.add_argument("--workloads", default=None, type=lambda t: t.split(","),
+                        help="a comma-separated subset of the workload names")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "pc-side-by-side"
+    )
+    parser.add_argument("--json", type=Path, default=Path("side-by-side.json"))
+    parser.add_argument("--extras", action="store_true", help="1 GB up/down RSS, CRAN rebuild")
+    parser.add_argument(
+        "--fresh", action="store_true", help="fill the channels anew (uploads of earlier runs gone)"
+    )
+    parser.add_argument("--big-bytes", type=int, default=1000 * 1000 * 1000)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        for size in args.sizes:
+            shutil.rmtree(args.work / f"data-{size}", ignore_errors=True)
+    meta = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(), "load_before": os.getloadavg(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }  # fmt: skip
+    if args.extras:
+        print(f"load average {load_average():.2f}", flush=True)
+        result = {"meta": meta, "extras": extras(args, args.work)}
+        meta["load_after"] = os.getloadavg()
+        args.json.write_text(json.dumps(result, indent=1))
+        return
+    workloads = [w for w in WORKLOADS if args.workloads is None or w.name in args.workloads]
+    rows: list[dict[str, Any]] = []
+    peers = [t for t in args.targets if t not in ("limit", "ours")]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(args.processes) as pool:
+        for size in args.sizes:
+            print(f"filling {size} projects ...", flush=True)
+            dataset = fill(size, args.work / f"data-{size}")
+            for server in args.servers:
+                print(
+                    f"{size} projects on {server}: starting {', '.join(args.targets)}", flush=True
+                )
+                running = start_targets(dataset, server, args.work, args.targets)
+                try:
+                    for target, run in running.items():
+                        warm(run.port, target, dataset)
+                    states = {
+                        t: {"etags": etags(r.port, t, dataset), "run": random.randrange(10**6)}
+                        for t, r in running.items()
+                    }
+                    for workload in workloads:
+                        rates: dict[str, list[float]] = {t: [] for t in running}
+                        errors: dict[str, int] = dict.fromkeys(running, 0)
+                        for _ in range(args.rounds):
+                            for target, run in running.items():
+                                if target == "pypiserver" and workload.name in PYTHON_ONLY:
+                                    continue
+                                if (
+                                    workload.name == "304 revalidation"
+                                    and not states[target]["etags"]
+                                ):
+                                    continue
+                                rate, failed = measure(
+                                    pool, args.processes, run.port, workload, target, dataset,
+                                    states[target], args.seconds, args.clients,
+                                )  # fmt: skip
+                                rates[target].append(rate)
+                                errors[target] += failed
+                        median = {t: statistics.median(r) for t, r in rates.items() if r}
+                        ratio = {
+                            t: m / median["limit"] for t, m in median.items()
+                            if t != "limit" and median.get("limit")
+                        }  # fmt: skip
+                        row = {"size": size, "server": server, "workload": workload.name,
+                               "rates": rates, "median": median, "ratio": ratio,
+                               "errors": errors, "load": load_average()}  # fmt: skip
+                        rows.append(row)
+                        print(table([row], peers).splitlines()[-1], flush=True)
+                        if any(errors.values()):
+                            print(f"    errors: {errors}", flush=True)
+                    for target, run in running.items():
+                        meta[f"peak_rss_mb {size} {server} {target}"] = run.peak_rss() / 1e6
+                finally:
+                    for run in running.values():
+                        stop(run)
+    meta["load_after"] = os.getloadavg()
+    print()
+    print(table(rows, peers))
+    unflat = flatness(rows)
+    print(
+        "\nflat from the smallest to the largest size (<= 1.2x apart):",
+        "yes" if not unflat else "NO",
+    )
+    for line in unflat:
+        print("  ", line)
+    print(f"load average before {meta['load_before'][0]:.2f}, after {meta['load_after'][0]:.2f}")
+    args.json.write_text(json.dumps({"meta": meta, "rows": rows, "not_flat": unflat}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The standalone server's WSGI servers: waitress by default, werkzeug's on request.
+
+::
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = waitress_server(app, sock, max_request_body=limits.max_upload_size + MiB)
+    run_until_stopped(server.run, server.close)     # SIGTERM and Ctrl-C end it cleanly
+
+``private-channels serve`` binds the socket itself (so that port 0 and a busy port are
+handled the same way for every server) and hands it over.  waitress is a production
+server in pure Python: a thread pool behind one event loop, request bodies spooled
+before the app runs, ``wsgi.file_wrapper`` for downloads.  Two things it does by
+default would break a guarantee here, and are turned off:
+
+- it logs the raw request path of a request that failed or whose client went away,
+  and for R that path holds the token (``/t/<TOKEN>/``): every record of its loggers
+  goes through :class:`~private_channels.logs.RedactTokens`;
+- it echoes a malformed header line in its 400 answer, which may be a credential
+  header: that answer is redacted too (:class:`_RedactingChannel`).
+
+It also strips ``X-Forwarded-*`` headers unless told which proxy to trust; here the
+app decides that (``trusted_proxies``, werkzeug's ``ProxyFix``), so waitress passes
+them on untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .auth import redact_tokens
+from .logs import RedactTokens
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = [
+    "SERVERS",
+    "WAITRESS_THREADS",
+    "run_until_stopped",
+    "waitress_server",
+]
+
+#: The servers ``serve --server`` runs; the first is the default.
+SERVERS = ("waitress", "werkzeug", "gunicorn")
+#: Enough for 8 clients at once on keep-alive connections without queueing, few enough
+#: that an idle server holds little; the GIL runs one at a time anyway.
+WAITRESS_THREADS = 8
+
+
+def _log_waitress() -> None:
+    """waitress's own records (errors, clients gone, a full queue) on stderr, redacted,
+    unless the host configured its logger."""
+    logger = logging.getLogger("waitress")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
+    # On the handler, so that it sees the records of waitress.queue and the rest too.
+    handler.addFilter(RedactTokens())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def waitress_server(
+    app: WSGIApplication,
+    sock: socket.socket,
+    *,
+    max_request_body: int,
+    threads: int = WAITRESS_THREADS,
+) -> Any:
+    """A waitress server for ``app`` on the bound ``sock``, not yet running."""
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
+    from waitress.server import create_server
+
+    class _RedactingParser(HTTPRequestParser):  # type: ignore[misc]
+        def received(self, data: bytes) -> int:
+            consumed: int = super().received(data)
+            error = getattr(self, "error", None)
+            if error is not None and isinstance(error.body, str):
+                error.body = redact_tokens(error.body)
+            return consumed
+
+    class _RedactingChannel(HTTPChannel):  # type: ignore[misc]
+        parser_class = _RedactingParser
+
+    _log_waitress()
+    server = create_server(
+        app,
+        sockets=[sock],
+        threads=threads,
+        # The app refuses an upload past its limit with a 413 that says so; waitress
+        # must let that much through first (it spools the body to disk meanwhile).
+        max_request_body_size=max_request_body,
+        clear_untrusted_proxy_headers=False,
+        # poll(), not select(): no limit of 1024 open connections.
+        asyncore_use_poll=True,
+        ident="private-channels",
+    )
+    server.channel_class = _RedactingChannel
+    return server
+
+
+def run_until_stopped(run: Callable[[], object], close: Callable[[], object]) -> None:
+    """``run()`` until SIGTERM or SIGINT, then ``close()``: requests in progress get a
+    few seconds to finish, and the process exits with status 0."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        close()

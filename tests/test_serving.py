@@ -1,0 +1,138 @@
+"""``private-channels serve`` on each of its servers: waitress (the default), werkzeug's
+and gunicorn's; what waitress would log or echo of a token; a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from private_channels import ChannelRegistry, Scope, TokenStore, open_storage
+
+from .packages import make_wheel
+from .support import cli, live_server
+from .support import test_app as app_for
+
+TOKEN = "46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35"
+
+
+def _start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path, str]:
+    log = tmp_path / f"serve-{time.monotonic_ns()}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "private_channels", "serve", "--storage",
+             str(tmp_path / "data"), "--port", "0", *args],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while " on http://" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    line = next(line for line in log.read_text().splitlines() if " on http://" in line)
+    return process, log, line
+
+
+@pytest.mark.parametrize(
+    ("args", "server"), [((), "waitress"), (("--server", "werkzeug"), "werkzeug")]
+)
+def test_serve_runs_its_server_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, args: tuple[str, ...], server: str
+) -> None:
+    process, log, line = _start(tmp_path, *args)
+    try:
+        assert f" with {server} on http://127.0.0.1:" in line
+        url = line.rsplit(" on ", 1)[1].strip()
+        assert url.endswith("/api/repo/")
+        parts = urlsplit(url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(b"GET /api/repo/-/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=20)
+    assert status == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def test_workers_is_gunicorn_and_no_other_server(tmp_path: Path) -> None:
+    result = cli("serve", "--port", "0", "--server", "werkzeug", "--workers", "2",
+                 storage=tmp_path / "data", check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        "private-channels: error: --workers runs gunicorn; leave it out to run werkzeug\n"
+    )
+
+
+def test_waitress_logs_no_token_of_a_request_that_failed(tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path / "data"))
+    ChannelRegistry(storage).create("team")
+    token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    app_for(storage).post(
+        "/api/repo/team",
+        {":action": "file_upload"},
+        upload_files=[("content", wheel.name, wheel.read_bytes())],
+        headers={"X-Auth": token},
+    )
+    # A damaged project document: the app fails, and logs the request's path as the
+    # client sent it (the token in it), with what went wrong.
+    (tmp_path / "data/channels/team/pypi/projects/demo.json").write_text("{")
+    with live_server(str(tmp_path / "data"), tmp_path) as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(
+                f"GET {parts.path}/t/{token}/team/simple/demo/ HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            assert sock.recv(100).startswith(b"HTTP/1.1 500")
+        deadline = time.monotonic() + 10
+        while "answered 500" not in server.log_text():
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.05)
+    text = server.log_text()
+    assert '"GET /api/repo/t/<redacted>/team/simple/demo/" 500' in text  # the access log
+    assert token not in text
+
+
+def test_waitress_own_records_are_redacted(capfd: pytest.CaptureFixture[str]) -> None:
+    """What waitress logs itself (an app that fails while its answer is sent: "Exception
+    while serving <path>", with the path as the client sent it) goes through the filter."""
+    import logging
+
+    from private_channels import serving
+
+    logger = logging.getLogger("waitress")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers.clear()
+    try:
+        serving._log_waitress()
+        logger.error("Exception while serving %s", f"/api/repo/t/{TOKEN}/team/simple/demo/")
+        err = capfd.readouterr().err
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+    assert "Exception while serving /api/repo/t/<redacted>/team/simple/demo/" in err
+    assert TOKEN not in err
+
+
+def test_waitress_echoes_no_token_of_a_malformed_header(tmp_path: Path) -> None:
+    with live_server(str(tmp_path / "data"), tmp_path) as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            # A continuation line with nothing to continue: waitress quotes it in its 400.
+            sock.sendall(
+                f"GET {parts.path}/team/simple/ HTTP/1.1\r\n X-Auth: {TOKEN}\r\n\r\n".encode()
+            )
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400"))
+    assert b"Malformed header line" in answer
+    assert TOKEN.encode() not in answer
+    assert TOKEN not in server.log_text()
