@@ -122,12 +122,13 @@ class AccessLogMiddleware:
         request_id = self.request_id(environ)
         environ[REQUEST_ID_KEY] = request_id
         # Read the path now: the wrapped apps cut the token out of PATH_INFO, but
-        # SCRIPT_NAME + PATH_INFO as they arrived is what the client asked for.
+        # SCRIPT_NAME + PATH_INFO as they arrived is what the client asked for.  It is
+        # redacted with the other client fields in _log, before anything reads it.
         record: dict[str, Any] = {
             "request_id": request_id,
             "remote_addr": environ.get("REMOTE_ADDR", ""),
             "method": environ.get("REQUEST_METHOD", ""),
-            "path": redact_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")),
+            "path": environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
             "status": None,
             "reason": None,
             "size": 0,

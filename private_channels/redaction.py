@@ -32,12 +32,13 @@ _BARE_TOKEN = re.compile(
     r"(?:(?<![0-9a-f])|(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2}))"
     r"[0-9a-f]{48}(?![0-9A-Za-z])"
 )
+_BARE_LENGTH = 48  # no shorter text holds a match
 # itsdangerous' signed form: base64 of '{"...' ("eyJ"), or "." and base64 of zlib data
 # (".eJ", when compressing made it shorter), then a dot and the signature.  Found in
 # each run of such characters by str.find: the pattern eyJ[\w-]*\.[\w.-]+ costs the
 # square of a run that repeats "eyJ" without a dot.
 _WORD_RUN = re.compile(r"[\w.-]+")
-_SIGNED_STARTS = ("eyJ", ".eJ")
+_SIGNED_STARTS = ("eyJ", ".eJ")  # the starts redact_tokens looks for before the scan
 
 
 def _redact_signed(match: re.Match[str]) -> str:
@@ -58,6 +59,14 @@ def redact_tokens(text: str) -> str:
     >>> redact_tokens("GET /api/repo/t/46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35/x/")
     'GET /api/repo/t/<redacted>/x/'
     """
-    text = _LOGGED_PATH_TOKEN.sub("/t/<redacted>", text)
-    text = _BARE_TOKEN.sub("<redacted>", text)
-    return _WORD_RUN.sub(_redact_signed, text)
+    # Every line of the access log passes here, four fields each: a pattern runs only
+    # on text that holds what its every match must hold (a slash or a percent sign;
+    # 48 characters; one of the signed form's starts), which ``in`` and ``len`` find
+    # in far less time than a pattern's scan, and nothing else is left out.
+    if "/" in text or "%" in text:
+        text = _LOGGED_PATH_TOKEN.sub("/t/<redacted>", text)
+    if len(text) >= _BARE_LENGTH:
+        text = _BARE_TOKEN.sub("<redacted>", text)
+    if "eyJ" in text or ".eJ" in text:
+        text = _WORD_RUN.sub(_redact_signed, text)
+    return text
