@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -299,12 +300,25 @@ def test_filesystem_leaves_no_temp_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
 
 
-def test_filesystem_symlink_cannot_escape(tmp_path: Path) -> None:
+RESOLVERS = ["openat2", "walk"]
+
+
+def _resolving(storage: FileSystemStorage, resolver: str) -> FileSystemStorage:
+    """``storage`` reading through openat2 beneath its root (Linux) or the lstat walk."""
+    if resolver == "walk":
+        storage._openat2 = None
+    elif sys.platform == "linux":
+        assert storage._openat2 is not None  # the fast path is the one tested on Linux
+    return storage
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_filesystem_symlink_cannot_escape(tmp_path: Path, resolver: str) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_text("s")
     root = tmp_path / "root"
-    storage = FileSystemStorage(root)
+    storage = _resolving(FileSystemStorage(root), resolver)
     (root / "link").symlink_to(outside)
     (root / "file-link").symlink_to(outside / "secret")
     for key in ("link/secret", "file-link"):
@@ -314,12 +328,14 @@ def test_filesystem_symlink_cannot_escape(tmp_path: Path) -> None:
             storage.stat(key)
 
 
-def test_filesystem_symlink_inside_the_root_is_followed(tmp_path: Path) -> None:
-    storage = FileSystemStorage(tmp_path)
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_filesystem_symlink_inside_the_root_is_followed(tmp_path: Path, resolver: str) -> None:
+    storage = _resolving(FileSystemStorage(tmp_path), resolver)
     storage.put("real/key", io.BytesIO(b"data"))
     (tmp_path / "alias").symlink_to(tmp_path / "real")
     (tmp_path / "real" / "same").symlink_to(tmp_path / "real" / "key")
-    for key in ("alias/key", "real/same"):
+    (tmp_path / "relative").symlink_to("real")
+    for key in ("alias/key", "real/same", "relative/key"):
         stream, stat = storage.open(key)
         with stream:
             assert stream.read() == b"data"
@@ -328,6 +344,24 @@ def test_filesystem_symlink_inside_the_root_is_followed(tmp_path: Path) -> None:
         storage.stat("alias/missing")
     with pytest.raises(FileNotFoundError):
         storage.open("real/key/below")
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_filesystem_serves_only_regular_files(tmp_path: Path, resolver: str) -> None:
+    # A FIFO or a directory where a file is expected is not found, and opening a FIFO
+    # does not wait for a writer that never comes.
+    storage = _resolving(FileSystemStorage(tmp_path), resolver)
+    storage.put("dir/key", io.BytesIO(b"data"))
+    os.mkfifo(tmp_path / "fifo")
+    for key in ("fifo", "dir"):
+        with pytest.raises(FileNotFoundError):
+            storage.open(key)
+        with pytest.raises(FileNotFoundError):
+            storage.stat(key)
+    stream, stat = storage.open("dir/key")
+    with stream:
+        assert stream.read() == b"data"
+    assert stat == storage.stat("dir/key")
 
 
 def test_open_storage_urls(tmp_path: Path) -> None:
