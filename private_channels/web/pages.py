@@ -167,6 +167,10 @@ class PagesMiddleware(BrowsePages, ManagePages):
             return None
         if not wants_html(environ.get("HTTP_ACCEPT")):
             return None
+        if "/" in environ.get("PATH_INFO", "").strip("/"):
+            # Both negotiated pages are one segment deep ("/", "/<channel>/"), even with
+            # slashes merged: a browser's project page or file passes on without the map.
+            return None
         try:
             return self.negotiated.bind_to_environ(environ).match()
         except NotFound:
