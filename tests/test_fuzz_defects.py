@@ -88,7 +88,8 @@ R_BINARY = {"filetype": "cran_binary_package"}
 def test_a_version_past_the_integer_digit_limit_in_metadata(server: Server) -> None:
     data = wheel_bytes(metadata(version="1" * 4400))
     response = upload(server, twine(), "demo-1.0-py3-none-any.whl", data, 400)
-    assert "invalid version '1111" in response.text and len(response.text) < 300
+    # Quoted short, and redacted: 48 digits or more may be a token's run of hex digits.
+    assert "invalid version '<redacted>...'" in response.text and len(response.text) < 300
 
 
 def test_a_version_past_the_digit_limit_in_the_upload_form(server: Server) -> None:
@@ -294,6 +295,17 @@ def test_client_fields_of_the_access_log_are_redacted(server: Server) -> None:
 
 
 # -- found by this suite ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "after", ["0", "f" * 16, TOKEN, "simple"], ids=["digit", "16", "twice", "word"]
+)
+def test_a_token_run_into_more_characters_is_redacted(server: Server, after: str) -> None:
+    # Found by the long profile: "/team/-/<TOKEN>0" was logged whole, the run of 49 hex
+    # digits taken for no token.
+    with captured_logs() as logs:
+        server.app.get(f"{PREFIX}/team/-/{TOKEN}{after}", status="*")
+    assert logs.lines and not any(TOKEN in line for line in logs.lines)
 
 
 @pytest.mark.parametrize("path", ["simple/{t}", "simple/{t}/", "simple/{T}/"])
