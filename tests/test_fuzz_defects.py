@@ -330,6 +330,20 @@ def test_a_management_form_cut_short_leaves_no_open_file(server: Server) -> None
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
+@pytest.mark.parametrize("cut", [None, 700], ids=["whole", "cut-short"])
+def test_a_refused_web_upload_leaves_its_body_unread(server: Server, cut: int | None) -> None:
+    """Found by the long profile: an upload from the web page without a session was
+    answered with the sign-in form, whose "next" was looked up in the body, so werkzeug
+    parsed an upload of any size, its files spooled to temporary files left open."""
+    body, content_type = multipart(
+        [("next", "/api/repo/team/")], [("content", "x.whl", b"x" * 600_000)]
+    )
+    headers = {"Content-Type": content_type, "Accept": BROWSER}
+    response = server.app.post(f"{PREFIX}/team/-/upload", body[:cut], headers=headers, status=401)
+    assert "Authentication is missing" in response.text
+    gc.collect()  # an unclosed temporary file is a ResourceWarning, an error here
+
+
 @pytest.mark.parametrize("path", ["/", "/team/", "/-/login", "/team/-/yank"])
 def test_a_host_header_that_is_no_host_name(server: Server, path: str) -> None:
     """werkzeug's routing map (the web pages') raised BadHost, uncaught, for a Host
