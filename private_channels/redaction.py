@@ -25,14 +25,33 @@ __all__ = ["redact_tokens"]
 # with its own character, so the scan stays linear in the line.
 _LOGGED_PATH_TOKEN = re.compile(r"(?i)(?:/|%(?:25)*2f)(?:t|%(?:25)*74)(?:/|%(?:25)*2f)+[^/\s\"'?]+")
 # Tokens sent where no token belongs (say, as a channel name, or after an encoded
-# slash: "x%2F<TOKEN>", "%252F<TOKEN>"): the default form, 48 lowercase hexadecimal
-# digits that no longer run of lowercase hex (a sha256) holds.  The lookbehind lets a
-# match start only where a run of hex digits starts, so the scan stays linear.
-_BARE_TOKEN = re.compile(
-    r"(?:(?<![0-9a-f])|(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2}))"
-    r"[0-9a-f]{48}(?![0-9A-Za-z])"
-)
+# slash: "x%2F<TOKEN>", "%252F<TOKEN>"): the default form is 48 lowercase hexadecimal
+# digits, so every run of 48 or more is redacted, whatever follows it ("<TOKEN>simple",
+# a token pasted twice, a token and a stray digit), except a digest where a digest
+# belongs (see _DIGEST_BEFORE).  The lookbehind lets a match start only where a run of
+# hex digits starts, and the greedy run never backtracks, so the scan stays linear.
+_BARE_TOKEN = re.compile(r"(?<![0-9a-f])[0-9a-f]{48,}")
 _BARE_LENGTH = 48  # no shorter text holds a match
+# What precedes a sha256 (or blake2b_256) digest in our own URLs and sentences: the
+# files' paths (files/<sha256>/..., files/upstream/sha256/<sha256>/...), conda's
+# shards, a hash fragment.  A run of exactly 64 digits after one of these is kept, for whoever reads
+# the log; any other run of 48 or more could hold a token.
+_DIGEST_BEFORE = ("files/", "sha256/", "blake2b_256/", "shards/", "sha256=", "sha256:")
+
+
+def _redact_hex(match: re.Match[str]) -> str:
+    run, start = match[0], match.start()
+    if len(run) == 64 and any(match.string.endswith(m, 0, start) for m in _DIGEST_BEFORE):
+        return run
+    keep = 0
+    if match.string.endswith("%", 0, start):
+        # The digits of a percent escape stay ("%2f<TOKEN>", "%252f<TOKEN>"), unless
+        # fewer than a token's 48 would be left to redact.
+        keep = 4 if run.startswith("25") else 2
+        keep = keep if len(run) - keep >= 48 else 0
+    return run[:keep] + "<redacted>"
+
+
 # itsdangerous' signed form: base64 of '{"...' ("eyJ"), or "." and base64 of zlib data
 # (".eJ", when compressing made it shorter), then a dot and the signature.  Found in
 # each run of such characters by str.find: the pattern eyJ[\w-]*\.[\w.-]+ costs the
@@ -66,7 +85,7 @@ def redact_tokens(text: str) -> str:
     if "/" in text or "%" in text:
         text = _LOGGED_PATH_TOKEN.sub("/t/<redacted>", text)
     if len(text) >= _BARE_LENGTH:
-        text = _BARE_TOKEN.sub("<redacted>", text)
+        text = _BARE_TOKEN.sub(_redact_hex, text)
     if "eyJ" in text or ".eJ" in text:
         text = _WORD_RUN.sub(_redact_signed, text)
     return text

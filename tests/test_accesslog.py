@@ -153,7 +153,16 @@ def test_no_token_form_reaches_the_log(
         ("/t/abc", "/t/<redacted>"),
         ("/api/repo/t//abc/team/", "/api/repo/t/<redacted>/team/"),
         ("/api/repo/team/simple/", "/api/repo/team/simple/"),
-        ("/x/" + "a" * 64 + "/f.whl", "/x/" + "a" * 64 + "/f.whl"),  # a sha256 is no token
+        # A sha256 where our URLs put one is no token; any other run of 48 hex digits or
+        # more may hold one (a token followed by a digit, a token pasted twice).
+        ("/x/sha256/" + "a" * 64 + "/f.whl", "/x/sha256/" + "a" * 64 + "/f.whl"),
+        ("/x/files/" + "a" * 64 + "/f.whl", "/x/files/" + "a" * 64 + "/f.whl"),
+        ("/x/shards/" + "a" * 64 + ".msgpack.zst", "/x/shards/" + "a" * 64 + ".msgpack.zst"),
+        ("/x/" + "a" * 64 + "/f.whl", "/x/<redacted>/f.whl"),
+        ("/x/" + "a" * 49 + "/", "/x/<redacted>/"),
+        ("/x/" + "a" * 96 + "/", "/x/<redacted>/"),
+        ("/x/" + "a" * 48 + "simple/", "/x/<redacted>simple/"),
+        ("/x/sha256/" + "a" * 65 + "/", "/x/sha256/<redacted>/"),
         ("/x/" + "a" * 48 + "/", "/x/<redacted>/"),
     ],
 )

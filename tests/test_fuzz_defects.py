@@ -88,7 +88,8 @@ R_BINARY = {"filetype": "cran_binary_package"}
 def test_a_version_past_the_integer_digit_limit_in_metadata(server: Server) -> None:
     data = wheel_bytes(metadata(version="1" * 4400))
     response = upload(server, twine(), "demo-1.0-py3-none-any.whl", data, 400)
-    assert "invalid version '1111" in response.text and len(response.text) < 300
+    # Quoted short, and redacted: 48 digits or more may be a token's run of hex digits.
+    assert "invalid version '<redacted>...'" in response.text and len(response.text) < 300
 
 
 def test_a_version_past_the_digit_limit_in_the_upload_form(server: Server) -> None:
@@ -296,6 +297,17 @@ def test_client_fields_of_the_access_log_are_redacted(server: Server) -> None:
 # -- found by this suite ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "after", ["0", "f" * 16, TOKEN, "simple"], ids=["digit", "16", "twice", "word"]
+)
+def test_a_token_run_into_more_characters_is_redacted(server: Server, after: str) -> None:
+    # Found by the long profile: "/team/-/<TOKEN>0" was logged whole, the run of 49 hex
+    # digits taken for no token.
+    with captured_logs() as logs:
+        server.app.get(f"{PREFIX}/team/-/{TOKEN}{after}", status="*")
+    assert logs.lines and not any(TOKEN in line for line in logs.lines)
+
+
 @pytest.mark.parametrize("path", ["simple/{t}", "simple/{t}/", "simple/{T}/"])
 def test_a_token_as_a_project_name_is_not_redirected_back(server: Server, path: str) -> None:
     """PEP 503's redirect to the normalized name carried the token in its Location."""
@@ -316,6 +328,20 @@ def test_a_management_form_cut_short_leaves_no_open_file(server: Server) -> None
 
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("cut", [None, 700], ids=["whole", "cut-short"])
+def test_a_refused_web_upload_leaves_its_body_unread(server: Server, cut: int | None) -> None:
+    """Found by the long profile: an upload from the web page without a session was
+    answered with the sign-in form, whose "next" was looked up in the body, so werkzeug
+    parsed an upload of any size, its files spooled to temporary files left open."""
+    body, content_type = multipart(
+        [("next", "/api/repo/team/")], [("content", "x.whl", b"x" * 600_000)]
+    )
+    headers = {"Content-Type": content_type, "Accept": BROWSER}
+    response = server.app.post(f"{PREFIX}/team/-/upload", body[:cut], headers=headers, status=401)
+    assert "Authentication is missing" in response.text
+    gc.collect()  # an unclosed temporary file is a ResourceWarning, an error here
 
 
 @pytest.mark.parametrize("path", ["/", "/team/", "/-/login", "/team/-/yank"])

@@ -283,6 +283,8 @@ def test_client_patterns_are_linear_at_every_position(pattern: Pattern) -> None:
 # The shapes that were quadratic before (issue 17), kept as examples whatever is drawn.
 KNOWN = [
     (redaction._BARE_TOKEN, "sub", lambda n: "eyJ" * (n // 3)),
+    (redaction._BARE_TOKEN, "sub", lambda n: "a" * n),
+    (redaction._BARE_TOKEN, "sub", lambda n: ("a" * 47 + "%2F") * (n // 50)),
     (repository._R_AGENT, "search", lambda n: "R (1.1." + "1" * n),
     (repository._R_AGENT, "search", lambda n: "R (1.1.1 " * (n // 9)),
     (description._BUILT_R, "match", lambda n: "R 1." + "1" * n),

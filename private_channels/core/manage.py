@@ -172,7 +172,7 @@ class ManageMiddleware:
         return Response(json.dumps(body) + "\n", mimetype="application/json")
 
     def _form(self, environ: WSGIEnvironment) -> dict[str, str]:
-        request = _FormRequest(environ)
+        request = FormRequest(environ)
         limit = self.limits.max_admin_body
         request.max_content_length = limit
         request.max_form_memory_size = limit
@@ -186,10 +186,10 @@ class ManageMiddleware:
             request.close()
 
 
-class _FormRequest(Request):
-    """A management form holds no file: a file part goes to memory (the whole body is
-    bounded by ``max_admin_body``), never to a temporary file that a body cut short
-    would leave open."""
+class FormRequest(Request):
+    """A form whose body is bounded (by ``max_admin_body``): a file part goes to memory,
+    never to a temporary file that a body cut short would leave open.  For the
+    management forms and the web pages."""
 
     def _get_file_stream(self, *args: Any, **kwargs: Any) -> IO[bytes]:
         return io.BytesIO()

@@ -45,6 +45,7 @@ from ..admin import Admin
 from ..auth import SESSION_IDENTITY_KEY
 from ..core.cache import DocumentCache
 from ..core.limits import Limits, MiB
+from ..core.manage import FormRequest
 from ..errors import ChannelHTTPError, http_error
 from ..redaction import redact_tokens
 from .api import is_api
@@ -194,7 +195,7 @@ class PagesMiddleware(BrowsePages, ManagePages):
         *,
         refused: HTTPException | None = None,
     ) -> Response:
-        request = Request(environ)
+        request = FormRequest(environ)
         if endpoint != "upload":
             # The upload's body goes to the core's bounded multipart parser instead.
             request.max_content_length = self.limits.max_admin_body
@@ -227,7 +228,7 @@ class PagesMiddleware(BrowsePages, ManagePages):
             else:
                 response = handler(page, **args)
         except ChannelHTTPError as error:
-            response = self._refused(page, error)
+            response = self._refused(page, error, read_form=endpoint != "upload")
         except HTTPException as error:
             response = self._error(page, error.code or 500, _sentence(error))
         finally:
@@ -236,21 +237,26 @@ class PagesMiddleware(BrowsePages, ManagePages):
             self.sessions.save(response, request, page.session)
         return response
 
-    def _refused(self, page: Page, error: ChannelHTTPError) -> Response:
+    def _refused(self, page: Page, error: ChannelHTTPError, *, read_form: bool = True) -> Response:
         if error.code == 401:
             # Never the Basic challenge of the machine endpoints: the sign-in form.
             if page.request.method in ("GET", "HEAD"):
                 return self._to_login(page)
-            return self.page_login(page, problem=error.sentence, status=401)
+            return self.page_login(page, problem=error.sentence, status=401, read_form=read_form)
         return self._error(page, error.code or 500, error.sentence)
 
     def _to_login(self, page: Page) -> Response:
         here = return_to(page.request, query=True)
         return redirect(page.url("login", next=here) if here else page.url("login"))
 
-    def page_login(self, page: Page, *, problem: str = "", status: int = 200) -> Response:
+    def page_login(
+        self, page: Page, *, problem: str = "", status: int = 200, read_form: bool = True
+    ) -> Response:
+        """The sign-in form, or signing in.  ``read_form`` False: the body is not this
+        page's form (an upload refused before its parser ran, of any size) and stays
+        unread."""
         request = page.request
-        target = _local(request, request.values.get("next", ""))
+        target = _local(request, (request.values if read_form else request.args).get("next", ""))
         if request.method == "POST" and not problem:
             signed = self.sessions.sign_in(request.form.get("token", ""))
             if signed is None:
