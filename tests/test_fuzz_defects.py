@@ -330,6 +330,17 @@ def test_a_management_form_cut_short_leaves_no_open_file(server: Server) -> None
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
+def test_a_token_as_the_host_is_not_redirected_back(server: Server) -> None:
+    """Found by the long profile: the pages' redirect to a path with its trailing slash
+    was werkzeug's, absolute, with the Host header the client sent (a token) in it."""
+    response = server.app.get(
+        PREFIX, headers={"Host": TOKEN, "Accept": BROWSER}, extra_environ={"HTTP_HOST": TOKEN}
+    )
+    assert response.status_int == 308
+    assert response.headers["Location"] == f"{PREFIX}/"
+    assert TOKEN not in str(response.headers) and TOKEN not in response.text
+
+
 @pytest.mark.parametrize("cut", [None, 700], ids=["whole", "cut-short"])
 def test_a_refused_web_upload_leaves_its_body_unread(server: Server, cut: int | None) -> None:
     """Found by the long profile: an upload from the web page without a session was

@@ -143,7 +143,13 @@ class PagesMiddleware(BrowsePages, ManagePages):
         try:
             matched = self._match(environ)
         except RequestRedirect as redirect:  # a missing trailing slash
-            return redirect(environ, start_response)
+            # werkzeug's Location is absolute, with the Host header in it: whatever the
+            # client put there (a token, say) would come back.  The path alone will do.
+            moved = urlsplit(redirect.new_url)
+            location = quote(moved.path, safe="/%") + (f"?{moved.query}" if moved.query else "")
+            response = Response(status=redirect.code)
+            response.headers["Location"] = redact_tokens(location)
+            return response(environ, start_response)
         except BadHost:  # werkzeug's routing reads the Host header, and refuses some
             refusal = http_error(400, "The Host header is not a host name this server can serve.")
             return refusal(environ, start_response)
