@@ -35,8 +35,9 @@ _BARE_LENGTH = 48  # no shorter text holds a match
 # What precedes a sha256 (or blake2b_256) digest in our own URLs and sentences: the
 # files' paths (files/<sha256>/..., files/upstream/sha256/<sha256>/...), conda's
 # shards, a hash fragment, and the storage key of a token's record (the sha256 of the
-# token, kept at rest instead of it: no secret).  A run of exactly 64 digits after one of these is kept, for whoever reads
-# the log; any other run of 48 or more could hold a token.
+# token, kept at rest instead of it: no secret).  A run of exactly 64 digits after one
+# of these is kept, for whoever reads the log; any other run of 48 or more could hold a
+# token.
 _DIGEST_BEFORE = ("files/", "tokens/", "sha256/", "blake2b_256/", "shards/", "sha256=", "sha256:")
 
 
