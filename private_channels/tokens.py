@@ -42,6 +42,7 @@ import hmac
 import io
 import re
 import secrets
+import string
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -295,6 +296,10 @@ class _CacheEntry:
     until: float
 
 
+#: The characters of a signed token: URL-safe base64 and the dots between its parts.
+_SIGNED_ALPHABET = frozenset(string.ascii_letters + string.digits + "-_.")
+
+
 @dataclass
 class TokenStore:
     """Stored tokens (and revocations of signed ones) in a :class:`Storage`.
@@ -443,7 +448,9 @@ class TokenStore:
             return None
         if _HEX_TOKEN.match(secret):
             return {"hash": self._hash(secret)}
-        if self.secret_key is not None and "." in secret:
+        if self.secret_key is not None and "." in secret and _SIGNED_ALPHABET.issuperset(secret):
+            # itsdangerous decodes base64 leniently ("<token>:\r" verified as the token):
+            # a signed token is spelled one way only.
             token = self._load_signed(secret)
             if token is not None:
                 return {"signed": token.to_json()}

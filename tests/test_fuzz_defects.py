@@ -381,3 +381,19 @@ def test_a_path_of_slashes_through_the_standalone_mount(server: Server) -> None:
     with) copies the path at every slash: 64 KiB of slashes cost a second of CPU."""
     path = PREFIX + "/" * 65536
     assert cost(lambda: server.app.get(path, status=404)) < MAX_CPU
+
+
+@pytest.mark.parametrize(
+    "junk", [":\r", "=", " x", "\n"], ids=["colon-cr", "pad", "space", "newline"]
+)
+def test_a_signed_token_is_spelled_one_way_only(junk: str) -> None:
+    """Found by the long profile: itsdangerous decodes base64 leniently, so a signed
+    token followed by ':\\r' (or any character outside URL-safe base64) verified."""
+    from private_channels import MemoryStorage, Scope, TokenStore
+    from private_channels.tokens import mint_signed_token
+
+    key = "k" * 32
+    signed = mint_signed_token(key, channels=["a"], scope=Scope.READ)
+    store = TokenStore(MemoryStorage(), secret_key=key)
+    assert store.verify(signed) is not None
+    assert store.verify(signed + junk) is None

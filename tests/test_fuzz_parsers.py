@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import io
 import re
+import string
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -456,6 +457,7 @@ def test_path_tokens_leave_no_trace(token: str, rest: str, quote: bool, script: 
         "REQUEST_URI": uri,
         "RAW_URI": uri,
     }
+    assume(f"t/{token}" not in rest)  # the same token again later in the path is the client's
     assert _cut_path_token(environ) == token
     assert environ["PATH_INFO"] == f"/{rest}"
     for key in ("REQUEST_URI", "RAW_URI"):
@@ -543,7 +545,9 @@ def test_token_verification(secret: str) -> None:
     signed = TokenStore(storage, secret_key=SECRET_KEY).verify(secret)
     assert TokenStore(storage).verify(secret) is None
     minted = only(Exception, lambda: URLSafeSerializer(SECRET_KEY, salt=SIGNED_SALT).loads(secret))
-    assert (signed is not None) == (minted is not None and secret.strip() == secret)
+    # itsdangerous decodes base64 leniently ("<token>:\r" loads): one spelling only.
+    canonical = set(secret) <= set(string.ascii_letters + string.digits + "-_.")
+    assert (signed is not None) == (minted is not None and canonical)
 
 
 # -- negotiation ---------------------------------------------------------------------------
