@@ -38,7 +38,6 @@ from ..core.blobs import (
     forget,
     store_blob,
 )
-from ..storage import read_document
 from .package import SUBDIRS
 
 __all__ = ["CondaRecord", "CondaStore", "Subdir"]
@@ -106,15 +105,8 @@ class CondaStore(ChannelStore):
 
     def subdir(self, channel: Channel, name: str) -> Subdir:
         """The records of one subdir (none if nothing was uploaded there)."""
-        try:
-            records, stat = read_document(
-                self.storage,
-                self.index_key(channel, name),
-                lambda doc: tuple(CondaRecord.from_json(r) for r in doc["files"].values()),
-            )
-        except FileNotFoundError:
-            return Subdir(name, records=(), stat=None)
-        return Subdir(name, records=records, stat=stat)
+        read = self.read_records(self.index_key(channel, name), CondaRecord)
+        return Subdir(name, records=read.records, stat=read.stat)
 
     def subdir_names(self, channel: Channel) -> list[str]:
         """The subdirs something was ever uploaded to, in sorted order."""

@@ -40,6 +40,7 @@ from ..storage import (
     JSONRead,
     Stat,
     Storage,
+    read_document,
     sweep,
     update_json,
 )
@@ -382,6 +383,19 @@ class ChannelStore:
     def referenced(self, channel: Channel) -> set[str]:
         """The keys of every blob a committed record names."""
         raise NotImplementedError
+
+    def read_records(self, key: str, record: type[F]) -> RecordSnapshot[F]:
+        """The records of the index document at ``key`` (none, and no stat, when nothing
+        was uploaded there yet)."""
+        try:
+            records, stat = read_document(
+                self.storage,
+                key,
+                lambda doc: tuple(record.from_json(r) for r in doc["files"].values()),
+            )
+        except FileNotFoundError:
+            return RecordSnapshot(records=(), stat=None)
+        return RecordSnapshot(records=records, stat=stat)
 
     def collect_garbage(self, channel: Channel, *, grace: float = 3600.0) -> list[str]:
         """Remove blobs no record names, once older than ``grace`` seconds.

@@ -50,7 +50,7 @@ from ..core.blobs import (
     forget,
     store_blob,
 )
-from ..storage import Stat, read_document, read_json
+from ..storage import Stat, read_json
 from .description import PackageFile, r_version_key
 
 __all__ = [
@@ -283,15 +283,8 @@ class CranStore(ChannelStore):
 
     def directory(self, channel: Channel, path: str) -> Directory:
         """The records of one directory (none if nothing was uploaded there)."""
-        try:
-            records, stat = read_document(
-                self.storage,
-                self.index_key(channel, path),
-                lambda doc: tuple(CranRecord.from_json(r) for r in doc["files"].values()),
-            )
-        except FileNotFoundError:
-            return Directory(path=path, records=(), stat=None)
-        return Directory(path=path, records=records, stat=stat)
+        read = self.read_records(self.index_key(channel, path), CranRecord)
+        return Directory(path=path, records=read.records, stat=read.stat)
 
     def open_blob(self, channel: Channel, record: CranRecord) -> tuple[IO[bytes], Stat]:
         return self.storage.open(self.blob_key(channel, record))
