@@ -300,16 +300,42 @@ def test_filesystem_leaves_no_temp_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
 
 
-RESOLVERS = ["openat2", "walk"]
+RESOLVERS = ["held", "openat2", "walk"]
 
 
 def _resolving(storage: FileSystemStorage, resolver: str) -> FileSystemStorage:
-    """``storage`` reading through openat2 beneath its root (Linux) or the lstat walk."""
+    """``storage`` reading through openat2 beneath its root (Linux; its stat with the GIL
+    held, or with an fstat), or the lstat walk."""
     if resolver == "walk":
         storage._openat2 = None
     elif sys.platform == "linux":
         assert storage._openat2 is not None  # the fast path is the one tested on Linux
+        if resolver == "openat2":
+            storage._held_stat = None
+        else:
+            assert storage._held_stat is not None
     return storage
+
+
+def test_filesystem_stats_alike_whichever_way(tmp_path: Path) -> None:
+    """The stat with the GIL held (statx) gives what os.stat does: the same size, mtime
+    and ETag as open() reports for the same version, and a new ETag after a write."""
+    storage = _resolving(FileSystemStorage(tmp_path), "held")
+    plain = _resolving(FileSystemStorage(tmp_path), "openat2")
+    for i in range(20):
+        storage.put(f"d/k{i}", io.BytesIO(b"x" * i))
+        stream, opened = storage.open(f"d/k{i}")
+        stream.close()
+        st = os.stat(tmp_path / "d" / f"k{i}")
+        assert storage.stat(f"d/k{i}") == plain.stat(f"d/k{i}") == opened
+        assert opened.size == i and opened.mtime == st.st_mtime
+    before = storage.stat("d/k3")
+    storage.put("d/k3", io.BytesIO(b"xyz"))
+    assert storage.stat("d/k3").etag != before.etag
+    with pytest.raises(FileNotFoundError):
+        storage.stat("d/missing")
+    with pytest.raises(FileNotFoundError):
+        storage.stat("d/k3/below")
 
 
 @pytest.mark.parametrize("resolver", RESOLVERS)

@@ -92,6 +92,82 @@ def _beneath(root: str) -> tuple[Callable[[str, int], int], int] | None:
     return openat2, root_fd
 
 
+class _StatxTimestamp(ctypes.Structure):
+    _fields_ = [("sec", ctypes.c_int64), ("nsec", ctypes.c_uint32), ("reserved", ctypes.c_int32)]
+
+
+class _Statx(ctypes.Structure):
+    """``struct statx`` (linux/stat.h): one layout on every architecture."""
+
+    _fields_ = [
+        ("mask", ctypes.c_uint32),
+        ("blksize", ctypes.c_uint32),
+        ("attributes", ctypes.c_uint64),
+        ("nlink", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("mode", ctypes.c_uint16),
+        ("spare0", ctypes.c_uint16),
+        ("ino", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+        ("blocks", ctypes.c_uint64),
+        ("attributes_mask", ctypes.c_uint64),
+        ("atime", _StatxTimestamp),
+        ("btime", _StatxTimestamp),
+        ("ctime", _StatxTimestamp),
+        ("mtime", _StatxTimestamp),
+        ("spare", ctypes.c_uint64 * 16),  # device numbers and more: 256 bytes in all
+    ]
+
+
+_AT_EMPTY_PATH = 0x1000
+_STATX_BASIC_STATS = 0x7FF
+
+
+def _held_stat(root_fd: int) -> Callable[[str], Stat | int] | None:
+    """``stat(relative)``: the :class:`Stat` of a regular file beneath the root, or an
+    errno (``ENOENT`` too for what is not a regular file), by ``openat2`` with
+    ``RESOLVE_BENEATH``, ``statx`` and ``close`` called *without letting go of the GIL*.
+
+    Every page view and download validates a cache with a stat.  Each of those three
+    calls takes a microsecond or two on a local file system, but a call that lets go
+    of the GIL hands it to another thread of a threaded server (waitress, werkzeug)
+    and must wait to get it back: two context switches a call, which cost more than
+    the calls and were most of what our pages cost on waitress (docs/performance.md).
+    ``None`` where libc has no ``statx`` (the caller then stats as before).
+    """
+    try:
+        libc = ctypes.PyDLL(None, use_errno=True)
+        syscall, statx, close = libc.syscall, libc.statx, libc.close
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    how = _OpenHow(_O_PATH | os.O_CLOEXEC, 0, _RESOLVE_BENEATH)
+    size = ctypes.sizeof(_OpenHow)
+
+    def stat(relative: str) -> Stat | int:
+        fd = syscall(_OPENAT2, root_fd, relative.encode(), ctypes.byref(how), size)
+        if fd < 0:
+            return ctypes.get_errno()
+        found = _Statx()
+        try:
+            if statx(fd, b"", _AT_EMPTY_PATH, _STATX_BASIC_STATS, ctypes.byref(found)) != 0:
+                return ctypes.get_errno()
+        finally:
+            close(fd)
+        if not S_ISREG(found.mode):
+            return errno.ENOENT
+        mtime = found.mtime
+        mtime_ns = mtime.sec * 1_000_000_000 + mtime.nsec
+        return Stat(
+            size=found.size,
+            mtime=mtime.sec + mtime.nsec * 1e-9,  # as os.stat computes st_mtime
+            etag=f"{found.ino:x}-{mtime_ns:x}-{found.size:x}",
+        )
+
+    return stat
+
+
 class FileSystemStorage:
     """``create=False`` opens only a directory that exists (FileNotFoundError otherwise),
     for commands that must not make an empty storage where the user meant another."""
@@ -112,6 +188,7 @@ class FileSystemStorage:
         # check and the open); else, and for what it refuses, by the walk of _checked.
         beneath = _beneath(self._root)
         self._openat2 = beneath[0] if beneath else None
+        self._held_stat = _held_stat(beneath[1]) if beneath else None
         if beneath:
             weakref.finalize(self, os.close, beneath[1])
 
@@ -189,8 +266,17 @@ class FileSystemStorage:
         return open(fd, "rb", buffering=buffering), _stat(st)  # the caller closes it
 
     def stat(self, key: str) -> Stat:
-        # Every page view and download validates a cache with a stat: one openat2 and
-        # an fstat (or the walk's last lstat).
+        # Every page view and download validates a cache with a stat: openat2, statx
+        # and close with the GIL held (see _held_stat), else one openat2 and an fstat,
+        # or the walk's last lstat.
+        held_stat = self._held_stat
+        if held_stat is not None and self._openat2 is not None:
+            found = held_stat(validate_key(key))
+            if isinstance(found, Stat):
+                return found
+            if found in (errno.ENOENT, errno.ENOTDIR):
+                raise FileNotFoundError(key)
+            # A link the kernel would not follow, or no openat2 after all: as below.
         opened = self._opened(key, _O_PATH | os.O_CLOEXEC)
         if opened is True:
             st = self._checked(key)[1]
