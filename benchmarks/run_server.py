@@ -6,8 +6,10 @@ apps, not server settings.
 
     python benchmarks/run_server.py --server waitress --port 9000 limit_app:app
 
-It uses only the standard library and the server's own package, so the harness also
-runs it in the throwaway environments of the peers (pypiserver).  It prints
+On waitress it runs private-channels' own ``waitress_server`` where that is importable
+(the limit's case); otherwise it uses only the standard library and the server's own
+package, so the harness also runs it in the throwaway environments of the peers
+(pypiserver).  It prints
 ``listening on PORT`` once the socket is bound.
 """
 
@@ -59,12 +61,19 @@ def main() -> None:
     app = load(args.app)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     if args.server == "waitress":
-        from waitress.server import create_server
+        try:
+            # The very server `serve` runs (its keep-alive after a 304 included), where
+            # private-channels is importable: the limit's case.
+            from private_channels.serving import waitress_server
+        except ImportError:  # a peer's throwaway environment: waitress as configured there
+            from waitress.server import create_server
 
-        server = create_server(
-            app, sockets=[sock], threads=WAITRESS_THREADS, max_request_body_size=2 << 30,
-            clear_untrusted_proxy_headers=False, asyncore_use_poll=True,
-        )  # fmt: skip
+            server = create_server(
+                app, sockets=[sock], threads=WAITRESS_THREADS, max_request_body_size=2 << 30,
+                clear_untrusted_proxy_headers=False, asyncore_use_poll=True,
+            )  # fmt: skip
+        else:
+            server = waitress_server(app, sock, max_request_body=2 << 30, threads=WAITRESS_THREADS)
         print(f"listening on {args.port}", flush=True)
         server.run()
         return

@@ -26,7 +26,7 @@ from typing import Any
 from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .accesslog import configure_logging
+from .accesslog import FLUSH_INTERVAL, configure_logging
 from .admin import OPERATOR, Admin, token_state
 from .app import ecosystems
 from .auth import redact_tokens as redact
@@ -198,7 +198,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     redact_loggers()
     if config.log_format != "off":
-        configure_logging()
+        configure_logging(flush_interval=FLUSH_INTERVAL)
     # Bind here rather than in the server, so that every server reports a busy port alike
     # (werkzeug would print its own two-line error and exit).
     try:

@@ -78,6 +78,7 @@ def waitress_server(
     from waitress.channel import HTTPChannel
     from waitress.parser import HTTPRequestParser
     from waitress.server import create_server
+    from waitress.task import WSGITask
 
     class _RedactingParser(HTTPRequestParser):  # type: ignore[misc]
         def received(self, data: bytes) -> int:
@@ -87,8 +88,35 @@ def waitress_server(
                 error.body = redact_tokens(error.body)
             return consumed
 
+    class _KeepAliveTask(WSGITask):  # type: ignore[misc]
+        """waitress 3.0 closes an HTTP/1.1 connection after a response without a
+        Content-Length, also after a 304 or 204, which ends at its headers (RFC 9112,
+        6.3): every revalidation by pip or uv would cost a new connection.  Such a
+        response keeps the connection, unless something else closes it."""
+
+        _keep_open = False
+
+        def build_response_header(self) -> bytes:
+            self._keep_open = (
+                not self.has_body
+                and self.version == "1.1"
+                and not self.close_on_finish
+                and self.request.headers.get("CONNECTION", "").lower() != "close"
+                and not any(name.lower() == "connection" for name, _ in self.response_headers)
+            )
+            try:
+                header: bytes = super().build_response_header()
+            finally:
+                self._keep_open = False
+            return header
+
+        def set_close_on_finish(self) -> None:
+            if not self._keep_open:
+                super().set_close_on_finish()
+
     class _RedactingChannel(HTTPChannel):  # type: ignore[misc]
         parser_class = _RedactingParser
+        task_class = _KeepAliveTask
 
     _log_waitress()
     server = create_server(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from .accesslog import configure_logging
+from .accesslog import FLUSH_INTERVAL, configure_logging
 from .config import ConfigError, load_config
 from .logs import redact_loggers
 
@@ -48,7 +48,7 @@ def _load() -> WSGIApplication:
         print(f"private-channels: configuration error: {exc}", file=sys.stderr, flush=True)
         raise
     if config.log_format != "off":
-        configure_logging()
+        configure_logging(flush_interval=FLUSH_INTERVAL)
     return app
 
 

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import hypothesis
@@ -17,6 +18,7 @@ from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore
 from private_channels.accesslog import (
     REQUEST_ID_KEY,
     AccessLogMiddleware,
+    LineHandler,
     _quoted,
     configure_logging,
     redact_path,
@@ -288,3 +290,79 @@ def test_made_request_ids_are_distinct_and_well_formed() -> None:
     ids = [middleware.request_id({}) for _ in range(1000)] + [other.request_id({})]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+class _Stream(io.StringIO):
+    """A stream that counts its writes (each a system call on a real one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+@pytest.fixture
+def access_logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("private_channels.access")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    logger.handlers.clear()
+    try:
+        yield logger
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
+
+
+def test_batched_lines_are_written_together_in_pieces_that_keep_lines_whole(
+    access_logger: logging.Logger,
+) -> None:
+    stream = _Stream()
+    configure_logging(stream, flush_interval=1.0)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+    app = test_app(MemoryStorage(), "/api/repo", access_log="json")
+    started = time.monotonic()
+    for _ in range(60):
+        app.get("/api/repo/-/health", headers={"User-Agent": "x" * 100})
+    if time.monotonic() - started < 0.5:
+        assert stream.writes == []  # nothing yet: the interval has not passed
+    deadline = time.monotonic() + 10
+    while len(stream.getvalue().splitlines()) < 60:
+        assert time.monotonic() < deadline, "the writer thread never wrote the lines"
+        time.sleep(0.05)
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == [200] * 60
+    # A few writes, none longer than PIPE_BUF, each ending a line.
+    assert 1 < len(stream.writes) < 20
+    assert all(len(piece) <= 4096 and piece.endswith("\n") for piece in stream.writes)
+    # What is still waiting at exit is written by flush (logging.shutdown calls it).
+    app.get("/api/repo/-/health")
+    handler.flush()
+    assert len(stream.getvalue().splitlines()) == 61
+
+
+def test_the_line_goes_straight_to_the_handler_unless_the_host_added_more(
+    access_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = _Stream()
+    configure_logging(stream)
+    app = test_app(MemoryStorage(), "/api/repo", access_log="text")
+
+    def no_record(*args: object, **kwargs: object) -> logging.LogRecord:
+        raise AssertionError("a LogRecord was made for configure_logging's handler alone")
+
+    monkeypatch.setattr(access_logger, "makeRecord", no_record)
+    app.get("/api/repo/-/health")
+    assert len(stream.writes) == 1 and '"GET /api/repo/-/health" 200' in stream.writes[0]
+    # A handler the host adds sees records, as it would of any logger.
+    monkeypatch.undo()
+    seen: list[logging.LogRecord] = []
+    extra = logging.Handler()
+    extra.emit = seen.append  # type: ignore[method-assign]
+    access_logger.addHandler(extra)
+    app.get("/api/repo/-/health")
+    assert len(seen) == 1 and len(stream.writes) == 2
+    assert seen[0].getMessage() == stream.writes[1].rstrip("\n")

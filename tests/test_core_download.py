@@ -11,8 +11,8 @@ import pytest
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from private_channels.core.download import BLOCK_SIZE, file_response
-from private_channels.storage import MemoryStorage, PresignsURLs, Storage
+from private_channels.core.download import BLOCK_SIZE, SMALL_FILE, file_response
+from private_channels.storage import MemoryStorage, PresignsURLs, Stat, Storage
 
 from .test_cran_upload import Channel as CranChannel
 from .test_pypi_upload import Channel as PythonChannel
@@ -117,17 +117,58 @@ class _Wrapper:
         self.file.close()
 
 
-def test_bodies_go_through_the_file_wrapper_in_large_blocks(blob: MemoryStorage) -> None:
+def test_bodies_go_through_the_file_wrapper_in_large_blocks() -> None:
+    storage = MemoryStorage()
+    large = bytes(range(256)) * (SMALL_FILE // 256 + 1)
+    storage.create(KEY, io.BytesIO(large))
     environ = EnvironBuilder().get_environ()
     environ["wsgi.file_wrapper"] = _Wrapper
     response = file_response(
-        environ, blob, KEY, etag="abc", mimetype="application/zip", cache_control="private"
+        environ, storage, KEY, etag="abc", mimetype="application/zip", cache_control="private"
     )
     body = response(environ, lambda status, headers, exc_info=None: lambda data: None)
     assert isinstance(body, _Wrapper)
-    assert b"".join(body) == DATA
+    assert b"".join(body) == large
     body.close()
     assert _Wrapper.sizes[-1] == BLOCK_SIZE >= 256 * 1024
+
+
+class _CountingStorage(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = 0
+
+    def open(self, key: str) -> tuple[IO[bytes], Stat]:
+        self.opened += 1
+        return super().open(key)
+
+
+def test_small_files_are_read_once_per_version() -> None:
+    """A file of at most SMALL_FILE bytes is read once and then served from memory for
+    as long as its storage ETag stays; a new version is read anew, a deleted one is a 404,
+    and ranges, conditionals and HEAD still answer from the storage."""
+    storage = _CountingStorage()
+    storage.create(KEY, io.BytesIO(DATA))
+    assert len(DATA) <= SMALL_FILE
+    for _ in range(3):
+        assert answer(storage)[::2] == (200, DATA)
+    assert storage.opened == 1
+    _, headers, _ = answer(storage)
+    assert headers["Content-Length"] == str(len(DATA)) and headers["ETag"] == '"abc"'
+    storage.put(KEY, io.BytesIO(b"new version"))
+    assert answer(storage)[::2] == (200, b"new version")
+    assert answer(storage)[::2] == (200, b"new version")
+    assert storage.opened == 2
+    assert answer(storage, Range="bytes=0-2")[::2] == (206, b"new")
+    assert answer(storage, "HEAD")[::2] == (200, b"")
+    storage.delete(KEY)
+    assert answer(storage)[0] == 404
+    # Past the bound, every download reads the storage.
+    storage.put(KEY, io.BytesIO(b"x" * (SMALL_FILE + 1)))
+    before = storage.opened
+    for _ in range(2):
+        assert answer(storage)[::2] == (200, b"x" * (SMALL_FILE + 1))
+    assert storage.opened == before + 2
 
 
 class _Presigning(MemoryStorage):

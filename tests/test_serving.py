@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -136,3 +137,43 @@ def test_waitress_echoes_no_token_of_a_malformed_header(tmp_path: Path) -> None:
     assert b"Malformed header line" in answer
     assert TOKEN.encode() not in answer
     assert TOKEN not in server.log_text()
+
+
+def test_waitress_keeps_the_connection_after_a_304() -> None:
+    """waitress 3.0 would close the connection after a response without a body (a 304
+    has no Content-Length): every revalidation would cost a connection."""
+    import http.client
+    import threading
+
+    from private_channels.serving import waitress_server
+
+    def app(environ: dict[str, object], start_response: Any) -> list[bytes]:
+        if environ.get("HTTP_IF_NONE_MATCH") == '"v1"':
+            start_response("304 Not Modified", [("ETag", '"v1"')])
+            return []
+        start_response("200 OK", [("ETag", '"v1"'), ("Content-Length", "2")])
+        return [b"ok"]
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = waitress_server(app, sock, max_request_body=1024)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
+        connection.request("GET", "/")
+        assert connection.getresponse().read() == b"ok"
+        first = connection.sock
+        for _ in range(3):
+            connection.request("GET", "/", headers={"If-None-Match": '"v1"'})
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 304 and response.getheader("Connection") is None
+            assert connection.sock is first  # the same connection, not a new one
+        # A client that asks for the connection to close still gets that.
+        connection.request("GET", "/", headers={"If-None-Match": '"v1"', "Connection": "close"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 304 and response.getheader("Connection") == "close"
+        connection.close()
+    finally:
+        server.close()
