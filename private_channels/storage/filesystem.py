@@ -22,7 +22,6 @@ import hashlib
 import io
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -198,6 +197,21 @@ class FileSystemStorage:
     def _path(self, key: str) -> Path:
         return Path(self._checked(key)[0])
 
+    def _write_path(self, key: str) -> Path:
+        """The path to write ``key`` at: its directory resolved beneath the root by one
+        openat2 (the walk of :meth:`_checked` looks at every component), or by the walk
+        where there is no openat2, the directory does not exist yet, or the kernel would
+        not follow a link on the way.  A link at the key itself is replaced by a write,
+        never followed."""
+        openat2 = self._openat2
+        directory, _, _ = validate_key(key).rpartition("/")
+        if openat2 is not None and directory:
+            fd = openat2(directory, _O_PATH | os.O_CLOEXEC)
+            if fd >= 0:
+                os.close(fd)
+                return Path(f"{self._root}/{key}")
+        return self._path(key)
+
     def _checked(self, key: str) -> tuple[str, os.stat_result | None]:
         """The path of ``key`` and its ``lstat`` (``None`` when it does not exist).
 
@@ -289,34 +303,48 @@ class FileSystemStorage:
             raise FileNotFoundError(key)
         return _stat(st)
 
-    def _write_temp(self, path: Path, data: IO[bytes]) -> str:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    def _write_temp(self, path: Path, data: IO[bytes]) -> tuple[str, os.stat_result]:
+        """A hidden temporary file beside ``path`` holding ``data``, synced, and its
+        stat (the key's, once renamed or linked: the same inode and times)."""
         try:
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(data, out, CHUNK_SIZE)
-                out.flush()
-                # The kernel stamps files from a coarse clock (a tick of milliseconds),
-                # and a freed inode number is soon reused: two same-sized versions
-                # written in one tick could share an ETag and fool a compare-and-swap.
-                # A nanosecond timestamp from the fine clock makes that practically
-                # impossible.
-                now = time.time_ns()
-                os.utime(out.fileno(), ns=(now, now))
-                os.fsync(out.fileno())
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        except FileNotFoundError:  # the first file of its directory
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            # os.write, not a file object: that would fstat, ioctl and seek first.
+            while block := data.read(CHUNK_SIZE):
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view) :]
+            # The kernel stamps files from a coarse clock (a tick of milliseconds),
+            # and a freed inode number is soon reused: two same-sized versions
+            # written in one tick could share an ETag and fool a compare-and-swap.
+            # A nanosecond timestamp from the fine clock makes that practically
+            # impossible.
+            now = time.time_ns()
+            os.utime(fd, ns=(now, now))
+            os.fsync(fd)
+            st = os.fstat(fd)
         except BaseException:
+            os.close(fd)
             os.unlink(tmp)
             raise
-        return tmp
+        os.close(fd)
+        return tmp, st
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[None]:
-        path.parent.mkdir(parents=True, exist_ok=True)
         name = path.name
         if len(name) > MAX_SEGMENT_LENGTH - len(".lock-"):
             # The lock's name must fit where the key's own name just fits.
             name = hashlib.sha256(name.encode()).hexdigest()
-        fd = os.open(path.parent / f".lock-{name}", os.O_RDWR | os.O_CREAT, 0o600)
+        lock = path.parent / f".lock-{name}"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -330,8 +358,8 @@ class FileSystemStorage:
             return None
 
     def put(self, key: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
-        path = self._path(key)
-        tmp = self._write_temp(path, data)
+        path = self._write_path(key)
+        tmp, st = self._write_temp(path, data)
         try:
             if if_match is None:
                 os.replace(tmp, path)
@@ -344,16 +372,16 @@ class FileSystemStorage:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return _stat(path.stat())
+        return _stat(st)
 
     def create(self, key: str, data: IO[bytes]) -> Stat:
-        path = self._path(key)
-        tmp = self._write_temp(path, data)
+        path = self._write_path(key)
+        tmp, st = self._write_temp(path, data)
         try:
             os.link(tmp, path)
         finally:
             os.unlink(tmp)
-        return _stat(path.stat())
+        return _stat(st)
 
     def list(self, prefix: str) -> Iterator[str]:
         validate_prefix(prefix)
