@@ -21,6 +21,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from private_channels import make_app
+from private_channels.core import download
 from private_channels.logs import redact_loggers
 from private_channels.storage import FileSystemStorage, Stat
 
@@ -49,6 +50,9 @@ class FailingReads(FileSystemStorage):
         return stream, stat
 
 
+# The failure must come once the response began: no file is read ahead into memory
+# (small files are, on a file system).
+download.SMALL_FILE = 0
 if os.environ.get("REDACT") == "1":
     redact_loggers()
 app = DispatcherMiddleware(

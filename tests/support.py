@@ -18,6 +18,7 @@ import webtest
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from private_channels import make_app
+from private_channels.accesslog import FLUSH_INTERVAL
 from private_channels.storage import Storage
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -98,6 +99,9 @@ class LiveServer:
     env: dict[str, str] = field(default_factory=dict)  # extra_env, e.g. S3 credentials
 
     def log_text(self) -> str:
+        # `serve` writes its access lines every FLUSH_INTERVAL seconds: wait for those
+        # of the requests answered so far.
+        time.sleep(3 * FLUSH_INTERVAL)
         return self.log.read_text()
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -695,8 +695,10 @@ def test_nginx_as_documented_serves_under_its_prefix_and_logs_no_token(
     assert "format=x" not in logged  # no query strings
     # The app's own access log (gunicorn's stderr here) names each request by the id
     # nginx logs with it.
+    # (It writes its lines every tenth of a second.)
     request_ids = re.findall(r" ([0-9a-f]{32})$", logged, re.M)
-    assert request_ids and all(i in server.log.read_text() for i in request_ids)
+    assert request_ids
+    wait_for(lambda: all(i in server.log.read_text() for i in request_ids), log=server.log)
 
 
 def test_nginx_map_redacts_what_redact_tokens_does(

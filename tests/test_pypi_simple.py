@@ -7,6 +7,7 @@ import email.parser
 import hashlib
 import io
 import json
+import random
 import time
 import zipfile
 from collections.abc import Iterator
@@ -20,9 +21,16 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 from werkzeug.test import EnvironBuilder
 
 from private_channels.channels import Channel, ChannelRegistry
+from private_channels.core.download import SMALL_FILE
 from private_channels.pypi.simple import SimpleIndexMiddleware, negotiate
 from private_channels.pypi.store import DeletedFilenameError, FileRecord, PythonStore
-from private_channels.storage import FileSystemStorage, MemoryStorage, Stat, Storage
+from private_channels.storage import (
+    FileSystemStorage,
+    MemoryStorage,
+    PresignsURLs,
+    Stat,
+    Storage,
+)
 from private_channels.tokens import Scope, TokenStore
 
 from .packages import make_sdist, make_wheel
@@ -429,6 +437,10 @@ class CountingStorage:
         return getattr(self.inner, name)
 
 
+# A module that does not compress below SMALL_FILE: a wheel served from the storage.
+LARGE = "DATA = " + repr(random.Random(0).randbytes(100_000)) + "\n"
+
+
 def test_pages_cost_one_stat_when_cached_and_never_list(storage: Storage, tmp_path: Path) -> None:
     channel = ChannelRegistry(storage).create("team", public=True)
     for version in ("1.0", "1.1"):
@@ -455,13 +467,24 @@ def test_pages_cost_one_stat_when_cached_and_never_list(storage: Storage, tmp_pa
             client.get(path)
         assert all(call == "stat" for call, _ in counting.calls), counting.calls
         assert len(counting.calls) == 3
-    # Downloads check the record in the cached document too: one stat, then the blob.
+    # Downloads check the record in the cached document too: one stat; then a small
+    # file kept in memory is checked with a stat, a larger one is opened.
     record = publish(storage, channel, make_wheel(tmp_path, "demo", "1.2"))
     blob = PythonStore(storage).blob_key(channel, record.sha256, record.filename)
     client.get(f"/files/{record.sha256}/{record.filename}")
     counting.calls.clear()
     client.get(f"/files/{record.sha256}/{record.filename}")
-    assert counting.calls == [("stat", project_key), ("open", blob)]
+    # (An object store that presigns URLs keeps no file in memory: its redirect does not
+    # pass the bytes through the server.)
+    small_read = ("open" if isinstance(storage, PresignsURLs) else "stat", blob)
+    assert counting.calls == [("stat", project_key), small_read]
+    large = publish(storage, channel, make_wheel(tmp_path, "demo", "1.3", module_source=LARGE))
+    blob = PythonStore(storage).blob_key(channel, large.sha256, large.filename)
+    client.get(f"/files/{large.sha256}/{large.filename}")
+    counting.calls.clear()
+    client.get(f"/files/{large.sha256}/{large.filename}")
+    large_read = [("stat", blob)] if not isinstance(storage, PresignsURLs) else []
+    assert counting.calls == [("stat", project_key), *large_read, ("open", blob)]
     # A fresh process whose client has the page current answers 304 from a stat alone.
     etag = client.get("/simple/demo/").headers["ETag"]
     fresh = webtest.TestApp(app)
@@ -774,7 +797,9 @@ class RecordingFileWrapper:
 def test_downloads_go_through_the_servers_file_wrapper(tmp_path: Path) -> None:
     storage = FileSystemStorage(tmp_path / "data")
     channel = ChannelRegistry(storage).create("team", public=True)
-    wheel = make_wheel(tmp_path, "demo", "1.0")
+    # Larger than the files kept in memory (those leave as one bytes object).
+    wheel = make_wheel(tmp_path, "demo", "1.0", module_source=LARGE)
+    assert wheel.stat().st_size > SMALL_FILE
     record = publish(storage, channel, wheel)
     middleware = SimpleIndexMiddleware(lambda e, s: [], storage)  # type: ignore[arg-type,return-value]
     environ = EnvironBuilder(

@@ -116,8 +116,10 @@ def _small_file(storage: Storage, key: str) -> tuple[bytes | None, Stat]:
     content: bytes | None = cache.get(key, stat.etag)
     if content is None:
         stream, stat = storage.open(key)
-        with stream:
+        try:
             content = stream.read(SMALL_FILE + 1)
+        finally:
+            stream.close()
         if len(content) != stat.size:  # replaced by a larger version meanwhile
             return None, storage.stat(key)
         cache.put(key, stat.etag, content, len(content))
