@@ -25,6 +25,7 @@ Records go to the ``private_channels.access`` logger (see :func:`configure_loggi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -77,7 +78,11 @@ def redact_path(path: str) -> str:
 FLUSH_INTERVAL = 0.1
 # Lines of a batch are written in pieces of at most this many bytes, each ending a
 # line, so that the lines of processes sharing one pipe (gunicorn's workers) never mix.
+# (A line is ASCII: every client field in it is quoted as JSON.)
 _PIPE_BUF = 4096
+# Past this many waiting lines (a stream that blocks: a full pipe nobody reads) a
+# request writes them itself, and waits as it would without the thread.
+_MAX_PENDING = 10_000
 
 
 def configure_logging(
@@ -133,6 +138,10 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         with self._pending_lock:
             self._pending.append(line)
+            waiting = len(self._pending)
+        if waiting >= _MAX_PENDING:
+            self.flush()
+            return
         if self._writer_pid != os.getpid():
             self._start_writer()
         if not self._wake.is_set():
@@ -159,7 +168,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._wake.wait()
             time.sleep(self.flush_interval)
             self._wake.clear()  # before taking the lines: a line after it wakes us again
-            self.flush()
+            with contextlib.suppress(Exception):  # the thread outlives any one failure
+                self.flush()
 
     def _write(self, lines: list[str]) -> None:
         pieces: list[str] = []
@@ -178,7 +188,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     self.stream.flush()
         except Exception:  # a closed or broken stream: the lines are lost, as logging would
             if logging.raiseExceptions:
-                sys.stderr.write("--- Logging error: access lines lost ---\n")
+                with contextlib.suppress(Exception):
+                    sys.stderr.write("--- Logging error: access lines lost ---\n")
 
 
 class AccessLogMiddleware:

@@ -366,3 +366,22 @@ def test_the_line_goes_straight_to_the_handler_unless_the_host_added_more(
     app.get("/api/repo/-/health")
     assert len(seen) == 1 and len(stream.writes) == 2
     assert seen[0].getMessage() == stream.writes[1].rstrip("\n")
+
+
+def test_a_stream_that_blocks_holds_requests_back_instead_of_memory(
+    access_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines do not pile up without bound behind a stream that does not take them (a
+    full pipe): past the bound, the request that logs writes them itself."""
+    from private_channels import accesslog
+
+    monkeypatch.setattr(accesslog, "_MAX_PENDING", 5)
+    stream = _Stream()
+    configure_logging(stream, flush_interval=60.0)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+    for i in range(4):
+        handler.write_line(f"line {i}")
+    assert stream.writes == []
+    handler.write_line("line 4")  # the fifth: written at once, with the four before it
+    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(5)]
