@@ -99,6 +99,7 @@ def test_a_person_with_a_browser_and_a_token(
     server: LiveServer,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -112,7 +113,18 @@ def test_a_person_with_a_browser_and_a_token(
         """Click something that loads a page, and wait until the old one is gone."""
         page = browser.find_element(By.TAG_NAME, "html")
         element.click()
-        wait.until(ec.staleness_of(page))
+
+        def gone(_: object) -> bool:
+            # Not ec.staleness_of: asked while the new page replaces the old one,
+            # chromedriver may answer "Node with given id does not belong to the
+            # document", a WebDriverException but no StaleElementReferenceException.
+            try:
+                page.is_enabled()
+            except WebDriverException:
+                return True
+            return False
+
+        wait.until(gone)
         wait.until(lambda _: browser.execute_script("return document.readyState") == "complete")
 
     # A private channel sends the browser to the sign-in form, never to a Basic popup.
