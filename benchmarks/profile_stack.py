@@ -19,6 +19,7 @@ import cProfile
 import io
 import os
 import pstats
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from side_by_side import JSON_ACCEPT, PREFIX, multipart, wheel_bytes
+from side_by_side import JSON_ACCEPT, PREFIX, multipart, project_name, wheel_bytes
 
 from private_channels.config import load_config
 
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("storage")
     parser.add_argument("--token", required=True)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--projects", type=int, default=1000, help="uploads go to one at random")
     parser.add_argument("--profile", help="a kind of request to profile with cProfile")
     parser.add_argument("--log", default="text", help="the access log format (text, json, off)")
     args = parser.parse_args()
@@ -115,7 +117,9 @@ def main() -> None:
 
     def upload() -> dict[str, Any]:
         counter[0] += 1
-        filename, data = wheel_bytes("project-00007", f"3.{os.getpid()}.{time.time_ns()}")
+        # As the harness uploads: a new version of a project picked at random.
+        name = project_name(random.randrange(args.projects))
+        filename, data = wheel_bytes(name, f"3.{os.getpid()}.{time.time_ns()}")
         body, content_type = multipart({":action": "file_upload"}, filename, data)
         return environ("POST", PREFIX, {**auth, "Content-Type": content_type}, body)
 

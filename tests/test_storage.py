@@ -300,6 +300,105 @@ def test_filesystem_leaves_no_temp_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
 
 
+WRITERS = ["unnamed", "named"]
+
+
+def _writing(storage: FileSystemStorage, writer: str) -> FileSystemStorage:
+    """``storage`` writing into unnamed files (O_TMPFILE, Linux) or named temp files."""
+    if writer == "named":
+        storage._unnamed = False
+    elif sys.platform == "linux":
+        assert storage._unnamed  # the fast path is the one tested on Linux
+    return storage
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_filesystem_writes_whichever_way(tmp_path: Path, writer: str) -> None:
+    storage = _writing(FileSystemStorage(tmp_path), writer)
+    first = storage.create("new/dir/key", io.BytesIO(b"one"))
+    with pytest.raises(FileExistsError):
+        storage.create("new/dir/key", io.BytesIO(b"two"))
+    stream, stat = storage.open("new/dir/key")
+    with stream:
+        assert stream.read() == b"one"
+    assert stat == first == storage.stat("new/dir/key")
+    second = storage.put("new/dir/key", io.BytesIO(b"two"), if_match=first.etag)
+    assert second.etag != first.etag
+    with pytest.raises(StaleWriteError):
+        storage.put("new/dir/key", io.BytesIO(b"three"), if_match=first.etag)
+    with pytest.raises(StaleWriteError):
+        storage.put("new/dir/missing", io.BytesIO(b"x"), if_match=first.etag)
+    third = storage.put("new/dir/key", io.BytesIO(b"three"))
+    assert storage.stat("new/dir/key") == third != second
+    with storage.open("new/dir/key")[0] as stream:
+        assert stream.read() == b"three"
+    path = tmp_path / "new" / "dir" / "key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir() if not p.name.startswith(".lock-")] == ["key"]
+    with pytest.raises(ConnectionResetError):
+        storage.create("new/dir/failed", io.BufferedReader(FailingReader()))
+    assert not (path.parent / "failed").exists()
+    assert storage._unnamed == (writer == "unnamed" and sys.platform == "linux")
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_filesystem_write_replaces_a_link_at_the_key(tmp_path: Path, writer: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    root = tmp_path / "root"
+    storage = _writing(FileSystemStorage(root), writer)
+    storage.put("d/real", io.BytesIO(b"r"))
+    (root / "d" / "key").symlink_to(outside / "secret")
+    with pytest.raises(FileExistsError):
+        storage.create("d/key", io.BytesIO(b"x"))
+    storage.put("d/key", io.BytesIO(b"x"))
+    assert not (root / "d" / "key").is_symlink()
+    assert (outside / "secret").read_text() == "s"
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+@pytest.mark.parametrize("target", ["outside", "absolute-inside"])
+def test_filesystem_write_through_a_linked_directory(
+    tmp_path: Path, writer: str, target: str
+) -> None:
+    # A link to a directory out of the root is refused; one that stays inside by an
+    # absolute path (which the kernel will not follow beneath the root) is followed.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    storage = _writing(FileSystemStorage(root), writer)
+    storage.put("inside/k", io.BytesIO(b"k"))
+    (root / "link").symlink_to(outside if target == "outside" else root / "inside")
+    for write in (storage.put, storage.create):
+        if target == "outside":
+            with pytest.raises(InvalidKeyError):
+                write("link/new", io.BytesIO(b"x"))
+            with pytest.raises(InvalidKeyError):
+                write("link/below/new", io.BytesIO(b"x"))
+        else:
+            write(f"link/{write.__name__}", io.BytesIO(b"x"))
+            assert (root / "inside" / write.__name__).read_bytes() == b"x"
+    assert list(outside.iterdir()) == []
+
+
+def test_filesystem_without_unnamed_files_writes_named_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file system without O_TMPFILE refuses it (here: opening the directory for
+    # writing, which every kernel refuses): the storage then writes as without it.
+    import private_channels.storage.filesystem as filesystem
+
+    monkeypatch.setattr(filesystem, "_O_UNNAMED", os.O_DIRECTORY | os.O_WRONLY)
+    storage = FileSystemStorage(tmp_path)
+    storage.create("a/b", io.BytesIO(b"1"))
+    assert not storage._unnamed
+    storage.put("a/b", io.BytesIO(b"2"))
+    with storage.open("a/b")[0] as stream:
+        assert stream.read() == b"2"
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
+
+
 RESOLVERS = ["held", "openat2", "walk"]
 
 

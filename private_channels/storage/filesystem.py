@@ -4,9 +4,10 @@
 
     storage = FileSystemStorage("./private-channels-data")
 
-Writes go to a hidden temp file in the key's own directory, are flushed to disk, and
-then appear at once with ``os.replace`` (overwrite) or ``os.link`` (create-if-absent,
-which the kernel makes atomic), so a reader or a crash never sees half a file.
+Writes go to a file without a name (``O_TMPFILE``) or a hidden temp file in the key's
+own directory, are flushed to disk, and then appear at once by a rename (overwrite) or
+a link (create-if-absent, which the kernel makes atomic), so a reader or a crash never
+sees half a file.
 Compare-and-swap on mutable records takes an ``flock`` on a hidden lock file beside
 the key: this backend is for one host, where such locks are sound.
 """
@@ -22,6 +23,7 @@ import hashlib
 import io
 import os
 import platform
+import secrets
 import sys
 import tempfile
 import time
@@ -65,6 +67,9 @@ _RESOLVE_BENEATH = 0x08  # no path component may resolve outside the directory: 
 _O_PATH = getattr(os, "O_PATH", 0)
 # A FIFO planted in the root must not block the open; on a regular file it does nothing.
 _O_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+_O_DIRECTORY = _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+# A file with no name in the directory opened (O_TMPFILE, Linux 3.11): named by a link.
+_O_UNNAMED = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | os.O_CLOEXEC
 
 
 def _beneath(root: str) -> tuple[Callable[[str, int], int], int] | None:
@@ -80,7 +85,8 @@ def _beneath(root: str) -> tuple[Callable[[str, int], int], int] | None:
     syscall.restype = ctypes.c_long
     root_fd = os.open(root, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     hows = {
-        flags: _OpenHow(flags, 0, _RESOLVE_BENEATH) for flags in (_O_PATH | os.O_CLOEXEC, _O_READ)
+        flags: _OpenHow(flags, 0, _RESOLVE_BENEATH)
+        for flags in (_O_PATH | os.O_CLOEXEC, _O_READ, _O_DIRECTORY)
     }
     size = ctypes.sizeof(_OpenHow)
 
@@ -167,6 +173,62 @@ def _held_stat(root_fd: int) -> Callable[[str], Stat | int] | None:
     return stat
 
 
+class _NoUnnamedFiles(Exception):
+    """The file system has no ``O_TMPFILE``: write through a named temp file instead."""
+
+
+def _write_synced(fd: int, data: IO[bytes]) -> os.stat_result:
+    """Write ``data`` to ``fd``, stamp it with the fine clock, sync it; its stat."""
+    # os.write, not a file object: that would fstat, ioctl and seek first.
+    while block := data.read(CHUNK_SIZE):
+        view = memoryview(block)
+        while view:
+            view = view[os.write(fd, view) :]
+    # The kernel stamps files from a coarse clock (a tick of milliseconds), and a freed
+    # inode number is soon reused: two same-sized versions written in one tick could
+    # share an ETag and fool a compare-and-swap.  A nanosecond timestamp from the fine
+    # clock makes that practically impossible.
+    now = time.time_ns()
+    os.utime(fd, ns=(now, now))
+    os.fsync(fd)
+    return os.fstat(fd)
+
+
+def _link_temp(fd: int, dir_fd: int) -> str:
+    """Give the unnamed file ``fd`` a fresh hidden temp name in ``dir_fd``, to rename."""
+    while True:
+        tmp = f".tmp-{secrets.token_hex(8)}"
+        try:
+            os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def _lock_name(name: str) -> str:
+    if len(name) > MAX_SEGMENT_LENGTH - len(".lock-"):
+        # The lock's name must fit where the key's own name just fits.
+        name = hashlib.sha256(name.encode()).hexdigest()
+    return f".lock-{name}"
+
+
+@contextlib.contextmanager
+def _locked_at(dir_fd: int, name: str) -> Iterator[None]:
+    fd = os.open(_lock_name(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _current_etag_at(dir_fd: int, name: str) -> str | None:
+    try:
+        return _etag(os.stat(name, dir_fd=dir_fd))
+    except FileNotFoundError:
+        return None
+
+
 class FileSystemStorage:
     """``create=False`` opens only a directory that exists (FileNotFoundError otherwise),
     for commands that must not make an empty storage where the user meant another."""
@@ -188,6 +250,8 @@ class FileSystemStorage:
         beneath = _beneath(self._root)
         self._openat2 = beneath[0] if beneath else None
         self._held_stat = _held_stat(beneath[1]) if beneath else None
+        # Writes into unnamed files, named by linking /proc's name of their descriptor.
+        self._unnamed = bool(getattr(os, "O_TMPFILE", 0)) and os.path.isdir("/proc/self/fd")
         if beneath:
             weakref.finalize(self, os.close, beneath[1])
 
@@ -312,20 +376,7 @@ class FileSystemStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
-            # os.write, not a file object: that would fstat, ioctl and seek first.
-            while block := data.read(CHUNK_SIZE):
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(fd, view) :]
-            # The kernel stamps files from a coarse clock (a tick of milliseconds),
-            # and a freed inode number is soon reused: two same-sized versions
-            # written in one tick could share an ETag and fool a compare-and-swap.
-            # A nanosecond timestamp from the fine clock makes that practically
-            # impossible.
-            now = time.time_ns()
-            os.utime(fd, ns=(now, now))
-            os.fsync(fd)
-            st = os.fstat(fd)
+            st = _write_synced(fd, data)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
@@ -335,11 +386,7 @@ class FileSystemStorage:
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[None]:
-        name = path.name
-        if len(name) > MAX_SEGMENT_LENGTH - len(".lock-"):
-            # The lock's name must fit where the key's own name just fits.
-            name = hashlib.sha256(name.encode()).hexdigest()
-        lock = path.parent / f".lock-{name}"
+        lock = path.parent / _lock_name(path.name)
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:
@@ -358,6 +405,10 @@ class FileSystemStorage:
             return None
 
     def put(self, key: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
+        at = self._directory(key)
+        if at is not None:
+            with contextlib.suppress(_NoUnnamedFiles):
+                return self._put_at(key, *at, data, if_match=if_match)
         path = self._write_path(key)
         tmp, st = self._write_temp(path, data)
         try:
@@ -375,12 +426,95 @@ class FileSystemStorage:
         return _stat(st)
 
     def create(self, key: str, data: IO[bytes]) -> Stat:
+        at = self._directory(key)
+        if at is not None:
+            with contextlib.suppress(_NoUnnamedFiles):
+                return self._create_at(*at, data)
         path = self._write_path(key)
         tmp, st = self._write_temp(path, data)
         try:
             os.link(tmp, path)
         finally:
             os.unlink(tmp)
+        return _stat(st)
+
+    # Writes through the key's directory opened beneath the root, into a file that has
+    # no name until it is complete and synced (O_TMPFILE): no temp name to make up nor
+    # to remove, and the sync has no directory entry to record.  Where the kernel, the
+    # file system or /proc lacks what this takes, put and create use a named temp file.
+
+    def _directory(self, key: str) -> tuple[int, str] | None:
+        """The key's directory opened (``O_PATH``) beneath the root, made if missing,
+        and the key's name in it; ``None`` where unnamed writes are not to be had, or
+        the kernel would not resolve the directory (the walk then decides)."""
+        openat2 = self._openat2
+        if openat2 is None or not self._unnamed:
+            return None
+        directory, _, name = validate_key(key).rpartition("/")
+        if not directory:
+            return None
+        fd = openat2(directory, _O_DIRECTORY)
+        if fd == -errno.ENOENT:
+            # The first file of its directory: made past the walk's check of its links.
+            with contextlib.suppress(OSError):
+                self._path(key).parent.mkdir(parents=True, exist_ok=True)
+            fd = openat2(directory, _O_DIRECTORY)
+        return (fd, name) if fd >= 0 else None
+
+    def _unnamed_file(self, dir_fd: int, data: IO[bytes]) -> tuple[int, os.stat_result]:
+        """A file without a name in ``dir_fd`` holding ``data``, synced, and its stat.
+
+        Raises :class:`_NoUnnamedFiles`, before reading ``data``, where the file system
+        (or an old kernel) has no ``O_TMPFILE``."""
+        try:
+            fd = os.open(".", _O_UNNAMED, 0o600, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            self._unnamed = False
+            raise _NoUnnamedFiles from None
+        try:
+            return fd, _write_synced(fd, data)
+        except BaseException:
+            os.close(fd)  # nothing to remove: the file never had a name
+            raise
+
+    def _create_at(self, dir_fd: int, name: str, data: IO[bytes]) -> Stat:
+        try:
+            fd, st = self._unnamed_file(dir_fd, data)
+            try:
+                # Linking /proc's name of the descriptor names the file; the kernel
+                # refuses (EEXIST) when the name is taken, as with any link.
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dir_fd)
+        return _stat(st)
+
+    def _put_at(
+        self, key: str, dir_fd: int, name: str, data: IO[bytes], *, if_match: str | None
+    ) -> Stat:
+        try:
+            fd, st = self._unnamed_file(dir_fd, data)
+            try:
+                tmp = _link_temp(fd, dir_fd)
+            finally:
+                os.close(fd)
+            try:
+                if if_match is None:
+                    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                else:
+                    with _locked_at(dir_fd, name):
+                        if _current_etag_at(dir_fd, name) != if_match:
+                            raise StaleWriteError(key)
+                        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+                raise
+        finally:
+            os.close(dir_fd)
         return _stat(st)
 
     def list(self, prefix: str) -> Iterator[str]:
