@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import itertools
 import tempfile
 import tracemalloc
 from typing import Any
 
 import pytest
 import webtest
+from hypothesis import given
+from hypothesis import strategies as st
+from werkzeug.sansio.multipart import Epilogue, MultipartDecoder, NeedData
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 from werkzeug.wrappers import Response
 
@@ -16,12 +20,18 @@ from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore, 
 from private_channels.auth import TokenAuthMiddleware
 from private_channels.core.ecosystem import Upload
 from private_channels.core.limits import Limits
-from private_channels.core.upload import MEMORY_SPOOL, UploadMiddleware, parse_upload_form
+from private_channels.core.upload import (
+    MEMORY_SPOOL,
+    UploadMiddleware,
+    _Decoder,
+    parse_upload_form,
+)
 from private_channels.failures import FailureMiddleware
 from private_channels.health import HealthMiddleware
 from private_channels.routing import ChannelMiddleware
 from private_channels.web import PagesMiddleware
 
+from .fuzz import fuzz
 from .support import mounted
 
 PREFIX = "/api/repo"
@@ -289,3 +299,72 @@ def test_file_parts_are_spooled_in_memory_up_to_a_bound_in_all() -> None:
     )
     assert 0 < in_memory <= MEMORY_SPOOL
     assert all(spool.closed for spool in spools)
+
+
+# -- the decoder: werkzeug's, without a pattern compiled for each boundary -----------------
+
+BOUNDARY = b"a1-b2"
+PIECES = [
+    b"--" + BOUNDARY, b"--" + BOUNDARY + b"--", BOUNDARY, b"--", b"-", b"\r\n", b"\n", b"\r",
+    b" ", b"\t", b"x", b"\r\n\r\n", b'Content-Disposition: form-data; name="f"',
+    b'Content-Disposition: form-data; name="c"; filename="c.whl"', b"--a1-b", b"a1-b2--",
+]  # fmt: skip
+
+
+def _events(decoder: MultipartDecoder, chunks: list[bytes]) -> list[object]:
+    seen: list[object] = []
+    try:
+        for chunk in [*chunks, None]:
+            decoder.receive_data(chunk)
+            while not isinstance(event := decoder.next_event(), NeedData | Epilogue):
+                seen.append(event)
+            seen.append(event)
+            if isinstance(event, Epilogue):
+                break
+    except Exception as error:  # which error: compared below
+        seen.append(type(error))
+    return seen
+
+
+_SLOT = st.lists(st.sampled_from(PIECES), max_size=8).map(b"".join)
+
+
+@st.composite
+def _form(draw: st.DrawFn) -> bytes:
+    """A form of two parts with pieces put in at every place: mostly almost valid."""
+    skeleton = [b"--a1-b2", b"\r\n", PIECES[12], b"\r\n\r\n", b"value", b"\r\n--a1-b2",
+                b"\r\n", PIECES[13], b"\r\n\r\n", b"data", b"\r\n--a1-b2--", b"\r\n"]  # fmt: skip
+    return b"".join(draw(_SLOT) + piece for piece in skeleton) + draw(_SLOT)
+
+
+@fuzz(400)
+@given(body=_form() | st.lists(st.sampled_from(PIECES), max_size=40).map(b"".join),
+       cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6))  # fmt: skip
+def test_the_decoder_finds_what_werkzeugs_finds(body: bytes, cuts: list[int]) -> None:
+    """The same events (or error) as werkzeug's own decoder, for any body cut anywhere."""
+    data = body
+    points = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    chunks = [data[a:b] for a, b in itertools.pairwise(points)]
+    assert _events(_Decoder(BOUNDARY, 10_000), chunks) == _events(
+        MultipartDecoder(BOUNDARY, 10_000), chunks
+    )
+
+
+def test_an_honest_body_compiles_no_pattern() -> None:
+    """A body as clients make them never needs the compiled pattern; one that holds its
+    own boundary where none may be is parsed by werkzeug's pattern, compiled then."""
+    honest = (
+        b"--a1-b2\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nv\r\n"
+        b"--a1-b2\r\nContent-Disposition: form-data; name=\"c\"; filename=\"c.whl\"\r\n\r\n"
+        + b"data--a1-b" * 1000 + b"\r\n--a1-b2--\r\n"
+    )  # fmt: skip
+    for size in (1, 7, 64, 1 << 16):
+        decoder = _Decoder(BOUNDARY, 1 << 20)
+        chunks = [honest[i : i + size] for i in range(0, len(honest), size)]
+        assert isinstance(_events(decoder, chunks)[-1], Epilogue)
+        assert decoder.preamble_re._compiled is None  # type: ignore[attr-defined]
+        assert decoder.boundary_re._compiled is None  # type: ignore[attr-defined]
+    hostile = honest.replace(b"data--a1-b" * 1000, b"x--a1-b2x" * 3)
+    decoder = _Decoder(BOUNDARY, 1 << 20)
+    assert _events(decoder, [hostile]) == _events(MultipartDecoder(BOUNDARY, 1 << 20), [hostile])
+    assert decoder.boundary_re._compiled is not None  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ other request passes on untouched.
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING
@@ -28,7 +29,15 @@ from typing import IO, TYPE_CHECKING
 from werkzeug.datastructures import FileStorage, Headers, MultiDict
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.sansio.multipart import (
+    LINE_BREAK,
+    Data,
+    Epilogue,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+)
 from werkzeug.wsgi import get_input_stream
 
 from ..auth import authorize, refuse_other_sites
@@ -131,7 +140,7 @@ def _parse(
 ) -> MultiDict[str, str]:
     # The decoder's own bound is on what it buffers: a preamble or part headers that
     # never end (file data passes through in chunks of READ_SIZE).
-    decoder = MultipartDecoder(boundary, limits.max_part_header + READ_SIZE)
+    decoder = _Decoder(boundary, limits.max_part_header + READ_SIZE)
     stream = get_input_stream(environ, max_content_length=None)
     fields: MultiDict[str, str] = MultiDict()
     text = bytearray()
@@ -200,6 +209,92 @@ def _parse(
     if not decoder.complete or not isinstance(event, Epilogue):
         raise http_error(400, "The upload body is not a valid multipart form.")
     return fields
+
+
+class _Decoder(MultipartDecoder):
+    """werkzeug's decoder without its two patterns compiled for each boundary.
+
+    It compiles a pattern that finds the boundary line (``--BOUNDARY`` after a line
+    break, then ``--`` or the end of the line) for every decoder: two ``re.compile``
+    calls, a tenth of a small upload's time, and every client makes up a new boundary
+    for every request.  Here both are :class:`_BoundaryLine`: ``bytes.find`` for the
+    boundary and one pattern compiled once for what follows it.  The decoder is
+    werkzeug's own otherwise (its patterns for the placeholder boundary come from the
+    ``re`` module's cache).
+    """
+
+    def __init__(self, boundary: bytes, max_form_memory_size: int) -> None:
+        super().__init__(b"-", max_form_memory_size)
+        self.boundary = boundary
+        self.preamble_re = _BoundaryLine(boundary, preamble=True)  # type: ignore[assignment]
+        self.boundary_re = _BoundaryLine(boundary, preamble=False)  # type: ignore[assignment]
+
+
+# What follows the boundary on its line, as werkzeug's patterns have it: "--" (the
+# last boundary) and blanks up to an optional line break, or blanks and a line break.
+_AFTER_BOUNDARY = re.compile(rb"(--[^\S\n\r]*%s?|[^\S\n\r]*%s)" % (LINE_BREAK, LINE_BREAK))
+
+
+class _BoundaryMatch:
+    """What werkzeug asks of a match: where it starts and ends, and what followed."""
+
+    __slots__ = ("_after", "_end", "_start")
+
+    def __init__(self, start: int, end: int, after: bytes) -> None:
+        self._start, self._end, self._after = start, end, after
+
+    def start(self) -> int:
+        return self._start
+
+    def end(self) -> int:
+        return self._end
+
+    def group(self, index: int) -> bytes:
+        assert index == 1
+        return self._after
+
+
+class _BoundaryLine:
+    """``search`` as werkzeug's compiled pattern for one boundary, without compiling it.
+
+    A match holds ``--BOUNDARY``, so it is at the first place ``bytes.find`` finds that
+    (from ``pos``), or nowhere when that place fails and there is no later one.  When
+    it fails and there is a later one (a body that holds its own boundary where no
+    honest client puts it), werkzeug's pattern is compiled and asked from then on, so
+    a hostile body costs what it costs werkzeug.
+    """
+
+    __slots__ = ("_compiled", "_needle", "_preamble", "boundary")
+
+    def __init__(self, boundary: bytes, *, preamble: bool) -> None:
+        self.boundary = boundary
+        self._needle = b"--" + boundary
+        self._preamble = preamble  # the first boundary need not follow a line break
+        self._compiled: re.Pattern[bytes] | None = None
+
+    def search(
+        self, data: bytes | bytearray, pos: int = 0
+    ) -> _BoundaryMatch | re.Match[bytes] | None:
+        if self._compiled is not None:
+            return self._compiled.search(data, pos)
+        at = data.find(self._needle, pos)
+        if at < 0:
+            return None
+        # werkzeug's line break is \r\n, \n or \r, tried in that order, leftmost first.
+        if at - 2 >= pos and data[at - 2 : at] == b"\r\n":
+            start = at - 2
+        elif at - 1 >= pos and data[at - 1] in b"\r\n":
+            start = at - 1
+        else:
+            start = at
+        after = _AFTER_BOUNDARY.match(data, at + len(self._needle))
+        if after is not None and (self._preamble or start < at):
+            return _BoundaryMatch(start, after.end(), after.group(1))
+        if data.find(self._needle, at + 1) < 0:
+            return None
+        decoder = MultipartDecoder(self.boundary)
+        self._compiled = decoder.preamble_re if self._preamble else decoder.boundary_re
+        return self._compiled.search(data, pos)
 
 
 def _spool(memory: int) -> IO[bytes]:
