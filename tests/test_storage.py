@@ -338,6 +338,8 @@ def test_filesystem_writes_whichever_way(tmp_path: Path, writer: str) -> None:
     with pytest.raises(ConnectionResetError):
         storage.create("new/dir/failed", io.BufferedReader(FailingReader()))
     assert not (path.parent / "failed").exists()
+    storage.create("new/other/key", io.BytesIO(b"o"))  # a directory beside the first
+    assert (tmp_path / "new" / "other" / "key").read_bytes() == b"o"
     assert storage._unnamed == (writer == "unnamed" and sys.platform == "linux")
 
 

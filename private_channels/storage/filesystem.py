@@ -455,9 +455,19 @@ class FileSystemStorage:
             return None
         fd = openat2(directory, _O_DIRECTORY)
         if fd == -errno.ENOENT:
-            # The first file of its directory: made past the walk's check of its links.
-            with contextlib.suppress(OSError):
-                self._path(key).parent.mkdir(parents=True, exist_ok=True)
+            # The first file of its directory: made in its parent when that exists
+            # (opened beneath the root the same way), else past the walk's check.
+            parent, _, last = directory.rpartition("/")
+            parent_fd = openat2(parent, _O_DIRECTORY) if parent else -errno.ENOENT
+            if parent_fd >= 0:
+                try:
+                    with contextlib.suppress(OSError):  # as below: the walk decides
+                        os.mkdir(last, dir_fd=parent_fd)
+                finally:
+                    os.close(parent_fd)
+            else:
+                with contextlib.suppress(OSError):
+                    self._path(key).parent.mkdir(parents=True, exist_ok=True)
             fd = openat2(directory, _O_DIRECTORY)
         return (fd, name) if fd >= 0 else None
 
