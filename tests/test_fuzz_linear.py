@@ -419,7 +419,8 @@ LIMITS = Limits()
 
 
 @fuzz(15)
-@given(unit=st.binary(min_size=1, max_size=6) | st.sampled_from([b"\r\n", b"--fUzZ", b"-", b"\r", b"--fUzZx", b"\n--fUzZ!"]),
+@given(unit=st.binary(min_size=1, max_size=6) | st.sampled_from(
+           [b"\r\n", b"--fUzZ", b"-", b"\r", b"--fUzZx", b"\n--fUzZ!"]),
        where=st.sampled_from(["value", "file", "name", "preamble"]))  # fmt: skip
 def test_multipart_bodies_are_linear(unit: bytes, where: str) -> None:
     def make(n: int) -> Callable[[], object]:
