@@ -151,6 +151,7 @@ def test_serve_on_a_busy_port_is_an_error(tmp_path: Path) -> None:
 
 
 def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
+    import hashlib
     import io
     import os
 
@@ -174,8 +175,10 @@ def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
         headers={"X-Auth": token},
         content_type="multipart/form-data",
     )
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    app.get(f"/api/repo/team/files/{sha256}/{wheel.name}.metadata", headers={"X-Auth": token})
     kept = sorted(storage.list("channels/team/pypi/blobs/"))
-    assert len(kept) == 2  # the wheel and its METADATA
+    assert len(kept) == 2  # the wheel and its METADATA (written on its first read)
     # What uploads killed between writing a blob and committing it leave behind:
     orphans = {
         "channels/team/pypi/blobs/" + "a" * 64 + "/demo-2.0-py3-none-any.whl": 7200,

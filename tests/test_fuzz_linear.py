@@ -39,6 +39,7 @@ from private_channels.app import ecosystems
 from private_channels.auth import credentials
 from private_channels.conda import package as conda_package
 from private_channels.core import archive, proxy
+from private_channels.core import upload as core_upload
 from private_channels.core.limits import Limits
 from private_channels.core.manage import find_target
 from private_channels.core.upload import parse_upload_form
@@ -88,6 +89,7 @@ PATTERNS = [
     P(config._PREFIX, ("fullmatch",), "prefix in the configuration"),
     P(archive._DIGIT_RUN, ("search",), "pax headers (max_extended_header)", b"9" * 33),
     P(archive._PAX_LENGTH, ("match",), "a pax record of an uploaded tar", b"30 "),
+    P(core_upload._AFTER_BOUNDARY, ("match",), "what follows a multipart boundary", b"-- \r\n"),
     P(dcf._FIELD_NAME, ("match",), "DESCRIPTION field names", "Package"),
     P(dcf._FIELD_LINE, ("match",), "each DESCRIPTION line (max_metadata_size)", "Package: abc"),
     P(description._NAME, ("match",), "Package of a DESCRIPTION", "data.table"),

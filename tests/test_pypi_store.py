@@ -8,13 +8,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import IO, Any
 
 import pytest
 from packaging.utils import canonicalize_name
 
 from private_channels.channels import Channel, ChannelRegistry
-from private_channels.pypi.metadata import parse_filename
+from private_channels.pypi.metadata import parse_filename, read_distribution
 from private_channels.pypi.store import (
     DeletedFilenameError,
     FileConflictError,
@@ -22,6 +23,9 @@ from private_channels.pypi.store import (
     PythonStore,
 )
 from private_channels.storage import Stat, Storage
+from private_channels.storage.base import PresignsURLs
+
+from .packages import make_sdist, make_wheel
 
 
 def record(filename: str, data: bytes, project: str = "demo") -> FileRecord:
@@ -179,6 +183,7 @@ def _orphan(storage: Storage, channel: Channel, data: bytes, filename: str) -> s
 def test_orphan_blobs_are_invisible_and_collected(storage: Storage) -> None:
     channel = ChannelRegistry(storage).create("c")
     store = PythonStore(storage)
+    store.derives_beside = False  # b"W" is no wheel to read a METADATA from: keep this one
     sha = hashlib.sha256(b"A").hexdigest()
     orphan = _orphan(storage, channel, b"A", "demo-1.0.tar.gz")
     with pytest.raises(FileNotFoundError):
@@ -270,3 +275,44 @@ def test_a_failed_commit_leaves_nothing(storage: Storage) -> None:
         store.open_blob(channel, hashlib.sha256(b"A").hexdigest(), name)
     assert sorted(storage.list("")) == before
     assert store.collect_garbage(channel, grace=-1) == []
+
+
+def test_what_is_kept_beside_a_file_is_read_from_it_when_missing(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """A local store writes a wheel's METADATA and an sdist's PKG-INFO on their first
+    read, from the file; an object store with the upload.  Either way, one that is
+    missing (a copy of a channel may lack it) is read from the file again, and kept;
+    a METADATA whose digest is not the record's is not."""
+    channel = ChannelRegistry(storage).create("c")
+    store = PythonStore(storage)
+    assert store.derives_beside == (not isinstance(storage, PresignsURLs))
+    uploaded = {}
+    for path in (make_wheel(tmp_path, "demo", "1.0"), make_sdist(tmp_path, "demo", "1.0")):
+        data = path.read_bytes()
+        dist = read_distribution(path.name, io.BytesIO(data))
+        wheel = path.name.endswith(".whl")
+        store.add_file(
+            channel, record(path.name, data), io.BytesIO(data), display_name="demo",
+            metadata=dist.metadata if wheel else None, pkg_info=None if wheel else dist.metadata,
+        )  # fmt: skip
+        uploaded[path.name] = dist.metadata
+    files = {r.filename: r for r in store.project(channel, "demo").files}  # type: ignore[union-attr]
+    for filename, text in uploaded.items():
+        rec, key = files[filename], store.beside_key(channel, files[filename])
+        assert key.endswith(".metadata" if filename.endswith(".whl") else ".pkg-info")
+        kept = [key] if not store.derives_beside else []
+        assert [k for k in storage.list(key.rpartition("/")[0] + "/") if k == key] == kept
+        for _ in range(2):  # derived (or as uploaded), then deleted and derived again
+            assert store.read_metadata(channel, rec, limit=1 << 20) == text
+            with storage.open(key)[0] as stream:
+                assert stream.read() == text
+            storage.delete(key)
+    wheel = files["demo-1.0-py3-none-any.whl"]
+    with store.open_blob(channel, wheel.sha256, wheel.filename + ".metadata")[0] as stream:
+        assert stream.read() == uploaded[wheel.filename]
+    storage.delete(store.beside_key(channel, wheel))
+    wrong = replace(wheel, metadata_sha256="0" * 64)
+    assert store.read_metadata(channel, wrong, limit=1 << 20) is None
+    assert not store.keep_beside(channel, wrong)
+    assert list(storage.list(store.beside_key(channel, wheel))) == []

@@ -45,6 +45,7 @@ from ..storage import (
     update_json,
 )
 from ..storage.base import CHUNK_SIZE
+from .limits import Limits
 
 if TYPE_CHECKING:
     from ..tokens import Token
@@ -374,8 +375,10 @@ class ChannelStore:
     #: The ecosystem's folder in every channel: ``pypi``, ``cran``, ...
     folder: str
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, limits: Limits | None = None) -> None:
         self.storage = storage
+        #: What reading a stored archive again may cost (the server's own bounds).
+        self.limits = limits or Limits()
 
     def prefix(self, channel: Channel) -> str:
         return f"{channel.prefix}{self.folder}/"

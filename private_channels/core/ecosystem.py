@@ -300,9 +300,9 @@ class StoredEcosystem(Generic[S]):
         self, storage: Storage, *, redirect_downloads: int = 0, limits: Limits | None = None
     ) -> None:
         self.storage = storage
-        self.store: S = self.store_type(storage)
         self.redirect_downloads = redirect_downloads
         self.limits = limits
+        self.store: S = self.store_type(storage, limits=self.limits)
 
     def middleware(self, app: WSGIApplication) -> WSGIApplication:
         return self.reader_type(

@@ -74,11 +74,11 @@ class ReadMiddleware(Generic[S]):
     ) -> None:
         self.app = app
         self.storage = storage
-        self.store: S = self.store_type(storage)
         self.cache_bytes = cache_bytes
         self.cache = DocumentCache(cache_bytes)
         self.redirect_downloads = redirects(storage, redirect_downloads)
         self.limits = limits or Limits()
+        self.store: S = self.store_type(storage, limits=self.limits)
         self.proxy = UpstreamProxy(storage, self.cache, UpstreamClient(self.limits))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -32,6 +32,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -470,7 +471,8 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         record = self._committed(channel, filename.removesuffix(".metadata"))
         if record is None or record.sha256 != sha256 or (metadata and not record.metadata_sha256):
             raise _not_found(f"File {filename!r}")
-        return file_response(
+        respond = partial(
+            file_response,
             environ,
             self.storage,
             self.store.blob_key(channel, sha256, filename),
@@ -483,6 +485,13 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             redirect=0 if metadata else self.redirect_downloads,
             not_found=f"File {filename!r} is not in this channel.",
         )
+        try:
+            return respond()
+        except HTTPException as error:
+            # A METADATA not kept yet (uploads to a local store leave it to here).
+            if not metadata or error.code != 404 or not self.store.keep_beside(channel, record):
+                raise
+        return respond()
 
     def _committed(self, channel: Channel, filename: str) -> FileRecord | None:
         """The record of a file, if committed: only those are served (a blob whose

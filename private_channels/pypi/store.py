@@ -12,6 +12,8 @@ Layout under ``channels/<channel>/pypi/``:
   that race on one filename can never overwrite each other's bytes;
   ``blobs/<sha256>/<filename>.metadata``: a wheel's METADATA, verbatim (PEP 658);
   ``blobs/<sha256>/<filename>.pkg-info``: an sdist's PKG-INFO, for the pages only.
+  On a local store these two are written on their first read, from the file itself
+  (:meth:`PythonStore.keep_beside`), not by the upload.
 - ``projects/<normalized-name>.json``: the project document, one record per file. It is
   the commit point of an upload: a file exists for the index once its record is in it.
 - ``projects.json``: the names of all projects, for the root page.
@@ -24,8 +26,11 @@ of one document.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -45,8 +50,18 @@ from ..core.blobs import (
     store_blob,
 )
 from ..core.limits import Limits
-from ..storage import Stat, Storage, read_bytes, read_document, read_json, update_json
-from .metadata import InvalidDistributionError, parse_filename
+from ..storage import (
+    FileSystemStorage,
+    MemoryStorage,
+    Stat,
+    Storage,
+    read_bytes,
+    read_document,
+    read_json,
+    update_json,
+)
+from ..storage.base import CHUNK_SIZE
+from .metadata import InvalidDistributionError, parse_filename, read_distribution
 
 # What is stored beside a file: its METADATA (served, PEP 658), an sdist's PKG-INFO.
 _BESIDE = (".metadata", ".pkg-info")
@@ -130,9 +145,14 @@ def _project(doc: dict[str, Any]) -> tuple[str, tuple[FileRecord, ...], frozense
 class PythonStore(ChannelStore):
     folder = "pypi"
 
-    def __init__(self, storage: Storage) -> None:
-        super().__init__(storage)
+    def __init__(self, storage: Storage, *, limits: Limits | None = None) -> None:
+        super().__init__(storage, limits=limits)
         self._names: dict[str, tuple[str, frozenset[str]]] = {}
+        #: Whether an upload leaves what is kept beside its file (METADATA, PKG-INFO)
+        #: to the first read of it, which derives it from the file (:meth:`keep_beside`):
+        #: on a local store, where that saves every upload a synced write and reading a
+        #: file again is cheap; an object store gets it with the upload.
+        self.derives_beside = isinstance(storage, FileSystemStorage | MemoryStorage)
 
     # -- keys ------------------------------------------------------------------
 
@@ -177,16 +197,65 @@ class PythonStore(ChannelStore):
             return {}, None
         return projects, stat
 
-    def read_metadata(self, channel: Channel, record: FileRecord, *, limit: int) -> bytes | None:
-        """The file's METADATA (a wheel) or PKG-INFO (an sdist) as stored beside it, at
-        most ``limit`` bytes; ``None`` when none is (files stored before sdists kept it)."""
+    def beside_key(self, channel: Channel, record: FileRecord) -> str:
+        """Where a file's METADATA (a wheel) or PKG-INFO (an sdist) is kept beside it."""
         blob = self.blob_key(channel, record.sha256, record.filename)
-        key = f"{blob}.metadata" if record.metadata_sha256 is not None else f"{blob}.pkg-info"
+        return f"{blob}.metadata" if record.metadata_sha256 is not None else f"{blob}.pkg-info"
+
+    def read_metadata(self, channel: Channel, record: FileRecord, *, limit: int) -> bytes | None:
+        """The file's METADATA (a wheel) or PKG-INFO (an sdist) as kept beside it, at
+        most ``limit`` bytes; ``None`` when there is none (a wheel stored before the
+        index served METADATA)."""
+        key = self.beside_key(channel, record)
+        for _ in range(2):
+            try:
+                data, _ = read_bytes(self.storage, key, limit=limit)
+            except FileNotFoundError:
+                if not self.keep_beside(channel, record):
+                    return None
+                continue
+            except ValueError:
+                return None
+            return data
+        return None
+
+    def keep_beside(self, channel: Channel, record: FileRecord) -> bool:
+        """Store what is kept beside a file, from the file itself, unless it is there;
+        whether it is now.
+
+        Uploads to a local store leave it to this (:attr:`derives_beside`), and a copy
+        of a channel may lack it.  The file is read as its upload read it, within this
+        store's limits, and a METADATA whose sha256 is not the record's is not kept.
+        """
+        key = self.beside_key(channel, record)
+        with contextlib.suppress(FileNotFoundError):
+            self.storage.stat(key)
+            return True
+        if not is_sdist(record.filename) and record.metadata_sha256 is None:
+            return False  # a wheel stored before the index served METADATA
         try:
-            data, _ = read_bytes(self.storage, key, limit=limit)
-        except (FileNotFoundError, ValueError):
-            return None
-        return data
+            data = self._derive_beside(channel, record)
+        except (FileNotFoundError, InvalidDistributionError):
+            return False
+        if (
+            record.metadata_sha256 is not None
+            and hashlib.sha256(data).hexdigest() != record.metadata_sha256
+        ):
+            return False
+        with contextlib.suppress(FileExistsError):  # another request kept it first
+            self.storage.create(key, io.BytesIO(data))
+        return True
+
+    def _derive_beside(self, channel: Channel, record: FileRecord) -> bytes:
+        stream, _ = self.storage.open(self.blob_key(channel, record.sha256, record.filename))
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(stream)
+            if not stream.seekable():  # an object store's body: archives are read by seeking
+                spool = stack.enter_context(tempfile.TemporaryFile())
+                shutil.copyfileobj(stream, spool, CHUNK_SIZE)
+                spool.seek(0)
+                stream = spool
+            return read_distribution(record.filename, stream, limits=self.limits).metadata
 
     def open_blob(self, channel: Channel, sha256: str, filename: str) -> tuple[IO[bytes], Stat]:
         """Open a committed file (or, with ``filename + ".metadata"``, its METADATA).
@@ -202,7 +271,9 @@ class PythonStore(ChannelStore):
             project = None
         for record in project.files if project is not None else ():
             if record.filename == name and record.sha256 == sha256:
-                if wants_metadata and record.metadata_sha256 is None:
+                if wants_metadata and (
+                    record.metadata_sha256 is None or not self.keep_beside(channel, record)
+                ):
                     break
                 return self.storage.open(self.blob_key(channel, sha256, filename))
         raise FileNotFoundError(f"{filename} ({sha256}) is not in channel {channel.name}")
@@ -223,9 +294,11 @@ class PythonStore(ChannelStore):
 
         ``metadata`` (a wheel's METADATA, verbatim) is served beside the file (PEP 658);
         the record's ``metadata_sha256`` is always derived from it (``None`` without
-        it), so that the index promises a METADATA file exactly when one is stored.
+        it), so that the index promises a METADATA file exactly when one is kept.
         ``pkg_info`` (an sdist's PKG-INFO) is kept beside the file for the pages'
-        description, and never served: it may be incomplete (dynamic fields).
+        description, and never served: it may be incomplete (dynamic fields).  Both
+        are written now on an object store, and on their first read on a local one
+        (:attr:`derives_beside`).
 
         Raises :class:`FileConflictError` when the filename holds other bytes,
         :class:`DeletedFilenameError` when it was deleted, and :class:`SdistExistsError`
@@ -250,9 +323,9 @@ class PythonStore(ChannelStore):
             check(existing)
         blob = self.blob_key(channel, record.sha256, record.filename)
         blobs = {blob: content}
-        if metadata is not None:
+        if metadata is not None and not self.derives_beside:
             blobs[f"{blob}.metadata"] = io.BytesIO(metadata)
-        if pkg_info is not None:
+        if pkg_info is not None and not self.derives_beside:
             blobs[f"{blob}.pkg-info"] = io.BytesIO(pkg_info)
         added, doc = store_blob(
             self.storage,
