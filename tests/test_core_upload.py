@@ -368,3 +368,24 @@ def test_an_honest_body_compiles_no_pattern() -> None:
     decoder = _Decoder(BOUNDARY, 1 << 20)
     assert _events(decoder, [hostile]) == _events(MultipartDecoder(BOUNDARY, 1 << 20), [hostile])
     assert decoder.boundary_re._compiled is not None  # type: ignore[attr-defined]
+
+
+def test_text_fields_are_decoded_by_their_declared_charset_from_a_safe_list() -> None:
+    def part(value: bytes, content_type: str | None) -> bytes:
+        head = b'--a1-b2\r\nContent-Disposition: form-data; name="f"\r\n'
+        if content_type is not None:
+            head += f"Content-Type: {content_type}\r\n".encode()
+        return head + b"\r\n" + value + b"\r\n"
+
+    cases = [
+        (b"caf\xc3\xa9", None, "café"),
+        (b"caf\xe9", "text/plain; charset=iso-8859-1", "café"),
+        (b"caf\xe9", "text/plain; charset=ISO-8859-1", "café"),
+        (b"caf\xe9", "text/plain", "caf\ufffd"),  # UTF-8 unless declared
+        (b"caf\xe9", "text/plain; charset=cp1252", "caf\ufffd"),  # not on the list
+    ]
+    body = b"".join(part(value, kind) for value, kind, _ in cases) + b"--a1-b2--\r\n"
+    environ = EnvironBuilder(method="POST", input_stream=io.BytesIO(body),
+                             content_length=len(body)).get_environ()  # fmt: skip
+    with parse_upload_form(environ, BOUNDARY, Limits()) as (form, _):
+        assert form.getlist("f") == [text for _, _, text in cases]

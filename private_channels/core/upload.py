@@ -307,7 +307,8 @@ def _spool(memory: int) -> IO[bytes]:
 
 def _decode(data: bytes | bytearray, headers: Headers) -> str:
     # As werkzeug's own parser: a declared charset from a short safe list, else UTF-8.
-    charset = parse_options_header(headers.get("content-type", ""))[1].get("charset", "")
+    content_type = headers.get("content-type")
+    charset = parse_options_header(content_type)[1].get("charset", "") if content_type else ""
     if charset.lower() not in ("ascii", "us-ascii", "utf-8", "iso-8859-1"):
         charset = "utf-8"
     return bytes(data).decode(charset, "replace")
