@@ -179,7 +179,11 @@ def read_bytes(storage: Storage, key: str, *, limit: int = 64 * 1024 * 1024) -> 
     """Read a small blob whole, refusing anything larger than ``limit`` bytes."""
     stream, stat = storage.open(key)
     with stream:
-        data = stream.read(limit + 1)
+        # Asked for its size and one byte more (a file that grew since its stat shows
+        # in the next read), not for limit + 1 bytes: that would allocate as many.
+        data = stream.read(min(stat.size, limit) + 1)
+        if len(data) > stat.size and len(data) <= limit:
+            data += stream.read(limit + 1 - len(data))
     if len(data) > limit:
         raise ValueError(f"storage key {key!r} is larger than {limit} bytes")
     return data, stat
