@@ -37,7 +37,7 @@ import datetime as dt
 import functools
 import weakref
 from collections.abc import Iterable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeGuard
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, quote_etag
@@ -68,7 +68,23 @@ _small_files: weakref.WeakKeyDictionary[Storage, DocumentCache] = weakref.WeakKe
 
 def redirects(storage: Storage, seconds: int) -> int:
     """``seconds`` if the storage can presign URLs, else 0 (serve the bytes)."""
-    return seconds if isinstance(storage, PresignsURLs) else 0
+    return seconds if presigns(storage) else 0
+
+
+def presigns(storage: Storage) -> TypeGuard[PresignsURLs]:
+    """Whether the storage can presign URLs (:class:`~..storage.PresignsURLs`)."""
+    # isinstance() with a runtime-checkable protocol looks up each of its attributes
+    # every time (some microseconds a download): asked once per storage.
+    try:
+        return _presigns[storage]
+    except KeyError:
+        answer = _presigns[storage] = isinstance(storage, PresignsURLs)
+        return answer
+    except TypeError:  # a storage that cannot be weakly referenced
+        return isinstance(storage, PresignsURLs)
+
+
+_presigns: weakref.WeakKeyDictionary[Storage, bool] = weakref.WeakKeyDictionary()
 
 
 def _single_byte_range(value: str) -> bool:
@@ -155,7 +171,7 @@ def file_response(
     """The response to ``GET``/``HEAD`` of the blob at ``key`` (see the module);
     ``headers`` are added to it, whatever it is."""
     headers = list(headers)
-    if redirect and isinstance(storage, PresignsURLs):
+    if redirect and presigns(storage):
         # The store sends the bytes; the presigned URL is made locally, no request.
         response = Response(status=302, headers={"Location": storage.presigned_url(key, redirect)})
         response.headers["Cache-Control"] = "private, no-store"  # the URL expires
@@ -167,7 +183,7 @@ def file_response(
     try:
         if environ.get("REQUEST_METHOD") == "HEAD":
             stream, stat = None, storage.stat(key)
-        elif plain and not isinstance(storage, PresignsURLs):
+        elif plain and not presigns(storage):
             stream, (content, stat) = None, _small_file(storage, key)
             if content is None:
                 stream, stat = storage.open(key)
