@@ -132,6 +132,27 @@ class Dataset:
     def flat(self) -> Path:
         return self.root / "pypiserver"
 
+    @property
+    def pages_snapshot(self) -> Path:
+        """The project documents as filled (see :meth:`restore_pages`)."""
+        return self.root / "pages-snapshot"
+
+    def restore_pages(self) -> None:
+        """Put the project documents back as filled.  Uploads add versions to ours
+        and not to the limit's pre-rendered pages: without this, the next server's
+        pages would be larger for us than for the limit (at 100 projects, 5 times)."""
+        if not self.pages_snapshot.is_dir():
+            return  # a dataset filled before snapshots: its uploads stay (see --fresh)
+        storage = FileSystemStorage(self.storage)
+        real_fsync = os.fsync
+        os.fsync = lambda fd: None
+        try:
+            for path in self.pages_snapshot.glob("[!.]*"):
+                key = f"channels/{CHANNEL}/pypi/projects/{path.name}"
+                storage.put(key, io.BytesIO(path.read_bytes()))
+        finally:
+            os.fsync = real_fsync
+
     def save(self) -> None:
         meta = {"token": self.token, "files": self.files, "big": self.big}
         (self.root / "dataset.json").write_text(json.dumps(meta))
@@ -205,6 +226,8 @@ def fill(size: int, root: Path) -> Dataset:
             _static(dataset, f"/simple/{name}/index.json", render(page, JSON))
             _static(dataset, f"/simple/{name}/index.html", render(page, HTML))
         storage.put(python.projects_key(channel), io.BytesIO(dump_json({"projects": names})))
+        projects = dataset.storage / f"channels/{CHANNEL}/pypi/projects"
+        shutil.copytree(projects, dataset.pages_snapshot)
         _static(dataset, "/simple/index.json", render(index_page(names), JSON))
         _static(dataset, "/simple/index.html", render(index_page(names), HTML))
 
@@ -864,6 +887,8 @@ def main() -> None:
                         print(table([row], peers).splitlines()[-1], flush=True)
                         if any(errors.values()):
                             print(f"    errors: {errors}", flush=True)
+                        if workload.name == "upload":
+                            dataset.restore_pages()
                     for target, run in running.items():
                         meta[f"peak_rss_mb {size} {server} {target}"] = run.peak_rss() / 1e6
                 finally:
