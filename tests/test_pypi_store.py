@@ -22,7 +22,7 @@ from private_channels.pypi.store import (
     FileRecord,
     PythonStore,
 )
-from private_channels.storage import Stat, Storage
+from private_channels.storage import MemoryStorage, Stat, Storage
 from private_channels.storage.base import PresignsURLs
 
 from .packages import make_sdist, make_wheel
@@ -316,3 +316,30 @@ def test_what_is_kept_beside_a_file_is_read_from_it_when_missing(
     assert store.read_metadata(channel, wrong, limit=1 << 20) is None
     assert not store.keep_beside(channel, wrong)
     assert list(storage.list(store.beside_key(channel, wheel))) == []
+
+
+def test_what_cannot_be_kept_beside_a_file_is_not_an_error(tmp_path: Path) -> None:
+    """A storage that refuses the write (read-only here): no METADATA, no failure."""
+
+    class ReadOnly(MemoryStorage):
+        refuse = False
+
+        def create(self, key: str, data: IO[bytes]) -> Stat:
+            if self.refuse:
+                raise PermissionError(f"read-only: {key}")
+            return super().create(key, data)
+
+    storage = ReadOnly()
+    channel = ChannelRegistry(storage).create("c")
+    store = PythonStore(storage)
+    path = make_wheel(tmp_path, "demo", "1.0")
+    data = path.read_bytes()
+    dist = read_distribution(path.name, io.BytesIO(data))
+    store.add_file(channel, record(path.name, data), io.BytesIO(data), display_name="demo",
+                   metadata=dist.metadata)  # fmt: skip
+    storage.refuse = True
+    (wheel,) = store.project(channel, "demo").files  # type: ignore[union-attr]
+    assert store.read_metadata(channel, wheel, limit=1 << 20) is None
+    assert not store.keep_beside(channel, wheel)
+    with pytest.raises(FileNotFoundError):
+        store.open_blob(channel, wheel.sha256, wheel.filename + ".metadata")

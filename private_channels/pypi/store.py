@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -62,6 +63,8 @@ from ..storage import (
 )
 from ..storage.base import CHUNK_SIZE
 from .metadata import InvalidDistributionError, parse_filename, read_distribution
+
+_log = logging.getLogger("private_channels.pypi")
 
 # What is stored beside a file: its METADATA (served, PEP 658), an sdist's PKG-INFO.
 _BESIDE = (".metadata", ".pkg-info")
@@ -242,8 +245,13 @@ class PythonStore(ChannelStore):
             and hashlib.sha256(data).hexdigest() != record.metadata_sha256
         ):
             return False
-        with contextlib.suppress(FileExistsError):  # another request kept it first
+        try:
             self.storage.create(key, io.BytesIO(data))
+        except FileExistsError:  # another request kept it first
+            pass
+        except OSError as error:  # a storage that is read-only here, say
+            _log.warning("cannot keep %s beside its file: %s", key, error)
+            return False
         return True
 
     def _derive_beside(self, channel: Channel, record: FileRecord) -> bytes:
