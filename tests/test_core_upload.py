@@ -21,6 +21,7 @@ from private_channels.auth import TokenAuthMiddleware
 from private_channels.core.ecosystem import Upload
 from private_channels.core.limits import Limits
 from private_channels.core.upload import (
+    _DECODER_PATTERNS,
     MEMORY_SPOOL,
     UploadMiddleware,
     _Decoder,
@@ -358,6 +359,7 @@ def test_an_honest_body_compiles_no_pattern() -> None:
         b"--a1-b2\r\nContent-Disposition: form-data; name=\"c\"; filename=\"c.whl\"\r\n\r\n"
         + b"data--a1-b" * 1000 + b"\r\n--a1-b2--\r\n"
     )  # fmt: skip
+    assert _DECODER_PATTERNS  # this werkzeug's decoder has the patterns _Decoder replaces
     for size in (1, 7, 64, 1 << 16):
         decoder = _Decoder(BOUNDARY, 1 << 20)
         chunks = [honest[i : i + size] for i in range(0, len(honest), size)]

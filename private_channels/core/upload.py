@@ -140,7 +140,9 @@ def _parse(
 ) -> MultiDict[str, str]:
     # The decoder's own bound is on what it buffers: a preamble or part headers that
     # never end (file data passes through in chunks of READ_SIZE).
-    decoder = _Decoder(boundary, limits.max_part_header + READ_SIZE)
+    decoder = (_Decoder if _DECODER_PATTERNS else MultipartDecoder)(
+        boundary, limits.max_part_header + READ_SIZE
+    )
     stream = get_input_stream(environ, max_content_length=None)
     fields: MultiDict[str, str] = MultiDict()
     text = bytearray()
@@ -229,6 +231,9 @@ class _Decoder(MultipartDecoder):
         self.preamble_re = _BoundaryLine(boundary, preamble=True)  # type: ignore[assignment]
         self.boundary_re = _BoundaryLine(boundary, preamble=False)  # type: ignore[assignment]
 
+
+# The attributes _Decoder replaces, where this werkzeug has them (else its own decoder).
+_DECODER_PATTERNS = {"preamble_re", "boundary_re"} <= set(vars(MultipartDecoder(b"-")))
 
 # What follows the boundary on its line, as werkzeug's patterns have it: "--" (the
 # last boundary) and blanks up to an optional line break, or blanks and a line break.
