@@ -8,7 +8,9 @@ content negotiation, the cache, and an upload's phases (spool, hash, archive sca
 
 It calls the app that ``private-channels serve`` builds directly, without a server, with
 the environ a server would pass, and prints microseconds per request for each kind of
-request (and, with ``--profile KIND``, cProfile's top functions for it).
+request (and, with ``--profile KIND``, cProfile's top functions for it; with ``--cold``,
+the median with the CPU caches emptied before each request, which is closer to what a
+request costs under a server on a small machine).
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ def main() -> None:
     parser.add_argument("--projects", type=int, default=1000, help="uploads go to one at random")
     parser.add_argument("--profile", help="a kind of request to profile with cProfile")
     parser.add_argument("--log", default="text", help="the access log format (text, json, off)")
+    parser.add_argument(
+        "--cold", action="store_true",
+        help="touch 16 MiB of memory between requests, as a server's other work does",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ["PRIVATE_CHANNELS_LOG_FORMAT"] = args.log
     app = load_config().replace(storage=args.storage).build_app()
@@ -133,6 +139,9 @@ def main() -> None:
         "PACKAGES.rds": lambda: environ("GET", f"{PREFIX}/src/contrib/PACKAGES.rds", auth),
         "upload": upload,
     }
+    if args.cold:
+        cold(app, kinds, args.count)
+        return
     for kind, make in kinds.items():
         count = args.count if kind != "upload" else max(50, args.count // 20)
         call(app, make())
@@ -153,6 +162,32 @@ def main() -> None:
             stats = pstats.Stats(profiler, stream=sys.stdout)
             stats.sort_stats("tottime").print_stats(25)
             stats.sort_stats("cumulative").print_stats(40)
+
+
+def cold(app: Any, kinds: dict[str, Callable[[], dict[str, Any]]], count: int) -> None:
+    """The median time of each kind of request with the CPU caches cold: what a request
+    costs under a server on a small machine, where the server, the kernel and the
+    clients run between any two requests (docs/performance.md, fourth round)."""
+    junk = bytearray(16 << 20)
+
+    def evict() -> None:
+        for i in range(0, len(junk), 64):
+            junk[i] = 1
+        sorted({str(i): i for i in range(3000)})
+
+    for kind, make in kinds.items():
+        if kind == "upload":
+            continue
+        call(app, make())
+        times = []
+        for _ in range(min(count, 1500)):
+            env = make()
+            evict()
+            started = time.perf_counter()
+            call(app, env)
+            times.append(time.perf_counter() - started)
+        times.sort()
+        print(f"{kind:18} {times[len(times) // 2] * 1e6:8.1f} us/request, cold (median)")
 
 
 if __name__ == "__main__":
