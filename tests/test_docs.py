@@ -544,9 +544,7 @@ def test_migrating_page_moves_a_deployment_to_s3_and_back(
     returned = sorted(p.relative_to(back) for p in back.rglob("*") if p.is_file())
     # pip's install through the bucket read the wheel's METADATA, which the upload to
     # the disk had left to its first read: it was written there, and came back.
-    assert [f for f in returned if f not in files] == [
-        f for f in returned if f.name == "acme_utils-1.0-py3-none-any.whl.metadata"
-    ]
+    assert all(f.name.endswith(".whl.metadata") for f in returned if f not in files)
     assert all((original / f).read_bytes() == (back / f).read_bytes() for f in files)
     assert set(files) <= set(returned)
 
