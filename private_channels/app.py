@@ -17,6 +17,10 @@ URL, the management endpoints (yank, unyank, delete), and each ecosystem's read 
 (the Python simple index, the CRAN repository, the conda channel), each serving what it
 owns and passing on the rest.  The pages, the HTTP API and the command line share one
 management API (:class:`~private_channels.admin.Admin`).  See ``docs/architecture.md``.
+
+Most requests are reads of an index or a file, which the health endpoint, the pages,
+uploads and the management endpoints all pass on: :class:`ReadPath` sends them past
+those layers, straight to the token and channel layers and the read sides.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ if TYPE_CHECKING:
     from .core.ecosystem import Ecosystem
     from .storage import Storage
 
-__all__ = ["ecosystems", "make_app"]
+__all__ = ["ReadPath", "ecosystems", "make_app"]
 
 
 def ecosystems(
@@ -114,6 +118,7 @@ def make_app(
     app: WSGIApplication = _not_found
     for ecosystem in reversed(served):
         app = ecosystem.middleware(app)
+    readers = app
     app = ManageMiddleware(app, served, limits=limits)
     app = UploadMiddleware(app, served, limits=limits)
     registry = ChannelRegistry(storage)
@@ -129,7 +134,44 @@ def make_app(
         app = PagesMiddleware(app, admin, sessions, limits=limits, api=api)
     if health:
         app = HealthMiddleware(app, storage)
+    app = ReadPath(app, TokenAuthMiddleware(ChannelMiddleware(readers, registry), store))
     app = FailureMiddleware(app)
     if access_log is not None:
         app = AccessLogMiddleware(app, format=access_log)
     return app
+
+
+class ReadPath:
+    """Send ``GET`` and ``HEAD`` of a path at least two segments deep with no ``/-/``
+    segment and no cookie to ``read`` (the token and channel layers over the
+    ecosystems' read sides), every other request to ``app`` (the whole composition).
+
+    Every layer that ``read`` leaves out passes such a request on untouched: the
+    health endpoint answers ``/-/health`` only, the HTTP API and the pages' own URLs
+    have a ``/-/`` segment, the pages negotiated with browsers are one segment deep
+    (``/``, ``/<channel>/``), a signed-in session is read from a cookie, uploads are
+    ``POST`` and the management endpoints ``/-/<action>``.  Each of those layers costs
+    little, but a request on a busy small machine starts with cold CPU caches, where
+    every layer walked costs several times its warm time (docs/performance.md), and
+    these reads are most of what a package server answers.
+    """
+
+    def __init__(self, app: WSGIApplication, read: WSGIApplication) -> None:
+        self.app = app
+        self.read = read
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.takes(environ):
+            return self.read(environ, start_response)
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def takes(environ: WSGIEnvironment) -> bool:
+        """Whether the request is a read that every layer left out passes on."""
+        path: str = environ.get("PATH_INFO", "")
+        return (
+            environ.get("REQUEST_METHOD") in ("GET", "HEAD")
+            and "/-/" not in path
+            and "HTTP_COOKIE" not in environ
+            and "/" in path.strip("/")
+        )

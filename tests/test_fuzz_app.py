@@ -24,8 +24,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import warnings
 from typing import Any
+from unittest.mock import patch
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -34,6 +36,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 from werkzeug.middleware.lint import LintMiddleware
 
+from private_channels.app import ReadPath
 from private_channels.storage import MemoryStorage, Storage
 from private_channels.web.session import COOKIE, CSRF_FIELD
 
@@ -492,3 +495,55 @@ def test_any_management_request(world: World, data: st.DataObject) -> None:
     channel = data.draw(st.sampled_from(["team"] * 3 + ["open"] * 3 + ["nope"]))
     extra = {**data.draw(credentials(world)), **data.draw(headers(world))}
     _check(world, "POST", f"/{channel}/-/{action}", "", extra, data.draw(bodies(world)))
+
+
+def _answer(storage: Storage, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    status, headers, data = _call(standalone(storage), environ)
+    # The access log's request id is new for every app, and the health endpoint says
+    # how long its check took; everything else must agree.
+    data = re.sub(rb'(_ms": )[0-9.e-]+', rb"\1 0", data)
+    return status, [(k, v) for k, v in headers if k not in ("X-Request-ID", "Content-Length")], data
+
+
+@fuzz(200)
+@given(data=st.data(), method=st.sampled_from(["GET"] * 4 + ["HEAD"] * 2 + ["POST", "PUT"]))
+def test_read_path_answers_as_the_whole_composition(
+    world: World, data: st.DataObject, method: str
+) -> None:
+    """:class:`~private_channels.app.ReadPath` sends reads past the health endpoint, the
+    pages, uploads and management: each of those must pass on every request it takes,
+    so that such a request gets the answer the whole composition gives."""
+    path = data.draw(paths(world))
+    query = data.draw(REQUESTS["query"])
+    extra = {**data.draw(credentials(world)), **data.draw(headers(world))}
+    mounted = _environ(method, path, query, extra, {})
+    mounted["PATH_INFO"] = mounted["PATH_INFO"].removeprefix(PREFIX)
+    taken = ReadPath.takes(mounted)
+    event(f"read path {'taken' if taken else 'not taken'}")
+    if not taken:
+        return  # the whole composition answers it either way
+    storage = world.storage()  # one for both: ETags name the storage's versions
+    shortened = _answer(storage, _environ(method, path, query, extra, {}))
+    with patch.object(ReadPath, "takes", staticmethod(lambda environ: False)):
+        assert _answer(storage, _environ(method, path, query, extra, {})) == shortened
+
+
+def test_read_path_takes_the_reads_it_should(world: World) -> None:
+    """The read path is taken (else the property above proves nothing) for the reads
+    of indexes and files, and not for what a layer it leaves out answers."""
+
+    def takes(method: str, path: str, extra: dict[str, str]) -> bool:
+        return ReadPath.takes({"REQUEST_METHOD": method, "PATH_INFO": path, **extra})
+
+    auth = {"HTTP_X_AUTH": world.tokens["read"]}
+    for path in ["/team/simple/demo/", "/team/src/contrib/PACKAGES", "/open/noarch/repodata.json",
+                 f"/t/{world.tokens['read']}/team/src/contrib/PACKAGES.rds"]:  # fmt: skip
+        assert takes("GET", path, auth) and takes("HEAD", path, {})
+    for method, path, extra in [
+        ("GET", "/-/health", {}), ("GET", "/team/", {"HTTP_ACCEPT": BROWSER}),
+        ("GET", "/team", {}), ("GET", "/team/simple/demo/", {"HTTP_COOKIE": world.cookie}),
+        ("GET", "/team/-/files", auth),
+        ("POST", "/team/simple/demo/", auth), ("GET", "/-/api/channels", auth),
+        ("POST", "/team/", auth), ("GET", "/team/-/yank", auth), ("GET", "/", {}),
+    ]:  # fmt: skip
+        assert not takes(method, path, extra)

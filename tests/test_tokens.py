@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import re
 import time
@@ -127,6 +128,33 @@ def test_only_a_keyed_hash_is_stored(storage: Storage) -> None:
     assert len(record_keys) == 1
     digest = record_keys[0].removeprefix("registry/tokens/").removesuffix(".json")
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
+
+
+def test_the_hashes_a_process_keeps_are_the_stored_ones_and_hold_no_secret(
+    storage: Storage,
+) -> None:
+    store = TokenStore(storage)
+    secret, token = store.create(channels=["*"], scope=Scope.READ)
+    key = read_bytes(storage, "registry/token-key")[0]
+    expected = hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+    assert store.verify(secret) == token
+    assert expected in store._hashes.values()
+    assert store._hash(secret) == expected  # from the memory, as computed
+    # Found by a keyed hash of the secret: neither the secret nor an unkeyed hash of it.
+    for seen in store._hashes:
+        assert len(seen) == 32
+        assert secret.encode() not in seen
+        assert seen != hashlib.blake2b(secret.encode(), digest_size=32).digest()
+    # Another process keys its memory differently, and finds the same record.
+    other = TokenStore(storage)
+    assert other.verify(secret) == token and set(other._hashes) != set(store._hashes)
+
+
+def test_the_hashes_kept_are_bounded(storage: Storage) -> None:
+    store = TokenStore(storage)
+    for i in range(10_050):
+        store._hash(f"{i:048x}")
+    assert len(store._hashes) <= 10_000
 
 
 def test_every_store_on_one_storage_agrees_on_the_hash_key(storage: Storage) -> None:
