@@ -85,6 +85,21 @@ _PIPE_BUF = 4096
 _MAX_PENDING = 10_000
 
 
+class _Process:
+    """This process's id, kept: ``os.getpid`` is a system call (glibc caches it no
+    more), and every access line asks for it twice."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):  # no fork, no other process id, elsewhere
+    os.register_at_fork(after_in_child=_Process.forked)
+
+
 def configure_logging(
     stream: IO[str] | None = None, *, flush_interval: float = 0.0
 ) -> logging.Logger:
@@ -142,7 +157,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if waiting >= _MAX_PENDING:
             self.flush()
             return
-        if self._writer_pid != os.getpid():
+        if self._writer_pid != _Process.pid:
             self._start_writer()
         if not self._wake.is_set():
             self._wake.set()
@@ -158,9 +173,9 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self._pending_lock:
             # Started here, on the first line of each process: a thread started before
             # a server forks its workers would not run in them.
-            if self._writer_pid == os.getpid():
+            if self._writer_pid == _Process.pid:
                 return
-            self._writer_pid = os.getpid()
+            self._writer_pid = _Process.pid
         threading.Thread(target=self._writer, name="access-log", daemon=True).start()
 
     def _writer(self) -> None:
@@ -216,9 +231,10 @@ class AccessLogMiddleware:
         self._clock = (-1, "")  # the second, and its text: one value, for the threads
 
     def request_id(self, environ: WSGIEnvironment) -> str:
-        incoming = str(environ.get("HTTP_X_REQUEST_ID", ""))
+        incoming = str(environ.get("HTTP_X_REQUEST_ID") or "")
         if (
-            self.trust_request_id
+            incoming
+            and self.trust_request_id
             and len(incoming) <= 2 * MAX_REQUEST_ID  # bounded before any pattern runs
             and _REQUEST_ID.match(incoming := incoming.strip())
             and redact_tokens(incoming) == incoming
@@ -243,7 +259,7 @@ class AccessLogMiddleware:
             "size": 0,
             "user_agent": environ.get("HTTP_USER_AGENT", ""),
             # Which worker answered, under gunicorn and other pre-forking servers.
-            "pid": os.getpid(),
+            "pid": _Process.pid,
         }
 
         def logging_start_response(

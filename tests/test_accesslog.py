@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 
@@ -385,3 +386,24 @@ def test_a_stream_that_blocks_holds_requests_back_instead_of_memory(
     assert stream.writes == []
     handler.write_line("line 4")  # the fifth: written at once, with the four before it
     assert stream.getvalue().splitlines() == [f"line {i}" for i in range(5)]
+
+
+def test_the_pid_logged_is_the_process_that_answered(records: Records) -> None:
+    """Gunicorn's workers are forked from a process that may have loaded the app: each
+    logs its own id, not its parent's."""
+    app = test_app(MemoryStorage(), "/api/repo", access_log="json")
+    app.get("/api/repo/-/health")
+    assert json.loads(records.lines[-1])["pid"] == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through the pipe)
+        try:
+            app.get("/api/repo/-/health")
+            os.write(write, f"{json.loads(records.lines[-1])['pid']} {os.getpid()}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        logged, own = answer.read().split()
+    os.waitpid(child, 0)
+    assert logged == own == str(child)

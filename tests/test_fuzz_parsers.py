@@ -505,8 +505,12 @@ def test_redaction(before: str, left: str, token: str, right: str, after: str) -
 
 
 @fuzz(300)
-@given(st.one_of(s.hostile_texts, st.builds(str.__add__, s.texts, TOKENS), s.texts))
+@given(st.one_of(s.hostile_texts, st.builds(str.__add__, s.texts, TOKENS), s.texts,
+                 st.text("/tT%2fF574x", max_size=30)))  # fmt: skip
 @example("/t/x")
+@example("/T//x")
+@example("/api/t/x")
+@example("/x/%74/y")
 @example("%2574%2fx")
 @example("x.eJy.z")
 @example("ab" * 24)
