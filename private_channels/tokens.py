@@ -300,6 +300,13 @@ class _CacheEntry:
 _SIGNED_ALPHABET = frozenset(string.ascii_letters + string.digits + "-_.")
 
 
+def _live(token: Token | None) -> Token | None:
+    """The token, unless it is none, revoked or expired."""
+    if token is None or token.revoked or token.expired():
+        return None
+    return token
+
+
 @dataclass
 class TokenStore:
     """Stored tokens (and revocations of signed ones) in a :class:`Storage`.
@@ -455,6 +462,8 @@ class TokenStore:
         A stored token is found by its keyed hash (one read, no listing, no comparison
         that depends on the secret); a signed one by checking its signature.
         """
+        if _HEX_TOKEN.match(secret):  # the usual token: what recheck does, less its checks
+            return _live(self._cached(self._hash(secret), self._load_used))
         reference = self.reference(secret)
         return None if reference is None else self.recheck(reference)
 
@@ -497,9 +506,7 @@ class TokenStore:
                 return None
             if self._cached(f"revoked:{token.id}", self._load_revocation):
                 return None
-        if token is None or token.revoked or token.expired():
-            return None
-        return token
+        return _live(token)
 
     def _cached(self, cache_key: str, load: Callable[[str], Token | None]) -> Token | None:
         now = time.monotonic()

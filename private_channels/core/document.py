@@ -35,11 +35,8 @@ __all__ = ["DocumentResponse"]
 _LARGE = 256 * 1024
 
 # Preconditions this module leaves to werkzeug (If-None-Match it answers itself).
-_OTHER_PRECONDITIONS = (
-    "HTTP_IF_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_IF_UNMODIFIED_SINCE",
-    "HTTP_RANGE",
+_OTHER_PRECONDITIONS = frozenset(
+    ("HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE")
 )
 
 
@@ -69,7 +66,7 @@ class DocumentResponse:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
-        if method not in ("GET", "HEAD") or any(k in environ for k in _OTHER_PRECONDITIONS):
+        if method not in ("GET", "HEAD") or not environ.keys().isdisjoint(_OTHER_PRECONDITIONS):
             return self._werkzeug(environ, start_response)
         current = environ.get("HTTP_IF_NONE_MATCH")
         if current and (

@@ -216,8 +216,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
 
     def _media_type(self, environ: WSGIEnvironment) -> str:
         # PEP 691's optional URL parameter, for people exploring with a browser.
-        query = dict(_query(environ))
-        requested = query.get("format")
+        requested = dict(_query(environ)).get("format") if environ.get("QUERY_STRING") else None
         if requested is not None:
             requested = _LATEST.get(requested, requested)
             if requested in MEDIA_TYPES:
