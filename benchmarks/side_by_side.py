@@ -1,20 +1,24 @@
-"""private-channels against the limit of its WSGI server and against pypiserver, in one run.
+"""private-channels against the limit of its WSGI server, pypiserver and devpi-server, in one run.
 
 ::
 
-    python benchmarks/side_by_side.py                           # everything (about 40 minutes)
+    python benchmarks/side_by_side.py                           # everything (about 50 minutes)
     python benchmarks/side_by_side.py --sizes 1000 --servers waitress --rounds 1 --seconds 1
     python benchmarks/side_by_side.py --extras                  # 1 GB up/down RSS, CRAN rebuild
 
 For each number of projects (``--sizes``) it fills one channel (N Python projects x 3
 versions, N R packages x 3 versions, one 50 MB wheel), pre-renders every page and index
-of it to a static tree, and installs pypiserver into a throwaway virtual environment
-under the work directory.  Then, for each WSGI server (``--servers``: waitress,
-gunicorn with 2 workers, werkzeug's threaded server), it starts side by side:
+of it to a static tree, and installs pypiserver and devpi-server into throwaway virtual
+environments under the work directory; devpi-server gets the same Python files once,
+through its upload API, into a server directory kept beside the channel.  Then, for each
+WSGI server (``--servers``: waitress, gunicorn with 2 workers, werkzeug's threaded
+server), it starts side by side:
 
 1. ``limit``: ``limit_app.py`` on that server, serving the static tree: the limit;
 2. ``ours``: ``private-channels serve --server <it>`` (access log on, as by default);
-3. ``pypiserver``: its WSGI app on that server, over the same files (no CRAN).
+3. ``pypiserver``: its WSGI app on that server, over the same files (no CRAN);
+4. ``devpi``: devpi-server on its own server (its waitress, with our number of threads)
+   whatever the row's server, over a fresh copy of its filled directory (no CRAN).
 
 and measures each workload on each of them in turn, ``--rounds`` times, for
 ``--seconds`` each, with ``--clients`` keep-alive HTTP/1.1 connections spread over
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import http.client
@@ -44,7 +49,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from packaging.utils import canonicalize_name  # noqa: E402
+from run_server import WAITRESS_THREADS  # noqa: E402
 
 from private_channels.channels import ChannelRegistry  # noqa: E402
 from private_channels.cran.index import render as render_cran  # noqa: E402
@@ -91,6 +97,10 @@ def project_name(i: int) -> str:
     return f"project-{i:05d}"
 
 
+def wheel_name(name: str, version: str) -> str:
+    return f"{canonicalize_name(name).replace('-', '_')}-{version}-py3-none-any.whl"
+
+
 def wheel_bytes(name: str, version: str, payload: bytes = b"") -> tuple[str, bytes]:
     """A small valid wheel: what every upload sends (distinct name and version each)."""
     dist = canonicalize_name(name).replace("-", "_")
@@ -106,7 +116,7 @@ def wheel_bytes(name: str, version: str, payload: bytes = b"") -> tuple[str, byt
             f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         )
         archive.writestr(f"{info}/RECORD", "")
-    return f"{dist}-{version}-py3-none-any.whl", out.getvalue()
+    return wheel_name(name, version), out.getvalue()
 
 
 @dataclass
@@ -114,11 +124,12 @@ class Dataset:
     """One filled channel and its static mirror."""
 
     size: int
-    root: Path  # storage/, static/, pypiserver/ (the files, flat, for pypiserver)
+    root: Path  # storage/, static/, pypiserver/ (the files, flat, for pypiserver), devpi/
     token: str = ""
     files: list[str] = field(default_factory=list)  # paths under PREFIX of small files
     big: str = ""  # path under PREFIX of the 50 MB wheel
     big_pypiserver: str = ""
+    devpi_auth: str = ""  # X-Devpi-Auth for the devpi-server running now (a login per start)
 
     @property
     def storage(self) -> Path:
@@ -131,6 +142,11 @@ class Dataset:
     @property
     def flat(self) -> Path:
         return self.root / "pypiserver"
+
+    @property
+    def devpi(self) -> Path:
+        """devpi-server's directory as filled (see :func:`fill_devpi`); never served."""
+        return self.root / "devpi"
 
     @property
     def pages_snapshot(self) -> Path:
@@ -152,6 +168,14 @@ class Dataset:
                 storage.put(key, io.BytesIO(path.read_bytes()))
         finally:
             os.fsync = real_fsync
+
+    def restore_flat(self) -> None:
+        """Take pypiserver's uploads out of its folder, which it lists on every page: the
+        next server's pages would otherwise list the uploads of every earlier run."""
+        filled = {path.rpartition("/")[2] for path in [*self.files, self.big]}
+        for path in self.flat.iterdir():
+            if path.name not in filled:
+                path.unlink()
 
     def save(self) -> None:
         meta = {"token": self.token, "files": self.files, "big": self.big}
@@ -294,6 +318,12 @@ class Running:
                 pass
         return peak
 
+    def reset_peak_rss(self) -> None:
+        """Start :meth:`peak_rss` over from now (Linux's clear_refs)."""
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+
 
 def free_port() -> int:
     import socket
@@ -358,6 +388,11 @@ def start_targets(
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     tag = f"{dataset.size}-{server}"
+    # devpi is filled (the first time, minutes at 10,000 projects) before any server starts:
+    # a fill that fails leaves none running.
+    devpi = peer_environment(work, "devpi", DEVPI_PACKAGES) if "devpi" in targets else None
+    if devpi is not None:
+        fill_devpi(dataset, devpi, env, logs)
     if "limit" in targets:
         port = free_port()
         limit_env = {**env, "LIMIT_ROOT": str(dataset.static), "PYTHONPATH": str(HERE)}
@@ -393,7 +428,133 @@ def start_targets(
                 "pypiserver", [str(python), *runner, "--port", str(port), app],
                 peer_env, logs / f"pypiserver-{tag}.log", port,
             )  # fmt: skip
+    if devpi is not None:
+        running["devpi"] = start_devpi(devpi, devpi_copy(dataset), env, logs / f"devpi-{tag}.log")
+        dataset.devpi_auth = devpi_login(running["devpi"].port)
+        running["devpi"].reset_peak_rss()  # the login's argon2 hash (512 MiB) is not serving
     return running
+
+
+# -- devpi-server ----------------------------------------------------------------------
+
+DEVPI_USER = "bench"  # its password too
+DEVPI_INDEX = f"/{DEVPI_USER}/dev"
+DEVPI_PACKAGES = ["devpi-server>=6.6,<7"]  # 6.6: PEP 691 JSON pages
+
+
+def devpi_file(path: str) -> str:
+    """Where devpi keeps a file of the dataset (``/files/<sha256>/<name>``): what its pages
+    link to, as :func:`fill_devpi` checks."""
+    sha256, name = path.split("/")[-2:]
+    return f"{DEVPI_INDEX}/+f/{sha256[:3]}/{sha256[3:16]}/{name}"
+
+
+def devpi_api(
+    port: int, method: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Any:
+    """One call of devpi's JSON API: its result."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request(
+        method, path, body=json.dumps(body),
+        headers={"Accept": "application/json", "Content-Type": "application/json",
+                 **(headers or {})},
+    )  # fmt: skip
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    if response.status >= 300:
+        raise RuntimeError(f"devpi: {method} {path}: {response.status} {answer}")
+    return answer["result"]
+
+
+def devpi_login(port: int) -> str:
+    """The X-Devpi-Auth that devpi-client sends after ``devpi login``: a signed token, cheap
+    to check.  The password itself, in basic auth, would cost an argon2 hash of 512 MiB
+    (0.1 s) on every upload."""
+    login = {"user": DEVPI_USER, "password": DEVPI_USER}
+    token = devpi_api(port, "POST", "/+login", login)["password"]
+    return base64.b64encode(f"{DEVPI_USER}:{token}".encode()).decode()
+
+
+def start_devpi(python: Path, serverdir: Path, env: dict[str, str], log: Path) -> Running:
+    """devpi-server on its own server (waitress, with the threads run_server.py gives
+    waitress), offline: it never asks PyPI for a project it does not have."""
+    port = free_port()
+    command = [
+        str(python.parent / "devpi-server"), "--serverdir", str(serverdir),
+        "--host", "127.0.0.1", "--port", str(port), "--offline-mode",
+        "--threads", str(WAITRESS_THREADS),
+    ]  # fmt: skip
+    return start("devpi", command, env, log, port)
+
+
+def fill_devpi(dataset: Dataset, python: Path, env: dict[str, str], logs: Path) -> Path:
+    """The dataset's Python files in one private index of devpi's, uploaded once as twine
+    uploads them, and its directory kept beside the dataset (``--fresh`` fills it anew).
+    The index has no bases, so it never looks at PyPI, and is volatile, so it takes the new
+    versions of the upload workload.  One connection: devpi takes one write at a time, and
+    2, 4 or 8 uploading at once only slowed it (159 files/s with one, 127 with 8)."""
+    if dataset.devpi.is_dir():
+        return dataset.devpi
+    filling = dataset.root / "devpi-filling"  # renamed when complete: a broken fill is not kept
+    shutil.rmtree(filling, ignore_errors=True)
+    subprocess.run(
+        [str(python.parent / "devpi-init"), "--serverdir", str(filling), "--no-root-pypi"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    print(f"  filling devpi-server with {dataset.size * VERSIONS} files ...", flush=True)
+    started = time.perf_counter()
+    running = start_devpi(python, filling, env, logs / f"devpi-fill-{dataset.size}.log")
+    try:
+        devpi_api(running.port, "PUT", f"/{DEVPI_USER}", {"password": DEVPI_USER})
+        auth = {"X-Devpi-Auth": devpi_login(running.port)}
+        devpi_api(running.port, "PUT", DEVPI_INDEX, {"bases": [], "volatile": True}, auth)
+        connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=120)
+        for i in range(dataset.size):
+            for v in range(VERSIONS):
+                name, version = project_name(i), f"1.{v}"
+                filename = wheel_name(name, version)
+                body, content_type = upload_form(
+                    name, version, filename, (dataset.flat / filename).read_bytes(),
+                    {"requires_python": ">=3.8"},  # on our pages too
+                )  # fmt: skip
+                headers = {**auth, "Content-Type": content_type}
+                connection.request("POST", f"{DEVPI_INDEX}/", body=body, headers=headers)
+                response = connection.getresponse()
+                if response.status != 200:
+                    raise RuntimeError(f"devpi: {filename}: {response.status} {response.read()!r}")
+                response.read()
+        # Project 0 holds the 50 MB wheel: its link, resolved as pip resolves it.
+        page = f"{DEVPI_INDEX}/+simple/{project_name(0)}/"
+        connection.request("GET", page, headers={"Accept": JSON_ACCEPT})
+        files = json.loads(connection.getresponse().read())["files"]
+        connection.close()
+        links = [posixpath.normpath(page + file["url"]) for file in files]
+        if devpi_file(dataset.big) not in links:
+            raise RuntimeError(f"devpi links {links}, not {devpi_file(dataset.big)}")
+    finally:
+        stop(running)
+    seconds = time.perf_counter() - started
+    print(f"  devpi-server filled in {seconds:.0f} s", flush=True)
+    filling.rename(dataset.devpi)
+    return dataset.devpi
+
+
+def devpi_copy(dataset: Dataset) -> Path:
+    """A fresh copy of devpi's filled directory for one start, so that the uploads of one
+    row do not reach the next one's pages (what :meth:`Dataset.restore_pages` does for
+    ours).  Its database is copied; its files, written once and never changed, linked."""
+    run = dataset.root / "devpi-run"
+    shutil.rmtree(run, ignore_errors=True)
+
+    def copy(source: str, target: str) -> None:
+        if "/+files/" in source:
+            os.link(source, target)
+        else:
+            shutil.copy2(source, target)
+
+    shutil.copytree(dataset.devpi, run, copy_function=copy)
+    return run
 
 
 # -- the load ------------------------------------------------------------------------
@@ -409,29 +570,53 @@ class Workload:
     ]
 
 
-def _auth(target: str, dataset: Dataset) -> dict[str, str]:
+@dataclass(frozen=True)
+class Layout:
+    """Where a target answers the workloads: each peer has URLs of its own."""
+
+    simple: str  # the root page; a project's page is <simple>/<project>/
+    upload: str
+    file: Callable[[str], str]  # a file of the dataset, "/files/<sha256>/<name>" -> its path
+    cran: bool = False  # the peers serve Python only
+    own_server: str = ""  # what serves it in every row, whatever --servers says
+
+
+OURS = Layout(f"{PREFIX}/simple", PREFIX, lambda path: PREFIX + path, cran=True)
+LAYOUTS = {
+    "limit": OURS,
+    "ours": OURS,
+    "pypiserver": Layout("/simple", "/", lambda path: "/packages/" + path.rpartition("/")[2]),
+    "devpi": Layout(
+        f"{DEVPI_INDEX}/+simple", f"{DEVPI_INDEX}/", devpi_file,
+        own_server=f"devpi-server's own waitress ({WAITRESS_THREADS} threads)",
+    ),
+}  # fmt: skip
+
+
+def _auth(target: str, dataset: Dataset, write: bool = False) -> dict[str, str]:
+    """What a client sends: ours wants its token on every request (its channels are
+    private); pypiserver takes anything from anyone; devpi reads to anyone and takes
+    uploads from its user."""
     if target == "ours":
         token = base64.b64encode(f"{dataset.token}:x-auth-token".encode()).decode()
         return {"Authorization": f"Basic {token}"}
+    if target == "devpi" and write:
+        return {"X-Devpi-Auth": dataset.devpi_auth}
     return {}
-
-
-def _prefix(target: str) -> str:
-    return "" if target == "pypiserver" else PREFIX
 
 
 def _page(accept: str) -> Callable[..., tuple[str, str, dict[str, str], bytes | None]]:
     def make(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
         name = project_name(rng.randrange(dataset.size))
         headers = {**_auth(target, dataset), "Accept": accept}
-        return "GET", f"{_prefix(target)}/simple/{name}/", headers, None
+        return "GET", f"{LAYOUTS[target].simple}/{name}/", headers, None
 
     return make
 
 
 def _root(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
     headers = {**_auth(target, dataset), "Accept": JSON_ACCEPT}
-    return "GET", f"{_prefix(target)}/simple/", headers, None
+    return "GET", f"{LAYOUTS[target].simple}/", headers, None
 
 
 def _revalidate(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -442,15 +627,11 @@ def _revalidate(target: str, dataset: Dataset, rng: random.Random, state: dict[s
 
 
 def _small(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
-    path = rng.choice(dataset.files)
-    path = "/packages/" + path.rpartition("/")[2] if target == "pypiserver" else PREFIX + path
-    return "GET", path, _auth(target, dataset), None
+    return "GET", LAYOUTS[target].file(rng.choice(dataset.files)), _auth(target, dataset), None
 
 
 def _big(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
-    if target == "pypiserver":
-        return "GET", "/packages/" + dataset.big.rpartition("/")[2], {}, None
-    return "GET", PREFIX + dataset.big, _auth(target, dataset), None
+    return "GET", LAYOUTS[target].file(dataset.big), _auth(target, dataset), None
 
 
 def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
@@ -469,6 +650,18 @@ def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def upload_form(
+    name: str, version: str, filename: str, data: bytes, extra: dict[str, str] | None = None
+) -> tuple[bytes, str]:
+    """The form twine posts for one wheel, and its content type."""
+    return multipart(
+        {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
+         "filetype": "bdist_wheel", "pyversion": "py3", "metadata_version": "2.1",
+         "sha256_digest": hashlib.sha256(data).hexdigest(), **(extra or {})},
+        filename, data,
+    )  # fmt: skip
+
+
 def _upload(target: str, dataset: Dataset, rng: random.Random, state: dict[str, Any]):  # type: ignore[no-untyped-def]
     # A new version of an existing project, as twine sends it: distinct every time.
     name = project_name(rng.randrange(dataset.size))
@@ -476,14 +669,9 @@ def _upload(target: str, dataset: Dataset, rng: random.Random, state: dict[str, 
         f"2.{state['run']}.{os.getpid()}.{threading.get_ident() % 100000}.{rng.randrange(10**9)}"
     )
     filename, data = wheel_bytes(name, version)
-    body, content_type = multipart(
-        {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
-         "filetype": "bdist_wheel", "pyversion": "py3", "metadata_version": "2.1",
-         "sha256_digest": hashlib.sha256(data).hexdigest()},
-        filename, data,
-    )  # fmt: skip
-    headers = {**_auth(target, dataset), "Content-Type": content_type}
-    return "POST", "/" if target == "pypiserver" else PREFIX, headers, body
+    body, content_type = upload_form(name, version, filename, data)
+    headers = {**_auth(target, dataset, write=True), "Content-Type": content_type}
+    return "POST", LAYOUTS[target].upload, headers, body
 
 
 def _cran(name: str) -> Callable[..., tuple[str, str, dict[str, str], bytes | None]]:
@@ -578,36 +766,36 @@ def etags(port: int, target: str, dataset: Dataset, count: int = 200) -> dict[st
     found: dict[str, str] = {}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for i in range(min(count, dataset.size)):
-        path = f"{_prefix(target)}/simple/{project_name(i)}/"
+        path = f"{LAYOUTS[target].simple}/{project_name(i)}/"
         connection.request("GET", path, headers={**_auth(target, dataset), "Accept": JSON_ACCEPT})
         response = connection.getresponse()
         response.read()
         etag = response.getheader("ETag")
         if not etag:
-            break  # pypiserver sends none: there is nothing to revalidate
+            break  # pypiserver and devpi send none: there is nothing to revalidate
         found[path] = etag
     connection.close()
     return found
 
 
 def warm(port: int, target: str, dataset: Dataset) -> None:
-    """Every project page once in each format, and each CRAN index: what a server that has
-    run for a while holds in its caches (twice, for gunicorn's two workers).  pypiserver
-    keeps no pages, so it is left alone."""
+    """Every project page once in each format, and each CRAN index where served: what a
+    server that has run for a while holds in its caches (twice, for gunicorn's two
+    workers; once on a server of a target's own, one process: devpi's).  pypiserver keeps
+    no pages, so it is left alone; devpi keeps a cache of its own, so it is warmed too."""
     if target == "pypiserver":
         return
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    paths = [f"{_prefix(target)}/simple/"] + [
-        f"{_prefix(target)}/simple/{project_name(i)}/" for i in range(dataset.size)
-    ]
-    for _ in range(2):
+    simple = LAYOUTS[target].simple
+    paths = [f"{simple}/"] + [f"{simple}/{project_name(i)}/" for i in range(dataset.size)]
+    for _ in range(1 if LAYOUTS[target].own_server else 2):
         for path in paths:
             for accept in (JSON_ACCEPT, HTML_ACCEPT):
                 connection.request(
                     "GET", path, headers={**_auth(target, dataset), "Accept": accept}
                 )
                 connection.getresponse().read()
-        if target != "pypiserver":
+        if LAYOUTS[target].cran:
             for name in ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds"):
                 connection.request(
                     "GET", f"{PREFIX}/src/contrib/{name}", headers=_auth(target, dataset)
@@ -641,6 +829,11 @@ def table(rows: list[dict[str, Any]], peers: list[str]) -> str:
         line += f" {target:7.2f}  {'yes' if ratio is not None and ratio >= target else 'NO'}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def own_servers(targets: Iterable[str]) -> dict[str, str]:
+    """The targets that run on a server of their own, not on the row's, and what it is."""
+    return {t: LAYOUTS[t].own_server for t in targets if LAYOUTS[t].own_server}
 
 
 def flatness(rows: list[dict[str, Any]]) -> list[str]:
@@ -805,7 +998,10 @@ def main() -> None:
         "--sizes", default="100,1000,10000", type=lambda t: [int(x) for x in t.split(",")]
     )
     parser.add_argument("--servers", default=",".join(SERVERS), type=lambda t: t.split(","))
-    parser.add_argument("--targets", default="limit,ours,pypiserver", type=lambda t: t.split(","))
+    parser.add_argument(
+        "--targets", default=",".join(LAYOUTS), type=lambda t: t.split(","),
+        help=f"a comma-separated subset of {', '.join(LAYOUTS)}",
+    )  # fmt: skip
     parser.add_argument("--workloads", default=None, type=lambda t: t.split(","),
                         help="a comma-separated subset of the workload names")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3)
@@ -845,6 +1041,7 @@ def main() -> None:
         for size in args.sizes:
             print(f"filling {size} projects ...", flush=True)
             dataset = fill(size, args.work / f"data-{size}")
+            dataset.restore_flat()  # uploads of a run that was stopped halfway
             for server in args.servers:
                 print(
                     f"{size} projects on {server}: starting {', '.join(args.targets)}", flush=True
@@ -862,7 +1059,7 @@ def main() -> None:
                         errors: dict[str, int] = dict.fromkeys(running, 0)
                         for _ in range(args.rounds):
                             for target, run in running.items():
-                                if target == "pypiserver" and workload.name in PYTHON_ONLY:
+                                if workload.name in PYTHON_ONLY and not LAYOUTS[target].cran:
                                     continue
                                 if (
                                     workload.name == "304 revalidation"
@@ -882,13 +1079,15 @@ def main() -> None:
                         }  # fmt: skip
                         row = {"size": size, "server": server, "workload": workload.name,
                                "rates": rates, "median": median, "ratio": ratio,
-                               "errors": errors, "load": load_average()}  # fmt: skip
+                               "errors": errors, "load": load_average(),
+                               "own_server": own_servers(running)}  # fmt: skip
                         rows.append(row)
                         print(table([row], peers).splitlines()[-1], flush=True)
                         if any(errors.values()):
                             print(f"    errors: {errors}", flush=True)
                         if workload.name == "upload":
                             dataset.restore_pages()
+                            dataset.restore_flat()
                     for target, run in running.items():
                         meta[f"peak_rss_mb {size} {server} {target}"] = run.peak_rss() / 1e6
                 finally:
@@ -897,6 +1096,8 @@ def main() -> None:
     meta["load_after"] = os.getloadavg()
     print()
     print(table(rows, peers))
+    for target, server in own_servers(peers).items():
+        print(f"{target} runs on {server} in every row, whatever its server column says")
     unflat = flatness(rows)
     print(
         "\nflat from the smallest to the largest size (<= 1.2x apart):",
