@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
+import json
 import os
 import time
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from private_channels.conda.store import CondaRecord
 from private_channels.core.blobs import (
     DeletedFilenameError,
     FileConflictError,
@@ -21,6 +26,8 @@ from private_channels.core.blobs import (
     hash_stream,
     store_blob,
 )
+from private_channels.cran.store import CranRecord
+from private_channels.pypi.store import FileRecord
 from private_channels.storage import FileSystemStorage, Stat, Storage
 
 DOC = "channels/c/eco/index.json"
@@ -208,3 +215,30 @@ def test_collect_garbage_aborts_unfinished_s3_uploads(seaweedfs: Any) -> None:
         with contextlib.suppress(Exception):
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
         storage.close()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+RECORDS = st.one_of(
+    st.builds(FileRecord, project=st.just("a"), version=st.just("1.0"), blake2b_256=st.just("1")),
+    st.builds(CondaRecord, md5=st.just("m"), subdir=st.just("noarch"), name=st.just("x"),
+              index=st.dictionaries(st.text(max_size=4), JSON_VALUES, max_size=4),
+              about=st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3)),
+    st.builds(CranRecord, package=st.just("abc"), version=st.just("1.0"), md5=st.just("m"),
+              fields=st.dictionaries(st.text(max_size=4), st.none() | st.text(max_size=4))),
+)  # fmt: skip
+
+
+@given(RECORDS)
+def test_a_record_as_json_is_what_asdict_gives_and_shares_no_container(record: Any) -> None:
+    doc = record.to_json()
+    assert doc == dataclasses.asdict(record) and list(doc) == list(dataclasses.asdict(record))
+    for name, value in doc.items():
+        if isinstance(value, dict | list):
+            assert value is not getattr(record, name)
+            json.dumps(value)  # and changing the copy leaves the record as it was
