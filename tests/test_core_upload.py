@@ -17,6 +17,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from werkzeug.wrappers import Response
 
 from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore, make_app
+from private_channels.app import ReadPath
 from private_channels.auth import TokenAuthMiddleware
 from private_channels.core.ecosystem import Upload
 from private_channels.core.limits import Limits
@@ -29,6 +30,7 @@ from private_channels.core.upload import (
 )
 from private_channels.failures import FailureMiddleware
 from private_channels.health import HealthMiddleware
+from private_channels.pypi.simple import SimpleIndexMiddleware
 from private_channels.routing import ChannelMiddleware
 from private_channels.web import PagesMiddleware
 
@@ -214,11 +216,12 @@ def test_a_huge_text_field_costs_no_memory() -> None:
     assert peak < Limits().max_form_text + 2 * 1024 * 1024, peak
 
 
-def test_an_upload_passes_through_six_layers_to_its_handler() -> None:
-    """From the outside: failures, health, the pages (which hand P/-/api/ to the API and
-    pass on what is not theirs after a look at the path), token authentication, channel
-    routing, the upload owner; no ecosystem's middleware sits between the router and
-    the upload owner (before the core, an R upload passed six)."""
+def test_an_upload_passes_through_seven_layers_to_its_handler() -> None:
+    """From the outside: failures, the read path (which sends reads of indexes and files
+    elsewhere), health, the pages (which hand P/-/api/ to the API and pass on what is not
+    theirs after a look at the path), token authentication, channel routing, the upload
+    owner; no ecosystem's middleware sits between the router and the upload owner (before
+    the core, an R upload passed six)."""
     app = make_app(MemoryStorage())
     layers = []
     while not isinstance(app, UploadMiddleware):
@@ -226,11 +229,23 @@ def test_an_upload_passes_through_six_layers_to_its_handler() -> None:
         app = app.app  # type: ignore[attr-defined]
     assert layers == [
         FailureMiddleware,
+        ReadPath,
         HealthMiddleware,
         PagesMiddleware,
         TokenAuthMiddleware,
         ChannelMiddleware,
     ]
+
+
+def test_a_read_passes_through_the_token_and_channel_layers_to_the_read_sides() -> None:
+    read_path = make_app(MemoryStorage()).app  # type: ignore[attr-defined]
+    assert isinstance(read_path, ReadPath)
+    app = read_path.read
+    layers = []
+    while not isinstance(app, SimpleIndexMiddleware):
+        layers.append(type(app))
+        app = app.app  # type: ignore[attr-defined]
+    assert layers == [TokenAuthMiddleware, ChannelMiddleware]
 
 
 @pytest.mark.parametrize(
