@@ -1,0 +1,129 @@
+"""One change measured: an earlier revision of private-channels (A) against this checkout
+(B), served side by side on the same server, in alternating bursts.
+
+::
+
+    python benchmarks/ab.py HEAD~3 --server waitress
+    python benchmarks/ab.py main --server gunicorn --workloads "upload" --rounds 6
+
+The full harness (``side_by_side.py``) compares us with the limit; a change of a few
+per cent hides in its noise on a shared 2-core machine.  Here both trees serve the same
+channel (the harness's dataset, filled if missing) at once, and each workload runs on
+A and on B in turn, in alternating order, ``--rounds`` times: the medians, their ratio
+B/A and the median of the per-round ratios (with their range) are what to read.  The
+revision is checked out with ``git worktree`` into a temporary directory, removed at
+the end; after an upload workload the project documents are put back as filled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import side_by_side as harness  # noqa: E402
+
+DEFAULT_WORKLOADS = "project page (JSON),304 revalidation,small download"
+
+
+def serve(
+    tree: Path, label: str, dataset: harness.Dataset, server: str, logs: Path
+) -> harness.Running:
+    """``private-channels serve`` from ``tree``, as the harness starts ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
+    env["PYTHONPATH"] = str(tree)  # ahead of the installed package
+    port = harness.free_port()
+    options = ["--workers", "2"] if server == "gunicorn" else ["--server", server]
+    command = [sys.executable, "-m", "private_channels", "serve", "--storage",
+               str(dataset.storage), "--port", str(port), *options]  # fmt: skip
+    return harness.start(label, command, env, logs / f"ab-{label}.log", port)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("revision", help="the tree to compare this checkout with (A)")
+    parser.add_argument("--server", default="waitress", choices=harness.SERVERS)
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--workloads", default=DEFAULT_WORKLOADS)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "pc-side-by-side"
+    )
+    args = parser.parse_args()
+    names = args.workloads.split(",")
+    workloads = [w for w in harness.WORKLOADS if w.name in names]
+    if len(workloads) != len(names):
+        parser.error(f"workloads are among: {', '.join(w.name for w in harness.WORKLOADS)}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    dataset = harness.fill(args.size, args.work / f"data-{args.size}")
+    with tempfile.TemporaryDirectory(prefix="ab-") as scratch:
+        tree = Path(scratch) / "a"
+        subprocess.run(
+            ["git", "-C", str(HERE.parent), "worktree", "add", "--detach", "-q", str(tree),
+             args.revision], check=True,
+        )  # fmt: skip
+        try:
+            compare(args, dataset, {"A": tree, "B": HERE.parent}, workloads)
+        finally:
+            subprocess.run(
+                ["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tree)],
+                check=False,
+            )  # fmt: skip
+
+
+def compare(
+    args: argparse.Namespace,
+    dataset: harness.Dataset,
+    trees: dict[str, Path],
+    workloads: list[harness.Workload],
+) -> None:
+    running = {
+        label: serve(t, label, dataset, args.server, args.work) for label, t in trees.items()
+    }
+    try:
+        for run in running.values():
+            harness.warm(run.port, "ours", dataset)
+        states = {
+            label: {
+                "etags": harness.etags(run.port, "ours", dataset),
+                "run": random.randrange(10**6),
+            }
+            for label, run in running.items()
+        }
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            for workload in workloads:
+                rates: dict[str, list[float]] = {label: [] for label in running}
+                for i in range(args.rounds):
+                    for label in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                        rate, _ = harness.measure(
+                            pool, 2, running[label].port, workload, "ours", dataset,
+                            states[label], args.seconds, 8,
+                        )  # fmt: skip
+                        rates[label].append(rate)
+                if workload.name == "upload":
+                    dataset.restore_pages()
+                a, b = statistics.median(rates["A"]), statistics.median(rates["B"])
+                pairs = sorted(y / x for x, y in zip(rates["A"], rates["B"], strict=True))
+                print(
+                    f"{args.server:9} {args.size:6} {workload.name:22} A {a:8.1f}/s  "
+                    f"B {b:8.1f}/s  B/A {b / a:5.3f}  per round {statistics.median(pairs):5.3f} "
+                    f"[{pairs[0]:.2f} to {pairs[-1]:.2f}]",
+                    flush=True,
+                )
+    finally:
+        for run in running.values():
+            harness.stop(run)
+
+
+if __name__ == "__main__":
+    main()
