@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -397,6 +398,7 @@ def test_the_pid_logged_is_the_process_that_answered(records: Records) -> None:
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover (the child reports through the pipe)
+        signal.alarm(30)  # a child stuck on a lock taken before the fork: a failure, not a hang
         try:
             app.get("/api/repo/-/health")
             os.write(write, f"{json.loads(records.lines[-1])['pid']} {os.getpid()}".encode())
