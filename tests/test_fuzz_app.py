@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import warnings
 from typing import Any
 from unittest.mock import patch
@@ -499,10 +498,9 @@ def test_any_management_request(world: World, data: st.DataObject) -> None:
 
 def _answer(storage: Storage, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
     status, headers, data = _call(standalone(storage), environ)
-    # The access log's request id is new for every app, and the health endpoint says
-    # how long its check took; everything else must agree.
-    data = re.sub(rb'(_ms": )[0-9.e-]+', rb"\1 0", data)
-    return status, [(k, v) for k, v in headers if k not in ("X-Request-ID", "Content-Length")], data
+    # The access log's request id is new for every app, and werkzeug's conditional
+    # answers carry the second they were made in; everything else must agree.
+    return status, [(k, v) for k, v in headers if k not in ("X-Request-ID", "Date")], data
 
 
 @fuzz(200)
