@@ -38,14 +38,10 @@ DEFAULT_WORKLOADS = "project page (JSON),304 revalidation,small download"
 def serve(
     tree: Path, label: str, dataset: harness.Dataset, server: str, logs: Path
 ) -> harness.Running:
-    """``private-channels serve`` from ``tree``, as the harness starts ours."""
+    """Ours, as the harness starts it, from ``tree``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
     env["PYTHONPATH"] = str(tree)  # ahead of the installed package
-    port = harness.free_port()
-    options = ["--workers", "2"] if server == "gunicorn" else ["--server", server]
-    command = [sys.executable, "-m", "private_channels", "serve", "--storage",
-               str(dataset.storage), "--port", str(port), *options]  # fmt: skip
-    return harness.start(label, command, env, logs / f"ab-{label}.log", port)
+    return harness.start_ours(label, dataset, server, env, logs / f"ab-{label}.log")
 
 
 def main() -> None:

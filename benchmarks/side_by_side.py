@@ -401,14 +401,7 @@ def start_targets(
             limit_env, logs / f"limit-{tag}.log", port,
         )  # fmt: skip
     if "ours" in targets:
-        port = free_port()
-        serve = ["--workers", "2"] if server == "gunicorn" else ["--server", server]
-        running["ours"] = start(
-            "ours",
-            [sys.executable, "-m", "private_channels", "serve", "--storage", str(dataset.storage),
-             "--port", str(port), *serve],
-            env, logs / f"ours-{tag}.log", port,
-        )  # fmt: skip
+        running["ours"] = start_ours("ours", dataset, server, env, logs / f"ours-{tag}.log")
     if "pypiserver" in targets:
         python = peer_environment(work, "pypiserver", ["pypiserver", "waitress", "gunicorn",
                                                        "werkzeug", "passlib"])  # fmt: skip
@@ -433,6 +426,17 @@ def start_targets(
         dataset.devpi_auth = devpi_login(running["devpi"].port)
         running["devpi"].reset_peak_rss()  # the login's argon2 hash (512 MiB) is not serving
     return running
+
+
+def start_ours(name: str, dataset: Dataset, server: str, env: dict[str, str], log: Path) -> Running:
+    """``private-channels serve`` over the dataset on ``server`` (gunicorn: 2 workers), as
+    the README starts it; ``env`` may put another tree ahead on ``PYTHONPATH``
+    (``ab.py``)."""
+    port = free_port()
+    options = ["--workers", "2"] if server == "gunicorn" else ["--server", server]
+    command = [sys.executable, "-m", "private_channels", "serve", "--storage",
+               str(dataset.storage), "--port", str(port), *options]  # fmt: skip
+    return start(name, command, env, log, port)
 
 
 # -- devpi-server ----------------------------------------------------------------------
