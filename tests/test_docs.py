@@ -541,7 +541,8 @@ def test_migrating_page_moves_a_deployment_to_s3_and_back(
     back = workdir.path / "from-s3"
     files = sorted(p.relative_to(original) for p in original.rglob("*") if p.is_file()
                    and not p.name.startswith("."))  # fmt: skip
-    returned = sorted(p.relative_to(back) for p in back.rglob("*") if p.is_file())
+    returned = sorted(p.relative_to(back) for p in back.rglob("*") if p.is_file()
+                      and not p.name.startswith("."))  # fmt: skip
     # pip's install through the bucket read the wheel's METADATA, which the upload to
     # the disk had left to its first read: it was written there, and came back.
     assert all(f.name.endswith(".whl.metadata") for f in returned if f not in files)

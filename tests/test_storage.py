@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 import os
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import hypothesis.strategies
@@ -21,6 +25,7 @@ from private_channels.storage import (
     JSONRead,
     MemoryStorage,
     StaleWriteError,
+    Stat,
     Storage,
     StorageURLError,
     copy_storage,
@@ -597,3 +602,234 @@ def test_a_key_whose_segment_is_too_long_is_refused_whole() -> None:
     assert validate_key("p/" + "a" * MAX_SEGMENT_LENGTH) == "p/" + "a" * MAX_SEGMENT_LENGTH
     with pytest.raises(InvalidKeyError):
         validate_key("p/" + "a" * (MAX_SEGMENT_LENGTH + 1) + "/x")
+
+
+# -- stats kept between requests (FileSystemStorage on a local file system) ----------
+
+LINUX = sys.platform == "linux"
+
+
+def _kept(storage: FileSystemStorage) -> FileSystemStorage:
+    if LINUX:  # tmp_path is on a local file system here: the case that keeps stats
+        assert storage._kept is not None
+    return storage
+
+
+def _unkept(root: Path) -> FileSystemStorage:
+    storage = FileSystemStorage(root)
+    storage._kept = None
+    return storage
+
+
+def _replace_by_hand(path: Path, data: bytes) -> None:
+    """What an operator's ``cp`` does: a write the storage's code never sees."""
+    tmp = path.with_name(".by-hand")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_from_another_process(root: Path, code: str) -> None:
+    program = (
+        "import io, sys\n"
+        "from private_channels.storage import FileSystemStorage\n"
+        f"storage = FileSystemStorage(sys.argv[1])\n{code}\n"
+    )
+    subprocess.run([sys.executable, "-c", program, str(root)], check=True, timeout=60)
+
+
+def test_a_kept_stat_goes_at_once_when_another_process_writes(tmp_path: Path) -> None:
+    """A stat kept by one process is not used once another process's put, create or
+    delete on the same root has returned: no request after an upload sees the old page."""
+    storage = _kept(FileSystemStorage(tmp_path))
+    storage.put("d/k", io.BytesIO(b"1"))
+    first = storage.stat("d/k")
+    assert storage.stat("d/k") is first  # kept: no system call
+    _write_from_another_process(tmp_path, "storage.put('d/k', io.BytesIO(b'22'))")
+    second = storage.stat("d/k")
+    assert second.size == 2 and second.etag != first.etag
+    _write_from_another_process(tmp_path, "storage.create('d/other', io.BytesIO(b'333'))")
+    assert storage.stat("d/k") == second
+    _write_from_another_process(tmp_path, "storage.delete('d/k')")
+    with pytest.raises(FileNotFoundError):
+        storage.stat("d/k")
+
+
+def test_a_kept_stat_goes_when_a_forked_worker_writes(tmp_path: Path) -> None:
+    # gunicorn's workers: forked from a process that had already opened the storage.
+    storage = _kept(FileSystemStorage(tmp_path))
+    storage.put("d/k", io.BytesIO(b"1"))
+    first = storage.stat("d/k")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            storage.put("d/k", io.BytesIO(b"22"))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert storage.stat("d/k").size == 2 != first.size
+
+
+def _write_versions(root: str, done: Any, count: int) -> None:
+    writer = FileSystemStorage(root)
+    for size in range(2, count):
+        writer.put("d/k", io.BytesIO(b"x" * size))
+        done.value = size
+
+
+def test_every_write_that_returned_is_seen_by_the_next_stat(tmp_path: Path) -> None:
+    """One process writes versions one after another, the test stats all along on the
+    other core: a stat begun after a put returned sees that version or a later one,
+    never an earlier one (a stat kept under a word read after it, not before, fails)."""
+    reader = _kept(FileSystemStorage(tmp_path))
+    reader.put("d/k", io.BytesIO(b"x"))
+    ctx = multiprocessing.get_context("fork")
+    done = ctx.Value("q", 1, lock=False)
+    writer = ctx.Process(target=_write_versions, args=(str(tmp_path), done, 1500))
+    writer.start()
+    seen: list[tuple[int, int]] = []
+    while writer.is_alive() or not seen:
+        returned = done.value
+        seen.append((returned, reader.stat("d/k").size))
+    writer.join(60)
+    assert writer.exitcode == 0
+    assert len(seen) > 100
+    assert all(size >= returned for returned, size in seen), [
+        pair for pair in seen if pair[1] < pair[0]
+    ][:5]
+    assert reader.stat("d/k").size == 1499
+
+
+def test_a_write_between_a_stat_and_its_keeping_is_not_missed(tmp_path: Path) -> None:
+    """The interleaving the word is read first for: another writer's put lands just
+    after this process took its stat and before it kept it.  The next stat must not
+    use the one kept."""
+    storage = _kept(FileSystemStorage(tmp_path))
+    other = FileSystemStorage(tmp_path)
+    storage.put("d/k", io.BytesIO(b"1"))
+    stat_now = storage._stat_now
+    interleaved = []
+
+    def stat_then_another_write(key: str) -> Stat:
+        found = stat_now(key)
+        if not interleaved:
+            interleaved.append(other.put(key, io.BytesIO(b"22")))
+        return found
+
+    storage._stat_now = stat_then_another_write  # type: ignore[method-assign]
+    assert storage.stat("d/k").size == 1  # taken before the other write
+    assert storage.stat("d/k") == interleaved[0]
+
+
+def test_a_change_made_by_hand_is_seen_within_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file replaced behind the storage's back (no write of ours marked it) is seen
+    once the kept stat is older than the bound; until then the kept one stands."""
+    from private_channels.storage import filesystem
+
+    monkeypatch.setattr(filesystem, "_KEPT_FOR", 0.3)
+    storage = _kept(FileSystemStorage(tmp_path))
+    storage.put("d/k", io.BytesIO(b"1"))
+    kept = storage.stat("d/k")
+    _replace_by_hand(tmp_path / "d" / "k", b"22")
+    if LINUX:
+        assert storage.stat("d/k") == kept
+    time.sleep(0.35)
+    assert storage.stat("d/k").size == 2
+
+
+def test_no_stats_are_kept_where_another_host_may_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On NFS (or SMB, Ceph, FUSE) another host's write would not reach this host's
+    # mapping: every stat asks the file system, as before.
+    from private_channels.storage import filesystem
+
+    monkeypatch.setattr(filesystem, "_file_system_type", lambda path: 0x6969)  # NFS
+    storage = FileSystemStorage(tmp_path)
+    assert storage._kept is None
+    storage.put("d/k", io.BytesIO(b"1"))
+    storage.stat("d/k")
+    _replace_by_hand(tmp_path / "d" / "k", b"22")
+    assert storage.stat("d/k").size == 2
+    assert not (tmp_path / ".generation").exists()
+
+
+@pytest.mark.parametrize("planted", ["link", "fifo", "directory"])
+def test_a_planted_generation_file_turns_kept_stats_off(tmp_path: Path, planted: str) -> None:
+    outside, root = _outside(tmp_path)
+    root.mkdir()
+    if planted == "link":
+        (root / ".generation").symlink_to(outside / "secret")
+    elif planted == "fifo":
+        os.mkfifo(root / ".generation")
+    else:
+        (root / ".generation").mkdir()
+    storage = FileSystemStorage(root)
+    assert storage._kept is None
+    storage.put("d/k", io.BytesIO(b"1"))
+    assert storage.stat("d/k").size == 1
+    assert (outside / "secret").read_text() == "s"
+
+
+def test_the_generation_file_is_no_key(tmp_path: Path) -> None:
+    storage = _kept(FileSystemStorage(tmp_path / "source"))
+    storage.put("a/b", io.BytesIO(b"1"))
+    assert list(storage.list("")) == ["a/b"]
+    with pytest.raises(InvalidKeyError):
+        validate_key(".generation")
+    copy = FileSystemStorage(tmp_path / "copy")
+    copy_storage(storage, copy)
+    assert list(copy.list("")) == ["a/b"]
+
+
+_OPS = hypothesis.strategies.lists(
+    hypothesis.strategies.tuples(
+        hypothesis.strategies.sampled_from(["put", "create", "delete", "stat", "by hand"]),
+        hypothesis.strategies.sampled_from([0, 1]),  # which of two storages writes
+        hypothesis.strategies.sampled_from(["d/a", "d/b", "e/c"]),
+        hypothesis.strategies.binary(max_size=3),
+    ),
+    max_size=30,
+)
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(ops=_OPS)
+def test_kept_stats_answer_as_a_stat_each_time(ops: list[tuple[str, int, str, bytes]]) -> None:
+    """Whatever two storages on one root do (and a change by hand, after which the
+    kept stats are given up as their bound would), the one keeping stats answers as one
+    that stats each time."""
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        storages = [_kept(FileSystemStorage(root)), FileSystemStorage(root)]
+        plain = _unkept(root)
+        for op, which, key, data in ops:
+            storage = storages[which]
+            with contextlib.suppress(FileNotFoundError, FileExistsError):
+                if op == "put":
+                    storage.put(key, io.BytesIO(data))
+                elif op == "create":
+                    storage.create(key, io.BytesIO(data))
+                elif op == "delete":
+                    storage.delete(key)
+                elif op == "by hand":
+                    (root / key).parent.mkdir(parents=True, exist_ok=True)
+                    _replace_by_hand(root / key, data)
+                    for kept in storages:
+                        if kept._kept is not None:
+                            kept._kept._stats.clear()  # what the bound does, later
+            for name in ("d/a", "d/b", "e/c"):
+                for kept in storages:
+                    try:
+                        expected: Stat | None = plain.stat(name)
+                    except FileNotFoundError:
+                        expected = None
+                    try:
+                        found: Stat | None = kept.stat(name)
+                    except FileNotFoundError:
+                        found = None
+                    assert found == expected, (op, which, key, name)

@@ -10,6 +10,8 @@ a link (create-if-absent, which the kernel makes atomic), so a reader or a crash
 sees half a file.
 Compare-and-swap on mutable records takes an ``flock`` on a hidden lock file beside
 the key: this backend is for one host, where such locks are sound.
+On a local file system a process keeps the stats it took until the next write through
+any storage of the same root on the host (see :class:`_KeptStats`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import errno
 import fcntl
 import hashlib
 import io
+import mmap
 import os
 import platform
+import random
 import secrets
 import sys
 import tempfile
@@ -173,6 +177,111 @@ def _held_stat(root_fd: int) -> Callable[[str], Stat | int] | None:
     return stat
 
 
+# Stats kept between requests (_KeptStats): the shared word every write changes, in a
+# hidden file of the root (no key starts with a dot), and how long a kept stat is
+# trusted at most, for a file changed behind the storage's back (by hand).
+_GENERATION_NAME = ".generation"
+_KEPT_FOR = 10.0
+_MAX_KEPT = 32_768
+# statfs(2) f_type of the file systems where every process that can reach the root
+# shares one page cache, so one process's write to a shared mapping is seen by every
+# other at once: local disks and memory.  Not NFS, SMB, Ceph or FUSE (another host may
+# write there, and this host's mapping would not know).
+_LOCAL_FILE_SYSTEMS = frozenset(
+    {
+        0xEF53,  # ext2, ext3, ext4
+        0x58465342,  # xfs
+        0x9123683E,  # btrfs
+        0x01021994,  # tmpfs
+        0x858458F6,  # ramfs
+        0x794C7630,  # overlayfs
+        0x2FC12FC1,  # zfs
+        0xF2F52010,  # f2fs
+    }
+)
+
+
+def _file_system_type(path: str) -> int | None:
+    """``statfs(path).f_type``, or ``None`` where it cannot be had."""
+    try:
+        statfs = ctypes.CDLL(None, use_errno=True).statfs
+    except (OSError, AttributeError):
+        return None
+    found = ctypes.create_string_buffer(512)  # struct statfs: 120 bytes on 64-bit Linux
+    if statfs(os.fsencode(path), found) != 0:
+        return None
+    return ctypes.c_ulong.from_buffer(found).value & 0xFFFFFFFF  # f_type comes first
+
+
+class _KeptStats:
+    """Stats of keys kept between requests, each valid while no write through a
+    :class:`FileSystemStorage` of this root, in any process of this host, came after it.
+
+    Every page, index and small download checks its cache with a ``stat`` of its
+    document (and of the channel record): three system calls, a quarter of what a
+    page costs in process.  Every write (``put``, ``create``, ``delete``) stores a new
+    random word in a file of the root mapped into every process that opened it
+    (``MAP_SHARED``, one page cache), after the write is done; a stat is kept with the
+    word read before it was taken, and used while the word is the same.  So a write
+    seen as done by its client (its answer is sent after the word changed) is seen by
+    every later request of every process, as with a ``stat`` each time.  A change made
+    behind the storage's back is seen within :data:`_KEPT_FOR` seconds.
+
+    Only on a local file system (:data:`_LOCAL_FILE_SYSTEMS`): on a network one another
+    host's writes would not reach this host's mapping.  Words are random, not counted:
+    two writers counting at once could store the same next count for two changes.
+    """
+
+    def __init__(self, root: str) -> None:
+        fd = os.open(
+            f"{root}/{_GENERATION_NAME}",
+            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+            0o600,
+        )
+        try:
+            st = os.fstat(fd)
+            if not S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, f"{_GENERATION_NAME} is not a regular file")
+            if st.st_size < 8:
+                os.ftruncate(fd, 8)  # another process doing the same at once does no harm
+            mapping = mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        self._word = memoryview(mapping).cast("Q")
+        self._stats: dict[str, tuple[Stat, int, float]] = {}
+
+    @classmethod
+    def of(cls, root: str) -> _KeptStats | None:
+        """Kept stats for ``root``, or ``None`` where they would not be sound."""
+        if _file_system_type(root) not in _LOCAL_FILE_SYSTEMS:
+            return None
+        try:
+            return cls(root)
+        except (OSError, ValueError):  # a link or a FIFO planted there; no mmap here
+            return None
+
+    def get(self, key: str) -> Stat | None:
+        kept = self._stats.get(key)
+        if kept is None or kept[1] != self._word[0] or time.monotonic() - kept[2] > _KEPT_FOR:
+            return None
+        return kept[0]
+
+    def word(self) -> int:
+        """Read before the stat it is kept with: a write after it changes it."""
+        return self._word[0]
+
+    def keep(self, key: str, st: Stat, word: int) -> None:
+        stats = self._stats
+        if len(stats) >= _MAX_KEPT:
+            stats.clear()
+        stats[key] = (st, word, time.monotonic())
+
+    def changed(self) -> None:
+        """After every write (and every write that failed: one word too many costs
+        only a stat of each key once more)."""
+        self._word[0] = random.getrandbits(64)
+
+
 class _NoUnnamedFiles(Exception):
     """The file system has no ``O_TMPFILE``: write through a named temp file instead."""
 
@@ -254,6 +363,7 @@ class FileSystemStorage:
         self._unnamed = bool(getattr(os, "O_TMPFILE", 0)) and os.path.isdir("/proc/self/fd")
         if beneath:
             weakref.finalize(self, os.close, beneath[1])
+        self._kept = _KeptStats.of(self._root)
 
     def __repr__(self) -> str:
         return f"FileSystemStorage({str(self.root)!r})"
@@ -344,6 +454,17 @@ class FileSystemStorage:
         return open(fd, "rb", buffering=buffering), _stat(st)  # the caller closes it
 
     def stat(self, key: str) -> Stat:
+        kept = self._kept
+        if kept is None:
+            return self._stat_now(key)
+        found = kept.get(key)
+        if found is None:
+            word = kept.word()
+            found = self._stat_now(key)
+            kept.keep(key, found, word)
+        return found
+
+    def _stat_now(self, key: str) -> Stat:
         # Every page view and download validates a cache with a stat: openat2, statx
         # and close with the GIL held (see _held_stat), else one openat2 and an fstat,
         # or the walk's last lstat.
@@ -405,6 +526,13 @@ class FileSystemStorage:
             return None
 
     def put(self, key: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
+        try:
+            return self._put(key, data, if_match=if_match)
+        finally:
+            if self._kept is not None:
+                self._kept.changed()
+
+    def _put(self, key: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
         at = self._directory(key)
         if at is not None:
             with contextlib.suppress(_NoUnnamedFiles):
@@ -426,6 +554,13 @@ class FileSystemStorage:
         return _stat(st)
 
     def create(self, key: str, data: IO[bytes]) -> Stat:
+        try:
+            return self._create(key, data)
+        finally:
+            if self._kept is not None:
+                self._kept.changed()
+
+    def _create(self, key: str, data: IO[bytes]) -> Stat:
         at = self._directory(key)
         if at is not None:
             with contextlib.suppress(_NoUnnamedFiles):
@@ -576,6 +711,13 @@ class FileSystemStorage:
         return sorted(removed)
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
+        try:
+            self._delete(key, if_match=if_match)
+        finally:
+            if self._kept is not None:
+                self._kept.changed()
+
+    def _delete(self, key: str, *, if_match: str | None = None) -> None:
         path = self._path(key)
         if if_match is None:
             if path.is_dir():
