@@ -202,7 +202,9 @@ _LOCAL_FILE_SYSTEMS = frozenset(
 
 
 def _file_system_type(path: str) -> int | None:
-    """``statfs(path).f_type``, or ``None`` where it cannot be had."""
+    """``statfs(path).f_type``, or ``None`` where it cannot be had (Linux's layout)."""
+    if sys.platform != "linux":
+        return None
     try:
         statfs = ctypes.CDLL(None, use_errno=True).statfs
     except (OSError, AttributeError):
