@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -615,6 +616,30 @@ def _kept(storage: FileSystemStorage) -> FileSystemStorage:
     return storage
 
 
+def _local_directory(near: Path | None = None) -> str | None:
+    """A directory on a file system where stats are kept: ``near`` (pytest's temporary
+    directory) when it is on one, else /dev/shm (tmpfs); ``None`` off Linux."""
+    from private_channels.storage import filesystem
+
+    if not LINUX:
+        return None
+    for candidate in (near or Path(tempfile.gettempdir()), Path("/dev/shm")):
+        if filesystem._file_system_type(str(candidate)) in filesystem._LOCAL_FILE_SYSTEMS:
+            return str(candidate)
+    pytest.fail("neither the temporary directory nor /dev/shm is on a local file system")
+
+
+@pytest.fixture
+def local_root(tmp_path: Path) -> Iterator[Path]:
+    """An empty directory where a FileSystemStorage keeps its stats (see above)."""
+    directory = _local_directory(tmp_path)
+    if directory is None or directory == str(tmp_path):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=directory) as root:
+        yield Path(root)
+
+
 def _unkept(root: Path) -> FileSystemStorage:
     storage = FileSystemStorage(root)
     storage._kept = None
@@ -637,26 +662,26 @@ def _write_from_another_process(root: Path, code: str) -> None:
     subprocess.run([sys.executable, "-c", program, str(root)], check=True, timeout=60)
 
 
-def test_a_kept_stat_goes_at_once_when_another_process_writes(tmp_path: Path) -> None:
+def test_a_kept_stat_goes_at_once_when_another_process_writes(local_root: Path) -> None:
     """A stat kept by one process is not used once another process's put, create or
     delete on the same root has returned: no request after an upload sees the old page."""
-    storage = _kept(FileSystemStorage(tmp_path))
+    storage = _kept(FileSystemStorage(local_root))
     storage.put("d/k", io.BytesIO(b"1"))
     first = storage.stat("d/k")
     assert storage.stat("d/k") is first  # kept: no system call
-    _write_from_another_process(tmp_path, "storage.put('d/k', io.BytesIO(b'22'))")
+    _write_from_another_process(local_root, "storage.put('d/k', io.BytesIO(b'22'))")
     second = storage.stat("d/k")
     assert second.size == 2 and second.etag != first.etag
-    _write_from_another_process(tmp_path, "storage.create('d/other', io.BytesIO(b'333'))")
+    _write_from_another_process(local_root, "storage.create('d/other', io.BytesIO(b'333'))")
     assert storage.stat("d/k") == second
-    _write_from_another_process(tmp_path, "storage.delete('d/k')")
+    _write_from_another_process(local_root, "storage.delete('d/k')")
     with pytest.raises(FileNotFoundError):
         storage.stat("d/k")
 
 
-def test_a_kept_stat_goes_when_a_forked_worker_writes(tmp_path: Path) -> None:
+def test_a_kept_stat_goes_when_a_forked_worker_writes(local_root: Path) -> None:
     # gunicorn's workers: forked from a process that had already opened the storage.
-    storage = _kept(FileSystemStorage(tmp_path))
+    storage = _kept(FileSystemStorage(local_root))
     storage.put("d/k", io.BytesIO(b"1"))
     first = storage.stat("d/k")
     pid = os.fork()
@@ -679,15 +704,15 @@ def _write_versions(root: str, done: Any, count: int) -> None:
         done.value = size
 
 
-def test_every_write_that_returned_is_seen_by_the_next_stat(tmp_path: Path) -> None:
+def test_every_write_that_returned_is_seen_by_the_next_stat(local_root: Path) -> None:
     """One process writes versions one after another, the test stats all along on the
     other core: a stat begun after a put returned sees that version or a later one,
     never an earlier one (a stat kept under a word read after it, not before, fails)."""
-    reader = _kept(FileSystemStorage(tmp_path))
+    reader = _kept(FileSystemStorage(local_root))
     reader.put("d/k", io.BytesIO(b"x"))
     ctx = multiprocessing.get_context("fork")
     done = ctx.Value("q", 1, lock=False)
-    writer = ctx.Process(target=_write_versions, args=(str(tmp_path), done, 1500))
+    writer = ctx.Process(target=_write_versions, args=(str(local_root), done, 1500))
     writer.start()
     seen: list[tuple[int, int]] = []
     while writer.is_alive() or not seen:
@@ -702,15 +727,15 @@ def test_every_write_that_returned_is_seen_by_the_next_stat(tmp_path: Path) -> N
     assert reader.stat("d/k").size == 1499
 
 
-def test_a_write_between_a_stat_and_its_keeping_is_not_missed(tmp_path: Path) -> None:
+def test_a_write_between_a_stat_and_its_keeping_is_not_missed(local_root: Path) -> None:
     """The interleaving the word is read first for: another writer's put lands just
     after this process took its stat and before it kept it.  The next stat must not
     use the one kept."""
-    storage = _kept(FileSystemStorage(tmp_path))
-    other = FileSystemStorage(tmp_path)
+    storage = _kept(FileSystemStorage(local_root))
+    other = FileSystemStorage(local_root)
     storage.put("d/k", io.BytesIO(b"1"))
     stat_now = storage._stat_now
-    interleaved = []
+    interleaved: list[Stat] = []
 
     def stat_then_another_write(key: str) -> Stat:
         found = stat_now(key)
@@ -724,17 +749,17 @@ def test_a_write_between_a_stat_and_its_keeping_is_not_missed(tmp_path: Path) ->
 
 
 def test_a_change_made_by_hand_is_seen_within_the_bound(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file replaced behind the storage's back (no write of ours marked it) is seen
     once the kept stat is older than the bound; until then the kept one stands."""
     from private_channels.storage import filesystem
 
     monkeypatch.setattr(filesystem, "_KEPT_FOR", 0.3)
-    storage = _kept(FileSystemStorage(tmp_path))
+    storage = _kept(FileSystemStorage(local_root))
     storage.put("d/k", io.BytesIO(b"1"))
     kept = storage.stat("d/k")
-    _replace_by_hand(tmp_path / "d" / "k", b"22")
+    _replace_by_hand(local_root / "d" / "k", b"22")
     if LINUX:
         assert storage.stat("d/k") == kept
     time.sleep(0.35)
@@ -775,13 +800,13 @@ def test_a_planted_generation_file_turns_kept_stats_off(tmp_path: Path, planted:
     assert (outside / "secret").read_text() == "s"
 
 
-def test_the_generation_file_is_no_key(tmp_path: Path) -> None:
-    storage = _kept(FileSystemStorage(tmp_path / "source"))
+def test_the_generation_file_is_no_key(local_root: Path) -> None:
+    storage = _kept(FileSystemStorage(local_root / "source"))
     storage.put("a/b", io.BytesIO(b"1"))
     assert list(storage.list("")) == ["a/b"]
     with pytest.raises(InvalidKeyError):
         validate_key(".generation")
-    copy = FileSystemStorage(tmp_path / "copy")
+    copy = FileSystemStorage(local_root / "copy")
     copy_storage(storage, copy)
     assert list(copy.list("")) == ["a/b"]
 
@@ -803,7 +828,7 @@ def test_kept_stats_answer_as_a_stat_each_time(ops: list[tuple[str, int, str, by
     """Whatever two storages on one root do (and a change by hand, after which the
     kept stats are given up as their bound would), the one keeping stats answers as one
     that stats each time."""
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory(dir=_local_directory()) as directory:
         root = Path(directory)
         storages = [_kept(FileSystemStorage(root)), FileSystemStorage(root)]
         plain = _unkept(root)
