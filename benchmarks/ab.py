@@ -10,7 +10,9 @@ The full harness (``side_by_side.py``) compares us with the limit; a change of a
 per cent hides in its noise on a shared 2-core machine.  Here both trees serve the same
 channel (the harness's dataset, filled if missing) at once, and each workload runs on
 A and on B in turn, in alternating order, ``--rounds`` times: the medians, their ratio
-B/A and the median of the per-round ratios (with their range) are what to read.  The
+B/A and the median of the per-round ratios (with their range) are what to read, with
+the server's CPU time a request (its processes' user and system time over each burst,
+from ``/proc``), less blurred than the rates by the clients sharing the machine.  The
 revision is checked out with ``git worktree`` into a temporary directory, removed at
 the end; after an upload workload the project documents are put back as filled.
 """
@@ -25,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -99,13 +102,18 @@ def compare(
         with multiprocessing.get_context("fork").Pool(2) as pool:
             for workload in workloads:
                 rates: dict[str, list[float]] = {label: [] for label in running}
+                cpu: dict[str, list[float]] = {label: [] for label in running}
                 for i in range(args.rounds):
                     for label in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                        used, began = running[label].cpu_seconds(), time.perf_counter()
                         rate, _ = harness.measure(
                             pool, 2, running[label].port, workload, "ours", dataset,
                             states[label], args.seconds, 8,
                         )  # fmt: skip
+                        requests = rate * (time.perf_counter() - began)
+                        used = running[label].cpu_seconds() - used
                         rates[label].append(rate)
+                        cpu[label].append(1e6 * used / requests if requests else 0.0)
                 if workload.name == "upload":
                     dataset.restore_pages()
                 a, b = statistics.median(rates["A"]), statistics.median(rates["B"])
@@ -113,7 +121,9 @@ def compare(
                 print(
                     f"{args.server:9} {args.size:6} {workload.name:22} A {a:8.1f}/s  "
                     f"B {b:8.1f}/s  B/A {b / a:5.3f}  per round {statistics.median(pairs):5.3f} "
-                    f"[{pairs[0]:.2f} to {pairs[-1]:.2f}]",
+                    f"[{pairs[0]:.2f} to {pairs[-1]:.2f}]  server CPU a request "
+                    f"A {statistics.median(cpu['A']):.0f} µs "
+                    f"B {statistics.median(cpu['B']):.0f} µs",
                     flush=True,
                 )
     finally:

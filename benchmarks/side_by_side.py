@@ -306,6 +306,15 @@ class Running:
             pass
         return pids
 
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) its processes have used so far."""
+        ticks = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime: all threads
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def peak_rss(self) -> int:
         """The largest peak resident set (VmHWM, bytes) of its processes."""
         peak = 0
