@@ -262,15 +262,16 @@ class _KeptStats:
         except (OSError, ValueError):  # a link or a FIFO planted there; no mmap here
             return None
 
-    def get(self, key: str) -> Stat | None:
-        kept = self._stats.get(key)
-        if kept is None or kept[1] != self._word[0] or time.monotonic() - kept[2] > _KEPT_FOR:
-            return None
-        return kept[0]
-
     def word(self) -> int:
         """Read before the stat it is kept with: a write after it changes it."""
         return self._word[0]
+
+    def get(self, key: str, word: int) -> Stat | None:
+        """The stat kept for ``key`` if no write came since (``word`` is unchanged)."""
+        kept = self._stats.get(key)
+        if kept is None or kept[1] != word or time.monotonic() - kept[2] > _KEPT_FOR:
+            return None
+        return kept[0]
 
     def keep(self, key: str, st: Stat, word: int) -> None:
         stats = self._stats
@@ -459,9 +460,9 @@ class FileSystemStorage:
         kept = self._kept
         if kept is None:
             return self._stat_now(key)
-        found = kept.get(key)
+        word = kept.word()
+        found = kept.get(key, word)
         if found is None:
-            word = kept.word()
             found = self._stat_now(key)
             kept.keep(key, found, word)
         return found
