@@ -324,6 +324,8 @@ PIECES = [
     b"--" + BOUNDARY, b"--" + BOUNDARY + b"--", BOUNDARY, b"--", b"-", b"\r\n", b"\n", b"\r",
     b" ", b"\t", b"x", b"\r\n\r\n", b'Content-Disposition: form-data; name="f"',
     b'Content-Disposition: form-data; name="c"; filename="c.whl"', b"--a1-b", b"a1-b2--",
+    b"Content-Type: text/plain; charset=latin-1", b"\r\n\tcontinued", b"\xff\xfe",
+    b"Content-Disposition: form-data; name=plain; filename*=UTF-8''%C3%A9.whl",
 ]  # fmt: skip
 
 
@@ -385,6 +387,26 @@ def test_an_honest_body_compiles_no_pattern() -> None:
     decoder = _Decoder(BOUNDARY, 1 << 20)
     assert _events(decoder, [hostile]) == _events(MultipartDecoder(BOUNDARY, 1 << 20), [hostile])
     assert decoder.boundary_re._compiled is not None  # type: ignore[attr-defined]
+
+
+def test_part_headers_are_kept_within_bounds() -> None:
+    """What werkzeug makes of a part's header block is kept for blocks of up to 1 KiB,
+    512 of them: any number of distinct or long blocks costs no more memory."""
+    from private_channels.core.upload import _kept_part_head
+
+    _kept_part_head.cache_clear()
+    for i in range(600):
+        body = (
+            f'--a1-b2\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nv\r\n'
+            f'--a1-b2\r\nContent-Disposition: form-data; name="{"n" * 2000}"\r\n\r\nv\r\n'
+            "--a1-b2--\r\n"
+        ).encode()
+        events = _events(_Decoder(BOUNDARY, 1 << 20), [body])
+        assert [event.name for event in events[1:4:2]] == [f"f{i}", "n" * 2000]  # type: ignore[attr-defined]
+    info = _kept_part_head.cache_info()
+    assert info.currsize == 512 and info.misses == 600  # the long blocks were never kept
+    _events(_Decoder(BOUNDARY, 1 << 20), [body])
+    assert _kept_part_head.cache_info().hits == info.hits + 1
 
 
 def test_text_fields_are_decoded_by_their_declared_charset_from_a_safe_list() -> None:

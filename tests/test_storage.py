@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import multiprocessing
 import os
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_IMODE as stat_mode
 from typing import Any
 
 import hypothesis
@@ -421,9 +423,19 @@ def _resolving(storage: FileSystemStorage, resolver: str) -> FileSystemStorage:
     elif sys.platform == "linux":
         assert storage._openat2 is not None  # the fast path is the one tested on Linux
         if resolver == "openat2":
-            storage._held_stat = None
+            _letting_go(storage)
         else:
             assert storage._held_stat is not None
+    return storage
+
+
+def _letting_go(storage: FileSystemStorage) -> FileSystemStorage:
+    """``storage`` making its system calls as ``os`` does (as on a network file system),
+    not keeping the GIL through them."""
+    from private_channels.storage import filesystem
+
+    storage._held_stat = None
+    storage._calls = filesystem._Calls()
     return storage
 
 
@@ -858,3 +870,180 @@ def test_kept_stats_answer_as_a_stat_each_time(ops: list[tuple[str, int, str, by
                     except FileNotFoundError:
                         found = None
                     assert found == expected, (op, which, key, name)
+
+
+# -- the system calls that keep the GIL (_HeldCalls) ---------------------------------
+
+
+def _held_calls() -> Any:
+    from private_channels.storage import filesystem
+
+    return filesystem._HeldCalls()
+
+
+STAT_FIELDS = ["st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size",
+               "st_atime", "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns",
+               "st_ctime_ns", "st_blksize", "st_blocks", "st_rdev"]  # fmt: skip
+
+
+@pytest.mark.skipif(not LINUX, reason="the held calls are Linux's")
+def test_held_calls_do_what_os_does(local_root: Path) -> None:
+    from private_channels.storage import filesystem
+
+    held = _held_calls()
+    directory = os.open(local_root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        fd = held.open("f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640, dir_fd=directory)
+        small, large = b"s" * 100, os.urandom(filesystem._HELD_IO + 5)  # kept, let go
+        assert held.write(fd, small) == 100
+        assert held.write(fd, memoryview(large)) == len(large)
+        held.utime(fd, ns=(1_234_567_890_123_456_789, 1_000_000_000_987_654_321))
+        pairs = [
+            (held.fstat(fd), os.fstat(fd)),
+            (held.stat("f", dir_fd=directory), os.stat(local_root / "f")),
+        ]
+        for found, expected in pairs:
+            assert [getattr(found, f) for f in STAT_FIELDS] == [
+                getattr(expected, f) for f in STAT_FIELDS
+            ]
+            assert tuple(found) == tuple(expected)
+        assert held.fstat(fd).st_mtime_ns == 1_000_000_000_987_654_321
+        assert stat_mode(held.fstat(fd).st_mode) == 0o640
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert held.read(fd, 100) == small
+        assert held.read(fd, len(large) + 10) == large
+        assert held.read(fd, 10) == b""
+        held.close(fd)
+        with pytest.raises(OSError) as closed:
+            held.close(fd)
+        assert closed.value.errno == errno.EBADF
+        with pytest.raises(OSError) as bad:
+            held.fstat(fd)
+        assert bad.value.errno == errno.EBADF
+        # Errors as os raises them: the same class, errno and file name.
+        for call, args, kwargs in [
+            ("open", ("missing/f", os.O_RDONLY), {"dir_fd": directory}),
+            ("open", ("f", os.O_RDONLY | os.O_CREAT | os.O_EXCL), {"dir_fd": directory}),
+            ("stat", ("missing",), {"dir_fd": directory}),
+            ("mkdir", ("f",), {"dir_fd": directory}),
+            ("link", (str(local_root / "f"), "f"), {"dst_dir_fd": directory}),
+            ("link", (str(local_root / "missing"), "g"), {"dst_dir_fd": directory}),
+        ]:
+            with pytest.raises(OSError) as ours:
+                getattr(held, call)(*args, **kwargs)
+            with pytest.raises(OSError) as theirs:
+                getattr(os, call)(*args, **kwargs)
+            assert type(ours.value) is type(theirs.value), call
+            assert (ours.value.errno, ours.value.filename) == (
+                theirs.value.errno, theirs.value.filename
+            ), call  # fmt: skip
+        held.mkdir("d", 0o750, dir_fd=directory)
+        assert stat_mode(os.stat(local_root / "d").st_mode) == 0o750 & ~_umask()
+        held.link(str(local_root / "f"), "d/g", dst_dir_fd=directory)
+        assert os.path.samefile(local_root / "f", local_root / "d" / "g")
+    finally:
+        os.close(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.skipif(not LINUX, reason="the held calls are Linux's")
+def test_a_held_lock_waits_for_its_holder(local_root: Path) -> None:
+    """The lock is taken without waiting when free, and waited for (letting go of the
+    GIL, so the holder can go on) when another open file holds it."""
+    held = _held_calls()
+    path = local_root / "lock"
+    path.touch()
+    first, second = os.open(path, os.O_RDWR), os.open(path, os.O_RDWR)
+    held.lock(first)
+    taken = threading.Event()
+
+    def take() -> None:
+        held.lock(second)
+        taken.set()
+
+    waiter = threading.Thread(target=take)
+    waiter.start()
+    assert not taken.wait(0.3)  # the first holds it
+    os.close(first)
+    assert taken.wait(10)
+    waiter.join()
+    os.close(second)
+
+
+def test_held_calls_only_on_a_local_file_system(
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from private_channels.storage import filesystem
+
+    storage = FileSystemStorage(local_root / "here")
+    if LINUX:
+        assert isinstance(storage._calls, filesystem._HeldCalls)
+        assert storage._held_stat is not None
+    monkeypatch.setattr(filesystem, "_file_system_type", lambda path: 0x6969)  # NFS
+    remote = FileSystemStorage(local_root / "there")
+    assert type(remote._calls) is filesystem._Calls
+    assert remote._held_stat is None and remote._kept is None
+    remote.put("a/b", io.BytesIO(b"1"))
+    remote.put("a/b", io.BytesIO(b"2"), if_match=remote.stat("a/b").etag)
+    assert read_bytes(remote, "a/b")[0] == b"2"
+
+
+_SIZES = hypothesis.strategies.integers(min_value=0, max_value=70_000)
+
+
+class _GrownSinceStat:
+    """A storage's calls whose ``fstat`` says ``grown`` bytes less than the file holds:
+    a file written to between its stat and its read."""
+
+    def __init__(self, calls: Any, grown: int) -> None:
+        self._calls, self._grown = calls, grown
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._calls, name)
+
+    def fstat(self, fd: int) -> os.stat_result:
+        st = self._calls.fstat(fd)
+        values = [*st[:6], max(0, st.st_size - self._grown), *st[7:10]]
+        return os.stat_result(
+            values,
+            {"st_mtime": st.st_mtime, "st_mtime_ns": st.st_mtime_ns, "st_blksize": st.st_blksize},
+        )
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(size=_SIZES, limit=_SIZES, grown=_SIZES)
+def test_read_whole_reads_as_open_and_read_do(size: int, limit: int, grown: int) -> None:
+    """``read_bytes`` through ``read_whole`` gives what it gives through ``open``: the
+    bytes, or the same error past the limit, also for a file that grew by ``grown``
+    bytes since its stat; on either side of the size up to which reads keep the GIL."""
+    from private_channels.storage.base import read_stream
+
+    with tempfile.TemporaryDirectory(dir=_local_directory()) as directory:
+        storage = FileSystemStorage(directory)
+        data = os.urandom(size)
+        storage.put("k/v", io.BytesIO(data))
+        held = storage._calls
+        for calls in (held, _GrownSinceStat(held, grown)):
+            storage._calls = calls
+            outcomes: list[object] = []
+            for read in (lambda: storage.read_whole("k/v", limit),
+                         lambda: read_stream(*storage.open("k/v"), "k/v", limit)):  # fmt: skip
+                try:
+                    found, stat = read()
+                except ValueError as error:
+                    outcomes.append(type(error))
+                else:
+                    outcomes.append((found, stat))
+            assert outcomes[0] == outcomes[1]
+            if size <= limit:
+                assert outcomes[0][0] == data  # type: ignore[index]
+        storage._calls = held
+        with pytest.raises(FileNotFoundError):
+            storage.read_whole("k/missing", limit)
+        with pytest.raises(FileNotFoundError):
+            storage.read_whole("k", limit)  # a directory

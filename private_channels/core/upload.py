@@ -21,6 +21,7 @@ other request passes on untouched.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -30,13 +31,16 @@ from werkzeug.datastructures import FileStorage, Headers, MultiDict
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import (
+    BLANK_LINE_RE,
     LINE_BREAK,
     Data,
     Epilogue,
+    Event,
     Field,
     File,
     MultipartDecoder,
     NeedData,
+    State,
 )
 from werkzeug.wsgi import get_input_stream
 
@@ -222,7 +226,8 @@ class _Decoder(MultipartDecoder):
     for every request.  Here both are :class:`_BoundaryLine`: ``bytes.find`` for the
     boundary and one pattern compiled once for what follows it.  The decoder is
     werkzeug's own otherwise (its patterns for the placeholder boundary come from the
-    ``re`` module's cache).
+    ``re`` module's cache), but for what it makes of a part's headers, which is kept
+    (see :meth:`next_event`).
     """
 
     def __init__(self, boundary: bytes, max_form_memory_size: int) -> None:
@@ -231,9 +236,58 @@ class _Decoder(MultipartDecoder):
         self.preamble_re = _BoundaryLine(boundary, preamble=True)  # type: ignore[assignment]
         self.boundary_re = _BoundaryLine(boundary, preamble=False)  # type: ignore[assignment]
 
+    def next_event(self) -> Event:
+        # A part's headers: werkzeug parses them, and then their Content-Disposition,
+        # for every part (a fifth of a small upload's parse).  A twine form sends the
+        # same header block for each of its ten text fields upload after upload, so
+        # what werkzeug makes of a block is kept (_part_head); the rest of the step is
+        # werkzeug's, as it has it.
+        if self.state is not State.PART:
+            return super().next_event()
+        match = BLANK_LINE_RE.search(self.buffer, self._search_position)
+        if match is None:
+            return super().next_event()
+        items, name, filename = _part_head(bytes(self.buffer[: match.start()]))
+        del self.buffer[: (match.start() + match.end()) // 2]  # after the first line break
+        event: Event
+        if filename is not None:
+            event = File(filename=filename, headers=Headers(items), name=name)
+        else:
+            event = Field(headers=Headers(items), name=name)
+        self.state = State.DATA_START
+        self._search_position = 0
+        self._parts_decoded += 1
+        if self.max_parts is not None and self._parts_decoded > self.max_parts:
+            raise RequestEntityTooLarge()
+        return event
 
-# The attributes _Decoder replaces, where this werkzeug has them (else its own decoder).
-_DECODER_PATTERNS = {"preamble_re", "boundary_re"} <= set(vars(MultipartDecoder(b"-")))
+
+def _part_head(block: bytes) -> tuple[tuple[tuple[str, str], ...], str, str | None]:
+    """What werkzeug's decoder makes of a part's header block: the headers, and the name
+    and file name from their Content-Disposition (``ValueError`` without one)."""
+    return _kept_part_head(block) if len(block) <= _KEPT_HEAD else _parse_part_head(block)
+
+
+def _parse_part_head(block: bytes) -> tuple[tuple[tuple[str, str], ...], str, str | None]:
+    headers = _HEAD_PARSER._parse_headers(block)
+    if "content-disposition" not in headers:
+        raise ValueError("Missing Content-Disposition header")
+    _, extra = parse_options_header(headers["content-disposition"])
+    return tuple(headers.items()), extra.get("name"), extra.get("filename")  # type: ignore[return-value]
+
+
+# Blocks of at most 1 KiB, 512 of them (a few hundred KiB at most, whatever is sent).
+_KEPT_HEAD = 1024
+_kept_part_head = functools.lru_cache(maxsize=512)(_parse_part_head)
+# werkzeug's _parse_headers reads nothing of its decoder: any one will do.
+_HEAD_PARSER = MultipartDecoder(b"-")
+
+
+# The attributes _Decoder replaces or steps, where this werkzeug has them (else its own
+# decoder).
+_DECODER_PATTERNS = {"preamble_re", "boundary_re", "_search_position", "_parts_decoded"} <= set(
+    vars(MultipartDecoder(b"-"))
+)
 
 # What follows the boundary on its line, as werkzeug's patterns have it: "--" (the
 # last boundary) and blanks up to an optional line break, or blanks and a line break.
@@ -312,7 +366,8 @@ def _spool(memory: int) -> IO[bytes]:
 
 def _decode(data: bytes | bytearray, headers: Headers) -> str:
     # As werkzeug's own parser: a declared charset from a short safe list, else UTF-8.
-    content_type = headers.get("content-type")
+    # (Not headers.get: a missing header costs it a werkzeug exception, made and caught.)
+    content_type = next((value for name, value in headers if name.lower() == "content-type"), None)
     charset = parse_options_header(content_type)[1].get("charset", "") if content_type else ""
     if charset.lower() not in ("ascii", "us-ascii", "utf-8", "iso-8859-1"):
         charset = "utf-8"

@@ -177,7 +177,17 @@ T = TypeVar("T")
 
 def read_bytes(storage: Storage, key: str, *, limit: int = 64 * 1024 * 1024) -> tuple[bytes, Stat]:
     """Read a small blob whole, refusing anything larger than ``limit`` bytes."""
-    stream, stat = storage.open(key)
+    # A backend may read whole in fewer steps than open() and read() (the filesystem's).
+    read_whole: Callable[[str, int], tuple[bytes, Stat]] | None = getattr(
+        storage, "read_whole", None
+    )
+    if read_whole is not None:
+        return read_whole(key, limit)
+    return read_stream(*storage.open(key), key, limit)
+
+
+def read_stream(stream: IO[bytes], stat: Stat, key: str, limit: int) -> tuple[bytes, Stat]:
+    """:func:`read_bytes` of the ``stream`` :meth:`Storage.open` gave for ``key``; closes it."""
     with stream:
         # Asked for its size and one byte more (a file that grew since its stat shows
         # in the next read), not for limit + 1 bytes: that would allocate as many.

@@ -27,7 +27,6 @@ import mmap
 import os
 import platform
 import random
-import secrets
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from .base import (
     InvalidKeyError,
     StaleWriteError,
     Stat,
+    read_stream,
     validate_key,
     validate_prefix,
 )
@@ -76,14 +76,15 @@ _O_DIRECTORY = _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _O_UNNAMED = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | os.O_CLOEXEC
 
 
-def _beneath(root: str) -> tuple[Callable[[str, int], int], int] | None:
+def _beneath(root: str, *, hold: bool) -> tuple[Callable[[str, int], int], int] | None:
     """``(openat2, root_fd)``: ``openat2(relative, flags)`` opens a path below ``root``
     in one system call in which the kernel follows no symlink out of it, returning the
-    descriptor or minus the errno; ``None`` where there is no such call."""
+    descriptor or minus the errno; ``None`` where there is no such call.  With ``hold``
+    the call keeps the GIL (see :class:`_HeldCalls`)."""
     if sys.platform != "linux" or not _O_PATH or platform.machine() not in _OPENAT2_MACHINES:
         return None
     try:
-        syscall = ctypes.CDLL(None, use_errno=True).syscall
+        syscall = (ctypes.PyDLL if hold else ctypes.CDLL)(None, use_errno=True).syscall
     except (OSError, AttributeError):
         return None
     syscall.restype = ctypes.c_long
@@ -125,7 +126,11 @@ class _Statx(ctypes.Structure):
         ("btime", _StatxTimestamp),
         ("ctime", _StatxTimestamp),
         ("mtime", _StatxTimestamp),
-        ("spare", ctypes.c_uint64 * 16),  # device numbers and more: 256 bytes in all
+        ("rdev_major", ctypes.c_uint32),
+        ("rdev_minor", ctypes.c_uint32),
+        ("dev_major", ctypes.c_uint32),
+        ("dev_minor", ctypes.c_uint32),
+        ("spare", ctypes.c_uint64 * 14),  # the mount id and more: 256 bytes in all
     ]
 
 
@@ -143,7 +148,9 @@ def _held_stat(root_fd: int) -> Callable[[str], Stat | int] | None:
     of the GIL hands it to another thread of a threaded server (waitress, werkzeug)
     and must wait to get it back: two context switches a call, which cost more than
     the calls and were most of what our pages cost on waitress (docs/performance.md).
-    ``None`` where libc has no ``statx`` (the caller then stats as before).
+    ``None`` where libc has no ``statx`` (the caller then stats as before).  Used only
+    on a local file system (:data:`_LOCAL_FILE_SYSTEMS`), where no such call waits on
+    a network.
     """
     try:
         libc = ctypes.PyDLL(None, use_errno=True)
@@ -175,6 +182,145 @@ def _held_stat(root_fd: int) -> Callable[[str], Stat | int] | None:
         )
 
     return stat
+
+
+class _Calls:
+    """The system calls of the storage's reads and writes, as ``os`` makes them: each
+    lets go of the GIL while the kernel works."""
+
+    open = staticmethod(os.open)
+    close = staticmethod(os.close)
+    fstat = staticmethod(os.fstat)
+    stat = staticmethod(os.stat)
+    mkdir = staticmethod(os.mkdir)
+    link = staticmethod(os.link)
+    utime = staticmethod(os.utime)
+    write = staticmethod(os.write)
+    read = staticmethod(os.read)
+
+    @staticmethod
+    def lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+class _Timespecs(ctypes.Structure):
+    _fields_ = [("times", ctypes.c_int64 * 4)]  # two struct timespec: seconds, nanoseconds
+
+
+_AT_FDCWD = -100
+_AT_SYMLINK_FOLLOW = 0x400
+# Reads and writes of at most this much keep the GIL too (a page-cache copy of
+# microseconds); larger ones, and every fsync, let go of it.
+_HELD_IO = 64 * 1024
+
+
+class _HeldCalls(_Calls):
+    """The same calls, with the same signatures and errors, through ``ctypes.PyDLL``:
+    they keep the GIL, as :func:`_held_stat` does and for the same reason.  An upload
+    made some forty short system calls that each let go of the GIL, against the
+    limit's eleven: on waitress, each handed the GIL to another thread and waited to
+    get it back, and the context switches were the better part of the server's CPU
+    time an upload (docs/performance.md, seventh round).  Only on a local file system,
+    where no such call waits on a network; ``fsync``, ``rename`` and ``unlink`` (which
+    may free a file's blocks), and large reads and writes still let go of it.
+    """
+
+    def __init__(self) -> None:
+        libc = ctypes.PyDLL(None, use_errno=True)
+        self._openat, self._close, self._statx = libc.openat, libc.close, libc.statx
+        self._mkdirat, self._linkat, self._futimens = libc.mkdirat, libc.linkat, libc.futimens
+        self._write, self._read, self._flock = libc.write, libc.read, libc.flock
+        self._openat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint]
+        self._mkdirat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        self._write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+        self._read.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+        self._write.restype = self._read.restype = ctypes.c_ssize_t
+
+    @staticmethod
+    def _error(*filenames: object) -> OSError:
+        code = ctypes.get_errno()
+        return OSError(code, os.strerror(code), *filenames)
+
+    def open(  # type: ignore[override]
+        self, path: str, flags: int, mode: int = 0o777, *, dir_fd: int
+    ) -> int:
+        while (fd := self._openat(dir_fd, os.fsencode(path), flags, mode)) < 0:
+            if ctypes.get_errno() != errno.EINTR:
+                raise self._error(path)
+        return int(fd)
+
+    def close(self, fd: int) -> None:
+        if self._close(fd) != 0 and ctypes.get_errno() != errno.EINTR:
+            raise self._error()  # EINTR: closed all the same on Linux, never retried
+
+    def _statx_result(self, dir_fd: int, path: bytes, flags: int, name: object) -> os.stat_result:
+        found = _Statx()
+        while self._statx(dir_fd, path, flags, _STATX_BASIC_STATS, ctypes.byref(found)) != 0:
+            if ctypes.get_errno() != errno.EINTR:
+                raise self._error(name) if name is not None else self._error()
+        a, m, c = found.atime, found.mtime, found.ctime
+        return os.stat_result(
+            (found.mode, found.ino, os.makedev(found.dev_major, found.dev_minor), found.nlink,
+             found.uid, found.gid, found.size, a.sec, m.sec, c.sec),
+            {"st_atime": a.sec + a.nsec * 1e-9, "st_mtime": m.sec + m.nsec * 1e-9,
+             "st_ctime": c.sec + c.nsec * 1e-9, "st_atime_ns": a.sec * 10**9 + a.nsec,
+             "st_mtime_ns": m.sec * 10**9 + m.nsec, "st_ctime_ns": c.sec * 10**9 + c.nsec,
+             "st_blksize": found.blksize, "st_blocks": found.blocks,
+             "st_rdev": os.makedev(found.rdev_major, found.rdev_minor)},
+        )  # fmt: skip
+
+    def fstat(self, fd: int) -> os.stat_result:
+        return self._statx_result(fd, b"", _AT_EMPTY_PATH, None)
+
+    def stat(self, path: str, *, dir_fd: int) -> os.stat_result:  # type: ignore[override]
+        return self._statx_result(dir_fd, os.fsencode(path), 0, path)
+
+    def mkdir(self, path: str, mode: int = 0o777, *, dir_fd: int) -> None:  # type: ignore[override]
+        if self._mkdirat(dir_fd, os.fsencode(path), mode) != 0:
+            raise self._error(path)
+
+    def link(  # type: ignore[override]
+        self, src: str, dst: str, *, dst_dir_fd: int, follow_symlinks: bool = True
+    ) -> None:
+        flags = _AT_SYMLINK_FOLLOW if follow_symlinks else 0
+        if self._linkat(_AT_FDCWD, os.fsencode(src), dst_dir_fd, os.fsencode(dst), flags) != 0:
+            raise self._error(src, None, dst)
+
+    def utime(self, fd: int, *, ns: tuple[int, int]) -> None:  # type: ignore[override]
+        times = _Timespecs((*divmod(ns[0], 10**9), *divmod(ns[1], 10**9)))
+        if self._futimens(fd, ctypes.byref(times)) != 0:
+            raise self._error()
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:  # type: ignore[override]
+        if len(data) > _HELD_IO:
+            return os.write(fd, data)
+        while (written := self._write(fd, bytes(data), len(data))) < 0:
+            if ctypes.get_errno() != errno.EINTR:
+                raise self._error()
+        return int(written)
+
+    def read(self, fd: int, size: int) -> bytes:
+        if size > _HELD_IO:
+            return os.read(fd, size)
+        buffer = ctypes.create_string_buffer(size)
+        while (got := self._read(fd, buffer, size)) < 0:
+            if ctypes.get_errno() != errno.EINTR:
+                raise self._error()
+        return buffer.raw[:got]
+
+    def lock(self, fd: int) -> None:  # type: ignore[override]
+        # Without waiting, keeping the GIL; when another holds the lock, waiting for it
+        # as os does, letting go.
+        if self._flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB) != 0:
+            super().lock(fd)
+
+
+def _calls(local: bool) -> _Calls:
+    """Held calls on a local file system where libc has them all, else ``os``'s."""
+    if local:
+        with contextlib.suppress(OSError, AttributeError):
+            return _HeldCalls()
+    return _Calls()
 
 
 # Stats kept between requests (_KeptStats): the shared word every write changes, in a
@@ -253,9 +399,10 @@ class _KeptStats:
         self._stats: dict[str, tuple[Stat, int, float]] = {}
 
     @classmethod
-    def of(cls, root: str) -> _KeptStats | None:
-        """Kept stats for ``root``, or ``None`` where they would not be sound."""
-        if _file_system_type(root) not in _LOCAL_FILE_SYSTEMS:
+    def of(cls, root: str, *, local: bool) -> _KeptStats | None:
+        """Kept stats for ``root``, or ``None`` where they would not be sound (not on a
+        ``local`` file system)."""
+        if not local:
             return None
         try:
             return cls(root)
@@ -289,29 +436,40 @@ class _NoUnnamedFiles(Exception):
     """The file system has no ``O_TMPFILE``: write through a named temp file instead."""
 
 
-def _write_synced(fd: int, data: IO[bytes]) -> os.stat_result:
+def _write_synced(fd: int, data: IO[bytes], calls: _Calls) -> os.stat_result:
     """Write ``data`` to ``fd``, stamp it with the fine clock, sync it; its stat."""
-    # os.write, not a file object: that would fstat, ioctl and seek first.
+    # A write call, not a file object: that would fstat, ioctl and seek first.
     while block := data.read(CHUNK_SIZE):
         view = memoryview(block)
         while view:
-            view = view[os.write(fd, view) :]
+            view = view[calls.write(fd, view) :]
     # The kernel stamps files from a coarse clock (a tick of milliseconds), and a freed
     # inode number is soon reused: two same-sized versions written in one tick could
     # share an ETag and fool a compare-and-swap.  A nanosecond timestamp from the fine
     # clock makes that practically impossible.
     now = time.time_ns()
-    os.utime(fd, ns=(now, now))
+    calls.utime(fd, ns=(now, now))
     os.fsync(fd)
-    return os.fstat(fd)
+    return calls.fstat(fd)
 
 
-def _link_temp(fd: int, dir_fd: int) -> str:
+def _read_up_to(fd: int, size: int, calls: _Calls) -> bytes:
+    """``size`` bytes from ``fd``, fewer at its end."""
+    chunks = []
+    while size > 0 and (chunk := calls.read(fd, size)):
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _link_temp(fd: int, dir_fd: int, calls: _Calls) -> str:
     """Give the unnamed file ``fd`` a fresh hidden temp name in ``dir_fd``, to rename."""
     while True:
-        tmp = f".tmp-{secrets.token_hex(8)}"
+        # Unguessable names buy nothing here (a taken name fails the link, which follows
+        # no link at the new name), and secrets would make a system call for each.
+        tmp = f".tmp-{random.getrandbits(64):016x}"
         try:
-            os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            calls.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
         except FileExistsError:
             continue
         return tmp
@@ -325,18 +483,18 @@ def _lock_name(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _locked_at(dir_fd: int, name: str) -> Iterator[None]:
-    fd = os.open(_lock_name(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+def _locked_at(dir_fd: int, name: str, calls: _Calls) -> Iterator[None]:
+    fd = calls.open(_lock_name(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        calls.lock(fd)
         yield
     finally:
-        os.close(fd)
+        calls.close(fd)
 
 
-def _current_etag_at(dir_fd: int, name: str) -> str | None:
+def _current_etag_at(dir_fd: int, name: str, calls: _Calls) -> str | None:
     try:
-        return _etag(os.stat(name, dir_fd=dir_fd))
+        return _etag(calls.stat(name, dir_fd=dir_fd))
     except FileNotFoundError:
         return None
 
@@ -359,14 +517,17 @@ class FileSystemStorage:
         # Reads resolve keys with openat2 beneath the root where the kernel has it (one
         # system call instead of an lstat per component, and no window between the
         # check and the open); else, and for what it refuses, by the walk of _checked.
-        beneath = _beneath(self._root)
+        # On a local file system the short calls keep the GIL (_HeldCalls, _held_stat).
+        local = _file_system_type(self._root) in _LOCAL_FILE_SYSTEMS
+        self._calls = _calls(local)
+        beneath = _beneath(self._root, hold=local)
         self._openat2 = beneath[0] if beneath else None
-        self._held_stat = _held_stat(beneath[1]) if beneath else None
+        self._held_stat = _held_stat(beneath[1]) if beneath and local else None
         # Writes into unnamed files, named by linking /proc's name of their descriptor.
         self._unnamed = bool(getattr(os, "O_TMPFILE", 0)) and os.path.isdir("/proc/self/fd")
         if beneath:
             weakref.finalize(self, os.close, beneath[1])
-        self._kept = _KeptStats.of(self._root)
+        self._kept = _KeptStats.of(self._root, local=local)
 
     def __repr__(self) -> str:
         return f"FileSystemStorage({str(self.root)!r})"
@@ -385,7 +546,7 @@ class FileSystemStorage:
         if openat2 is not None and directory:
             fd = openat2(directory, _O_PATH | os.O_CLOEXEC)
             if fd >= 0:
-                os.close(fd)
+                self._calls.close(fd)
                 return Path(f"{self._root}/{key}")
         return self._path(key)
 
@@ -432,9 +593,9 @@ class FileSystemStorage:
                 self._openat2 = None  # an older kernel, or a sandbox that forbids the call
             return True
         try:
-            return fd, os.fstat(fd)
+            return fd, self._calls.fstat(fd)
         except BaseException:
-            os.close(fd)
+            self._calls.close(fd)
             raise
 
     def open(self, key: str) -> tuple[IO[bytes], Stat]:
@@ -450,11 +611,36 @@ class FileSystemStorage:
         else:
             fd, st = opened
             if not S_ISREG(st.st_mode):
-                os.close(fd)
+                self._calls.close(fd)
                 raise FileNotFoundError(key)
         # The buffer open() would choose, given: no isatty() (one system call less).
         buffering = st.st_blksize if st.st_blksize > 1 else io.DEFAULT_BUFFER_SIZE
         return open(fd, "rb", buffering=buffering), _stat(st)  # the caller closes it
+
+    def read_whole(self, key: str, limit: int) -> tuple[bytes, Stat]:
+        """As :func:`~.base.read_bytes` reads through :meth:`open`, in fewer system
+        calls (no file object: its ``fstat``, ``lseek`` and buffer), which on a local
+        file system keep the GIL: every upload reads its project document so."""
+        opened = self._opened(key, _O_READ)
+        if opened is True:
+            return read_stream(*self.open(key), key, limit)
+        if opened is False:
+            raise FileNotFoundError(key)
+        fd, st = opened
+        calls = self._calls
+        try:
+            if not S_ISREG(st.st_mode):
+                raise FileNotFoundError(key)
+            # Its size and one byte more, as read_stream asks, then up to the limit if
+            # the file grew since its stat.
+            data = _read_up_to(fd, min(st.st_size, limit) + 1, calls)
+            if st.st_size < len(data) <= limit:
+                data += _read_up_to(fd, limit + 1 - len(data), calls)
+        finally:
+            calls.close(fd)
+        if len(data) > limit:
+            raise ValueError(f"storage key {key!r} is larger than {limit} bytes")
+        return data, _stat(st)
 
     def stat(self, key: str) -> Stat:
         kept = self._kept
@@ -485,7 +671,7 @@ class FileSystemStorage:
         elif opened is False:
             st = None
         else:
-            os.close(opened[0])
+            self._calls.close(opened[0])
             st = opened[1]
         if st is None or not S_ISREG(st.st_mode):
             raise FileNotFoundError(key)
@@ -500,7 +686,7 @@ class FileSystemStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
-            st = _write_synced(fd, data)
+            st = _write_synced(fd, data, self._calls)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
@@ -585,7 +771,7 @@ class FileSystemStorage:
         """The key's directory opened (``O_PATH``) beneath the root, made if missing,
         and the key's name in it; ``None`` where unnamed writes are not to be had, or
         the kernel would not resolve the directory (the walk then decides)."""
-        openat2 = self._openat2
+        openat2, calls = self._openat2, self._calls
         if openat2 is None or not self._unnamed:
             return None
         directory, _, name = validate_key(key).rpartition("/")
@@ -600,9 +786,9 @@ class FileSystemStorage:
             if parent_fd >= 0:
                 try:
                     with contextlib.suppress(OSError):  # as below: the walk decides
-                        os.mkdir(last, dir_fd=parent_fd)
+                        calls.mkdir(last, dir_fd=parent_fd)
                 finally:
-                    os.close(parent_fd)
+                    calls.close(parent_fd)
             else:
                 with contextlib.suppress(OSError):
                     self._path(key).parent.mkdir(parents=True, exist_ok=True)
@@ -614,47 +800,50 @@ class FileSystemStorage:
 
         Raises :class:`_NoUnnamedFiles`, before reading ``data``, where the file system
         (or an old kernel) has no ``O_TMPFILE``."""
+        calls = self._calls
         try:
-            fd = os.open(".", _O_UNNAMED, 0o600, dir_fd=dir_fd)
+            fd = calls.open(".", _O_UNNAMED, 0o600, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                 raise
             self._unnamed = False
             raise _NoUnnamedFiles from None
         try:
-            return fd, _write_synced(fd, data)
+            return fd, _write_synced(fd, data, calls)
         except BaseException:
-            os.close(fd)  # nothing to remove: the file never had a name
+            calls.close(fd)  # nothing to remove: the file never had a name
             raise
 
     def _create_at(self, dir_fd: int, name: str, data: IO[bytes]) -> Stat:
+        calls = self._calls
         try:
             fd, st = self._unnamed_file(dir_fd, data)
             try:
                 # Linking /proc's name of the descriptor names the file; the kernel
                 # refuses (EEXIST) when the name is taken, as with any link.
-                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+                calls.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
             finally:
-                os.close(fd)
+                calls.close(fd)
         finally:
-            os.close(dir_fd)
+            calls.close(dir_fd)
         return _stat(st)
 
     def _put_at(
         self, key: str, dir_fd: int, name: str, data: IO[bytes], *, if_match: str | None
     ) -> Stat:
+        calls = self._calls
         try:
             fd, st = self._unnamed_file(dir_fd, data)
             try:
-                tmp = _link_temp(fd, dir_fd)
+                tmp = _link_temp(fd, dir_fd, calls)
             finally:
-                os.close(fd)
+                calls.close(fd)
             try:
                 if if_match is None:
                     os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                 else:
-                    with _locked_at(dir_fd, name):
-                        if _current_etag_at(dir_fd, name) != if_match:
+                    with _locked_at(dir_fd, name, calls):
+                        if _current_etag_at(dir_fd, name, calls) != if_match:
                             raise StaleWriteError(key)
                         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
@@ -662,7 +851,7 @@ class FileSystemStorage:
                     os.unlink(tmp, dir_fd=dir_fd)
                 raise
         finally:
-            os.close(dir_fd)
+            calls.close(dir_fd)
         return _stat(st)
 
     def list(self, prefix: str) -> Iterator[str]:
