@@ -315,6 +315,17 @@ class Running:
                 ticks += int(fields[11]) + int(fields[12])  # utime, stime: all threads
         return ticks / os.sysconf("SC_CLK_TCK")
 
+    def context_switches(self) -> int:
+        """The context switches (voluntary or not) of all its threads so far."""
+        switches = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    for line in (task / "status").read_text().splitlines():
+                        if "ctxt_switches:" in line:
+                            switches += int(line.split()[1])
+        return switches
+
     def peak_rss(self) -> int:
         """The largest peak resident set (VmHWM, bytes) of its processes."""
         peak = 0
