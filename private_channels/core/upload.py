@@ -30,17 +30,15 @@ from typing import IO, TYPE_CHECKING
 from werkzeug.datastructures import FileStorage, Headers, MultiDict
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.http import parse_options_header
+from werkzeug.sansio import multipart
 from werkzeug.sansio.multipart import (
-    BLANK_LINE_RE,
     LINE_BREAK,
     Data,
     Epilogue,
-    Event,
     Field,
     File,
     MultipartDecoder,
     NeedData,
-    State,
 )
 from werkzeug.wsgi import get_input_stream
 
@@ -55,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from werkzeug.sansio.multipart import Event
 
     from .ecosystem import Ecosystem
 
@@ -242,9 +241,9 @@ class _Decoder(MultipartDecoder):
         # same header block for each of its ten text fields upload after upload, so
         # what werkzeug makes of a block is kept (_part_head); the rest of the step is
         # werkzeug's, as it has it.
-        if self.state is not State.PART:
+        if self.state is not multipart.State.PART:
             return super().next_event()
-        match = BLANK_LINE_RE.search(self.buffer, self._search_position)
+        match = multipart.BLANK_LINE_RE.search(self.buffer, self._search_position)
         if match is None:
             return super().next_event()
         items, name, filename = _part_head(bytes(self.buffer[: match.start()]))
@@ -254,7 +253,7 @@ class _Decoder(MultipartDecoder):
             event = File(filename=filename, headers=Headers(items), name=name)
         else:
             event = Field(headers=Headers(items), name=name)
-        self.state = State.DATA_START
+        self.state = multipart.State.DATA_START
         self._search_position = 0
         self._parts_decoded += 1
         if self.max_parts is not None and self._parts_decoded > self.max_parts:
@@ -283,11 +282,12 @@ _kept_part_head = functools.lru_cache(maxsize=512)(_parse_part_head)
 _HEAD_PARSER = MultipartDecoder(b"-")
 
 
-# The attributes _Decoder replaces or steps, where this werkzeug has them (else its own
-# decoder).
-_DECODER_PATTERNS = {"preamble_re", "boundary_re", "_search_position", "_parts_decoded"} <= set(
-    vars(MultipartDecoder(b"-"))
-)
+# What _Decoder replaces or steps, where this werkzeug has it (else its own decoder).
+_DECODER_PATTERNS = {
+    "preamble_re", "boundary_re", "_search_position", "_parts_decoded", "max_parts"
+} <= set(vars(MultipartDecoder(b"-"))) and all(
+    hasattr(multipart, name) for name in ("BLANK_LINE_RE", "State")
+)  # fmt: skip
 
 # What follows the boundary on its line, as werkzeug's patterns have it: "--" (the
 # last boundary) and blanks up to an optional line break, or blanks and a line break.
