@@ -51,20 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("revision", help="the tree to compare this checkout with (A)")
     parser.add_argument("--server", default="waitress", choices=harness.SERVERS)
-    parser.add_argument("--size", type=int, default=1000)
-    parser.add_argument("--workloads", default=DEFAULT_WORKLOADS)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument(
-        "--work", type=Path, default=Path(tempfile.gettempdir()) / "pc-side-by-side"
-    )
+    harness.burst_options(parser, workloads=DEFAULT_WORKLOADS, rounds=8, seconds=2.0)
     args = parser.parse_args()
-    names = args.workloads.split(",")
-    workloads = [w for w in harness.WORKLOADS if w.name in names]
-    if len(workloads) != len(names):
-        parser.error(f"workloads are among: {', '.join(w.name for w in harness.WORKLOADS)}")
-    args.work.mkdir(parents=True, exist_ok=True)
-    dataset = harness.fill(args.size, args.work / f"data-{args.size}")
+    dataset, workloads = harness.burst_setup(parser, args)
     with tempfile.TemporaryDirectory(prefix="ab-") as scratch:
         tree = Path(scratch) / "a"
         subprocess.run(

@@ -20,7 +20,6 @@ import argparse
 import multiprocessing
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,20 +39,9 @@ def _busy() -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--server", default="waitress", choices=harness.SERVERS)
-    parser.add_argument("--size", type=int, default=1000)
-    parser.add_argument("--workloads", default="upload")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument(
-        "--work", type=Path, default=Path(tempfile.gettempdir()) / "pc-side-by-side"
-    )
+    harness.burst_options(parser, workloads="upload", rounds=2, seconds=4.0)
     args = parser.parse_args()
-    names = args.workloads.split(",")
-    workloads = [w for w in harness.WORKLOADS if w.name in names]
-    if len(workloads) != len(names):
-        parser.error(f"workloads are among: {', '.join(w.name for w in harness.WORKLOADS)}")
-    args.work.mkdir(parents=True, exist_ok=True)
-    dataset = harness.fill(args.size, args.work / f"data-{args.size}")
+    dataset, workloads = harness.burst_setup(parser, args)
     running = harness.start_targets(dataset, args.server, args.work, ["limit", "ours"])
     try:
         for target, run in running.items():

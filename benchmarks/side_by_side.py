@@ -399,6 +399,31 @@ def peer_environment(work: Path, name: str, packages: list[str]) -> Path | None:
     return python
 
 
+def burst_options(
+    parser: argparse.ArgumentParser, *, workloads: str, rounds: int, seconds: float
+) -> None:
+    """The options of the tools that run bursts on one server (ab.py, server_cost.py)."""
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--workloads", default=workloads)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "pc-side-by-side"
+    )
+
+
+def burst_setup(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[Dataset, list[Workload]]:
+    """The dataset (filled if missing) and the workloads :func:`burst_options` name."""
+    names = args.workloads.split(",")
+    workloads = [w for w in WORKLOADS if w.name in names]
+    if len(workloads) != len(names):
+        parser.error(f"workloads are among: {', '.join(w.name for w in WORKLOADS)}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    return fill(args.size, args.work / f"data-{args.size}"), workloads
+
+
 def start_targets(
     dataset: Dataset, server: str, work: Path, targets: list[str]
 ) -> dict[str, Running]:
