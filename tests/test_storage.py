@@ -7,6 +7,7 @@ import errno
 import io
 import multiprocessing
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ from private_channels.storage import (
     validate_key,
 )
 from private_channels.storage.base import _SEGMENT
+from private_channels.storage.filesystem import _OPENAT2_MACHINES
 
 
 class ChunkedReader(io.RawIOBase):
@@ -875,6 +877,10 @@ def test_kept_stats_answer_as_a_stat_each_time(ops: list[tuple[str, int, str, by
 # -- the system calls that keep the GIL (_HeldCalls) ---------------------------------
 
 
+# Where the storage makes its short system calls keeping the GIL (_HeldCalls).
+HELD = LINUX and platform.machine() in _OPENAT2_MACHINES
+
+
 def _held_calls() -> Any:
     from private_channels.storage import filesystem
 
@@ -886,7 +892,7 @@ STAT_FIELDS = ["st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "s
                "st_ctime_ns", "st_blksize", "st_blocks", "st_rdev"]  # fmt: skip
 
 
-@pytest.mark.skipif(not LINUX, reason="the held calls are Linux's")
+@pytest.mark.skipif(not HELD, reason="the held calls are 64-bit Linux's")
 def test_held_calls_do_what_os_does(local_root: Path) -> None:
     from private_channels.storage import filesystem
 
@@ -951,7 +957,7 @@ def _umask() -> int:
     return mask
 
 
-@pytest.mark.skipif(not LINUX, reason="the held calls are Linux's")
+@pytest.mark.skipif(not HELD, reason="the held calls are 64-bit Linux's")
 def test_a_held_lock_waits_for_its_holder(local_root: Path) -> None:
     """The lock is taken without waiting when free, and waited for (letting go of the
     GIL, so the holder can go on) when another open file holds it."""
@@ -981,7 +987,7 @@ def test_held_calls_only_on_a_local_file_system(
     from private_channels.storage import filesystem
 
     storage = FileSystemStorage(local_root / "here")
-    if LINUX:
+    if HELD:
         assert isinstance(storage._calls, filesystem._HeldCalls)
         assert storage._held_stat is not None
     monkeypatch.setattr(filesystem, "_file_system_type", lambda path: 0x6969)  # NFS
