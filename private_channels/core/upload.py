@@ -287,7 +287,7 @@ _DECODER_PATTERNS = {
     "preamble_re", "boundary_re", "_search_position", "_parts_decoded", "max_parts"
 } <= set(vars(MultipartDecoder(b"-"))) and all(
     hasattr(multipart, name) for name in ("BLANK_LINE_RE", "State")
-)  # fmt: skip
+) and hasattr(MultipartDecoder, "_parse_headers")  # fmt: skip
 
 # What follows the boundary on its line, as werkzeug's patterns have it: "--" (the
 # last boundary) and blanks up to an optional line break, or blanks and a line break.

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
 import io
 import mmap
@@ -51,9 +52,13 @@ __all__ = ["FileSystemStorage"]
 
 
 def _etag(st: os.stat_result) -> str:
+    return _etag_of(st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _etag_of(ino: int, mtime_ns: int, size: int) -> str:
     # Every write is a new inode (rename or link of a fresh temp file), so inode plus
     # mtime plus size changes on every write without hashing the content.
-    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+    return f"{ino:x}-{mtime_ns:x}-{size:x}"
 
 
 def _stat(st: os.stat_result) -> Stat:
@@ -62,6 +67,9 @@ def _stat(st: os.stat_result) -> Stat:
 
 class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_OPEN_HOW_SIZE = ctypes.sizeof(_OpenHow)
 
 
 # openat2(2) (Linux 5.6): its number is the same on these machines (the shared table).
@@ -93,7 +101,7 @@ def _beneath(root: str, *, hold: bool) -> tuple[Callable[[str, int], int], int] 
         flags: _OpenHow(flags, 0, _RESOLVE_BENEATH)
         for flags in (_O_PATH | os.O_CLOEXEC, _O_READ, _O_DIRECTORY)
     }
-    size = ctypes.sizeof(_OpenHow)
+    size = _OPEN_HOW_SIZE
 
     def openat2(relative: str, flags: int) -> int:
         fd: int = syscall(_OPENAT2, root_fd, relative.encode(), ctypes.byref(hows[flags]), size)
@@ -138,52 +146,6 @@ _AT_EMPTY_PATH = 0x1000
 _STATX_BASIC_STATS = 0x7FF
 
 
-def _held_stat(root_fd: int) -> Callable[[str], Stat | int] | None:
-    """``stat(relative)``: the :class:`Stat` of a regular file beneath the root, or an
-    errno (``ENOENT`` too for what is not a regular file), by ``openat2`` with
-    ``RESOLVE_BENEATH``, ``statx`` and ``close`` called *without letting go of the GIL*.
-
-    Every page view and download validates a cache with a stat.  Each of those three
-    calls takes a microsecond or two on a local file system, but a call that lets go
-    of the GIL hands it to another thread of a threaded server (waitress, werkzeug)
-    and must wait to get it back: two context switches a call, which cost more than
-    the calls and were most of what our pages cost on waitress (docs/performance.md).
-    ``None`` where libc has no ``statx`` (the caller then stats as before).  Used only
-    on a local file system (:data:`_LOCAL_FILE_SYSTEMS`), where no such call waits on
-    a network.
-    """
-    try:
-        libc = ctypes.PyDLL(None, use_errno=True)
-        syscall, statx, close = libc.syscall, libc.statx, libc.close
-    except (OSError, AttributeError):
-        return None
-    syscall.restype = ctypes.c_long
-    how = _OpenHow(_O_PATH | os.O_CLOEXEC, 0, _RESOLVE_BENEATH)
-    size = ctypes.sizeof(_OpenHow)
-
-    def stat(relative: str) -> Stat | int:
-        fd = syscall(_OPENAT2, root_fd, relative.encode(), ctypes.byref(how), size)
-        if fd < 0:
-            return ctypes.get_errno()
-        found = _Statx()
-        try:
-            if statx(fd, b"", _AT_EMPTY_PATH, _STATX_BASIC_STATS, ctypes.byref(found)) != 0:
-                return ctypes.get_errno()
-        finally:
-            close(fd)
-        if not S_ISREG(found.mode):
-            return errno.ENOENT
-        mtime = found.mtime
-        mtime_ns = mtime.sec * 1_000_000_000 + mtime.nsec
-        return Stat(
-            size=found.size,
-            mtime=mtime.sec + mtime.nsec * 1e-9,  # as os.stat computes st_mtime
-            etag=f"{found.ino:x}-{mtime_ns:x}-{found.size:x}",
-        )
-
-    return stat
-
-
 class _Calls:
     """The system calls of the storage's reads and writes, as ``os`` makes them: each
     lets go of the GIL while the kernel works."""
@@ -216,13 +178,15 @@ _HELD_IO = 64 * 1024
 
 class _HeldCalls(_Calls):
     """The same calls, with the same signatures and errors, through ``ctypes.PyDLL``:
-    they keep the GIL, as :func:`_held_stat` does and for the same reason.  An upload
-    made some forty short system calls that each let go of the GIL, against the
-    limit's eleven: on waitress, each handed the GIL to another thread and waited to
-    get it back, and the context switches were the better part of the server's CPU
-    time an upload (docs/performance.md, seventh round).  Only on a local file system,
-    where no such call waits on a network; ``fsync``, ``rename`` and ``unlink`` (which
-    may free a file's blocks), and large reads and writes still let go of it.
+    they keep the GIL.  Each takes a microsecond or two on a local file system, but a
+    call that lets go of the GIL hands it to another thread of a threaded server
+    (waitress, werkzeug) and must wait to get it back: two context switches a call,
+    which cost more than the call.  They were most of what a page cost on waitress
+    (three calls a stat: :meth:`stat_beneath`), and the better part of an upload's
+    server CPU (some forty calls, against the limit's eleven; docs/performance.md,
+    third and seventh rounds).  Only on a local file system, where no such call waits
+    on a network; ``fsync``, ``rename`` and ``unlink`` (which may free a file's
+    blocks), and large reads and writes still let go of it.
     """
 
     def __init__(self) -> None:
@@ -235,6 +199,33 @@ class _HeldCalls(_Calls):
         self._write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
         self._read.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
         self._write.restype = self._read.restype = ctypes.c_ssize_t
+        self._syscall = libc.syscall
+        self._syscall.restype = ctypes.c_long
+        self._how = _OpenHow(_O_PATH | os.O_CLOEXEC, 0, _RESOLVE_BENEATH)
+
+    def stat_beneath(self, root_fd: int, relative: str) -> Stat | int:
+        """The :class:`Stat` of a regular file beneath the root, or an errno (``ENOENT``
+        too for what is not a regular file): ``openat2`` with ``RESOLVE_BENEATH``,
+        ``statx`` and ``close``, the stat every page view and download checks its cache
+        with."""
+        how = self._how
+        fd = self._syscall(_OPENAT2, root_fd, relative.encode(), ctypes.byref(how), _OPEN_HOW_SIZE)
+        if fd < 0:
+            return ctypes.get_errno()
+        found = _Statx()
+        try:
+            if self._statx(fd, b"", _AT_EMPTY_PATH, _STATX_BASIC_STATS, ctypes.byref(found)):
+                return ctypes.get_errno()
+        finally:
+            self._close(fd)
+        if not S_ISREG(found.mode):
+            return errno.ENOENT
+        mtime = found.mtime
+        return Stat(
+            size=found.size,
+            mtime=mtime.sec + mtime.nsec * 1e-9,  # as os.stat computes st_mtime
+            etag=_etag_of(found.ino, mtime.sec * 1_000_000_000 + mtime.nsec, found.size),
+        )
 
     @staticmethod
     def _error(*filenames: object) -> OSError:
@@ -519,12 +510,14 @@ class FileSystemStorage:
         # Reads resolve keys with openat2 beneath the root where the kernel has it (one
         # system call instead of an lstat per component, and no window between the
         # check and the open); else, and for what it refuses, by the walk of _checked.
-        # On a local file system the short calls keep the GIL (_HeldCalls, _held_stat).
+        # On a local file system the short calls keep the GIL (_HeldCalls).
         local = _file_system_type(self._root) in _LOCAL_FILE_SYSTEMS
-        self._calls = _calls(local)
-        beneath = _beneath(self._root, hold=local)
+        self._calls = calls = _calls(local)
+        beneath = _beneath(self._root, hold=isinstance(calls, _HeldCalls))
         self._openat2 = beneath[0] if beneath else None
-        self._held_stat = _held_stat(beneath[1]) if beneath and local else None
+        self._held_stat: Callable[[str], Stat | int] | None = None
+        if beneath and isinstance(calls, _HeldCalls):
+            self._held_stat = functools.partial(calls.stat_beneath, beneath[1])
         # Writes into unnamed files, named by linking /proc's name of their descriptor.
         self._unnamed = bool(getattr(os, "O_TMPFILE", 0)) and os.path.isdir("/proc/self/fd")
         if beneath:
@@ -657,7 +650,7 @@ class FileSystemStorage:
 
     def _stat_now(self, key: str) -> Stat:
         # Every page view and download validates a cache with a stat: openat2, statx
-        # and close with the GIL held (see _held_stat), else one openat2 and an fstat,
+        # and close with the GIL held (_HeldCalls.stat_beneath), else openat2 and fstat,
         # or the walk's last lstat.
         held_stat = self._held_stat
         if held_stat is not None and self._openat2 is not None:
