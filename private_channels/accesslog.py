@@ -26,6 +26,7 @@ Records go to the ``private_channels.access`` logger (see :func:`configure_loggi
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -58,9 +59,9 @@ LOGGER_NAME = "private_channels.access"
 # or break a line, is no longer than this, and holds nothing that looks like a token.
 MAX_REQUEST_ID = 128
 _REQUEST_ID = re.compile(rf"[A-Za-z0-9._:+/=-]{{1,{MAX_REQUEST_ID}}}\Z")
-# Fields of the record that come from the client: redacted (a token sent as a
-# User-Agent or a method is still a token), then cut to this many characters.
-_CLIENT_FIELDS = ("remote_addr", "method", "path", "user_agent")
+# The fields of the record that come from the client (address, method, path, agent)
+# are redacted (a token sent as a User-Agent or a method is still a token), then cut
+# to this many characters (AccessLogMiddleware._log).
 MAX_LOGGED_FIELD = 4096
 
 
@@ -243,66 +244,34 @@ class AccessLogMiddleware:
         return f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFFFFFFFFFF:016x}"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.monotonic()
-        request_id = self.request_id(environ)
-        environ[REQUEST_ID_KEY] = request_id
-        # Read the path now: the wrapped apps cut the token out of PATH_INFO, but
-        # SCRIPT_NAME + PATH_INFO as they arrived is what the client asked for.  It is
-        # redacted with the other client fields in _log, before anything reads it.
-        record: dict[str, Any] = {
-            "request_id": request_id,
-            "remote_addr": environ.get("REMOTE_ADDR", ""),
-            "method": environ.get("REQUEST_METHOD", ""),
-            "path": environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-            "status": None,
-            "reason": None,
-            "size": 0,
-            "user_agent": environ.get("HTTP_USER_AGENT", ""),
-            # Which worker answered, under gunicorn and other pre-forking servers.
-            "pid": _Process.pid,
-        }
-
-        def logging_start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            code, _, reason = status.partition(" ")
-            record["status"] = int(code)
-            # A refusal's reason phrase is its one sentence (errors.http_error): why
-            # pip, uv or R were refused, which none of them shows its user.
-            record["reason"] = redact_tokens(reason) if record["status"] >= 400 else None
-            for name, value in headers:
-                if name.lower() == "content-length" and value.isdigit():
-                    record["size"] = int(value)
-            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
-            headers.append(("X-Request-ID", request_id))
-            return start_response(status, headers, exc_info)
-
+        exchange = _Exchange(self, environ, start_response)
         try:
-            body = self.app(environ, logging_start_response)
+            body = self.app(environ, exchange.start_response)
         except BaseException:
-            record["status"] = 500
-            self._log(record, environ, started)
+            exchange.status = 500
+            self._log(exchange)
             raise
         wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(wrapper, type) and isinstance(body, wrapper):
             # The server sends such a body itself (gunicorn with sendfile); wrapping it
             # would hide that, so log now, with the size the response declared.
-            self._log(record, environ, started)
+            self._log(exchange)
             return body
-        return _LoggedBody(body, lambda size: self._done(record, environ, started, size))
+        if type(body) is list:
+            # The usual body, whole in memory: the server iterates the list itself.
+            return _LoggedList(body, exchange)
+        return _LoggedBody(body, exchange)
 
-    def _done(
-        self, record: dict[str, Any], environ: WSGIEnvironment, started: float, size: int
-    ) -> None:
-        record["size"] = size
-        self._log(record, environ, started)
-
-    def _log(self, record: dict[str, Any], environ: WSGIEnvironment, started: float) -> None:
-        for name in _CLIENT_FIELDS:
-            # Redacted whole, then cut: a cut first could leave most of a token unredacted.
-            record[name] = redact_tokens(str(record[name]))[:MAX_LOGGED_FIELD]
-        record["token_id"] = environ.get("REMOTE_USER") or None
-        record["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+    def _log(self, exchange: _Exchange) -> None:
+        # The fields the client chose, redacted whole, then cut: a cut first could leave
+        # most of a token unredacted.  (Each is usually short or free of what a token
+        # looks like, which redact_tokens finds out with a few ``in`` tests.)
+        exchange.remote_addr = redact_tokens(exchange.remote_addr)[:MAX_LOGGED_FIELD]
+        exchange.method = redact_tokens(exchange.method)[:MAX_LOGGED_FIELD]
+        exchange.path = redact_tokens(exchange.path)[:MAX_LOGGED_FIELD]
+        exchange.user_agent = redact_tokens(exchange.user_agent)[:MAX_LOGGED_FIELD]
+        exchange.token_id = exchange.environ.get("REMOTE_USER") or None
+        exchange.duration_ms = round((time.monotonic() - exchange.started) * 1000, 3)
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
             handlers = logger.handlers
@@ -315,50 +284,146 @@ class AccessLogMiddleware:
                 and handlers[0].level <= logging.INFO
             ):
                 # configure_logging's handler alone: the line is all it needs of a record.
-                handlers[0].write_line(self.render(record))
+                handlers[0].write_line(self._line(exchange))
                 return
             # Logger.info would also look up the caller's frame for every record, which
             # an access record does not need (its place in the code is always this one).
             logger.handle(
                 logger.makeRecord(
-                    logger.name, logging.INFO, __file__, 0, self.render(record), (), None
+                    logger.name, logging.INFO, __file__, 0, self._line(exchange), (), None
                 )
             )
 
-    def render(self, record: dict[str, Any]) -> str:
+    def _line(self, exchange: _Exchange) -> str:
         """One log line: JSON, or text like the common log format plus id and duration."""
         if self.format == "json":
-            return json.dumps(record, separators=(",", ":"))
+            return json.dumps(exchange.record(), separators=(",", ":"))
         second, when = self._clock
-        if int(time.time()) != second:
-            second = int(time.time())
-            when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
-            self._clock = (second, when)
+        now = int(time.time())
+        if now != second:
+            when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+            self._clock = (now, when)
         # Quoted and escaped as JSON, so a hostile path or agent cannot split the line.
-        reason = f" reason={_quoted(record['reason'])}" if record.get("reason") else ""
+        reason = f" reason={_quoted(exchange.reason)}" if exchange.reason else ""
         return (
-            f"{record['remote_addr'] or '-'} - {record['token_id'] or '-'} [{when}] "
-            f"{_quoted(record['method'] + ' ' + record['path'])} {record['status']} "
-            f"{record['size']} {record['duration_ms']}ms "
-            f"request_id={record['request_id']} {_quoted(record['user_agent'])}{reason}"
+            f"{exchange.remote_addr or '-'} - {exchange.token_id or '-'} [{when}] "
+            f"{_quoted(exchange.method + ' ' + exchange.path)} {exchange.status} "
+            f"{exchange.size} {exchange.duration_ms}ms "
+            f"request_id={exchange.request_id} {_quoted(exchange.user_agent)}{reason}"
         )
+
+
+class _Exchange:
+    """One request as :class:`AccessLogMiddleware` sees it pass: what the client asked,
+    read when it arrived, and what the app answered."""
+
+    __slots__ = (
+        "duration_ms",
+        "environ",
+        "logged",
+        "method",
+        "middleware",
+        "path",
+        "reason",
+        "remote_addr",
+        "request_id",
+        "size",
+        "start",
+        "started",
+        "status",
+        "token_id",
+        "user_agent",
+    )
+
+    def __init__(
+        self, middleware: AccessLogMiddleware, environ: WSGIEnvironment, start: StartResponse
+    ) -> None:
+        self.started = time.monotonic()
+        self.middleware = middleware
+        self.environ = environ
+        self.start = start
+        self.request_id = environ[REQUEST_ID_KEY] = middleware.request_id(environ)
+        # Read the path now: the wrapped apps cut the token out of PATH_INFO, but
+        # SCRIPT_NAME + PATH_INFO as they arrived is what the client asked for.  It is
+        # redacted with the other client fields when logged, before anything reads it.
+        get = environ.get
+        self.remote_addr = str(get("REMOTE_ADDR", ""))
+        self.method = str(get("REQUEST_METHOD", ""))
+        self.path = str(get("SCRIPT_NAME", "")) + str(get("PATH_INFO", ""))
+        self.user_agent = str(get("HTTP_USER_AGENT", ""))
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.size = 0
+        self.token_id: str | None = None  # these two when logged
+        self.duration_ms = 0.0
+        self.logged = False
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
+        code, _, reason = status.partition(" ")
+        self.status = int(code)
+        # A refusal's reason phrase is its one sentence (errors.http_error): why pip,
+        # uv or R were refused, which none of them shows its user.
+        self.reason = redact_tokens(reason) if self.status >= 400 else None
+        answered = []
+        for header in headers:
+            name = header[0].lower()
+            if name == "content-length":
+                if header[1].isdigit():
+                    self.size = int(header[1])
+            elif name == "x-request-id":
+                continue
+            answered.append(header)
+        answered.append(("X-Request-ID", self.request_id))
+        return self.start(status, answered, exc_info)
+
+    def done(self, size: int) -> None:
+        """The body was sent (``size`` bytes of it) or abandoned: log, once."""
+        if not self.logged:
+            self.logged = True
+            self.size = size
+            self.middleware._log(self)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "remote_addr": self.remote_addr,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "reason": self.reason,
+            "size": self.size,
+            "user_agent": self.user_agent,
+            # Which worker answered, under gunicorn and other pre-forking servers.
+            "pid": _Process.pid,
+            "token_id": self.token_id,
+            "duration_ms": self.duration_ms,
+        }
 
 
 def _quoted(text: str) -> str:
     """``json.dumps(text)``, without its machinery for the usual printable ASCII."""
     if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return f'"{text}"'
+    if len(text) <= 512:
+        return _json_quoted(text)  # pip's User-Agent, JSON in every request: remembered
     return json.dumps(text)
+
+
+# Of redacted text only (see AccessLogMiddleware._log): nothing a log would not show.
+_json_quoted = functools.lru_cache(maxsize=256)(json.dumps)
 
 
 class _LoggedBody:
     """The app's body, counted as it is sent, logged once when the server closes it."""
 
-    def __init__(self, body: Iterable[bytes], done: Any) -> None:
+    __slots__ = ("body", "exchange", "size")
+
+    def __init__(self, body: Iterable[bytes], exchange: _Exchange) -> None:
         self.body = body
-        self.done = done
+        self.exchange = exchange
         self.size = 0
-        self.logged = False
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.body:
@@ -371,6 +436,18 @@ class _LoggedBody:
             if close is not None:
                 close()
         finally:
-            if not self.logged:
-                self.logged = True
-                self.done(self.size)
+            self.exchange.done(self.size)
+
+
+class _LoggedList(list):  # type: ignore[type-arg]
+    """A body that is a list of byte strings, as the app made it (the server iterates
+    it at a list's speed), logged once when the server closes it, with its length."""
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, body: list[bytes], exchange: _Exchange) -> None:
+        super().__init__(body)
+        self.exchange = exchange
+
+    def close(self) -> None:
+        self.exchange.done(sum(map(len, self)))

@@ -43,7 +43,7 @@ _DIGEST_BEFORE = ("files/", "tokens/", "sha256/", "blake2b_256/", "shards/", "sh
 
 def _redact_hex(match: re.Match[str]) -> str:
     run, start = match[0], match.start()
-    if len(run) == 64 and any(match.string.endswith(m, 0, start) for m in _DIGEST_BEFORE):
+    if len(run) == 64 and match.string.endswith(_DIGEST_BEFORE, 0, start):
         return run
     keep = 0
     if match.string.endswith("%", 0, start):
@@ -74,12 +74,33 @@ def _redact_signed(match: re.Match[str]) -> str:
     return run[:start] + "<redacted>"
 
 
+# Texts that redact_tokens gave back as they were, remembered: the same paths and
+# User-Agents come back request after request, and a scan of one costs microseconds
+# (pip's User-Agent is some 300 characters of JSON).  Only those: a text that had
+# anything redacted is never kept, so nothing is remembered that a log would not have
+# shown.  Bounded in entries and in their length; emptied when full.
+_UNCHANGED: dict[str, None] = {}
+_UNCHANGED_ENTRIES = 4096
+_UNCHANGED_LONGEST = 512
+
+
 def redact_tokens(text: str) -> str:
     """``text`` (a log line, a path) with anything that looks like a token redacted.
 
     >>> redact_tokens("GET /api/repo/t/46e98d3dbf2378bb26e2107867652ee734eb098ea5b96f35/x/")
     'GET /api/repo/t/<redacted>/x/'
     """
+    if text in _UNCHANGED:
+        return text
+    redacted = _redacted(text)
+    if redacted == text and len(text) <= _UNCHANGED_LONGEST:
+        if len(_UNCHANGED) >= _UNCHANGED_ENTRIES:
+            _UNCHANGED.clear()
+        _UNCHANGED[text] = None
+    return redacted
+
+
+def _redacted(text: str) -> str:
     # Every line of the access log passes here, four fields each: a pattern runs only
     # on text that holds what its every match must hold ("/t/" or a percent sign;
     # 48 characters; one of the signed form's starts), which ``in`` and ``len`` find

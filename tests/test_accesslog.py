@@ -236,6 +236,69 @@ def test_body_is_closed_and_counted_once(records: Records) -> None:
     assert json.loads(records.lines[0])["size"] == 5
 
 
+def test_a_list_body_is_sent_as_it_is_and_logged_once_when_closed(records: Records) -> None:
+    """A body that is a list (the usual: a page, a small file) reaches the server as a
+    list, iterated at a list's speed, and is logged with its length when closed."""
+    chunks = [b"abc", b"de"]
+
+    def inner(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Request-ID", "spoof")])
+        return chunks
+
+    headers: list[list[tuple[str, str]]] = []
+    body = AccessLogMiddleware(inner, format="json")(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/f"}, lambda s, h, e=None: headers.append(h)
+    )
+    assert isinstance(body, list) and list(body) == chunks
+    assert records.lines == []  # not before the server is done with it
+    body.close()  # type: ignore[attr-defined]
+    body.close()  # type: ignore[attr-defined]
+    assert len(records.lines) == 1
+    record = json.loads(records.lines[0])
+    assert (record["status"], record["size"]) == (200, 5)
+    assert [v for k, v in headers[0] if k == "X-Request-ID"] == [record["request_id"]]
+
+
+def test_redaction_remembers_only_the_texts_it_left_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same paths and User-Agents come back request after request: those with
+    nothing to redact are remembered (bounded), and nothing with a token ever is."""
+    from private_channels import redaction
+
+    monkeypatch.setattr(redaction, "_UNCHANGED", {})
+    path = "/api/repo/team/files/" + "a" * 64 + "/x-1.0-py3-none-any.whl"
+    with_token = "/api/repo/t/" + "b" * 48 + "/team/simple/"
+    assert redaction.redact_tokens(path) == path
+    assert redaction.redact_tokens(with_token) == "/api/repo/t/<redacted>/team/simple/"
+    assert redaction.redact_tokens("x" * 513) == "x" * 513  # too long to keep
+    assert list(redaction._UNCHANGED) == [path]
+    monkeypatch.setattr(redaction, "_redacted", lambda text: pytest.fail("scanned again"))
+    assert redaction.redact_tokens(path) == path
+    monkeypatch.undo()
+    monkeypatch.setattr(redaction, "_UNCHANGED", {})
+    monkeypatch.setattr(redaction, "_UNCHANGED_ENTRIES", 3)
+    for i in range(10):
+        redaction.redact_tokens(f"/p{i}")
+    assert 1 <= len(redaction._UNCHANGED) <= 3
+
+
+@hypothesis.given(
+    hypothesis.strategies.lists(
+        hypothesis.strategies.text()
+        | hypothesis.strategies.sampled_from(
+            ["/t/", "a" * 48, "files/", "%2F", "eyJ", "."]
+        ).flatmap(lambda piece: hypothesis.strategies.text().map(lambda t: t + piece + t)),
+        max_size=10,
+    )
+)
+def test_a_remembered_answer_is_the_scan_s_answer(texts: list[str]) -> None:
+    from private_channels import redaction
+
+    for text in texts + texts:
+        assert redaction.redact_tokens(text) == redaction._redacted(text)
+
+
 def test_bad_format_is_refused() -> None:
     with pytest.raises(ValueError, match="'xml'"):
         AccessLogMiddleware(lambda e, s: [], format="xml")
