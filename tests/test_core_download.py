@@ -171,6 +171,25 @@ def test_small_files_are_read_once_per_version() -> None:
     assert storage.opened == before + 2
 
 
+class _StaleStat(MemoryStorage):
+    """A storage whose stat still shows a file's earlier, smaller version: a new one
+    written between a download's stat and its read."""
+
+    def stat(self, key: str) -> Stat:
+        return Stat(size=3, mtime=0.0, etag="old")
+
+
+@pytest.mark.parametrize("size", [10, SMALL_FILE + 1])
+def test_a_file_grown_since_its_stat_is_sent_whole(size: int) -> None:
+    storage = _StaleStat()
+    content = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    storage.create(KEY, io.BytesIO(content))
+    for _ in range(2):
+        status, headers, body = answer(storage)
+        assert (status, body) == (200, content)
+        assert headers["Content-Length"] == str(size)  # as opened, not as first stat'ed
+
+
 class _Presigning(MemoryStorage):
     def presigned_url(self, key: str, expires: int) -> str:
         return f"https://store.example/{key}?expires={expires}"

@@ -194,6 +194,20 @@ def test_downloads_cost_the_file_and_a_validation(deployment: Deployment) -> Non
         assert d.requests.take() == {"GetObject": 2, "HeadObject": 2}, path
 
 
+def test_a_download_after_its_page_reads_no_document(deployment: Deployment) -> None:
+    """pip reads a project's page, then downloads from it: the page's read of the
+    project document also gives the download what it checks its file against."""
+    d = deployment
+    d.upload_wheel(d.app, "alpha", "1.0")
+    cold = d.process()
+    page = d.get(cold, "/simple/alpha/", Accept=JSON_TYPE).json
+    wheel = "/files/" + page["files"][0]["url"].split("/files/", 1)[1]
+    d.requests.take()
+    d.get(cold, wheel)
+    # The channel's and the document's validations, the file: as when warm.
+    assert d.requests.take() == {"GetObject": 1, "HeadObject": 2}
+
+
 def test_uploads_cost_a_bounded_number_of_requests(deployment: Deployment) -> None:
     d = deployment
     d.upload_wheel(d.app, "alpha", "1.0")  # the first upload of the process warms the token

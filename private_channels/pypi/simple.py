@@ -62,7 +62,7 @@ from ..routing import current_channel
 from ..tokens import Scope
 from . import manage
 from .render import HTML, JSON, MEDIA_TYPES, TEXT_HTML, index_page, project_page, render
-from .store import MAX_PROJECT_NAME, FileRecord, PythonStore
+from .store import MAX_PROJECT_NAME, FileRecord, Project, PythonStore
 from .upstream import (
     ACCEPT,
     allows,
@@ -258,6 +258,9 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             project = self.store.project(channel, name)
             if project is None:
                 return None, "-"
+            # The downloads that follow a page (pip's) check their file in these: kept
+            # now, from this very read, instead of on the first download.
+            self._keep_records(channel, project)
             return project_page(project), project.stat.etag
 
         key = self.store.project_key(channel, name)
@@ -508,16 +511,23 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             storage_etag = self.storage.stat(self.store.project_key(channel, name)).etag
         except FileNotFoundError:
             return None
-        cache_key = (channel.name, "records", name)
-        records: dict[str, FileRecord] | None = self.cache.get(cache_key, storage_etag)
+        records: dict[str, FileRecord] | None = self.cache.get(
+            (channel.name, "records", name), storage_etag
+        )
         if records is None:
             project = self.store.project(channel, name)
             if project is None:
                 return None
-            records = {record.filename: record for record in project.files}
-            weight = sum(512 + len(filename) for filename in records)
-            self.cache.put(cache_key, project.stat.etag, records, weight)
+            records = self._keep_records(channel, project)
         return records.get(filename)
+
+    def _keep_records(self, channel: Channel, project: Project) -> dict[str, FileRecord]:
+        """The project's records by filename, kept for :meth:`_committed` until its
+        document changes."""
+        records = {record.filename: record for record in project.files}
+        weight = sum(512 + len(filename) for filename in records)
+        self.cache.put((channel.name, "records", project.name), project.stat.etag, records, weight)
+        return records
 
     # -- helpers -----------------------------------------------------------------
 
