@@ -46,7 +46,7 @@ from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from ..errors import http_error
-from ..storage import PresignsURLs, read_bytes
+from ..storage import PresignsURLs
 from .cache import DocumentCache
 
 if TYPE_CHECKING:
@@ -131,12 +131,12 @@ def _small_file(storage: Storage, key: str) -> tuple[bytes | None, Stat]:
         return None, stat
     content: bytes | None = cache.get(key, stat.etag)
     if content is None:
+        stream, stat = storage.open(key)
         try:
-            # Whole, as documents are read (the filesystem's in four system calls).
-            content, stat = read_bytes(storage, key, limit=SMALL_FILE)
-        except ValueError:  # replaced by a larger version meanwhile
-            return None, storage.stat(key)
-        if len(content) != stat.size:  # grown since its stat
+            content = stream.read(SMALL_FILE + 1)
+        finally:
+            stream.close()
+        if len(content) != stat.size:  # replaced by a larger version meanwhile
             return None, storage.stat(key)
         cache.put(key, stat.etag, content, len(content))
     return content, stat
