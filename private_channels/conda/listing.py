@@ -16,7 +16,15 @@ from __future__ import annotations
 from urllib.parse import quote, urlsplit
 
 from ..channels import Channel
-from ..core.ecosystem import Description, ListedFile, Package, PackageDetail, Snippet
+from ..core.ecosystem import (
+    Description,
+    ListedFile,
+    Package,
+    PackageDetail,
+    Snippet,
+    listed_versions,
+    merged_packages,
+)
 from .package import version_key
 from .render import newest_first
 from .store import CondaRecord, CondaStore
@@ -34,15 +42,23 @@ def _records(store: CondaStore, channel: Channel) -> list[CondaRecord]:
     return [record for subdir in subdirs for record in subdir.records]
 
 
+def _listed_versions(
+    store: CondaStore, channel: Channel, subdir: str
+) -> dict[str, tuple[str, ...]]:
+    """Each package's versions in one subdir, oldest first (read again only once the
+    subdir's document changed)."""
+
+    def make() -> tuple[dict[str, tuple[str, ...]], int]:
+        records = store.subdir(channel, subdir).records
+        return listed_versions(((r.name, r.index["version"]) for r in records), key=version_key)
+
+    return store.derived(store.index_key(channel, subdir), "listed", make) or {}
+
+
 def packages(store: CondaStore, channel: Channel) -> list[Package]:
     """Every package name with at least one file in any subdir, by name."""
-    versions: dict[str, set[str]] = {}
-    for record in _records(store, channel):
-        versions.setdefault(record.name, set()).add(record.index["version"])
-    return [
-        Package(ECOSYSTEM, name, name, tuple(sorted(found, key=version_key)))
-        for name, found in sorted(versions.items())
-    ]
+    listings = (_listed_versions(store, channel, s) for s in store.subdir_names(channel))
+    return merged_packages(ECOSYSTEM, listings, key=version_key, order=str)
 
 
 def _listed(record: CondaRecord) -> ListedFile:

@@ -46,6 +46,7 @@ from ..storage import (
     update_json,
 )
 from ..storage.base import CHUNK_SIZE
+from .cache import DocumentCache
 from .limits import Limits
 
 if TYPE_CHECKING:
@@ -386,11 +387,14 @@ class ChannelStore:
 
     #: The ecosystem's folder in every channel: ``pypi``, ``cran``, ...
     folder: str
+    #: The bytes :meth:`derived` keeps, about (10,000 listed projects take some 4 MB).
+    derived_bytes = 32 * 1024 * 1024
 
     def __init__(self, storage: Storage, *, limits: Limits | None = None) -> None:
         self.storage = storage
         #: What reading a stored archive again may cost (the server's own bounds).
         self.limits = limits or Limits()
+        self._derived = DocumentCache(self.derived_bytes)
 
     def prefix(self, channel: Channel) -> str:
         return f"{channel.prefix}{self.folder}/"
@@ -411,6 +415,22 @@ class ChannelStore:
         except FileNotFoundError:
             return RecordSnapshot(records=(), stat=None)
         return RecordSnapshot(records=records, stat=stat)
+
+    def derived(self, key: str, what: str, make: Callable[[], tuple[T, int]]) -> T | None:
+        """What ``make`` derives from the document at ``key`` (the value, and about the
+        bytes it holds), kept while the document's ETag stays the same; ``what`` names
+        the derivation.  ``None`` when there is no such document.
+
+        A listing of every package of a channel reads each document again only once it
+        changed: a ``stat`` of each instead of a read and a parse.  A value that
+        ``make`` derived from a version newer than the stat's is kept under the older
+        ETag, which no later stat finds, so it is made again, never served stale.
+        """
+        try:
+            etag = self.storage.stat(key).etag
+        except FileNotFoundError:
+            return None
+        return self._derived.get_or_make((what, key), etag, make)
 
     def collect_garbage(self, channel: Channel, *, grace: float = 3600.0) -> list[str]:
         """Remove blobs no record names, once older than ``grace`` seconds.

@@ -30,12 +30,12 @@ those once (:mod:`~private_channels.core.upload`, :mod:`~private_channels.core.a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from .blobs import ChannelStore, StoredFile
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from _typeshed.wsgi import WSGIApplication
     from werkzeug.datastructures import FileStorage, MultiDict
@@ -60,6 +60,8 @@ __all__ = [
     "Target",
     "Upload",
     "UploadKind",
+    "listed_versions",
+    "merged_packages",
 ]
 
 S = TypeVar("S", bound=ChannelStore)
@@ -111,6 +113,41 @@ class Package:
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "versions": list(self.versions)}
+
+
+def listed_versions(
+    pairs: Iterable[tuple[str, str]], *, key: Callable[[str], Any]
+) -> tuple[dict[str, tuple[str, ...]], int]:
+    """(name, version) pairs as each name's versions in ``key``'s order, and about the
+    bytes that takes (for :meth:`~.blobs.ChannelStore.derived`)."""
+    found: dict[str, set[str]] = {}
+    for name, version in pairs:
+        found.setdefault(name, set()).add(version)
+    versions = {name: tuple(sorted(v, key=key)) for name, v in found.items()}
+    weight = sum(160 + len(name) + 56 * len(v) for name, v in versions.items())
+    return versions, weight
+
+
+def merged_packages(
+    ecosystem: str,
+    listings: Iterable[dict[str, tuple[str, ...]]],
+    *,
+    key: Callable[[str], Any],
+    order: Callable[[str], Any] = str.casefold,
+) -> list[Package]:
+    """One :class:`Package` a name from listings of several documents, by ``order``."""
+    merged: dict[str, tuple[str, ...]] = {}
+    for listing in listings:
+        for name, versions in listing.items():
+            known = merged.get(name)
+            if known is None or known == versions:
+                merged[name] = versions
+            else:
+                merged[name] = tuple(sorted({*known, *versions}, key=key))
+    return [
+        Package(ecosystem, name, name, versions)
+        for name, versions in sorted(merged.items(), key=lambda item: order(item[0]))
+    ]
 
 
 @dataclass(frozen=True)

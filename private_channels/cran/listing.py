@@ -15,7 +15,15 @@ from __future__ import annotations
 from urllib.parse import quote, urlsplit
 
 from ..channels import Channel
-from ..core.ecosystem import Description, ListedFile, Package, PackageDetail, Snippet
+from ..core.ecosystem import (
+    Description,
+    ListedFile,
+    Package,
+    PackageDetail,
+    Snippet,
+    listed_versions,
+    merged_packages,
+)
 from .description import r_version_key, valid_package_name
 from .manage import ECOSYSTEM
 from .store import CranRecord, CranStore, Directory
@@ -36,16 +44,21 @@ def _version_order(version: str) -> tuple[int, ...]:
         return ()
 
 
+def _listed_versions(store: CranStore, channel: Channel, path: str) -> dict[str, tuple[str, ...]]:
+    """Each package's versions in one directory, oldest first (read again only once the
+    directory's document changed)."""
+
+    def make() -> tuple[dict[str, tuple[str, ...]], int]:
+        records = store.directory(channel, path).records
+        return listed_versions(((r.package, r.version) for r in records), key=_version_order)
+
+    return store.derived(store.index_key(channel, path), "listed", make) or {}
+
+
 def packages(store: CranStore, channel: Channel) -> list[Package]:
     """Every package with at least one file in any directory, by name."""
-    versions: dict[str, set[str]] = {}
-    for directory in _directories(store, channel):
-        for record in directory.records:
-            versions.setdefault(record.package, set()).add(record.version)
-    return [
-        Package(ECOSYSTEM, name, name, tuple(sorted(found, key=_version_order)))
-        for name, found in sorted(versions.items(), key=lambda item: item[0].casefold())
-    ]
+    listings = (_listed_versions(store, channel, p) for p in store.directory_paths(channel))
+    return merged_packages(ECOSYSTEM, listings, key=_version_order)
 
 
 def _url(directory: Directory, record: CranRecord) -> str | None:

@@ -39,13 +39,22 @@ def _summary(project: Project) -> Package:
 
 
 def packages(store: PythonStore, channel: Channel) -> list[Package]:
-    """Every project with at least one file, by normalized name (one read per project)."""
+    """Every project with at least one file, by normalized name (a stat per project; a
+    read only of the documents that changed since this process last listed them)."""
     names, _ = store.projects(channel)
     listed = []
     for key in sorted(names):
-        project = store.project(channel, key)
-        if project is not None and project.files:
-            listed.append(_summary(project))
+
+        def summarize(key: str = key) -> tuple[Package | None, int]:
+            project = store.project(channel, key)
+            if project is None or not project.files:
+                return None, 0
+            package = _summary(project)
+            return package, 256 + sum(48 + len(v) for v in package.versions)
+
+        package = store.derived(store.project_key(channel, key), "listed", summarize)
+        if package is not None:
+            listed.append(package)
     return listed
 
 

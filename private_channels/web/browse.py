@@ -90,12 +90,13 @@ class BrowsePages(PageKit):
         sections = []
         for ecosystem, listed in packages.items():
             shown = [p for p in listed if query.casefold() in p.name.casefold()]
+            url = page.urls_of("package", "name", channel=found.name, ecosystem=ecosystem)
             rows = [
-                h(
-                    "<tr data-name='{name}'><td><a href='{url}'>{name}</a></td><td>{latest}</td>"
-                    "<td>{count}</td></tr>",
+                html.fill(
+                    "<tr data-name='%(name)s'><td><a href='%(url)s'>%(name)s</a></td>"
+                    "<td>%(latest)s</td><td>%(count)s</td></tr>",
                     name=p.name,
-                    url=page.url("package", channel=found.name, ecosystem=ecosystem, name=p.key),
+                    url=url(p.key),
                     latest=p.versions[-1] if p.versions else "",
                     count=len(p.versions),
                 )

@@ -19,7 +19,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from readme_renderer import markdown, rst
 
 from ..core.ecosystem import Description, ListedFile, Snippet
@@ -27,6 +27,7 @@ from ..core.ecosystem import Description, ListedFile, Snippet
 __all__ = [
     "MAX_RENDERED",
     "date",
+    "fill",
     "h",
     "join",
     "render_description",
@@ -43,6 +44,13 @@ MAX_RENDERED = 256 * 1024
 def h(template: str, *args: Any, **kwargs: Any) -> Markup:
     """``template`` (a constant) with its fields filled in, escaped."""
     return Markup(template).format(*args, **kwargs)  # noqa: S704 (a constant template)
+
+
+def fill(template: str, **values: Any) -> Markup:
+    """``template`` (a constant, with ``%(name)s`` fields) filled with ``values``, each
+    escaped as :func:`h` escapes it: for the rows of a long list, where ``h``'s
+    ``Markup.format`` (a ``string.Formatter`` in Python) takes five times as long."""
+    return Markup(template % {name: escape(value) for name, value in values.items()})  # noqa: S704
 
 
 def join(parts: Iterable[Markup | str], separator: str = "") -> Markup:

@@ -17,7 +17,7 @@ the middleware that routes to them, signs in and out and serves the static files
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -37,6 +37,9 @@ from ..redaction import redact_tokens
 from ..tokens import Scope, Token
 from .html import h, join
 from .session import CSRF_FIELD, Session, Sessions
+
+# What werkzeug's converters leave unquoted in a path segment (BaseConverter.to_url).
+_SEGMENT_SAFE = "!$&'()*+,/:;=@"
 
 if TYPE_CHECKING:
     from ..channels import Channel
@@ -93,6 +96,14 @@ class Page:
 
     def url(self, endpoint: str, **values: Any) -> str:
         return self.urls.build(endpoint, values)
+
+    def urls_of(self, endpoint: str, field: str, **values: Any) -> Callable[[str], str]:
+        """``url(endpoint, **values, field=value)`` as a function of ``value``, built by
+        the routing map once: for the links of a long list (``build`` takes some 15 µs).
+        ``field`` is the last variable of the rule, a plain one (``<name>``)."""
+        marker = "\0"  # quoted as %00: the last one in the URL is the field's
+        head, _, tail = self.url(endpoint, **values, **{field: marker}).rpartition("%00")
+        return lambda value: f"{head}{quote(value, safe=_SEGMENT_SAFE)}{tail}"
 
     @property
     def channel_root(self) -> str:
