@@ -638,7 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
     copy.set_defaults(func=cmd_copy)
 
     gc = commands.add_parser(
-        "gc", parents=[common], help="remove files that interrupted uploads left behind"
+        "gc",
+        parents=[common],
+        help="remove files that interrupted uploads and upstream fetches left behind",
     )
     gc.add_argument("channel")
     gc.add_argument(

@@ -200,6 +200,60 @@ def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
     assert cli("gc", "nope", storage=data, check=False).returncode == 1
 
 
+def test_gc_sweeps_orphans_of_upstream_fetches_and_keeps_fetched_files(tmp_path: Path) -> None:
+    """A fetch from an upstream killed between its blob and its record leaves an orphan
+    under ``upstream/blobs/``; gc removes it once old, and keeps every fetched file."""
+    import hashlib
+    import io
+    import os
+
+    from private_channels.core.blobs import RecordDocument, store_blob
+    from private_channels.core.proxy import UpstreamFile, blob_key
+    from private_channels.storage import FileSystemStorage
+
+    data = tmp_path / "data"
+    cli("channel", "create", "team", storage=data)
+    storage = FileSystemStorage(data)
+    fetched = []
+    for ecosystem, filename, document in (
+        ("pypi", "demo-1.0-py3-none-any.whl", "demo.json"),
+        ("pypi", "demo-1.0-py3-none-any.whl.metadata", "demo.json"),
+        ("cran", "abc_1.0.tar.gz", "src/contrib/abc.json"),
+    ):
+        content = f"{ecosystem} {filename}".encode()
+        record = UpstreamFile(
+            filename=filename, size=len(content), sha256=hashlib.sha256(content).hexdigest(),
+            upload_time=1.0, source="", url="https://upstream.example/" + filename,
+        )  # fmt: skip
+        upstream = f"channels/team/{ecosystem}/upstream/"
+        files = RecordDocument(storage, f"{upstream}files/{document}")
+        key = blob_key(f"{upstream}blobs/", record)
+        store_blob(
+            storage,
+            {key: io.BytesIO(content)},
+            commit=lambda files=files, record=record: files.add(record.to_json()),  # type: ignore[misc]
+            referenced=lambda: True,
+        )
+        fetched.append(key)
+    orphans = {
+        "channels/team/pypi/upstream/blobs/" + "a" * 64 + "/demo-2.0.tar.gz": 7200,
+        "channels/team/cran/upstream/blobs/" + "b" * 64 + "/abc_2.0.tar.gz": 7200,
+        "channels/team/cran/upstream/blobs/" + "c" * 64 + "/abc_3.0.tar.gz": 60,  # fetching
+    }
+    for key, age in orphans.items():
+        storage.create(key, io.BytesIO(b"partial"))
+        when = os.path.getmtime(data / key) - age
+        os.utime(data / key, (when, when))
+    for key in fetched:
+        os.utime(data / key, (1, 1))  # old, but named by a record
+    result = cli("gc", "team", storage=data)
+    removed = sorted(line.removeprefix("removed ") for line in result.stdout.splitlines())
+    assert removed == sorted(k for k, age in orphans.items() if age > 3600)
+    left = set(storage.list("channels/team/"))
+    assert set(fetched) <= left
+    assert "channels/team/cran/upstream/blobs/" + "c" * 64 + "/abc_3.0.tar.gz" in left
+
+
 def test_serve_request_log_never_shows_a_token_with_the_access_log_off(tmp_path: Path) -> None:
     """werkzeug logs each request line as the client sent it: every spelling of a token
     in it is redacted, also encoded twice or after an encoded slash."""

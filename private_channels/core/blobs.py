@@ -42,6 +42,7 @@ from ..storage import (
     Stat,
     Storage,
     read_document,
+    read_json,
     sweep,
     update_json,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "RecordDocument",
     "RecordSnapshot",
     "StoredFile",
+    "blob_key",
     "collect_garbage",
     "hash_stream",
     "store_blob",
@@ -154,6 +156,11 @@ def _field_order(cls: type) -> tuple[str, ...]:
 def _field_names(cls: type) -> frozenset[str]:
     # Asked for each record of a document read (tens of thousands in a large index).
     return frozenset(f.name for f in fields(cls))
+
+
+def blob_key(blobs: str, record: StoredFile) -> str:
+    """Where the blob of ``record`` lives below a folder of blobs (``.../blobs/``)."""
+    return f"{blobs}{record.sha256}/{record.filename}"
 
 
 F = TypeVar("F", bound=StoredFile)
@@ -403,6 +410,24 @@ class ChannelStore:
         """The keys of every blob a committed record names."""
         raise NotImplementedError
 
+    def upstream_key(self, channel: Channel, kind: str, name: str = "") -> str:
+        """Where the ecosystem keeps what it has of the channel's upstream: ``pages``,
+        ``files`` records, ``blobs``...  Apart from the channel's own files, so that
+        nothing fetched from an upstream is ever written over one of them."""
+        return f"{self.prefix(channel)}upstream/{kind}/{name}"
+
+    def upstream_referenced(self, channel: Channel) -> set[str]:
+        """The keys of every upstream blob a record of a fetched file names (each
+        ``upstream/files/`` document holds such records, as :mod:`~.proxy` commits them)."""
+        folder, blobs = self.upstream_key(channel, "files"), self.upstream_key(channel, "blobs")
+        referenced: set[str] = set()
+        for key in self.storage.list(folder):
+            if key.endswith(".json"):
+                doc, _ = read_json(self.storage, key)
+                for raw in doc["files"].values():
+                    referenced.add(blob_key(blobs, StoredFile.from_json(raw)))
+        return referenced
+
     def read_records(self, key: str, record: type[F]) -> RecordSnapshot[F]:
         """The records of the index document at ``key`` (none, and no stat, when nothing
         was uploaded there yet)."""
@@ -440,7 +465,10 @@ class ChannelStore:
         blob's modification time right before it commits, so the grace period spares
         uploads in progress.  Returns the keys removed.
         """
-        referenced = self.referenced(channel)
-        return collect_garbage(
-            self.storage, f"{self.prefix(channel)}blobs/", referenced, grace=grace
+        removed = collect_garbage(
+            self.storage, f"{self.prefix(channel)}blobs/", self.referenced(channel), grace=grace
+        )
+        upstream = self.upstream_key(channel, "blobs")
+        return removed + collect_garbage(
+            self.storage, upstream, self.upstream_referenced(channel), grace=grace
         )

@@ -52,7 +52,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..storage import dump_json, read_json
-from .blobs import FileConflictError, RecordDocument, StoredFile, hash_stream, store_blob
+from .blobs import (
+    FileConflictError,
+    RecordDocument,
+    StoredFile,
+    blob_key,
+    hash_stream,
+    store_blob,
+)
 from .upstream import UpstreamClient, UpstreamError, UpstreamNotFoundError, display_url, logger
 
 if TYPE_CHECKING:
@@ -403,11 +410,6 @@ class UpstreamProxy:
             source=hash_label(*expected) if expected else "",
             url=display_url(url),
         )
-
-
-def blob_key(blobs: str, record: StoredFile) -> str:
-    """Where the blob of an upstream file lives, below the ecosystem's upstream prefix."""
-    return f"{blobs}{record.sha256}/{record.filename}"
 
 
 def _digest(spool: IO[bytes], algorithm: str) -> str:

@@ -116,10 +116,8 @@ class ReadMiddleware(Generic[S]):
     # -- what the upstream proxy of every ecosystem needs -----------------------------
 
     def upstream_key(self, channel: Channel, kind: str, name: str = "") -> str:
-        """Where the ecosystem keeps what it has of the channel's upstream: ``pages``,
-        ``files`` records, ``blobs``...  Apart from the channel's own files, so that
-        nothing fetched from an upstream is ever written over one of them."""
-        return f"{self.store.prefix(channel)}upstream/{kind}/{name}"
+        """The store's :meth:`~.blobs.ChannelStore.upstream_key`."""
+        return self.store.upstream_key(channel, kind, name)
 
     def cutoff(self, channel: Channel) -> float | None:
         """Upstream releases published after this moment are not offered (the channel's
