@@ -463,7 +463,9 @@ class ChannelStore:
         Such blobs are left by uploads whose process died between writing the blob and
         committing its record; nothing serves them meanwhile, and an upload renews its
         blob's modification time right before it commits, so the grace period spares
-        uploads in progress.  Returns the keys removed.
+        uploads in progress.  The same goes for fetches from an upstream, whose blobs
+        live under :meth:`upstream_key` ``blobs`` (a fetched file is never removed).
+        Returns the keys removed.
         """
         removed = collect_garbage(
             self.storage, f"{self.prefix(channel)}blobs/", self.referenced(channel), grace=grace
