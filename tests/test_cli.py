@@ -150,10 +150,30 @@ def test_serve_on_a_busy_port_is_an_error(tmp_path: Path) -> None:
     assert "cannot listen on 127.0.0.1" in result.stderr
 
 
+def _gc_with_orphans(
+    storage: Any, data: Path, orphans: dict[str, int], kept: list[str]
+) -> set[str]:
+    """Plant ``orphans`` (key: age in seconds), make the ``kept`` files (named by records)
+    old, run ``gc team``; check it removed the orphans past its hour of grace and kept
+    the others; what is left of the channel."""
+    import io
+
+    for key, age in orphans.items():
+        storage.create(key, io.BytesIO(b"partial"))
+        when = os.path.getmtime(data / key) - age
+        os.utime(data / key, (when, when))
+    for key in kept:
+        os.utime(data / key, (1, 1))  # old, but named by a record
+    result = cli("gc", "team", storage=data)
+    removed = sorted(line.removeprefix("removed ") for line in result.stdout.splitlines())
+    assert removed == sorted(k for k, age in orphans.items() if age > 3600)
+    left = set(storage.list("channels/team/"))
+    assert set(kept) <= left
+    return left
+
+
 def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
     import hashlib
-    import io
-    import os
 
     from private_channels.storage import FileSystemStorage
 
@@ -185,17 +205,7 @@ def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
         "channels/team/cran/blobs/" + "b" * 64 + "/abc_1.0.tar.gz": 7200,
         "channels/team/cran/blobs/" + "c" * 64 + "/abc_2.0.tar.gz": 60,  # may yet commit
     }
-    for key, age in orphans.items():
-        storage.create(key, io.BytesIO(b"partial"))
-        when = os.path.getmtime(data / key) - age
-        os.utime(data / key, (when, when))
-    for key in kept:
-        os.utime(data / key, (1, 1))  # old, but named by a record
-    result = cli("gc", "team", storage=data)
-    removed = sorted(line.removeprefix("removed ") for line in result.stdout.splitlines())
-    assert removed == sorted(k for k, age in orphans.items() if age > 3600)
-    left = set(storage.list("channels/team/"))
-    assert set(kept) <= left
+    left = _gc_with_orphans(storage, data, orphans, kept)
     assert "channels/team/cran/blobs/" + "c" * 64 + "/abc_2.0.tar.gz" in left
     assert cli("gc", "nope", storage=data, check=False).returncode == 1
 
@@ -205,7 +215,6 @@ def test_gc_sweeps_orphans_of_upstream_fetches_and_keeps_fetched_files(tmp_path:
     under ``upstream/blobs/``; gc removes it once old, and keeps every fetched file."""
     import hashlib
     import io
-    import os
 
     from private_channels.core.blobs import RecordDocument, store_blob
     from private_channels.core.proxy import UpstreamFile, blob_key
@@ -240,17 +249,7 @@ def test_gc_sweeps_orphans_of_upstream_fetches_and_keeps_fetched_files(tmp_path:
         "channels/team/cran/upstream/blobs/" + "b" * 64 + "/abc_2.0.tar.gz": 7200,
         "channels/team/cran/upstream/blobs/" + "c" * 64 + "/abc_3.0.tar.gz": 60,  # fetching
     }
-    for key, age in orphans.items():
-        storage.create(key, io.BytesIO(b"partial"))
-        when = os.path.getmtime(data / key) - age
-        os.utime(data / key, (when, when))
-    for key in fetched:
-        os.utime(data / key, (1, 1))  # old, but named by a record
-    result = cli("gc", "team", storage=data)
-    removed = sorted(line.removeprefix("removed ") for line in result.stdout.splitlines())
-    assert removed == sorted(k for k, age in orphans.items() if age > 3600)
-    left = set(storage.list("channels/team/"))
-    assert set(fetched) <= left
+    left = _gc_with_orphans(storage, data, orphans, fetched)
     assert "channels/team/cran/upstream/blobs/" + "c" * 64 + "/abc_3.0.tar.gz" in left
 
 
