@@ -153,13 +153,17 @@ def test_serve_on_a_busy_port_is_an_error(tmp_path: Path) -> None:
 def _gc_with_orphans(
     storage: Any, data: Path, orphans: dict[str, int], kept: list[str]
 ) -> set[str]:
-    """Plant ``orphans`` (key: age in seconds), make the ``kept`` files (named by records)
-    old, run ``gc team``; check it removed the orphans past its hour of grace and kept
-    the others; what is left of the channel."""
+    """Plant ``orphans`` (key: age in seconds; a hidden ``.tmp-`` name is a file of a
+    write killed halfway), make the ``kept`` files (named by records) old, run ``gc
+    team``; check it removed the orphans past its hour of grace and kept the others;
+    what is left of the channel."""
     import io
 
     for key, age in orphans.items():
-        storage.create(key, io.BytesIO(b"partial"))
+        if "/.tmp-" in key:
+            (data / key).write_bytes(b"half a document")
+        else:
+            storage.create(key, io.BytesIO(b"partial"))
         when = os.path.getmtime(data / key) - age
         os.utime(data / key, (when, when))
     for key in kept:
@@ -204,6 +208,9 @@ def test_gc_removes_only_old_orphans(tmp_path: Path) -> None:
         "channels/team/pypi/blobs/" + "a" * 64 + "/demo-2.0-py3-none-any.whl": 7200,
         "channels/team/cran/blobs/" + "b" * 64 + "/abc_1.0.tar.gz": 7200,
         "channels/team/cran/blobs/" + "c" * 64 + "/abc_2.0.tar.gz": 60,  # may yet commit
+        # A document's write killed between its link and its rename; one in progress.
+        "channels/team/pypi/projects/.tmp-0123456789abcdef": 7200,
+        "channels/team/pypi/projects/.tmp-fedcba9876543210": 1,
     }
     left = _gc_with_orphans(storage, data, orphans, kept)
     assert "channels/team/cran/blobs/" + "c" * 64 + "/abc_2.0.tar.gz" in left

@@ -464,13 +464,19 @@ class ChannelStore:
         committing its record; nothing serves them meanwhile, and an upload renews its
         blob's modification time right before it commits, so the grace period spares
         uploads in progress.  The same goes for fetches from an upstream, whose blobs
-        live under :meth:`upstream_key` ``blobs`` (a fetched file is never removed).
-        Returns the keys removed.
+        live under :meth:`upstream_key` ``blobs`` (a fetched file is never removed), and
+        for the hidden temporary files of writes killed halfway, anywhere in the
+        ecosystem's folder (on a backend that keeps them).  Returns the keys removed.
         """
-        removed = collect_garbage(
-            self.storage, f"{self.prefix(channel)}blobs/", self.referenced(channel), grace=grace
+        older_than = time.time() - grace
+        own, upstream = f"{self.prefix(channel)}blobs/", self.upstream_key(channel, "blobs")
+        removed = sweep(self.storage, own, self.referenced(channel), older_than=older_than)
+        removed += sweep(
+            self.storage, upstream, self.upstream_referenced(channel), older_than=older_than
         )
-        upstream = self.upstream_key(channel, "blobs")
-        return removed + collect_garbage(
-            self.storage, upstream, self.upstream_referenced(channel), grace=grace
-        )
+        if isinstance(self.storage, CleansIncompleteWrites):
+            # In every folder of the ecosystem's: a document's write killed between its
+            # link and its rename leaves a hidden file beside the document too.
+            prefix = self.prefix(channel)
+            removed += self.storage.clean_incomplete_writes(prefix, older_than=older_than)
+        return removed
