@@ -13,6 +13,8 @@ subdir.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 from ..channels import Channel
@@ -22,8 +24,7 @@ from ..core.ecosystem import (
     Package,
     PackageDetail,
     Snippet,
-    listed_versions,
-    merged_packages,
+    listed_packages,
 )
 from .package import version_key
 from .render import newest_first
@@ -42,23 +43,17 @@ def _records(store: CondaStore, channel: Channel) -> list[CondaRecord]:
     return [record for subdir in subdirs for record in subdir.records]
 
 
-def _listed_versions(
-    store: CondaStore, channel: Channel, subdir: str
-) -> dict[str, tuple[str, ...]]:
-    """Each package's versions in one subdir, oldest first (read again only once the
-    subdir's document changed)."""
-
-    def make() -> tuple[dict[str, tuple[str, ...]], int]:
-        records = store.subdir(channel, subdir).records
-        return listed_versions(((r.name, r.index["version"]) for r in records), key=version_key)
-
-    return store.derived(store.index_key(channel, subdir), "listed", make) or {}
-
-
 def packages(store: CondaStore, channel: Channel) -> list[Package]:
     """Every package name with at least one file in any subdir, by name."""
-    listings = (_listed_versions(store, channel, s) for s in store.subdir_names(channel))
-    return merged_packages(ECOSYSTEM, listings, key=version_key, order=str)
+
+    def subdir(name: str) -> Iterable[tuple[str, str]]:
+        return ((r.name, r.index["version"]) for r in store.subdir(channel, name).records)
+
+    documents = (
+        (store.index_key(channel, name), partial(subdir, name))
+        for name in store.subdir_names(channel)
+    )
+    return listed_packages(ECOSYSTEM, store, documents, key=version_key, order=str)
 
 
 def _listed(record: CondaRecord) -> ListedFile:

@@ -30,6 +30,7 @@ those once (:mod:`~private_channels.core.upload`, :mod:`~private_channels.core.a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from .blobs import ChannelStore, StoredFile
@@ -60,8 +61,7 @@ __all__ = [
     "Target",
     "Upload",
     "UploadKind",
-    "listed_versions",
-    "merged_packages",
+    "listed_packages",
 ]
 
 S = TypeVar("S", bound=ChannelStore)
@@ -115,39 +115,44 @@ class Package:
         return {"name": self.name, "versions": list(self.versions)}
 
 
-def listed_versions(
-    pairs: Iterable[tuple[str, str]], *, key: Callable[[str], Any]
-) -> tuple[dict[str, tuple[str, ...]], int]:
-    """(name, version) pairs as each name's versions in ``key``'s order, and about the
-    bytes that takes (for :meth:`~.blobs.ChannelStore.derived`)."""
-    found: dict[str, set[str]] = {}
-    for name, version in pairs:
-        found.setdefault(name, set()).add(version)
-    versions = {name: tuple(sorted(v, key=key)) for name, v in found.items()}
-    weight = sum(160 + len(name) + 56 * len(v) for name, v in versions.items())
-    return versions, weight
-
-
-def merged_packages(
+def listed_packages(
     ecosystem: str,
-    listings: Iterable[dict[str, tuple[str, ...]]],
+    store: ChannelStore,
+    documents: Iterable[tuple[str, Callable[[], Iterable[tuple[str, str]]]]],
     *,
     key: Callable[[str], Any],
     order: Callable[[str], Any] = str.casefold,
 ) -> list[Package]:
-    """One :class:`Package` a name from listings of several documents, by ``order``."""
+    """One :class:`Package` a name found in ``documents`` (each the key of an index
+    document, and what reads its (name, version) pairs), its versions in ``key``'s order,
+    the packages in ``order``.  What each document lists is kept for its ETag
+    (:meth:`~.blobs.ChannelStore.derived`): a listing reads only the documents that
+    changed since the last."""
     merged: dict[str, tuple[str, ...]] = {}
-    for listing in listings:
-        for name, versions in listing.items():
+    for document, read in documents:
+        listed = store.derived(document, "listed", partial(_versions, read, key))
+        for name, versions in (listed or {}).items():
             known = merged.get(name)
             if known is None or known == versions:
                 merged[name] = versions
-            else:
+            else:  # in several documents (R's directories, conda's subdirs)
                 merged[name] = tuple(sorted({*known, *versions}, key=key))
     return [
         Package(ecosystem, name, name, versions)
         for name, versions in sorted(merged.items(), key=lambda item: order(item[0]))
     ]
+
+
+def _versions(
+    read: Callable[[], Iterable[tuple[str, str]]], key: Callable[[str], Any]
+) -> tuple[dict[str, tuple[str, ...]], int]:
+    """Each name's versions in ``key``'s order of what ``read()`` gives, and about the
+    bytes that takes."""
+    found: dict[str, set[str]] = {}
+    for name, version in read():
+        found.setdefault(name, set()).add(version)
+    versions = {name: tuple(sorted(v, key=key)) for name, v in found.items()}
+    return versions, sum(160 + len(name) + 56 * len(v) for name, v in versions.items())
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ one listing of the channel's index folder and one read per directory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 from ..channels import Channel
@@ -21,8 +23,7 @@ from ..core.ecosystem import (
     Package,
     PackageDetail,
     Snippet,
-    listed_versions,
-    merged_packages,
+    listed_packages,
 )
 from .description import r_version_key, valid_package_name
 from .manage import ECOSYSTEM
@@ -44,21 +45,17 @@ def _version_order(version: str) -> tuple[int, ...]:
         return ()
 
 
-def _listed_versions(store: CranStore, channel: Channel, path: str) -> dict[str, tuple[str, ...]]:
-    """Each package's versions in one directory, oldest first (read again only once the
-    directory's document changed)."""
-
-    def make() -> tuple[dict[str, tuple[str, ...]], int]:
-        records = store.directory(channel, path).records
-        return listed_versions(((r.package, r.version) for r in records), key=_version_order)
-
-    return store.derived(store.index_key(channel, path), "listed", make) or {}
-
-
 def packages(store: CranStore, channel: Channel) -> list[Package]:
     """Every package with at least one file in any directory, by name."""
-    listings = (_listed_versions(store, channel, p) for p in store.directory_paths(channel))
-    return merged_packages(ECOSYSTEM, listings, key=_version_order)
+
+    def directory(path: str) -> Iterable[tuple[str, str]]:
+        return ((r.package, r.version) for r in store.directory(channel, path).records)
+
+    documents = (
+        (store.index_key(channel, path), partial(directory, path))
+        for path in store.directory_paths(channel)
+    )
+    return listed_packages(ECOSYSTEM, store, documents, key=_version_order)
 
 
 def _url(directory: Directory, record: CranRecord) -> str | None:
