@@ -15,6 +15,7 @@ whole but bounded.
 from __future__ import annotations
 
 import re
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 from packaging.metadata import parse_email
@@ -44,18 +45,20 @@ def packages(store: PythonStore, channel: Channel) -> list[Package]:
     names, _ = store.projects(channel)
     listed = []
     for key in sorted(names):
-
-        def summarize(key: str = key) -> tuple[Package | None, int]:
-            project = store.project(channel, key)
-            if project is None or not project.files:
-                return None, 0
-            package = _summary(project)
-            return package, 256 + sum(48 + len(v) for v in package.versions)
-
-        package = store.derived(store.project_key(channel, key), "listed", summarize)
+        summary = partial(_summarize, store, channel, key)
+        package = store.derived(store.project_key(channel, key), "listed", summary)
         if package is not None:
             listed.append(package)
     return listed
+
+
+def _summarize(store: PythonStore, channel: Channel, key: str) -> tuple[Package | None, int]:
+    """The project's listing (``None`` without files), and about the bytes it takes."""
+    project = store.project(channel, key)
+    if project is None or not project.files:
+        return None, 0
+    package = _summary(project)
+    return package, 256 + sum(48 + len(v) for v in package.versions)
 
 
 def _listed(record: FileRecord) -> ListedFile:
