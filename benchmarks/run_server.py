@@ -24,6 +24,7 @@ import socket
 import sys
 
 WAITRESS_THREADS = 8  # as private_channels.serving.WAITRESS_THREADS
+GUNICORN_THREADS = 8  # as private_channels.serving.gunicorn_arguments: threaded workers
 
 
 def load(spec: str):  # type: ignore[no-untyped-def]
@@ -53,6 +54,10 @@ def main() -> None:
                 "gunicorn",
                 "--workers",
                 str(args.workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(GUNICORN_THREADS),
                 "--bind",
                 f"fd://{sock.fileno()}",
                 args.app,  # gunicorn calls "module:factory()" itself

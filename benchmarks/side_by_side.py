@@ -11,7 +11,7 @@ versions, N R packages x 3 versions, one 50 MB wheel), pre-renders every page an
 of it to a static tree, and installs pypiserver and devpi-server into throwaway virtual
 environments under the work directory; devpi-server gets the same Python files once,
 through its upload API, into a server directory kept beside the channel.  Then, for each
-WSGI server (``--servers``: waitress, gunicorn with 2 workers, werkzeug's threaded
+WSGI server (``--servers``: waitress, gunicorn with 2 threaded workers, werkzeug's threaded
 server), it starts side by side:
 
 1. ``limit``: ``limit_app.py`` on that server, serving the static tree: the limit;
@@ -831,25 +831,26 @@ def warm(port: int, target: str, dataset: Dataset) -> None:
     """Every project page once in each format, and each CRAN index where served: what a
     server that has run for a while holds in its caches (twice, for gunicorn's two
     workers; once on a server of a target's own, one process: devpi's).  pypiserver keeps
-    no pages, so it is left alone; devpi keeps a cache of its own, so it is warmed too."""
+    no pages, so it is left alone; devpi keeps a cache of its own, so it is warmed too.
+    Each request on a connection of its own: gunicorn's workers take connections as
+    they come, and one kept alive would warm one worker only."""
     if target == "pypiserver":
         return
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     simple = LAYOUTS[target].simple
     paths = [f"{simple}/"] + [f"{simple}/{project_name(i)}/" for i in range(dataset.size)]
+    auth = {**_auth(target, dataset), "Connection": "close"}
     for _ in range(1 if LAYOUTS[target].own_server else 2):
         for path in paths:
             for accept in (JSON_ACCEPT, HTML_ACCEPT):
-                connection.request(
-                    "GET", path, headers={**_auth(target, dataset), "Accept": accept}
-                )
+                connection.request("GET", path, headers={**auth, "Accept": accept})
                 connection.getresponse().read()
+                connection.close()
         if LAYOUTS[target].cran:
             for name in ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds"):
-                connection.request(
-                    "GET", f"{PREFIX}/src/contrib/{name}", headers=_auth(target, dataset)
-                )
+                connection.request("GET", f"{PREFIX}/src/contrib/{name}", headers=auth)
                 connection.getresponse().read()
+                connection.close()
     connection.close()
 
 

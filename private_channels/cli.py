@@ -35,7 +35,13 @@ from .config import Config, ConfigError, load_config
 from .core.limits import Limits
 from .errors import ChannelHTTPError
 from .logs import redact_loggers
-from .serving import SERVERS, run_until_stopped, waitress_server
+from .serving import (
+    GUNICORN_THREADS,
+    SERVERS,
+    gunicorn_arguments,
+    run_until_stopped,
+    waitress_server,
+)
 from .storage import DEFAULT_STORAGE, Storage, StorageURLError, copy_storage, open_storage
 from .tokens import (
     ALL_CHANNELS,
@@ -154,7 +160,8 @@ class _AccessLoggedRequestHandler(RedactingRequestHandler):
 
 def _exec_gunicorn(config: Config, sock: socket.socket, workers: int, host: str) -> int:
     """Replace this process by gunicorn serving ``private_channels.wsgi:app`` with
-    ``workers`` processes on the socket bound here, configured as this command was."""
+    ``workers`` threaded processes (:func:`~.serving.gunicorn_arguments`) on the socket
+    bound here, configured as this command was."""
     if importlib.util.find_spec("gunicorn") is None:
         raise CommandError("--workers needs gunicorn: pip install gunicorn")
     sock.set_inheritable(True)
@@ -167,7 +174,7 @@ def _exec_gunicorn(config: Config, sock: socket.socket, workers: int, host: str)
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
     env.update(config.environ())
-    command = ["--workers", str(workers), "--bind", f"fd://{sock.fileno()}"]
+    command = [*gunicorn_arguments(workers), "--bind", f"fd://{sock.fileno()}"]
     # Its "Error handling request" line quotes the URI as the client sent it.
     command += ["--logger-class", "private_channels.logs.GunicornLogger"]
     os.execve(  # noqa: S606 (our own interpreter, a fixed argument list)
@@ -551,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_workers,
         metavar="N",
-        help="serve with N gunicorn worker processes",
+        help=f"serve with N gunicorn worker processes, of {GUNICORN_THREADS} threads each",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -39,8 +39,10 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
+    "GUNICORN_THREADS",
     "SERVERS",
     "WAITRESS_THREADS",
+    "gunicorn_arguments",
     "run_until_stopped",
     "waitress_server",
 ]
@@ -50,6 +52,27 @@ SERVERS = ("waitress", "werkzeug", "gunicorn")
 #: Enough for 8 clients at once on keep-alive connections without queueing, few enough
 #: that an idle server holds little; the GIL runs one at a time anyway.
 WAITRESS_THREADS = 8
+#: The threads of each gunicorn worker that ``serve --workers N`` runs, as many as
+#: waitress's for the same reason.
+GUNICORN_THREADS = 8
+
+
+def gunicorn_arguments(workers: int) -> list[str]:
+    """gunicorn's options for ``serve --workers N``: N workers of its threaded class.
+
+    Not gunicorn's default (sync) class: a sync worker tells gunicorn it is alive only
+    between requests, so one request that lasts longer than gunicorn's worker timeout
+    (30 s unless set; a large upload or download over a slow link) gets the worker
+    killed halfway, and it closes the connection after every answer, so pip and uv
+    open a new one for each request.  A threaded worker's main loop reports every
+    second whatever its threads do, and keeps connections alive; on 2 cores it also
+    answered about a quarter more requests a second (docs/performance.md).
+    """
+    return [
+        "--workers", str(workers),
+        "--worker-class", "gthread",
+        "--threads", str(GUNICORN_THREADS),
+    ]  # fmt: skip
 
 
 def _log_waitress() -> None:

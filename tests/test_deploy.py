@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -391,29 +392,41 @@ def test_concurrent_uploads_through_gunicorn_workers_lose_nothing(
     assert len(post_pids()) >= 2
 
 
-def test_serve_workers_runs_gunicorn_on_the_bound_port(
-    tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
-) -> None:
-    env, tokens = deployment
+@contextmanager
+def serving_workers(
+    tmp_path: Path, env: dict[str, str], workers: int, prefix: str = "/api/repo"
+) -> Iterator[Server]:
+    """``private-channels serve --port 0 --workers N``, once its health check answers."""
     log = tmp_path / "serve.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
-    full_env.update(env, PRIVATE_CHANNELS_PREFIX="/pkgs")
+    full_env.update(env, PRIVATE_CHANNELS_PREFIX=prefix)
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "private_channels", "serve", "--port", "0", "--workers", "3"],
+            [sys.executable, "-m", "private_channels", "serve", "--port", "0",
+             "--workers", str(workers)],
             stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=tmp_path,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not (
-            match := re.search(r"with 3 gunicorn workers on (http://\S+?)/pkgs/", log.read_text())
-        ):
+        listening = re.compile(rf"with {workers} gunicorn workers on (http://\S+?){prefix}/")
+        while not (match := listening.search(log.read_text())):
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         server = Server(url=match[1], log=log)
-        while server.get("/pkgs/-/health")[0] != 200:
+        while server.get(f"{prefix}/-/health")[0] != 200:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_serve_workers_runs_gunicorn_on_the_bound_port(
+    tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    env, tokens = deployment
+    with serving_workers(tmp_path, env, 3, prefix="/pkgs") as server:
 
         def fetch(i: int) -> int:
             return server.get(f"/pkgs/t/{tokens['read']}/team/simple/")[0]
@@ -421,17 +434,76 @@ def test_serve_workers_runs_gunicorn_on_the_bound_port(
         # Workers boot one after the other: keep sending batches until more than one
         # has answered (each record names its process).
         pids: set[object] = set()
+        deadline = time.monotonic() + 60
         while len(pids) < 2 and time.monotonic() < deadline:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 assert set(pool.map(fetch, range(24))) == {200}
             time.sleep(0.2)
             pids = {r["pid"] for r in server.access_records()}
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-    assert len(pids) >= 2, log.read_text()
-    assert log.read_text().count("Booting worker") >= 3
-    assert tokens["read"] not in log.read_text()
+    log = server.log.read_text()
+    assert len(pids) >= 2, log
+    assert log.count("Booting worker") >= 3
+    assert tokens["read"] not in log
+
+
+def test_serve_workers_answers_an_upload_that_outlasts_gunicorns_worker_timeout(
+    tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    """A sync worker reports to gunicorn only between requests: gunicorn kills one
+    busy with a request for longer than its timeout (30 s unless set: a large upload
+    over a slow link).  ``serve --workers`` runs threaded workers, which report every
+    second whatever they serve: an upload sent over 4 s with a timeout of 2 s lands."""
+    env, _ = deployment
+    storage = open_storage(env["PRIVATE_CHANNELS_STORAGE"])
+    token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
+    wheel = make_wheel(tmp_path, "slowly", "1.0")
+    filename = wheel.name
+    body, content_type = _multipart({":action": "file_upload"}, filename, wheel.read_bytes())
+    with serving_workers(tmp_path, {**env, "GUNICORN_CMD_ARGS": "--timeout 2"}, 1) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        auth = base64.b64encode(f"{token}:x-auth-token".encode()).decode()
+        head = (
+            f"POST /api/repo/team HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        began = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(head.encode())
+            step = len(body) // 40 + 1
+            for start in range(0, len(body), step):
+                sock.sendall(body[start : start + step])
+                time.sleep(0.1)
+            answer = sock.recv(65536).decode("latin-1")
+        assert time.monotonic() - began > 4
+        assert answer.startswith("HTTP/1.1 200"), answer
+        status, _, page = server.get(
+            "/api/repo/team/simple/slowly/", {"Authorization": f"Basic {auth}"}
+        )
+        assert status == 200 and filename.encode() in page
+    log = server.log.read_text()
+    assert "WORKER TIMEOUT" not in log and log.count("Booting worker") == 1, log
+
+
+def test_serve_workers_keep_connections_alive(
+    tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    """pip and uv send many requests over one connection: a sync worker closes it after
+    each answer, the threaded workers of ``serve --workers`` keep it."""
+    env, tokens = deployment
+    with serving_workers(tmp_path, env, 1) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            sockets = []
+            for _ in range(3):
+                connection.request("GET", f"/api/repo/t/{tokens['read']}/team/simple/")
+                response = connection.getresponse()
+                assert response.status == 200 and response.read()
+                assert response.getheader("Connection", "").lower() != "close"
+                sockets.append(connection.sock)
+            assert sockets[0] is not None and sockets.count(sockets[0]) == 3
+        finally:
+            connection.close()
 
 
 # --- gunicorn's own error log ------------------------------------------------------------
