@@ -80,7 +80,7 @@ def compare(
     }
     try:
         for run in running.values():
-            harness.warm(run.port, "ours", dataset)
+            harness.warm(run.port, "ours", dataset, args.server)
         states = {
             label: {
                 "etags": harness.etags(run.port, "ours", dataset),

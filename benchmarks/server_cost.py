@@ -45,7 +45,7 @@ def main() -> None:
     running = harness.start_targets(dataset, args.server, args.work, ["limit", "ours"])
     try:
         for target, run in running.items():
-            harness.warm(run.port, target, dataset)
+            harness.warm(run.port, target, dataset, args.server)
         states = {
             target: {"etags": harness.etags(run.port, target, dataset),
                      "run": random.randrange(10**6)}
