@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import re
@@ -452,14 +453,14 @@ def test_serve_workers_answers_an_upload_that_outlasts_gunicorns_worker_timeout(
     """A sync worker reports to gunicorn only between requests: gunicorn kills one
     busy with a request for longer than its timeout (30 s unless set: a large upload
     over a slow link).  ``serve --workers`` runs threaded workers, which report every
-    second whatever they serve: an upload sent over 4 s with a timeout of 2 s lands."""
+    second whatever they serve: an upload sent over 6 s with a timeout of 3 s lands."""
     env, _ = deployment
     storage = open_storage(env["PRIVATE_CHANNELS_STORAGE"])
     token, _ = TokenStore(storage).create(channels=["team"], scope=Scope.WRITE)
     wheel = make_wheel(tmp_path, "slowly", "1.0")
     filename = wheel.name
     body, content_type = _multipart({":action": "file_upload"}, filename, wheel.read_bytes())
-    with serving_workers(tmp_path, {**env, "GUNICORN_CMD_ARGS": "--timeout 2"}, 1) as server:
+    with serving_workers(tmp_path, {**env, "GUNICORN_CMD_ARGS": "--timeout 3"}, 1) as server:
         host, port = server.url.removeprefix("http://").split(":")
         auth = base64.b64encode(f"{token}:x-auth-token".encode()).decode()
         head = (
@@ -469,12 +470,12 @@ def test_serve_workers_answers_an_upload_that_outlasts_gunicorns_worker_timeout(
         began = time.monotonic()
         with socket.create_connection((host, int(port)), timeout=30) as sock:
             sock.sendall(head.encode())
-            step = len(body) // 40 + 1
-            for start in range(0, len(body), step):
-                sock.sendall(body[start : start + step])
+            cuts = [len(body) * i // 61 for i in range(62)]
+            for start, end in itertools.pairwise(cuts):
+                sock.sendall(body[start:end])
                 time.sleep(0.1)
             answer = sock.recv(65536).decode("latin-1")
-        assert time.monotonic() - began > 4
+        assert time.monotonic() - began > 6
         assert answer.startswith("HTTP/1.1 200"), answer
         status, _, page = server.get(
             "/api/repo/team/simple/slowly/", {"Authorization": f"Basic {auth}"}
