@@ -848,12 +848,10 @@ def warm(port: int, target: str, dataset: Dataset, server: str) -> None:
             for accept in (JSON_ACCEPT, HTML_ACCEPT):
                 connection.request("GET", path, headers={**auth, "Accept": accept})
                 connection.getresponse().read()
-                connection.close()
         if LAYOUTS[target].cran:
             for name in ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds"):
                 connection.request("GET", f"{PREFIX}/src/contrib/{name}", headers=auth)
                 connection.getresponse().read()
-                connection.close()
     connection.close()
 
 
