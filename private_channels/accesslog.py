@@ -126,7 +126,9 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     With ``flush_interval`` > 0 a thread of the handler writes the lines that came
     in that interval with one system call per 4 KiB (each request writing its own
     line costs a system call that hands the GIL to another of the server's threads,
-    a fifth of what a page cost on waitress: docs/performance.md).  Lines still
+    a fifth of what a page cost on waitress: docs/performance.md), and makes the lines
+    of the requests that :class:`AccessLogMiddleware` hands it (formatting a batch
+    in one go costs less than a line in each request).  Lines still
     waiting are written by :meth:`flush`, which ``logging.shutdown`` calls at exit;
     a process killed outright loses at most that interval's lines.
     """
@@ -135,7 +137,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self.setFormatter(logging.Formatter("%(message)s"))
         self.flush_interval = flush_interval
-        self._pending: list[str] = []
+        # Lines, or the exchanges whose lines they are (formatted when written).
+        self._pending: list[str | _Exchange] = []
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
         self._writer_pid = 0  # the process whose thread writes: none yet, or forked
@@ -148,7 +151,9 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         self.write_line(line)
 
-    def write_line(self, line: str) -> None:
+    def write_line(self, line: str | _Exchange) -> None:
+        """Write ``line``, or the line of an exchange (formatted when written: see
+        :meth:`AccessLogMiddleware._log`)."""
         if self.flush_interval <= 0:
             self._write([line])
             return
@@ -187,10 +192,11 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             with contextlib.suppress(Exception):  # the thread outlives any one failure
                 self.flush()
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, items: list[str | _Exchange]) -> None:
         pieces: list[str] = []
         size = 0
         try:
+            lines = [item if isinstance(item, str) else item.line() for item in items]
             with self.lock:  # type: ignore[union-attr]
                 for line in lines:
                     if size + len(line) >= _PIPE_BUF and pieces:
@@ -263,14 +269,12 @@ class AccessLogMiddleware:
         return _LoggedBody(body, exchange)
 
     def _log(self, exchange: _Exchange) -> None:
-        # The fields the client chose, redacted whole, then cut: a cut first could leave
-        # most of a token unredacted.  (Each is usually short or free of what a token
-        # looks like, which redact_tokens finds out with a few ``in`` tests.)
-        exchange.remote_addr = redact_tokens(exchange.remote_addr)[:MAX_LOGGED_FIELD]
-        exchange.method = redact_tokens(exchange.method)[:MAX_LOGGED_FIELD]
-        exchange.path = redact_tokens(exchange.path)[:MAX_LOGGED_FIELD]
-        exchange.user_agent = redact_tokens(exchange.user_agent)[:MAX_LOGGED_FIELD]
-        exchange.token_id = exchange.environ.get("REMOTE_USER") or None
+        if exchange.environ is not None:
+            exchange.token_id = exchange.environ.get("REMOTE_USER") or None
+            # The line may wait for the handler's thread: the request's environ (and
+            # its input, a temporary file after a large upload) need not.
+            exchange.environ = None
+        exchange.finished = time.time()
         exchange.duration_ms = round((time.monotonic() - exchange.started) * 1000, 3)
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
@@ -283,23 +287,30 @@ class AccessLogMiddleware:
                 and not handlers[0].filters
                 and handlers[0].level <= logging.INFO
             ):
-                # configure_logging's handler alone: the line is all it needs of a record.
-                handlers[0].write_line(self._line(exchange))
+                # configure_logging's handler alone: the line is all it needs of a record,
+                # and it makes it when it writes (with a flush interval, in its thread,
+                # a batch at a time, not in the request's, with the CPU's caches cold).
+                handlers[0].write_line(exchange)
                 return
             # Logger.info would also look up the caller's frame for every record, which
             # an access record does not need (its place in the code is always this one).
             logger.handle(
-                logger.makeRecord(
-                    logger.name, logging.INFO, __file__, 0, self._line(exchange), (), None
-                )
+                logger.makeRecord(logger.name, logging.INFO, __file__, 0, exchange.line(), (), None)
             )
 
     def _line(self, exchange: _Exchange) -> str:
         """One log line: JSON, or text like the common log format plus id and duration."""
+        # The fields the client chose, redacted whole, then cut: a cut first could leave
+        # most of a token unredacted.  (Each is usually short or free of what a token
+        # looks like, which redact_tokens finds out with a few ``in`` tests.)
+        exchange.remote_addr = redact_tokens(exchange.remote_addr)[:MAX_LOGGED_FIELD]
+        exchange.method = redact_tokens(exchange.method)[:MAX_LOGGED_FIELD]
+        exchange.path = redact_tokens(exchange.path)[:MAX_LOGGED_FIELD]
+        exchange.user_agent = redact_tokens(exchange.user_agent)[:MAX_LOGGED_FIELD]
         if self.format == "json":
             return json.dumps(exchange.record(), separators=(",", ":"))
         second, when = self._clock
-        now = int(time.time())
+        now = int(exchange.finished)
         if now != second:
             when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
             self._clock = (now, when)
@@ -320,6 +331,7 @@ class _Exchange:
     __slots__ = (
         "duration_ms",
         "environ",
+        "finished",
         "logged",
         "method",
         "middleware",
@@ -340,7 +352,7 @@ class _Exchange:
     ) -> None:
         self.started = time.monotonic()
         self.middleware = middleware
-        self.environ = environ
+        self.environ: WSGIEnvironment | None = environ
         self.start = start
         self.request_id = environ[REQUEST_ID_KEY] = middleware.request_id(environ)
         # Read the path now: the wrapped apps cut the token out of PATH_INFO, but
@@ -356,6 +368,7 @@ class _Exchange:
         self.size = 0
         self.token_id: str | None = None  # these two when logged
         self.duration_ms = 0.0
+        self.finished = 0.0
         self.logged = False
 
     def start_response(
@@ -377,6 +390,9 @@ class _Exchange:
             answered.append(header)
         answered.append(("X-Request-ID", self.request_id))
         return self.start(status, answered, exc_info)
+
+    def line(self) -> str:
+        return self.middleware._line(self)
 
     def done(self, size: int) -> None:
         """The body was sent (``size`` bytes of it) or abandoned: log, once."""

@@ -409,6 +409,45 @@ def test_batched_lines_are_written_together_in_pieces_that_keep_lines_whole(
     assert len(stream.getvalue().splitlines()) == 61
 
 
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_batched_line_is_made_when_written_with_the_request_s_own_facts(
+    setup: tuple[MemoryStorage, str, str, str],
+    access_logger: logging.Logger,
+    monkeypatch: pytest.MonkeyPatch,
+    log_format: str,
+) -> None:
+    """With a flush interval the handler's thread formats the lines it writes: each
+    still has the time, token id and size of its request, and no token, however late
+    it is written."""
+    from private_channels import accesslog
+
+    storage, secret, token_id, _ = setup
+    stream = _Stream()
+    configure_logging(stream, flush_interval=60.0)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+    app = test_app(storage, "/api/repo", access_log=log_format)
+    answered = time.time()
+    response = app.get(
+        f"/api/repo/t/{secret}/team/simple/", headers={"User-Agent": f"pip {secret}"}
+    )
+    assert stream.writes == []  # waiting for the interval
+    later = answered + 7200
+    monkeypatch.setattr(accesslog.time, "time", lambda: later)
+    handler.flush()
+    (line,) = stream.getvalue().splitlines()
+    assert secret not in line and "/api/repo/t/<redacted>/team/simple/" in line
+    if log_format == "json":
+        record = json.loads(line)
+        assert record["token_id"] == token_id and record["size"] == len(response.body)
+        assert record["user_agent"] == "pip <redacted>"
+    else:
+        assert f" - {token_id} [" in line and f" 200 {len(response.body)} " in line
+        logged = line.split("[", 1)[1].split("]", 1)[0]
+        seconds = time.mktime(time.strptime(logged, "%d/%b/%Y:%H:%M:%S %z"))
+        assert abs(seconds - answered) < 5  # the request's time, not the write's
+
+
 def test_the_line_goes_straight_to_the_handler_unless_the_host_added_more(
     access_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
