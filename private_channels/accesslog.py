@@ -269,11 +269,12 @@ class AccessLogMiddleware:
         return _LoggedBody(body, exchange)
 
     def _log(self, exchange: _Exchange) -> None:
-        if exchange.environ is not None:
+        if exchange.environ:  # not let go yet (see below)
             exchange.token_id = exchange.environ.get("REMOTE_USER") or None
-            # The line may wait for the handler's thread: the request's environ (and
-            # its input, a temporary file after a large upload) need not.
-            exchange.environ = None
+        # The line may wait for the handler's thread; what the server handed the request
+        # need not: its environ and input, and the server's own objects behind its
+        # start_response (which may hold an upload's body).
+        exchange.environ, exchange.start = {}, _answered
         exchange.finished = time.time()
         exchange.duration_ms = round((time.monotonic() - exchange.started) * 1000, 3)
         logger = self.logger
@@ -352,7 +353,7 @@ class _Exchange:
     ) -> None:
         self.started = time.monotonic()
         self.middleware = middleware
-        self.environ: WSGIEnvironment | None = environ
+        self.environ = environ
         self.start = start
         self.request_id = environ[REQUEST_ID_KEY] = middleware.request_id(environ)
         # Read the path now: the wrapped apps cut the token out of PATH_INFO, but
@@ -416,6 +417,11 @@ class _Exchange:
             "token_id": self.token_id,
             "duration_ms": self.duration_ms,
         }
+
+
+def _answered(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    """The start_response of an exchange already logged: none may come after."""
+    raise RuntimeError("start_response called after the request was logged")
 
 
 def _quoted(text: str) -> str:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import json
 import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 
 import hypothesis
 import hypothesis.strategies
@@ -446,6 +448,36 @@ def test_a_batched_line_is_made_when_written_with_the_request_s_own_facts(
         logged = line.split("[", 1)[1].split("]", 1)[0]
         seconds = time.mktime(time.strptime(logged, "%d/%b/%Y:%H:%M:%S %z"))
         assert abs(seconds - answered) < 5  # the request's time, not the write's
+
+
+def test_a_waiting_line_holds_nothing_of_the_server_s(access_logger: logging.Logger) -> None:
+    """The exchange waits for the handler's thread with its facts alone: the request's
+    input and the server's start_response (which may hold a body) are let go."""
+    stream = _Stream()
+    configure_logging(stream, flush_interval=60.0)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+
+    def inner(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        environ["REMOTE_USER"] = "tok_id"
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    class Start:
+        def __call__(self, status: str, headers: object, exc_info: object = None) -> None:
+            self.status = status
+
+    start, body_input = Start(), io.BytesIO(b"x" * 1000)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/x", "wsgi.input": body_input}
+    body = AccessLogMiddleware(inner, format="text")(environ, start)  # type: ignore[arg-type]
+    assert list(body) == [b"ok"]
+    body.close()  # type: ignore[attr-defined]
+    gone = [weakref.ref(start), weakref.ref(body_input)]
+    del start, body_input, environ, body
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None] and stream.writes == []
+    handler.flush()
+    assert '"POST /x" 200 2 ' in stream.getvalue() and " - tok_id [" in stream.getvalue()
 
 
 def test_the_line_goes_straight_to_the_handler_unless_the_host_added_more(
