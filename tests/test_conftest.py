@@ -45,3 +45,23 @@ def test_a_skip_fails_in_ci(tmp_path: Path, ci: str, passes: bool) -> None:
     else:
         assert result.stdout.count("skipped in CI, where every test must run") >= 2
         assert "1 xfailed" in result.stdout
+
+
+@pytest.mark.parametrize(("ci", "passes"), [("true", False), ("", True)])
+def test_a_module_skipped_at_collection_fails_in_ci(tmp_path: Path, ci: str, passes: bool) -> None:
+    """``pytest.importorskip`` at module level (as tests/test_s3.py has for boto3) skips
+    while collecting, not while running: that is a failure in CI too."""
+    (tmp_path / "test_without_module.py").write_text(
+        'import pytest\npytest.importorskip("no_such_module_here")\n\ndef test_x():\n    pass\n'
+    )
+    (tmp_path / "test_other.py").write_text("def test_runs():\n    pass\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
+         "-c", os.devnull, "--rootdir", str(tmp_path), "-rA", str(tmp_path)],
+        cwd=REPO, env={**os.environ, "CI": ci}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (result.returncode == 0) is passes, result.stdout
+    if passes:
+        assert "1 passed, 1 skipped" in result.stdout
+    else:
+        assert "skipped in CI, where every test must run" in result.stdout
