@@ -8,7 +8,8 @@ import pytest
 
 from private_channels.conda.listing import snippets
 from private_channels.conda.package import version_key
-from private_channels.core.ecosystem import Package
+from private_channels.core.ecosystem import Package, path_token_url
+from private_channels.cran.listing import snippets as cran_snippets
 from private_channels.storage import MemoryStorage
 
 from .conda_packages import demo_index, raw_conda
@@ -76,3 +77,23 @@ def test_snippets_use_a_placeholder_never_a_token() -> None:
     assert 'channels = ["https://host/api/repo/team", "conda-forge"]' in text
     assert 'conda install -c "https://host/api/repo/t/$TOKEN/team" demo' in text
     assert "curl -F filetype=conda_package -F content=@demo-1.0-0.conda" in text
+
+
+@pytest.mark.parametrize(
+    ("channel_url", "cut"),
+    [
+        ("https://host/api/repo/team", ("https://host/api/repo/t/", "/team")),
+        ("http://localhost:8000/team/", ("http://localhost:8000/t/", "/team")),
+        ("https://h/deep/er/mount/x", ("https://h/deep/er/mount/t/", "/x")),
+    ],
+)
+def test_the_path_token_url_is_cut_where_the_token_goes(
+    channel_url: str, cut: tuple[str, str]
+) -> None:
+    """conda's channel URL and R's repos (the clients that cannot send a header) both
+    put the token in the path as the SPEC has it: P/t/<TOKEN>/<CHANNEL>."""
+    assert path_token_url(channel_url) == cut
+    r_snippets = "\n".join(s.text for s in cran_snippets(channel_url, None))
+    assert f'paste0("{cut[0]}", Sys.getenv("PRIVATE_CHANNELS_TOKEN"), "{cut[1]}")' in r_snippets
+    conda_snippets = "\n".join(s.text for s in snippets(channel_url, None))
+    assert f'conda install -c "{cut[0]}$TOKEN{cut[1]}" PACKAGE' in conda_snippets

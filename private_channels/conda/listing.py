@@ -24,7 +24,9 @@ from ..core.ecosystem import (
     Package,
     PackageDetail,
     Snippet,
+    curl_upload,
     listed_packages,
+    path_token_url,
 )
 from .package import version_key
 from .render import newest_first
@@ -98,28 +100,28 @@ def package(
 def snippets(channel_url: str, package: Package | None) -> list[Snippet]:
     """pixi, conda and curl for the channel at ``channel_url``, the token as a
     placeholder (or ``$TOKEN`` in the shell)."""
-    parts = urlsplit(channel_url)
-    prefix, _, channel = parts.path.rstrip("/").rpartition("/")
-    with_token = f"{parts.scheme}://{parts.netloc}{prefix}/t/$TOKEN/{channel}"
+    before, after = path_token_url(channel_url)
+    host = urlsplit(channel_url).netloc
     name = package.name if package is not None else "PACKAGE"
     return [
         Snippet(
             "pixi: pixi.toml",
             f'[workspace]\nchannels = ["{channel_url}", "conda-forge"]\n\n'
             f'[dependencies]\n{name} = "*"',
-            note=f'Then, once: pixi auth login {parts.netloc} --token "$TOKEN" '
+            note=f'Then, once: pixi auth login {host} --token "$TOKEN" '
             "(pixi sends it as a Bearer token).",
         ),
         Snippet(
             "conda, mamba",
-            f'conda install -c "{with_token}" {name}',
+            f'conda install -c "{before}$TOKEN{after}" {name}',
             note="conda and mamba take the token in the channel URL, as Anaconda Server "
             "has it; the server never logs it.",
         ),
-        Snippet(
+        curl_upload(
             "curl: upload a conda package",
-            f"curl -F filetype=conda_package -F content=@{name}-1.0-0.conda "
-            f'-H "X-Auth: $TOKEN" {channel_url}',
+            "conda_package",
+            f"{name}-1.0-0.conda",
+            channel_url,
             note="A .conda or .tar.bz2, named as its info/index.json says; it goes to the "
             "subdir index.json names. Needs a write token.",
         ),

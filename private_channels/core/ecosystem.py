@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from .blobs import ChannelStore, StoredFile
 
@@ -61,7 +62,9 @@ __all__ = [
     "Target",
     "Upload",
     "UploadKind",
+    "curl_upload",
     "listed_packages",
+    "path_token_url",
 ]
 
 S = TypeVar("S", bound=ChannelStore)
@@ -226,6 +229,25 @@ class Snippet:
     title: str
     text: str
     note: str = ""
+
+
+def path_token_url(channel_url: str) -> tuple[str, str]:
+    """The channel's URL with the token in its path (``P/t/<TOKEN>/<CHANNEL>``, for
+    clients that cannot send a header), cut where the token goes:
+    ``("https://host/api/repo/t/", "/team")`` for ``https://host/api/repo/team``."""
+    parts = urlsplit(channel_url)
+    prefix, _, channel = parts.path.rstrip("/").rpartition("/")
+    return f"{parts.scheme}://{parts.netloc}{prefix}/t/", f"/{channel}"
+
+
+def curl_upload(title: str, filetype: str, filename: str, channel_url: str, note: str) -> Snippet:
+    """The curl command that uploads ``filename`` as ``filetype`` to the channel, with
+    ``$TOKEN`` for the token."""
+    return Snippet(
+        title,
+        f'curl -F filetype={filetype} -F content=@{filename} -H "X-Auth: $TOKEN" {channel_url}',
+        note=note,
+    )
 
 
 @dataclass(frozen=True)

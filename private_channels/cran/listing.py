@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from ..channels import Channel
 from ..core.ecosystem import (
@@ -23,7 +23,9 @@ from ..core.ecosystem import (
     Package,
     PackageDetail,
     Snippet,
+    curl_upload,
     listed_packages,
+    path_token_url,
 )
 from .description import r_version_key, valid_package_name
 from .manage import ECOSYSTEM
@@ -128,10 +130,9 @@ def snippets(channel_url: str, package: Package | None) -> list[Snippet]:
     """``~/.Rprofile``, ``install.packages`` and curl uploads for the channel at
     ``channel_url``; R reads the token from ``PRIVATE_CHANNELS_TOKEN``, the shell from
     ``$TOKEN``."""
-    parts = urlsplit(channel_url)
-    prefix, _, channel = parts.path.rstrip("/").rpartition("/")
-    base = f"{parts.scheme}://{parts.netloc}{prefix}/t/"
-    repo = f'{channel} = paste0("{base}", Sys.getenv("PRIVATE_CHANNELS_TOKEN"), "/{channel}")'
+    before, after = path_token_url(channel_url)
+    channel = after.lstrip("/")
+    repo = f'{channel} = paste0("{before}", Sys.getenv("PRIVATE_CHANNELS_TOKEN"), "{after}")'
     name = package.name if package is not None else "PACKAGE"
     return [
         Snippet(
@@ -147,16 +148,18 @@ def snippets(channel_url: str, package: Package | None) -> list[Snippet]:
             note="Adds the channel to the repositories R already uses, in every session "
             "(CRAN stays).",
         ),
-        Snippet(
+        curl_upload(
             "curl: upload an R source package",
-            f"curl -F filetype=cran_source_package -F content=@{name}_1.0.tar.gz "
-            f'-H "X-Auth: $TOKEN" {channel_url}',
+            "cran_source_package",
+            f"{name}_1.0.tar.gz",
+            channel_url,
             note="Needs a write token.",
         ),
-        Snippet(
+        curl_upload(
             "curl: upload an R binary package",
-            f"curl -F filetype=cran_binary_package -F content=@{name}_1.0.zip "
-            f'-H "X-Auth: $TOKEN" {channel_url}',
+            "cran_binary_package",
+            f"{name}_1.0.zip",
+            channel_url,
             note="A .zip (Windows) or .tgz (macOS) goes where R looks for it; for a Linux "
             "binary (.tar.gz) add -F distribution=bookworm (the system it was built on).",
         ),
