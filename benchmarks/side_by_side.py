@@ -176,9 +176,7 @@ class Dataset:
         What was filled is every version of every project, not only the files the
         downloads pick from (the first 2,000): those taken out by the harness before
         4 December 2026 are linked back from the store's blobs."""
-        filled = {
-            wheel_name(project_name(i), f"1.{v}") for i in range(self.size) for v in range(VERSIONS)
-        }
+        filled = {filename for _, _, filename in self.filled_wheels()}
         present = set()
         for path in self.flat.iterdir():
             if path.name not in filled:
@@ -190,6 +188,13 @@ class Dataset:
                 if blob.name in filled and blob.name not in present:
                     _link(blob, self.flat / blob.name)
                     present.add(blob.name)
+
+    def filled_wheels(self) -> Iterator[tuple[str, str, str]]:
+        """Project name, version and wheel filename of every Python file filled."""
+        for i in range(self.size):
+            for v in range(VERSIONS):
+                name, version = project_name(i), f"1.{v}"
+                yield name, version, wheel_name(name, version)
 
     def save(self) -> None:
         meta = {"token": self.token, "files": self.files, "big": self.big}
@@ -573,20 +578,17 @@ def fill_devpi(dataset: Dataset, python: Path, env: dict[str, str], logs: Path) 
         auth = {"X-Devpi-Auth": devpi_login(running.port)}
         devpi_api(running.port, "PUT", DEVPI_INDEX, {"bases": [], "volatile": True}, auth)
         connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=120)
-        for i in range(dataset.size):
-            for v in range(VERSIONS):
-                name, version = project_name(i), f"1.{v}"
-                filename = wheel_name(name, version)
-                body, content_type = upload_form(
-                    name, version, filename, (dataset.flat / filename).read_bytes(),
-                    {"requires_python": ">=3.8"},  # on our pages too
-                )  # fmt: skip
-                headers = {**auth, "Content-Type": content_type}
-                connection.request("POST", f"{DEVPI_INDEX}/", body=body, headers=headers)
-                response = connection.getresponse()
-                if response.status != 200:
-                    raise RuntimeError(f"devpi: {filename}: {response.status} {response.read()!r}")
-                response.read()
+        for name, version, filename in dataset.filled_wheels():
+            body, content_type = upload_form(
+                name, version, filename, (dataset.flat / filename).read_bytes(),
+                {"requires_python": ">=3.8"},  # on our pages too
+            )  # fmt: skip
+            headers = {**auth, "Content-Type": content_type}
+            connection.request("POST", f"{DEVPI_INDEX}/", body=body, headers=headers)
+            response = connection.getresponse()
+            if response.status != 200:
+                raise RuntimeError(f"devpi: {filename}: {response.status} {response.read()!r}")
+            response.read()
         # Project 0 holds the 50 MB wheel: its link, resolved as pip resolves it.
         page = f"{DEVPI_INDEX}/+simple/{project_name(0)}/"
         connection.request("GET", page, headers={"Accept": JSON_ACCEPT})
