@@ -276,6 +276,10 @@ class AccessLogMiddleware:
         # start_response (which may hold an upload's body).
         exchange.environ, exchange.start = {}, _answered
         exchange.finished = time.time()
+        if exchange.client_chars() > MAX_LOGGED_FIELD:
+            # Hostile or odd (a path of 200 KiB): cut now, so that a line waiting for
+            # the handler's thread holds no more than a written one.
+            exchange.redact()
         exchange.duration_ms = round((time.monotonic() - exchange.started) * 1000, 3)
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
@@ -301,13 +305,7 @@ class AccessLogMiddleware:
 
     def _line(self, exchange: _Exchange) -> str:
         """One log line: JSON, or text like the common log format plus id and duration."""
-        # The fields the client chose, redacted whole, then cut: a cut first could leave
-        # most of a token unredacted.  (Each is usually short or free of what a token
-        # looks like, which redact_tokens finds out with a few ``in`` tests.)
-        exchange.remote_addr = redact_tokens(exchange.remote_addr)[:MAX_LOGGED_FIELD]
-        exchange.method = redact_tokens(exchange.method)[:MAX_LOGGED_FIELD]
-        exchange.path = redact_tokens(exchange.path)[:MAX_LOGGED_FIELD]
-        exchange.user_agent = redact_tokens(exchange.user_agent)[:MAX_LOGGED_FIELD]
+        exchange.redact()
         if self.format == "json":
             return json.dumps(exchange.record(), separators=(",", ":"))
         second, when = self._clock
@@ -394,6 +392,19 @@ class _Exchange:
 
     def line(self) -> str:
         return self.middleware._line(self)
+
+    def client_chars(self) -> int:
+        return len(self.remote_addr) + len(self.method) + len(self.path) + len(self.user_agent)
+
+    def redact(self) -> None:
+        """The fields the client chose, redacted whole, then cut: a cut first could leave
+        most of a token unredacted.  (Each is usually short or free of what a token looks
+        like, which redact_tokens finds out with a few ``in`` tests; a field redacted
+        and cut already comes out the same.)"""
+        self.remote_addr = redact_tokens(self.remote_addr)[:MAX_LOGGED_FIELD]
+        self.method = redact_tokens(self.method)[:MAX_LOGGED_FIELD]
+        self.path = redact_tokens(self.path)[:MAX_LOGGED_FIELD]
+        self.user_agent = redact_tokens(self.user_agent)[:MAX_LOGGED_FIELD]
 
     def done(self, size: int) -> None:
         """The body was sent (``size`` bytes of it) or abandoned: log, once."""

@@ -480,6 +480,51 @@ def test_a_waiting_line_holds_nothing_of_the_server_s(access_logger: logging.Log
     assert '"POST /x" 200 2 ' in stream.getvalue() and " - tok_id [" in stream.getvalue()
 
 
+def test_waiting_lines_of_hostile_requests_hold_no_more_than_written_lines(
+    access_logger: logging.Logger,
+) -> None:
+    """A line waits for the handler's thread with its client fields already cut when
+    they are long: 200 requests with a path and a User-Agent of 100,000 characters each
+    leave no more waiting than the lines that will be written (4 KiB a field)."""
+    import tracemalloc
+
+    from private_channels.accesslog import MAX_LOGGED_FIELD
+
+    stream = _Stream()
+    configure_logging(stream, flush_interval=60.0)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+
+    def inner(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("404 Not Found", [("Content-Length", "0")])
+        return []
+
+    app = AccessLogMiddleware(inner, format="json")
+    secret = "c" * 64
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(200):
+            environ = {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": f"/{i}/t/{secret}/" + "p" * 100_000,
+                "HTTP_USER_AGENT": "u" * 100_000,
+            }
+            body = app(environ, lambda status, headers, exc_info=None: None)  # type: ignore[arg-type]
+            body.close()  # type: ignore[attr-defined]
+            del environ, body
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 200 * 4 * (MAX_LOGGED_FIELD + 1024), held  # uncut: 200 x 200,000
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 200 and secret not in stream.getvalue()
+    record = json.loads(lines[0])
+    assert record["path"] == ("/0/t/<redacted>/" + "p" * 100_000)[:MAX_LOGGED_FIELD]
+    assert record["user_agent"] == "u" * MAX_LOGGED_FIELD
+
+
 def test_the_line_goes_straight_to_the_handler_unless_the_host_added_more(
     access_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
