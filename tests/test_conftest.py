@@ -31,14 +31,19 @@ def test_expected_failure():
 """
 
 
+def _pytest(folder: Path, ci: str) -> subprocess.CompletedProcess[str]:
+    """pytest on the test modules in ``folder`` with this suite's conftest, CI=``ci``."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
+         "-c", os.devnull, "--rootdir", str(folder), "-rA", str(folder)],
+        cwd=REPO, env={**os.environ, "CI": ci}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(("ci", "passes"), [("true", False), ("", True)])
 def test_a_skip_fails_in_ci(tmp_path: Path, ci: str, passes: bool) -> None:
     (tmp_path / "test_skipping.py").write_text(SKIPPING)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
-         "-c", os.devnull, "--rootdir", str(tmp_path), "-rA", str(tmp_path)],
-        cwd=REPO, env={**os.environ, "CI": ci}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = _pytest(tmp_path, ci)
     assert (result.returncode == 0) is passes, result.stdout
     if passes:
         assert "1 passed, 2 skipped, 1 xfailed" in result.stdout
@@ -55,11 +60,7 @@ def test_a_module_skipped_at_collection_fails_in_ci(tmp_path: Path, ci: str, pas
         'import pytest\npytest.importorskip("no_such_module_here")\n\ndef test_x():\n    pass\n'
     )
     (tmp_path / "test_other.py").write_text("def test_runs():\n    pass\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
-         "-c", os.devnull, "--rootdir", str(tmp_path), "-rA", str(tmp_path)],
-        cwd=REPO, env={**os.environ, "CI": ci}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = _pytest(tmp_path, ci)
     assert (result.returncode == 0) is passes, result.stdout
     if passes:
         assert "1 passed, 1 skipped" in result.stdout
