@@ -242,3 +242,154 @@ def test_a_record_as_json_is_what_asdict_gives_and_shares_no_container(record: A
         if isinstance(value, dict | list):
             assert value is not getattr(record, name)
             json.dumps(value)  # and changing the copy leaves the record as it was
+
+
+# -- the version a process committed, kept (RecordDocument with kept=) --------------
+
+FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+DOCUMENT_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | FLOATS | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+RECORD_DOCUMENTS = st.fixed_dictionaries(
+    {"files": st.dictionaries(st.text(max_size=6), st.dictionaries(st.text(max_size=4),
+                                                                   DOCUMENT_VALUES, max_size=4),
+                              max_size=6)},
+    optional={"deleted": st.lists(st.text(max_size=6), max_size=3), "name": st.text(max_size=4),
+              "about": DOCUMENT_VALUES},
+)  # fmt: skip
+
+
+@given(RECORD_DOCUMENTS, st.data())
+def test_a_record_document_encoded_in_pieces_is_dump_json_byte_for_byte(
+    doc: dict[str, Any], data: st.DataObject
+) -> None:
+    """Whatever the records hold (any JSON, non-ASCII names, floats): the same bytes as
+    dump_json, reusing only a piece whose record is the very same object."""
+    from private_channels.core.blobs import _encode_records
+    from private_channels.storage import dump_json
+
+    encoded, pieces = _encode_records(doc, {})
+    assert encoded == dump_json(doc)
+    assert json.loads(encoded) == doc
+    # Some records replaced by equal-looking new objects, some kept: a stale piece
+    # (its record not the document's) must not be reused.
+    changed = dict(doc["files"])
+    for name in data.draw(st.lists(st.sampled_from(sorted(changed) or [""]), max_size=3)):
+        if name in changed:
+            changed[name] = {**changed[name], "yanked": "now"}
+    added = data.draw(st.dictionaries(st.text(max_size=6), st.fixed_dictionaries({})))
+    changed.update(added)
+    new = {**doc, "files": changed}
+    again, _ = _encode_records(new, pieces)
+    assert again == dump_json(new)
+
+
+class _Counting:
+    """A storage that counts reads of the document and can fail its next write."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.reads = 0
+        self.fail_next_write = False
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.storage, name)
+        if name != "read_whole":
+            return found
+
+        def read_whole(key: str, limit: int) -> Any:  # the filesystem's whole read
+            self.reads += key == DOC
+            return found(key, limit)
+
+        return read_whole
+
+    def open(self, key: str) -> Any:
+        self.reads += key == DOC
+        return self.storage.open(key)
+
+    def put(self, key: str, data: IO[bytes], *, if_match: str | None = None) -> Stat:
+        if key == DOC and self.fail_next_write:
+            self.fail_next_write = False
+            raise OSError("disk full")
+        return self.storage.put(key, data, if_match=if_match)
+
+
+def _kept_add(storage: Any, cache: Any, data: bytes, filename: str) -> bool:
+    record = stored(data, filename)
+    document = RecordDocument(storage, DOC, kept=cache)
+    added, _ = store_blob(
+        storage,
+        {blob_key(record): io.BytesIO(data)},
+        commit=lambda: document.add(record.to_json()),
+        referenced=lambda: document.holds(record.filename, record.sha256),
+    )
+    return added
+
+
+def _filenames(storage: Storage) -> list[str]:
+    return sorted(RecordDocument(storage, DOC).read()["files"])  # type: ignore[index]
+
+
+def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
+    storage: Storage,
+) -> None:
+    from private_channels.core.cache import DocumentCache
+
+    counting, cache = _Counting(storage), DocumentCache(1 << 20)
+    assert _kept_add(counting, cache, b"A", "a-1.0.zip")
+    counting.reads = 0
+    assert _kept_add(counting, cache, b"B", "b-1.0.zip")
+    assert counting.reads == 0  # the version this process committed, kept
+    # Another process (a cache of its own) commits; this one sees it and keeps both.
+    assert _kept_add(storage, DocumentCache(1 << 20), b"C", "c-1.0.zip")
+    assert _kept_add(counting, cache, b"D", "d-1.0.zip")
+    assert counting.reads == 1
+    assert _filenames(storage) == ["a-1.0.zip", "b-1.0.zip", "c-1.0.zip", "d-1.0.zip"]
+    # The very same file again changes nothing; a conflicting one is refused as ever.
+    assert not _kept_add(counting, cache, b"D", "d-1.0.zip")
+    with pytest.raises(FileConflictError):
+        _kept_add(counting, cache, b"other bytes", "d-1.0.zip")
+    stored_bytes, _ = storage.open(DOC)
+    with stored_bytes:
+        assert stored_bytes.read() == dump_json_of(storage)
+
+
+def dump_json_of(storage: Storage) -> bytes:
+    from private_channels.storage import dump_json, read_json
+
+    return dump_json(read_json(storage, DOC)[0])
+
+
+def test_a_failed_commit_leaves_the_kept_version_as_it_was(storage: Storage) -> None:
+    """The commit changes a copy: a record whose write failed (its blob removed again)
+    must not reach the next commit through the kept version."""
+    from private_channels.core.cache import DocumentCache
+
+    counting, cache = _Counting(storage), DocumentCache(1 << 20)
+    assert _kept_add(counting, cache, b"A", "a-1.0.zip")
+    counting.fail_next_write = True
+    with pytest.raises(OSError, match="disk full"):
+        _kept_add(counting, cache, b"B", "b-1.0.zip")
+    assert _kept_add(counting, cache, b"C", "c-1.0.zip")
+    assert _filenames(storage) == ["a-1.0.zip", "c-1.0.zip"]
+    assert counting.reads == 0
+
+
+def test_only_documents_up_to_a_bound_are_kept(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from private_channels.core.cache import DocumentCache
+
+    counting, cache = _Counting(storage), DocumentCache(1 << 20)
+    assert _kept_add(counting, cache, b"A", "a-1.0.zip")
+    monkeypatch.setattr(RecordDocument, "KEPT_BYTES", len(dump_json_of(storage)))
+    counting.reads = 0
+    assert _kept_add(counting, cache, b"B", "b-1.0.zip")  # the one kept: no read
+    assert _kept_add(counting, cache, b"C", "c-1.0.zip")  # larger than the bound: read
+    assert _kept_add(counting, cache, b"D", "d-1.0.zip")
+    assert counting.reads == 2
+    assert _filenames(storage) == ["a-1.0.zip", "b-1.0.zip", "c-1.0.zip", "d-1.0.zip"]

@@ -220,10 +220,21 @@ def test_uploads_cost_a_bounded_number_of_requests(deployment: Deployment) -> No
     r_upload = d.requests.take()
     # Blobs are created (PutObject with If-None-Match, HeadObject for the new version);
     # documents are compare-and-swapped; nothing is listed.
-    # A known project's name is checked in projects.json by its ETag, not read.
-    assert existing == {"GetObject": 2, "PutObject": 3, "HeadObject": 5}
-    assert new == {"GetObject": 2, "PutObject": 4, "HeadObject": 6}
-    assert r_upload == {"GetObject": 2, "PutObject": 2, "HeadObject": 3}
+    # A known project's name is checked in projects.json by its ETag, not read; so is
+    # a document this process committed last (its version kept: a HeadObject, no Get).
+    assert existing == {"GetObject": 1, "PutObject": 3, "HeadObject": 6}
+    assert new == {"GetObject": 1, "PutObject": 4, "HeadObject": 7}
+    assert r_upload == {"GetObject": 1, "PutObject": 2, "HeadObject": 4}
+    # Committed by another process since (another app on the same bucket): read again.
+    other = test_app(d.storage, PREFIX, token_cache_ttl=3600)
+    d.upload_wheel(other, "alpha", "1.2")
+    d.requests.take()
+    d.upload_wheel(d.app, "alpha", "1.3")
+    assert d.requests.take() == {"GetObject": 2, "PutObject": 3, "HeadObject": 6}
+    page = d.get(d.app, "/simple/alpha/", Accept=JSON_TYPE).json
+    assert [f["filename"] for f in page["files"]] == [
+        f"alpha-{v}-py3-none-any.whl" for v in ("1.0", "1.1", "1.2", "1.3")
+    ]
 
 
 def test_a_redirected_download_costs_no_read_of_the_file(deployment: Deployment) -> None:

@@ -99,7 +99,7 @@ class CondaStore(ChannelStore):
         return f"{self.prefix(channel)}{record.blob}"
 
     def _document(self, channel: Channel, subdir: str) -> RecordDocument:
-        return RecordDocument(self.storage, self.index_key(channel, subdir))
+        return RecordDocument(self.storage, self.index_key(channel, subdir), kept=self._derived)
 
     # -- reads -----------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from ..storage import (
     JSONRead,
     Stat,
     Storage,
+    dump_json,
     read_document,
     read_json,
     sweep,
@@ -191,23 +192,105 @@ class RecordSnapshot(Generic[F]):
         return self._by_filename.get(filename)
 
 
+class _Committed:
+    """A version of a record document as this process committed it: the document, its
+    bytes and stat, and each record's bytes in them (:meth:`RecordDocument.add`)."""
+
+    __slots__ = ("doc", "encoded", "pieces", "stat")
+
+    def __init__(
+        self, doc: dict[str, Any], encoded: bytes, stat: Stat, pieces: dict[str, _Piece]
+    ) -> None:
+        self.doc, self.encoded, self.stat, self.pieces = doc, encoded, stat, pieces
+
+    def read(self) -> JSONRead:
+        """A read of this version whose document the caller may change (its records
+        stay shared, and a change replaces a record rather than changing it)."""
+        doc = {**self.doc, "files": dict(self.doc["files"])}
+        if "deleted" in doc:
+            doc["deleted"] = list(doc["deleted"])
+        return JSONRead(self.encoded, self.stat, doc)
+
+
+# A record in an encoded document: the record (a dict of the document), and its
+# ``"filename":{...}`` bytes there.
+_Piece = tuple[dict[str, Any], bytes]
+
+
+def _encode_records(
+    doc: Mapping[str, Any], kept: Mapping[str, _Piece]
+) -> tuple[bytes, dict[str, _Piece]]:
+    """:func:`~..storage.dump_json` of a record document, byte for byte, and each
+    record's piece of it; a record that is the very one of a piece in ``kept`` (the
+    same object) reuses its bytes, so that committing one record to a document of
+    thousands encodes one record, not thousands."""
+    files = doc["files"]
+    pieces: dict[str, _Piece] = {}
+    for filename in sorted(files):
+        record = files[filename]
+        piece = kept.get(filename)
+        if piece is None or piece[0] is not record:
+            piece = (record, dump_json(filename) + b":" + dump_json(record))
+        pieces[filename] = piece
+    encoded_files = b"{" + b",".join(piece for _, piece in pieces.values()) + b"}"
+    encoded = b",".join(
+        dump_json(name) + b":" + (encoded_files if name == "files" else dump_json(doc[name]))
+        for name in sorted(doc)
+    )
+    return b"{" + encoded + b"}", pieces
+
+
 class RecordDocument:
     """A JSON document of file records keyed by filename, changed by compare-and-swap.
 
     Its shape is ``{"files": {filename: record}, "deleted": [filename, ...], ...}``;
     an ecosystem may keep more keys beside (a display name), given as ``initial``.
+
+    With ``kept`` (the store's cache) the version a commit of this process wrote is
+    kept there, so that the next commit to the document through this process, if no
+    other wrote it since (one stat tells), neither reads nor parses it, and encodes
+    only its new record: an upload costs the same whether the document holds ten files
+    or thousands.  Only documents of up to :data:`KEPT_BYTES` bytes are kept.
     """
 
-    def __init__(self, storage: Storage, key: str, *, initial: Mapping[str, Any] | None = None):
+    #: The largest document whose committed version is kept (encoded); what it takes
+    #: in the cache is counted at four times that (its parsed records and their bytes).
+    KEPT_BYTES = 2 * 1024 * 1024
+
+    def __init__(
+        self,
+        storage: Storage,
+        key: str,
+        *,
+        initial: Mapping[str, Any] | None = None,
+        kept: DocumentCache | None = None,
+    ):
         self.storage = storage
         self.key = key
         self.initial = dict(initial or {})
+        self.kept = kept
         self._read: JSONRead | None = None
+        self._pieces: Mapping[str, _Piece] = {}
+
+    def _current(self) -> JSONRead:
+        """The document as stored now: the version this process committed last when
+        it is still the stored one, else read and parsed."""
+        self._pieces = {}
+        if self.kept is not None:
+            try:
+                etag = self.storage.stat(self.key).etag
+            except FileNotFoundError:
+                return JSONRead(b"", None, None)
+            committed = self.kept.get(("committed", self.key), etag)
+            if committed is not None:
+                self._pieces = committed.pieces
+                return committed.read()  # type: ignore[no-any-return]
+        return JSONRead.of(self.storage, self.key)
 
     def read(self) -> dict[str, Any] | None:
         """The document as stored now; the next :meth:`add` starts from this very read
         (one read and parse of the document per upload, not two)."""
-        self._read = JSONRead.of(self.storage, self.key)
+        self._read = self._current()
         doc = self._read.doc
         return None if doc is None else dict(doc)
 
@@ -237,7 +320,7 @@ class RecordDocument:
         check: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> tuple[bool, dict[str, Any]]:
         """Commit ``record``; whether it is new (not the very same file again), and the
-        document as committed.
+        document as committed (not to be changed: it may be kept).
 
         ``check(doc)`` runs on the document the commit would change, every time it is
         read, and raises to refuse a new file (an ecosystem's own rule across files,
@@ -256,7 +339,28 @@ class RecordDocument:
             return doc
 
         current, self._read = self._read, None
-        doc = update_json(self.storage, self.key, change, current=current)
+        if self.kept is None:
+            doc = update_json(self.storage, self.key, change, current=current)
+            return added[0], doc
+        if current is None:
+            current = self._current()
+        # The pieces of the version the first attempt starts from; a later attempt
+        # reads the document afresh, and its records are new objects (no piece fits).
+        kept = self._pieces
+        made: list[dict[str, _Piece]] = [{}]
+
+        def encode(doc: dict[str, Any]) -> bytes:
+            encoded, made[0] = _encode_records(doc, kept)
+            return encoded
+
+        def written(doc: dict[str, Any], encoded: bytes, stat: Stat) -> None:
+            if self.kept is not None and len(encoded) <= self.KEPT_BYTES:
+                committed = _Committed(doc, encoded, stat, made[0])
+                self.kept.put(("committed", self.key), stat.etag, committed, 4 * len(encoded))
+
+        doc = update_json(
+            self.storage, self.key, change, current=current, encode=encode, written=written
+        )
         return added[0], doc
 
     def remove(self, record: Mapping[str, Any]) -> None:

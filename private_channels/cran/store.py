@@ -292,7 +292,7 @@ class CranStore(ChannelStore):
     # -- writes ----------------------------------------------------------------
 
     def _document(self, channel: Channel, path: str) -> RecordDocument:
-        return RecordDocument(self.storage, self.index_key(channel, path))
+        return RecordDocument(self.storage, self.index_key(channel, path), kept=self._derived)
 
     def add(self, channel: Channel, directories: Iterable[str], record: CranRecord,
             content: IO[bytes]) -> bool:  # fmt: skip

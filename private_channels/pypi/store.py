@@ -170,7 +170,10 @@ class PythonStore(ChannelStore):
 
     def _document(self, channel: Channel, name: str, display_name: str = "") -> RecordDocument:
         return RecordDocument(
-            self.storage, self.project_key(channel, name), initial={"name": display_name}
+            self.storage,
+            self.project_key(channel, name),
+            initial={"name": display_name},
+            kept=self._derived,
         )
 
     # -- reads -----------------------------------------------------------------

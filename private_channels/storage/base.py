@@ -256,6 +256,8 @@ def update_json(
     *,
     attempts: int = 50,
     current: JSONRead | None = None,
+    encode: Callable[[Any], bytes] = dump_json,
+    written: Callable[[T, bytes, Stat], None] | None = None,
 ) -> T:
     """Apply ``change`` to the JSON document at ``key`` with compare-and-swap.
 
@@ -264,7 +266,9 @@ def update_json(
     changing it in place is fine).  A result equal to what is stored writes nothing.
     ``current``, a :class:`JSONRead` of the key made just before, saves the first
     attempt its read (should the key have changed since, the write fails and the next
-    attempt reads afresh); ``change`` may change its document in place.
+    attempt reads afresh); ``change`` may change its document in place.  ``encode``
+    makes the bytes stored (the same as :func:`dump_json`'s, perhaps from parts kept
+    of an earlier version), and ``written(new, encoded, stat)`` learns what was stored.
     """
     for _ in range(attempts):
         if current is not None:
@@ -281,17 +285,19 @@ def update_json(
         new = change(doc)
         if new is None and stat_or_none is None:
             return new  # absent and to stay absent
-        encoded = dump_json(new)
+        encoded = encode(new)
         if encoded == raw:
             return new
         body = io.BytesIO(encoded)
         try:
             if stat_or_none is None:
-                storage.create(key, body)
+                stored = storage.create(key, body)
             else:
-                storage.put(key, body, if_match=stat_or_none.etag)
+                stored = storage.put(key, body, if_match=stat_or_none.etag)
         except (FileExistsError, StaleWriteError):
             continue
+        if written is not None:
+            written(new, encoded, stored)
         return new
     raise StaleWriteError(f"gave up updating {key!r} after {attempts} conflicting writes")
 
