@@ -348,8 +348,12 @@ class RecordDocument:
         # reads the document afresh, and its records are new objects (no piece fits).
         kept = self._pieces
         made: list[dict[str, _Piece]] = [{}]
+        # A document too large to keep is encoded whole (in pieces it costs a third more).
+        whole = not kept and len(current.raw) > self.KEPT_BYTES
 
         def encode(doc: dict[str, Any]) -> bytes:
+            if whole:
+                return dump_json(doc)
             encoded, made[0] = _encode_records(doc, kept)
             return encoded
 

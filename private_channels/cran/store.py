@@ -304,9 +304,14 @@ class CranStore(ChannelStore):
         """
         documents = [self._document(channel, path) for path in directories]
         reuse = channel.allow_reupload
-        existing = [self.directory(channel, path).find(record.filename) for path in directories]
+        # Read as each commit starts from it (the version this process committed, when
+        # it is still the stored one): the index is parsed, not made into records.
+        existing = [
+            (doc or {}).get("files", {}).get(record.filename)
+            for doc in (document.read() for document in documents)
+        ]
         for found in existing:
-            if found is not None and found.sha256 != record.sha256:
+            if found is not None and found["sha256"] != record.sha256:
                 raise FileConflictError(record.filename)
         if all(found is not None for found in existing):
             return False  # re-running an upload writes nothing, not even the blob
