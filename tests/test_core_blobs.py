@@ -334,11 +334,15 @@ def _filenames(storage: Storage) -> list[str]:
     return sorted(RecordDocument(storage, DOC).read()["files"])  # type: ignore[index]
 
 
+@pytest.mark.parametrize("pieces", [True, False], ids=["in-pieces", "whole"])
 def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
-    storage: Storage,
+    storage: Storage, pieces: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Encoded in pieces (a large document's records reused) or whole (a small one)."""
     from private_channels.core.cache import DocumentCache
 
+    if pieces:
+        monkeypatch.setattr(RecordDocument, "PIECES_FROM", 0)
     counting, cache = _Counting(storage), DocumentCache(1 << 20)
     assert _kept_add(counting, cache, b"A", "a-1.0.zip")
     counting.reads = 0
@@ -356,6 +360,8 @@ def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
     stored_bytes, _ = storage.open(DOC)
     with stored_bytes:
         assert stored_bytes.read() == dump_json_of(storage)
+    kept = cache.get(("committed", DOC), storage.stat(DOC).etag)
+    assert sorted(kept.pieces) == (_filenames(storage) if pieces else [])
 
 
 def dump_json_of(storage: Storage) -> bytes:

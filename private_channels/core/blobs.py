@@ -256,6 +256,8 @@ class RecordDocument:
     #: The largest document whose committed version is kept (encoded); what it takes
     #: in the cache is counted at four times that (its parsed records and their bytes).
     KEPT_BYTES = 2 * 1024 * 1024
+    #: The smallest document encoded in pieces (each record apart, to be reused).
+    PIECES_FROM = 32 * 1024
 
     def __init__(
         self,
@@ -348,8 +350,9 @@ class RecordDocument:
         # reads the document afresh, and its records are new objects (no piece fits).
         kept = self._pieces
         made: list[dict[str, _Piece]] = [{}]
-        # A document too large to keep is encoded whole (in pieces it costs a third more).
-        whole = not kept and len(current.raw) > self.KEPT_BYTES
+        # Encoded in pieces only where reusing them pays: a small document is encoded
+        # whole in less than its pieces take to make, a large one is not kept.
+        whole = not kept and not self.PIECES_FROM <= len(current.raw) <= self.KEPT_BYTES
 
         def encode(doc: dict[str, Any]) -> bytes:
             if whole:
@@ -502,7 +505,8 @@ class ChannelStore:
 
     #: The ecosystem's folder in every channel: ``pypi``, ``cran``, ...
     folder: str
-    #: The bytes :meth:`derived` keeps, about (10,000 listed projects take some 4 MB).
+    #: The bytes :meth:`derived` keeps, about (10,000 listed projects take some 4 MB),
+    #: with the versions of documents this process committed (:class:`RecordDocument`).
     derived_bytes = 32 * 1024 * 1024
 
     def __init__(self, storage: Storage, *, limits: Limits | None = None) -> None:
