@@ -345,6 +345,7 @@ def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
         monkeypatch.setattr(RecordDocument, "PIECES_FROM", 0)
     counting, cache = _Counting(storage), DocumentCache(1 << 20)
     assert _kept_add(counting, cache, b"A", "a-1.0.zip")
+    assert counting.reads == 1  # a document this process never committed: read at once
     counting.reads = 0
     assert _kept_add(counting, cache, b"B", "b-1.0.zip")
     assert counting.reads == 0  # the version this process committed, kept
@@ -377,7 +378,7 @@ def test_a_failed_commit_leaves_the_kept_version_as_it_was(storage: Storage) -> 
 
     counting, cache = _Counting(storage), DocumentCache(1 << 20)
     assert _kept_add(counting, cache, b"A", "a-1.0.zip")
-    counting.fail_next_write = True
+    counting.reads, counting.fail_next_write = 0, True
     with pytest.raises(OSError, match="disk full"):
         _kept_add(counting, cache, b"B", "b-1.0.zip")
     assert _kept_add(counting, cache, b"C", "c-1.0.zip")

@@ -62,3 +62,13 @@ def test_threads_share_it_safely() -> None:
     for thread in threads:
         thread.join()
     assert cache._weight == sum(w for _, _, w in cache._entries.values()) <= 10_000
+
+
+def test_holds_tells_a_key_kept_for_any_etag() -> None:
+    cache = DocumentCache(100)
+    assert not cache.holds("a")
+    cache.put("a", "etag-1", b"x", 10)
+    assert cache.holds("a") and cache.get("a", "etag-2") is None
+    for name in "bcde":  # past the limit: "a", the least recently used, goes
+        cache.put(name, "etag-1", b"y", 25)
+    assert not cache.holds("a") and cache.holds("b") and cache.holds("e")

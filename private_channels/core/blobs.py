@@ -278,7 +278,9 @@ class RecordDocument:
         """The document as stored now: the version this process committed last when
         it is still the stored one, else read and parsed."""
         self._pieces = {}
-        if self.kept is not None:
+        # Only a document this process committed is worth the stat first: any other is
+        # read at once (one request to an object store, not two).
+        if self.kept is not None and self.kept.holds(("committed", self.key)):
             try:
                 etag = self.storage.stat(self.key).etag
             except FileNotFoundError:

@@ -47,6 +47,11 @@ class DocumentCache:
             self._entries.move_to_end(key)
             return cached[1]
 
+    def holds(self, key: Hashable) -> bool:
+        """Whether some value is kept for ``key``, for whatever ETag (a caller may then
+        skip the stat that would find the ETag to ask for)."""
+        return key in self._entries
+
     def put(self, key: Hashable, storage_etag: str, value: Any, weight: int) -> None:
         if weight > self._max_entry:
             return
