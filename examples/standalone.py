@@ -7,7 +7,8 @@
 This is what ``private-channels serve`` does, in a few lines to copy and change:
 ``make_app`` mounted with ``DispatcherMiddleware``, a plain 404 for the rest, and the
 access log instead of werkzeug's request log (whose error lines are redacted, as they
-quote the request line).
+quote the request line), and each response closed when its client went away, which
+werkzeug's server does not always do (the access line is written when it is closed).
 werkzeug's server is for development and small teams; see the deployment docs for
 gunicorn and waitress.
 """
@@ -15,6 +16,7 @@ gunicorn and waitress.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -23,12 +25,13 @@ from werkzeug.serving import WSGIRequestHandler, run_simple
 from private_channels import make_app, open_storage
 from private_channels.accesslog import configure_logging
 from private_channels.logs import redact_loggers
+from private_channels.serving import close_dropped, closed_when_dropped
 
 storage = open_storage(os.environ.get("PRIVATE_CHANNELS_STORAGE", "./private-channels-data"))
 channels = make_app(
     storage, secret_key=os.environ.get("PRIVATE_CHANNELS_SECRET_KEY"), access_log="text"
 )
-app = DispatcherMiddleware(NotFound(), {"/api/repo": channels})
+app = closed_when_dropped(DispatcherMiddleware(NotFound(), {"/api/repo": channels}))
 
 
 class AccessLoggedRequestHandler(WSGIRequestHandler):
@@ -36,6 +39,11 @@ class AccessLoggedRequestHandler(WSGIRequestHandler):
     # the access log of make_app logs each request with the token cut out instead.
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+    def connection_dropped(
+        self, error: BaseException, environ: dict[str, Any] | None = None
+    ) -> None:
+        close_dropped(environ)
 
 
 if __name__ == "__main__":

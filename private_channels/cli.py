@@ -21,7 +21,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug import serving
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -38,6 +38,8 @@ from .logs import redact_loggers
 from .serving import (
     GUNICORN_THREADS,
     SERVERS,
+    close_dropped,
+    closed_when_dropped,
     gunicorn_arguments,
     run_until_stopped,
     waitress_server,
@@ -52,6 +54,9 @@ from .tokens import (
     parse_duration,
     stored_key,
 )
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["main"]
 
@@ -71,6 +76,11 @@ class RedactingRequestHandler(WSGIRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         super().send_error(code, None if message is None else redact(message), explain)
+
+    def connection_dropped(
+        self, error: BaseException, environ: WSGIEnvironment | None = None
+    ) -> None:
+        close_dropped(environ)  # the app is wrapped in closed_when_dropped (see serve)
 
     def log(self, type: str, message: str, *args: Any) -> None:
         text = redact((message % args) if args else message)
@@ -224,8 +234,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if config.log_format != "off":
             handler = _AccessLoggedRequestHandler
         werkzeug = make_server(
-            args.host, args.port, app, threaded=True, request_handler=handler, fd=sock.fileno()
-        )
+            args.host, args.port, closed_when_dropped(app), threaded=True,
+            request_handler=handler, fd=sock.fileno(),
+        )  # fmt: skip
         port, run, close = werkzeug.port, werkzeug.serve_forever, werkzeug.server_close
     print(
         f"private-channels serving {storage!r} with {server_name} "

@@ -21,6 +21,13 @@ default would break a guarantee here, and are turned off:
 It also strips ``X-Forwarded-*`` headers unless told which proxy to trust; here the
 app decides that (``trusted_proxies``, werkzeug's ``ProxyFix``), so waitress passes
 them on untouched.
+
+werkzeug's server, after it sent an answer, reads what is left of the request; when
+the client reset the connection meanwhile (a client that closes an answer it did not
+read), that read raises and the server never closes the app's response, which PEP
+3333 asks for however the request ended, and which is when the access log writes the
+request's line. :func:`closed_when_dropped` and :func:`close_dropped` (for the request
+handler's ``connection_dropped``) close it then.
 """
 
 from __future__ import annotations
@@ -36,12 +43,16 @@ from .auth import redact_tokens
 from .logs import RedactTokens
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+    from collections.abc import Iterable, Iterator
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = [
     "GUNICORN_THREADS",
     "SERVERS",
     "WAITRESS_THREADS",
+    "close_dropped",
+    "closed_when_dropped",
     "gunicorn_arguments",
     "run_until_stopped",
     "waitress_server",
@@ -173,3 +184,49 @@ def run_until_stopped(run: Callable[[], object], close: Callable[[], object]) ->
     finally:
         signal.signal(signal.SIGTERM, previous)
         close()
+
+
+# Where closed_when_dropped keeps the response of a request until it is closed.
+_RESPONSE = "private_channels.response"
+
+
+def closed_when_dropped(app: WSGIApplication) -> WSGIApplication:
+    """``app``, each of its responses kept in its request's environ until closed, for
+    :func:`close_dropped` to close if the server does not (see the module's text)."""
+
+    def keeping_response(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        response = environ[_RESPONSE] = _Response(app(environ, start_response), environ)
+        return response
+
+    return keeping_response
+
+
+def close_dropped(environ: WSGIEnvironment | None) -> None:
+    """Close the response of a request whose client went away, unless it was closed
+    already: what a werkzeug request handler's ``connection_dropped`` should do for an
+    app wrapped in :func:`closed_when_dropped`."""
+    response = environ.pop(_RESPONSE, None) if environ is not None else None
+    if response is not None:
+        response.close()
+
+
+class _Response:
+    """An app's response, which forgets its request's environ once closed."""
+
+    __slots__ = ("body", "environ")
+
+    def __init__(self, body: Iterable[bytes], environ: WSGIEnvironment) -> None:
+        self.body = body
+        self.environ: WSGIEnvironment | None = environ
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        environ, self.environ = self.environ, None
+        if environ is None:
+            return  # closed already, by the server or by close_dropped
+        environ.pop(_RESPONSE, None)
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            close()
