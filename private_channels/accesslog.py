@@ -261,6 +261,9 @@ class AccessLogMiddleware:
         if isinstance(wrapper, type) and isinstance(body, wrapper):
             # The server sends such a body itself (gunicorn with sendfile); wrapping it
             # would hide that, so log now, with the size the response declared.
+            for name, value in exchange.headers:
+                if name.lower() == "content-length" and value.isdigit():
+                    exchange.size = int(value)
             self._log(exchange)
             return body
         if type(body) is list:
@@ -274,7 +277,7 @@ class AccessLogMiddleware:
         # The line may wait for the handler's thread; what the server handed the request
         # need not: its environ and input, and the server's own objects behind its
         # start_response (which may hold an upload's body).
-        exchange.environ, exchange.start = {}, _answered
+        exchange.environ, exchange.start, exchange.headers = {}, _answered, ()
         exchange.finished = time.time()
         if exchange.client_chars() > MAX_LOGGED_FIELD:
             # Hostile or odd (a path of 200 KiB): cut now, so that a line waiting for
@@ -331,6 +334,7 @@ class _Exchange:
         "duration_ms",
         "environ",
         "finished",
+        "headers",
         "logged",
         "method",
         "middleware",
@@ -365,6 +369,7 @@ class _Exchange:
         self.status: int | None = None
         self.reason: str | None = None
         self.size = 0
+        self.headers: list[tuple[str, str]] | tuple[()] = ()  # the app's, until logged
         self.token_id: str | None = None  # these two when logged
         self.duration_ms = 0.0
         self.finished = 0.0
@@ -378,15 +383,9 @@ class _Exchange:
         # A refusal's reason phrase is its one sentence (errors.http_error): why pip,
         # uv or R were refused, which none of them shows its user.
         self.reason = redact_tokens(reason) if self.status >= 400 else None
-        answered = []
-        for header in headers:
-            name = header[0].lower()
-            if name == "content-length":
-                if header[1].isdigit():
-                    self.size = int(header[1])
-            elif name == "x-request-id":
-                continue
-            answered.append(header)
+        self.headers = headers  # for the Content-Length of a body the server sends itself
+        # Ours replaces any the app set (12 characters: most names need no lower()).
+        answered = [h for h in headers if len(h[0]) != 12 or h[0].lower() != "x-request-id"]
         answered.append(("X-Request-ID", self.request_id))
         return self.start(status, answered, exc_info)
 
