@@ -6,6 +6,9 @@
     server = waitress_server(app, sock, max_request_body=limits.max_upload_size + MiB)
     run_until_stopped(server.run, server.close)     # SIGTERM and Ctrl-C end it cleanly
 
+    # werkzeug's server, with a handler whose connection_dropped calls close_dropped:
+    make_server(host, port, closed_when_dropped(app), request_handler=handler)
+
 ``private-channels serve`` binds the socket itself (so that port 0 and a busy port are
 handled the same way for every server) and hands it over.  waitress is a production
 server in pure Python: a thread pool behind one event loop, request bodies spooled
