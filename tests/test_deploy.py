@@ -865,18 +865,20 @@ def test_nginx_maps_cost_a_hostile_request_what_a_plain_one_does(tmp_path: Path)
         stat = Path(f"/proc/{worker}/stat")
         connection = http.client.HTTPConnection(nginx.url.split("/")[2], timeout=60)
 
+        def ticks() -> int:
+            """The worker's user and system time so far, in clock ticks."""
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+
         def cost(path: str, agent: str) -> float:
             """CPU seconds of nginx's worker a request, over ``requests`` of them."""
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            before = int(fields[11]) + int(fields[12])
+            before = ticks()
             for _ in range(requests):
                 connection.request(
                     "GET", f"{NGINX_PREFIX}/api/repo{path}", headers={"User-Agent": agent}
                 )
                 connection.getresponse().read()
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            ticks = int(fields[11]) + int(fields[12]) - before
-            return ticks / os.sysconf("SC_CLK_TCK") / requests
+            return (ticks() - before) / os.sysconf("SC_CLK_TCK") / requests
 
         base = cost(*plain)
         costs = {name: cost(path, agent) for name, (path, agent) in cases.items()}
