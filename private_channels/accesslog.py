@@ -25,6 +25,7 @@ Records go to the ``private_channels.access`` logger (see :func:`configure_loggi
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import itertools
@@ -36,6 +37,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
@@ -95,6 +97,12 @@ class _Process:
     @classmethod
     def forked(cls) -> None:
         cls.pid = os.getpid()
+        for handler in list(_handlers):
+            handler._forked()
+
+
+# Every LineHandler, for the fork hook above.
+_handlers: weakref.WeakSet[LineHandler] = weakref.WeakSet()
 
 
 if hasattr(os, "register_at_fork"):  # no fork, no other process id, elsewhere
@@ -131,17 +139,26 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     in one go costs less than a line in each request).  Lines still
     waiting are written by :meth:`flush`, which ``logging.shutdown`` calls at exit;
     a process killed outright loses at most that interval's lines.
+
+    A request hands its line over with a ``deque.append`` and two reads, no lock and
+    no event (each cost a request some microseconds with the CPU's caches cold, as
+    they are under a busy server: docs/performance.md, thirteenth round): the thread
+    looks for lines every interval, and after a second without any it sleeps until a
+    request wakes it.
     """
 
     def __init__(self, stream: IO[str], *, flush_interval: float = 0.0) -> None:
         super().__init__(stream)
         self.setFormatter(logging.Formatter("%(message)s"))
         self.flush_interval = flush_interval
-        # Lines, or the exchanges whose lines they are (formatted when written).
-        self._pending: list[str | _Exchange] = []
-        self._pending_lock = threading.Lock()
+        # Lines, or the exchanges whose lines they are (formatted when written):
+        # appended by requests and taken by the writer, each atomically.
+        self._pending: collections.deque[str | _Exchange] = collections.deque()
+        self._asleep = False  # the writer waits for _wake: the next line sets it
         self._wake = threading.Event()
+        self._start_lock = threading.Lock()
         self._writer_pid = 0  # the process whose thread writes: none yet, or forked
+        _handlers.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -157,26 +174,26 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self.flush_interval <= 0:
             self._write([line])
             return
-        with self._pending_lock:
-            self._pending.append(line)
-            waiting = len(self._pending)
-        if waiting >= _MAX_PENDING:
+        pending = self._pending
+        pending.append(line)
+        if len(pending) >= _MAX_PENDING:
             self.flush()
-            return
-        if self._writer_pid != _Process.pid:
+        elif self._writer_pid != _Process.pid:
             self._start_writer()
-        if not self._wake.is_set():
+        elif self._asleep:  # read after the append: the writer sets it before it looks
+            self._asleep = False
             self._wake.set()
 
     def flush(self) -> None:
-        with self._pending_lock:
-            lines, self._pending = self._pending, []
+        pending = self._pending
+        # Each popleft takes one line whole, whichever thread appends or flushes too.
+        lines = [pending.popleft() for _ in range(len(pending))]
         if lines:
             self._write(lines)
         super().flush()
 
     def _start_writer(self) -> None:
-        with self._pending_lock:
+        with self._start_lock:
             # Started here, on the first line of each process: a thread started before
             # a server forks its workers would not run in them.
             if self._writer_pid == _Process.pid:
@@ -185,12 +202,30 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         threading.Thread(target=self._writer, name="access-log", daemon=True).start()
 
     def _writer(self) -> None:
+        idle = 0
         while True:
-            self._wake.wait()
             time.sleep(self.flush_interval)
-            self._wake.clear()  # before taking the lines: a line after it wakes us again
-            with contextlib.suppress(Exception):  # the thread outlives any one failure
-                self.flush()
+            if self._pending:
+                idle = 0
+                with contextlib.suppress(Exception):  # the thread outlives any one failure
+                    self.flush()
+                continue
+            idle += 1
+            if idle * self.flush_interval >= 1.0:
+                # Asleep first, then a last look: a request that appends after that look
+                # finds _asleep set and wakes us; one before it is in the look.
+                self._asleep = True
+                if not self._pending:
+                    self._wake.wait()
+                self._wake.clear()
+                self._asleep = False
+                idle = 0
+
+    def _forked(self) -> None:
+        """In a child process: the lines waiting are the parent's to write."""
+        self._pending.clear()
+        self._asleep = False
+        self._wake = threading.Event()
 
     def _write(self, items: list[str | _Exchange]) -> None:
         pieces: list[str] = []
@@ -250,13 +285,26 @@ class AccessLogMiddleware:
         return f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFFFFFFFFFF:016x}"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        exchange = _Exchange(self, environ, start_response)
+        # What a request costs here is mostly the memory it touches with the CPU's caches
+        # cold, as a busy server's are (docs/performance.md, thirteenth round): few
+        # functions and objects, and the line made later, in the handler's thread.
+        if "HTTP_X_REQUEST_ID" in environ:
+            request_id = self.request_id(environ)
+        else:
+            request_id = f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFFFFFFFFFF:016x}"
+        environ[REQUEST_ID_KEY] = request_id
+        exchange = _Exchange(self, environ, start_response, request_id)
         try:
             body = self.app(environ, exchange.start_response)
         except BaseException:
             exchange.status = 500
             self._log(exchange)
             raise
+        if type(body) is list:
+            # The usual body, whole in memory: the server iterates the list itself.
+            logged = _LoggedList(body)
+            logged.exchange = exchange
+            return logged
         wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(wrapper, type) and isinstance(body, wrapper):
             # The server sends such a body itself (gunicorn with sendfile); wrapping it
@@ -266,39 +314,42 @@ class AccessLogMiddleware:
                     exchange.size = int(value)
             self._log(exchange)
             return body
-        if type(body) is list:
-            # The usual body, whole in memory: the server iterates the list itself.
-            return _LoggedList(body, exchange)
         return _LoggedBody(body, exchange)
 
     def _log(self, exchange: _Exchange) -> None:
-        if exchange.environ:  # not let go yet (see below)
-            exchange.token_id = exchange.environ.get("REMOTE_USER") or None
+        if exchange.logged:
+            return
+        exchange.logged = True
+        exchange.finished = time.time()
+        exchange.ended = time.monotonic()
+        environ = exchange.environ
+        exchange.token_id = environ.get("REMOTE_USER") or None
         # The line may wait for the handler's thread; what the server handed the request
         # need not: its environ and input, and the server's own objects behind its
         # start_response (which may hold an upload's body).
-        exchange.environ, exchange.start, exchange.headers = {}, _answered, ()
-        exchange.finished = time.time()
-        if exchange.client_chars() > MAX_LOGGED_FIELD:
+        exchange.environ, exchange.start, exchange.headers = _LET_GO, _answered, ()
+        if (
+            len(exchange.path) + len(exchange.user_agent) + len(exchange.method)
+            + len(exchange.remote_addr) > MAX_LOGGED_FIELD
+        ):  # fmt: skip
             # Hostile or odd (a path of 200 KiB): cut now, so that a line waiting for
             # the handler's thread holds no more than a written one.
             exchange.redact()
-        exchange.duration_ms = round((time.monotonic() - exchange.started) * 1000, 3)
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
             handlers = logger.handlers
             if (
                 len(handlers) == 1
-                and type(handlers[0]) is LineHandler
+                and type(handler := handlers[0]) is LineHandler
                 and not logger.propagate
                 and not logger.filters
-                and not handlers[0].filters
-                and handlers[0].level <= logging.INFO
+                and not handler.filters
+                and handler.level <= logging.INFO
             ):
                 # configure_logging's handler alone: the line is all it needs of a record,
                 # and it makes it when it writes (with a flush interval, in its thread,
                 # a batch at a time, not in the request's, with the CPU's caches cold).
-                handlers[0].write_line(exchange)
+                handler.write_line(exchange)
                 return
             # Logger.info would also look up the caller's frame for every record, which
             # an access record does not need (its place in the code is always this one).
@@ -331,7 +382,7 @@ class _Exchange:
     read when it arrived, and what the app answered."""
 
     __slots__ = (
-        "duration_ms",
+        "ended",
         "environ",
         "finished",
         "headers",
@@ -351,66 +402,70 @@ class _Exchange:
     )
 
     def __init__(
-        self, middleware: AccessLogMiddleware, environ: WSGIEnvironment, start: StartResponse
+        self,
+        middleware: AccessLogMiddleware,
+        environ: WSGIEnvironment,
+        start: StartResponse,
+        request_id: str,
     ) -> None:
         self.started = time.monotonic()
         self.middleware = middleware
         self.environ = environ
         self.start = start
-        self.request_id = environ[REQUEST_ID_KEY] = middleware.request_id(environ)
+        self.request_id = request_id
         # Read the path now: the wrapped apps cut the token out of PATH_INFO, but
         # SCRIPT_NAME + PATH_INFO as they arrived is what the client asked for.  It is
         # redacted with the other client fields when logged, before anything reads it.
         get = environ.get
-        self.remote_addr = str(get("REMOTE_ADDR", ""))
-        self.method = str(get("REQUEST_METHOD", ""))
-        self.path = str(get("SCRIPT_NAME", "")) + str(get("PATH_INFO", ""))
-        self.user_agent = str(get("HTTP_USER_AGENT", ""))
+        self.remote_addr: str = get("REMOTE_ADDR") or ""
+        self.method: str = get("REQUEST_METHOD") or ""
+        self.path: str = (get("SCRIPT_NAME") or "") + (get("PATH_INFO") or "")
+        self.user_agent: str = get("HTTP_USER_AGENT") or ""
         self.status: int | None = None
         self.reason: str | None = None
         self.size = 0
         self.headers: list[tuple[str, str]] | tuple[()] = ()  # the app's, until logged
-        self.token_id: str | None = None  # these two when logged
-        self.duration_ms = 0.0
-        self.finished = 0.0
         self.logged = False
+        # These three when logged.
+        self.token_id: str | None = None
+        self.finished = self.ended = 0.0
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Any:
         code, _, reason = status.partition(" ")
         self.status = int(code)
-        # A refusal's reason phrase is its one sentence (errors.http_error): why pip,
-        # uv or R were refused, which none of them shows its user.
-        self.reason = redact_tokens(reason) if self.status >= 400 else None
+        if self.status >= 400:
+            # A refusal's reason phrase is its one sentence (errors.http_error): why pip,
+            # uv or R were refused, which none of them shows its user.
+            self.reason = redact_tokens(reason)
         self.headers = headers  # for the Content-Length of a body the server sends itself
         # Ours replaces any the app set (12 characters: most names need no lower()).
-        answered = [h for h in headers if len(h[0]) != 12 or h[0].lower() != "x-request-id"]
+        for name, _ in headers:
+            if len(name) == 12 and name.lower() == "x-request-id":
+                answered = [h for h in headers if h[0].lower() != "x-request-id"]
+                break
+        else:
+            answered = headers.copy()
         answered.append(("X-Request-ID", self.request_id))
         return self.start(status, answered, exc_info)
 
+    @property
+    def duration_ms(self) -> float:
+        return round((self.ended - self.started) * 1000, 3)
+
     def line(self) -> str:
         return self.middleware._line(self)
-
-    def client_chars(self) -> int:
-        return len(self.remote_addr) + len(self.method) + len(self.path) + len(self.user_agent)
 
     def redact(self) -> None:
         """The fields the client chose, redacted whole, then cut: a cut first could leave
         most of a token unredacted.  (Each is usually short or free of what a token looks
         like, which redact_tokens finds out with a few ``in`` tests; a field redacted
         and cut already comes out the same.)"""
-        self.remote_addr = redact_tokens(self.remote_addr)[:MAX_LOGGED_FIELD]
-        self.method = redact_tokens(self.method)[:MAX_LOGGED_FIELD]
-        self.path = redact_tokens(self.path)[:MAX_LOGGED_FIELD]
-        self.user_agent = redact_tokens(self.user_agent)[:MAX_LOGGED_FIELD]
-
-    def done(self, size: int) -> None:
-        """The body was sent (``size`` bytes of it) or abandoned: log, once."""
-        if not self.logged:
-            self.logged = True
-            self.size = size
-            self.middleware._log(self)
+        self.remote_addr = redact_tokens(str(self.remote_addr))[:MAX_LOGGED_FIELD]
+        self.method = redact_tokens(str(self.method))[:MAX_LOGGED_FIELD]
+        self.path = redact_tokens(str(self.path))[:MAX_LOGGED_FIELD]
+        self.user_agent = redact_tokens(str(self.user_agent))[:MAX_LOGGED_FIELD]
 
     def record(self) -> dict[str, Any]:
         return {
@@ -427,6 +482,10 @@ class _Exchange:
             "token_id": self.token_id,
             "duration_ms": self.duration_ms,
         }
+
+
+# What an exchange holds of its request's environ once logged: nothing.
+_LET_GO: dict[str, Any] = {}
 
 
 def _answered(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -463,23 +522,28 @@ class _LoggedBody:
             yield chunk
 
     def close(self) -> None:
+        exchange = self.exchange
         try:
             close = getattr(self.body, "close", None)
             if close is not None:
                 close()
         finally:
-            self.exchange.done(self.size)
+            if not exchange.logged:
+                exchange.size = self.size
+                exchange.middleware._log(exchange)
 
 
 class _LoggedList(list):  # type: ignore[type-arg]
     """A body that is a list of byte strings, as the app made it (the server iterates
-    it at a list's speed), logged once when the server closes it, with its length."""
+    it at a list's speed), logged once when the server closes it, with its length.
+    (Made with list's own constructor, then given its exchange: no Python
+    ``__init__`` to run.)"""
 
     __slots__ = ("exchange",)
-
-    def __init__(self, body: list[bytes], exchange: _Exchange) -> None:
-        super().__init__(body)
-        self.exchange = exchange
+    exchange: _Exchange
 
     def close(self) -> None:
-        self.exchange.done(sum(map(len, self)))
+        exchange = self.exchange
+        if not exchange.logged:
+            exchange.size = sum(map(len, self))
+            exchange.middleware._log(exchange)

@@ -572,6 +572,87 @@ def test_a_stream_that_blocks_holds_requests_back_instead_of_memory(
     assert stream.getvalue().splitlines() == [f"line {i}" for i in range(5)]
 
 
+def _written(stream: _Stream, count: int, within: float = 10.0) -> list[str]:
+    """The stream's lines once it has ``count`` of them (a failure after ``within``)."""
+    deadline = time.monotonic() + within
+    while len(lines := stream.getvalue().splitlines()) < count:
+        assert time.monotonic() < deadline, f"{len(lines)} of {count} lines written"
+        time.sleep(0.01)
+    return lines
+
+
+def test_lines_handed_over_by_many_threads_are_each_written_once(
+    access_logger: logging.Logger,
+) -> None:
+    """Requests hand their lines over without a lock while the writer takes them: none
+    is lost or written twice, whichever thread appends, flushes or writes."""
+    import threading
+
+    stream = _Stream()
+    configure_logging(stream, flush_interval=0.002)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+
+    def hand_over(thread: int) -> None:
+        for i in range(2000):
+            handler.write_line(f"{thread} {i}")
+            if i % 500 == 0:
+                handler.flush()  # as a request past the bound, or logging.shutdown, does
+
+    threads = [threading.Thread(target=hand_over, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = _written(stream, 16_000)
+    assert sorted(lines) == sorted(f"{t} {i}" for t in range(8) for i in range(2000))
+
+
+def test_a_line_after_a_quiet_spell_wakes_the_writer(access_logger: logging.Logger) -> None:
+    """After a second without lines the writer sleeps until one comes: the next line is
+    written within the interval, not left waiting for another."""
+    stream = _Stream()
+    configure_logging(stream, flush_interval=0.02)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+    for quiet in range(3):
+        handler.write_line(f"line {quiet}")
+        started = time.monotonic()
+        _written(stream, quiet + 1, within=5.0)
+        assert time.monotonic() - started < 2.0
+        time.sleep(1.3)  # the writer goes to sleep
+        assert handler._asleep  # the state the next line must wake it from
+
+
+def test_a_forked_process_leaves_its_parent_s_waiting_lines_to_the_parent(
+    access_logger: logging.Logger,
+) -> None:
+    """A worker forked while lines wait (a server that answered before it forked) does
+    not write them again: they are its parent's."""
+    read, write = os.pipe()
+    stream = _Stream()
+    configure_logging(stream, flush_interval=60.0)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+    handler.write_line("the parent's")
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through the pipe)
+        signal.alarm(30)
+        try:
+            handler.write_line("the child's")
+            handler.flush()
+            os.write(write, stream.getvalue().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        written = answer.read()
+    os.waitpid(child, 0)
+    assert written.splitlines() == ["the child's"]
+    handler.flush()
+    assert stream.getvalue().splitlines() == ["the parent's"]
+
+
 def test_the_pid_logged_is_the_process_that_answered(records: Records) -> None:
     """Gunicorn's workers are forked from a process that may have loaded the app: each
     logs its own id, not its parent's."""
