@@ -186,8 +186,12 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def flush(self) -> None:
         pending = self._pending
-        # Each popleft takes one line whole, whichever thread appends or flushes too.
-        lines = [pending.popleft() for _ in range(len(pending))]
+        # Each popleft takes one line whole, whichever thread appends or flushes too
+        # (another flush may take the last ones first).
+        lines: list[str | _Exchange] = []
+        with contextlib.suppress(IndexError):
+            for _ in range(len(pending)):
+                lines.append(pending.popleft())
         if lines:
             self._write(lines)
         super().flush()
