@@ -388,13 +388,20 @@ def access_logger() -> Iterator[logging.Logger]:
         logger.setLevel(saved[2])
 
 
+def _batched(logger: logging.Logger, flush_interval: float) -> tuple[_Stream, LineHandler]:
+    """configure_logging's handler, writing batches ``flush_interval`` apart to a stream
+    that counts its writes."""
+    stream = _Stream()
+    configure_logging(stream, flush_interval=flush_interval)
+    handler = logger.handlers[0]
+    assert isinstance(handler, LineHandler)
+    return stream, handler
+
+
 def test_batched_lines_are_written_together_in_pieces_that_keep_lines_whole(
     access_logger: logging.Logger,
 ) -> None:
-    stream = _Stream()
-    configure_logging(stream, flush_interval=1.0)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 1.0)
     app = test_app(MemoryStorage(), "/api/repo", access_log="json")
     started = time.monotonic()
     for _ in range(60):
@@ -429,10 +436,7 @@ def test_a_batched_line_is_made_when_written_with_the_request_s_own_facts(
     from private_channels import accesslog
 
     storage, secret, token_id, _ = setup
-    stream = _Stream()
-    configure_logging(stream, flush_interval=60.0)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 60.0)
     app = test_app(storage, "/api/repo", access_log=log_format)
     answered = time.time()
     response = app.get(
@@ -458,10 +462,7 @@ def test_a_batched_line_is_made_when_written_with_the_request_s_own_facts(
 def test_a_waiting_line_holds_nothing_of_the_server_s(access_logger: logging.Logger) -> None:
     """The exchange waits for the handler's thread with its facts alone: the request's
     input and the server's start_response (which may hold a body) are let go."""
-    stream = _Stream()
-    configure_logging(stream, flush_interval=60.0)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 60.0)
 
     def inner(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
         environ["REMOTE_USER"] = "tok_id"
@@ -495,10 +496,7 @@ def test_waiting_lines_of_hostile_requests_hold_no_more_than_written_lines(
 
     from private_channels.accesslog import MAX_LOGGED_FIELD
 
-    stream = _Stream()
-    configure_logging(stream, flush_interval=60.0)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 60.0)
 
     def inner(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
         start_response("404 Not Found", [("Content-Length", "0")])
@@ -562,10 +560,7 @@ def test_a_stream_that_blocks_holds_requests_back_instead_of_memory(
     from private_channels import accesslog
 
     monkeypatch.setattr(accesslog, "_MAX_PENDING", 5)
-    stream = _Stream()
-    configure_logging(stream, flush_interval=60.0)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 60.0)
     for i in range(4):
         handler.write_line(f"line {i}")
     assert stream.writes == []
@@ -589,10 +584,7 @@ def test_lines_handed_over_by_many_threads_are_each_written_once(
     is lost or written twice, whichever thread appends, flushes or writes."""
     import threading
 
-    stream = _Stream()
-    configure_logging(stream, flush_interval=0.002)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 0.002)
 
     def hand_over(thread: int) -> None:
         for i in range(2000):
@@ -625,10 +617,7 @@ def test_a_flush_that_finds_fewer_lines_than_it_counted_writes_those_it_found(
         def __len__(self) -> int:  # one line more than it holds: taken meanwhile
             return super().__len__() + 1
 
-    stream = _Stream()
-    configure_logging(stream, flush_interval=60.0)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 60.0)
     handler._pending = Taken()
     for i in range(3):
         handler.write_line(f"line {i}")
@@ -639,10 +628,7 @@ def test_a_flush_that_finds_fewer_lines_than_it_counted_writes_those_it_found(
 def test_a_line_after_a_quiet_spell_wakes_the_writer(access_logger: logging.Logger) -> None:
     """After a second without lines the writer sleeps until one comes: the next line is
     written within the interval, not left waiting for another."""
-    stream = _Stream()
-    configure_logging(stream, flush_interval=0.02)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 0.02)
     for quiet in range(3):
         handler.write_line(f"line {quiet}")
         started = time.monotonic()
@@ -658,10 +644,7 @@ def test_a_forked_process_leaves_its_parent_s_waiting_lines_to_the_parent(
     """A worker forked while lines wait (a server that answered before it forked) does
     not write them again: they are its parent's."""
     read, write = os.pipe()
-    stream = _Stream()
-    configure_logging(stream, flush_interval=60.0)
-    handler = access_logger.handlers[0]
-    assert isinstance(handler, LineHandler)
+    stream, handler = _batched(access_logger, 60.0)
     handler.write_line("the parent's")
     child = os.fork()
     if child == 0:  # pragma: no cover (the child reports through the pipe)
