@@ -171,6 +171,29 @@ def test_small_files_are_read_once_per_version() -> None:
     assert storage.opened == before + 2
 
 
+def test_what_downloads_keep_of_a_storage_goes_with_it() -> None:
+    """The small files kept in memory (up to 32 MiB a storage) and whether the storage
+    presigns are let go with the storage: a process that makes storages (a test suite,
+    an app per tenant) does not keep them all."""
+    import gc
+    import weakref
+
+    from private_channels.core import download
+
+    storages = [MemoryStorage(), _Presigning()]
+    for storage in storages:
+        storage.create(KEY, io.BytesIO(DATA))
+        assert answer(storage)[0] == 200
+    # The keys: weakref.ref gives the one reference of each storage the mapping holds.
+    keys = [weakref.ref(storage) for storage in storages]
+    caches = [weakref.ref(download._kept[key].small_files) for key in keys]
+    assert [download.presigns(storage) for storage in storages] == [False, True]
+    del storages, storage
+    gc.collect()
+    assert [key in download._kept for key in keys] == [False, False]
+    assert [cache() for cache in caches] == [None, None]
+
+
 class _StaleStat(MemoryStorage):
     """A storage whose stat still shows a file's earlier, smaller version: a new one
     written between a download's stat and its read."""

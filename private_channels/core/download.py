@@ -37,7 +37,7 @@ import datetime as dt
 import functools
 import weakref
 from collections.abc import Iterable
-from typing import IO, TYPE_CHECKING, TypeGuard
+from typing import IO, TYPE_CHECKING, TypeGuard, cast
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, quote_etag
@@ -63,7 +63,6 @@ BLOCK_SIZE = 512 * 1024
 SMALL_FILE = 64 * 1024
 #: The memory those take at most, per storage.
 SMALL_FILES_BYTES = 32 * 1024 * 1024
-_small_files: weakref.WeakKeyDictionary[Storage, DocumentCache] = weakref.WeakKeyDictionary()
 
 
 def redirects(storage: Storage, seconds: int) -> int:
@@ -73,18 +72,37 @@ def redirects(storage: Storage, seconds: int) -> int:
 
 def presigns(storage: Storage) -> TypeGuard[PresignsURLs]:
     """Whether the storage can presign URLs (:class:`~..storage.PresignsURLs`)."""
-    # isinstance() with a runtime-checkable protocol looks up each of its attributes
-    # every time (some microseconds a download): asked once per storage.
+    return _kept_of(storage).presigns
+
+
+class _Kept:
+    """What downloads keep of a storage: whether it presigns URLs (``isinstance`` with a
+    runtime-checkable protocol looks up each of its attributes every time: some
+    microseconds a download), and its small files."""
+
+    __slots__ = ("presigns", "small_files")
+
+    def __init__(self, storage: Storage) -> None:
+        self.presigns = isinstance(storage, PresignsURLs)
+        self.small_files = DocumentCache(SMALL_FILES_BYTES, max_entry=SMALL_FILE)
+
+
+# Under a plain weak reference to each storage (what weakref.ref returns again while
+# the key lives): one lookup in C a download, where a WeakKeyDictionary's methods are
+# Python functions, each some cache misses with the CPU's caches cold.
+_kept: dict[weakref.ref[Storage], _Kept] = {}
+
+
+def _kept_of(storage: Storage) -> _Kept:
     try:
-        return _presigns[storage]
-    except KeyError:
-        answer = _presigns[storage] = isinstance(storage, PresignsURLs)
-        return answer
-    except TypeError:  # a storage that cannot be weakly referenced
-        return isinstance(storage, PresignsURLs)
-
-
-_presigns: weakref.WeakKeyDictionary[Storage, bool] = weakref.WeakKeyDictionary()
+        key = weakref.ref(storage)
+    except TypeError:  # a storage that cannot be weakly referenced: nothing kept
+        return _Kept(storage)
+    kept = _kept.get(key)
+    if kept is None:
+        kept = _kept.setdefault(key, _Kept(storage))
+        weakref.finalize(storage, _kept.pop, key, None)
+    return kept
 
 
 def _single_byte_range(value: str) -> bool:
@@ -118,14 +136,9 @@ class _PlainDownload:
         return wrap_file(environ, self.stream, BLOCK_SIZE if wrapped else self.block_size)
 
 
-def _small_file(storage: Storage, key: str) -> tuple[bytes | None, Stat]:
-    """The content of ``key`` from memory (read on first use) and its stat, or ``None``
-    and the stat when it is larger than :data:`SMALL_FILE`."""
-    cache = _small_files.get(storage)
-    if cache is None:
-        cache = _small_files.setdefault(
-            storage, DocumentCache(SMALL_FILES_BYTES, max_entry=SMALL_FILE)
-        )
+def _small_file(storage: Storage, key: str, cache: DocumentCache) -> tuple[bytes | None, Stat]:
+    """The content of ``key`` from memory (``cache``, read on first use) and its stat, or
+    ``None`` and the stat when it is larger than :data:`SMALL_FILE`."""
     stat = storage.stat(key)
     if stat.size > SMALL_FILE:
         return None, stat
@@ -171,20 +184,22 @@ def file_response(
     """The response to ``GET``/``HEAD`` of the blob at ``key`` (see the module);
     ``headers`` are added to it, whatever it is."""
     headers = list(headers)
-    if redirect and presigns(storage):
+    kept = _kept_of(storage)
+    if redirect and kept.presigns:
         # The store sends the bytes; the presigned URL is made locally, no request.
-        response = Response(status=302, headers={"Location": storage.presigned_url(key, redirect)})
+        location = cast("PresignsURLs", storage).presigned_url(key, redirect)
+        response = Response(status=302, headers={"Location": location})
         response.headers["Cache-Control"] = "private, no-store"  # the URL expires
         response.vary.update(vary)
         response.headers.extend(headers)
         return response
-    plain = not any(name in environ for name in _CONDITIONAL)
+    plain = environ.keys().isdisjoint(_CONDITIONAL)
     content: bytes | None = None
     try:
         if environ.get("REQUEST_METHOD") == "HEAD":
             stream, stat = None, storage.stat(key)
-        elif plain and not presigns(storage):
-            stream, (content, stat) = None, _small_file(storage, key)
+        elif plain and not kept.presigns:
+            stream, (content, stat) = None, _small_file(storage, key, kept.small_files)
             if content is None:
                 stream, stat = storage.open(key)
         else:
