@@ -38,7 +38,7 @@ from private_channels import (
 )
 from private_channels.accesslog import AccessLogMiddleware
 from private_channels.app import ecosystems
-from private_channels.auth import _cut_path_token, credentials
+from private_channels.auth import _basic_pair, _cut_path_token, credentials
 from private_channels.channels import InvalidChannelNameError, validate_channel_name
 from private_channels.conda import package as conda
 from private_channels.config import Config, ConfigError, load_config, parse_size
@@ -413,6 +413,28 @@ def test_credentials(authorization: str | None, x_auth: str | None) -> None:
         environ["HTTP_X_AUTH"] = x_auth
     found = credentials(environ)  # no exception at all
     assert found is None or isinstance(found, str)
+
+
+@fuzz(300)
+@given(
+    st.one_of(
+        s.hostile_texts,
+        st.builds(lambda t: base64.b64encode(t.encode()).decode(), s.hostile_texts),
+        st.builds(lambda t: base64.b64encode(t).decode(), st.binary(max_size=64)),
+    )
+)
+@example(" dXNlcjpwYXNz ")
+@example("dXNlcjpwYXNz=")
+@example("\u00e9")
+def test_basic_credentials_decode_as_base64_b64decode_validating_does(value: str) -> None:
+    """What the request path decodes with binascii directly is what the standard
+    library's validating decoder gives, refusals included."""
+    try:
+        user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        expected: tuple[str, str] | None = (user, password)
+    except ValueError:
+        expected = None
+    assert _basic_pair(value) == expected
 
 
 @fuzz(200)
