@@ -226,10 +226,12 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 idle = 0
 
     def _forked(self) -> None:
-        """In a child process: the lines waiting are the parent's to write."""
+        """In a child process: the lines waiting are the parent's to write, and no
+        thread of the parent's holds the handler's lock or event here."""
         self._pending.clear()
         self._asleep = False
         self._wake = threading.Event()
+        self._start_lock = threading.Lock()
 
     def _write(self, items: list[str | _Exchange]) -> None:
         pieces: list[str] = []
@@ -439,10 +441,9 @@ class _Exchange:
     ) -> Any:
         code, _, reason = status.partition(" ")
         self.status = int(code)
-        if self.status >= 400:
-            # A refusal's reason phrase is its one sentence (errors.http_error): why pip,
-            # uv or R were refused, which none of them shows its user.
-            self.reason = redact_tokens(reason)
+        # A refusal's reason phrase is its one sentence (errors.http_error): why pip,
+        # uv or R were refused, which none of them shows its user.
+        self.reason = redact_tokens(reason) if self.status >= 400 else None
         self.headers = headers  # for the Content-Length of a body the server sends itself
         # Ours replaces any the app set (12 characters: most names need no lower()).
         for name, _ in headers:

@@ -194,6 +194,19 @@ def test_what_downloads_keep_of_a_storage_goes_with_it() -> None:
     assert [cache() for cache in caches] == [None, None]
 
 
+class _Unhashable(MemoryStorage):
+    """A storage that cannot be a key (a dataclass with ``eq`` and no ``frozen``)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_a_storage_that_cannot_be_a_key_is_served_all_the_same() -> None:
+    storage = _Unhashable()
+    storage.create(KEY, io.BytesIO(DATA))
+    for _ in range(2):
+        assert answer(storage)[::2] == (200, DATA)
+
+
 class _StaleStat(MemoryStorage):
     """A storage whose stat still shows a file's earlier, smaller version: a new one
     written between a download's stat and its read."""

@@ -96,9 +96,9 @@ _kept: dict[weakref.ref[Storage], _Kept] = {}
 def _kept_of(storage: Storage) -> _Kept:
     try:
         key = weakref.ref(storage)
-    except TypeError:  # a storage that cannot be weakly referenced: nothing kept
+        kept = _kept.get(key)
+    except TypeError:  # a storage that cannot be weakly referenced, or hashed: none kept
         return _Kept(storage)
-    kept = _kept.get(key)
     if kept is None:
         kept = _kept.setdefault(key, _Kept(storage))
         weakref.finalize(storage, _kept.pop, key, None)
