@@ -27,6 +27,7 @@ from ..core.ecosystem import (
     curl_upload,
     listed_packages,
     path_token_url,
+    shown_version,
 )
 from .package import version_key
 from .render import newest_first
@@ -80,9 +81,7 @@ def package(
     if not records:
         return None
     versions = sorted({r.index["version"] for r in records}, key=version_key)
-    if version is None or version not in versions:
-        offered = [r for r in records if r.yanked is None] or records
-        version = offered[0].index["version"]
+    version = shown_version(version, ((r.index["version"], r.yanked) for r in records))
     chosen = next(r for r in records if r.index["version"] == version)
     text = chosen.about.get("description", "")
     about = [("License", v) for v in (chosen.index.get("license"),) if v]

@@ -65,6 +65,7 @@ __all__ = [
     "curl_upload",
     "listed_packages",
     "path_token_url",
+    "shown_version",
 ]
 
 S = TypeVar("S", bound=ChannelStore)
@@ -220,6 +221,16 @@ class PackageDetail:
     description: Description | None = None
     #: Facts about ``version`` worth showing (license, maintainer, home page...).
     about: tuple[tuple[str, str], ...] = ()
+
+
+def shown_version(requested: str | None, files: Iterable[tuple[str, str | None]]) -> str:
+    """The version a package page describes: ``requested`` when a file has it, else the
+    newest version with a file not yanked, else the newest.  ``files`` are each file's
+    (version, yanked reason or ``None``), newest first, at least one."""
+    files = list(files)
+    if requested is not None and any(version == requested for version, _ in files):
+        return requested
+    return next((version for version, yanked in files if yanked is None), files[0][0])
 
 
 @dataclass(frozen=True)

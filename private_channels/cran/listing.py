@@ -26,6 +26,7 @@ from ..core.ecosystem import (
     curl_upload,
     listed_packages,
     path_token_url,
+    shown_version,
 )
 from .description import r_version_key, valid_package_name
 from .manage import ECOSYSTEM
@@ -100,9 +101,7 @@ def package(
         files.values(), key=lambda e: (_version_order(e[0].version), e[0].upload_time), reverse=True
     )
     versions = sorted({e[0].version for e in ordered}, key=_version_order)
-    if version is None or version not in versions:
-        newest = ordered[0][0].version
-        version = next((e[0].version for e in ordered if e[0].yanked is None), newest)
+    version = shown_version(version, ((e[0].version, e[0].yanked) for e in ordered))
     chosen = next(e[0] for e in ordered if e[0].version == version)
     listed = []
     for record, url, where in ordered:

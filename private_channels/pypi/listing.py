@@ -21,7 +21,14 @@ from urllib.parse import quote, urlsplit
 from packaging.metadata import parse_email
 
 from ..channels import Channel
-from ..core.ecosystem import Description, ListedFile, Package, PackageDetail, Snippet
+from ..core.ecosystem import (
+    Description,
+    ListedFile,
+    Package,
+    PackageDetail,
+    Snippet,
+    shown_version,
+)
 from .manage import ECOSYSTEM
 from .render import version_key
 from .store import FileRecord, Project, PythonStore
@@ -82,9 +89,7 @@ def package(
     if project is None or not project.files:
         return None
     files = sorted(project.files, key=lambda f: (version_key(f.version), f.filename), reverse=True)
-    versions = [f.version for f in files]
-    if version is None or version not in versions:
-        version = next((f.version for f in files if f.yanked is None), files[0].version)
+    version = shown_version(version, ((f.version, f.yanked) for f in files))
     chosen = [f for f in files if f.version == version]
     # A wheel's METADATA is complete; an sdist's PKG-INFO may leave fields dynamic.
     chosen.sort(key=lambda f: (f.metadata_sha256 is None, -f.upload_time))
