@@ -140,7 +140,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     waiting are written by :meth:`flush`, which ``logging.shutdown`` calls at exit;
     a process killed outright loses at most that interval's lines.
 
-    A request hands its line over with a ``deque.append`` and two reads, no lock and
+    A request hands its line over with a ``deque.append`` and three reads, no lock and
     no event (each cost a request some microseconds with the CPU's caches cold, as
     they are under a busy server: docs/performance.md, thirteenth round): the thread
     looks for lines every interval, and after a second without any it sleeps until a
