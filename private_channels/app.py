@@ -35,6 +35,7 @@ from .admin import Admin
 from .auth import TokenAuthMiddleware, authorize
 from .channels import ChannelRegistry
 from .conda.ecosystem import CondaEcosystem
+from .core.answers import Answers
 from .core.limits import Limits
 from .core.manage import ManageMiddleware
 from .core.upload import UploadMiddleware
@@ -134,7 +135,9 @@ def make_app(
         app = PagesMiddleware(app, admin, sessions, limits=limits, api=api)
     if health:
         app = HealthMiddleware(app, storage)
-    app = ReadPath(app, TokenAuthMiddleware(ChannelMiddleware(readers, registry), store))
+    read = TokenAuthMiddleware(ChannelMiddleware(readers, registry), store)
+    # Kept as long as the token store trusts what it read of a token.
+    app = ReadPath(app, read, answers=Answers.of(storage, ttl=token_cache_ttl))
     app = FailureMiddleware(app)
     if access_log is not None:
         app = AccessLogMiddleware(app, format=access_log)
@@ -156,12 +159,17 @@ class ReadPath:
     these reads are most of what a package server answers.
     """
 
-    def __init__(self, app: WSGIApplication, read: WSGIApplication) -> None:
+    def __init__(
+        self, app: WSGIApplication, read: WSGIApplication, *, answers: Answers | None = None
+    ) -> None:
         self.app = app
         self.read = read
+        self.answers = answers
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self.takes(environ):
+            if self.answers is not None:
+                return self.answers(environ, start_response, self.read)
             return self.read(environ, start_response)
         return self.app(environ, start_response)
 

@@ -50,6 +50,7 @@ __all__ = [
     "TokenAuthMiddleware",
     "authorize",
     "credentials",
+    "cut_path_token",
     "identity",
     "permit",
     "redact_tokens",
@@ -139,7 +140,7 @@ def _cut_from_uri(uri: str, token: str) -> str | None:
     return None
 
 
-def _cut_path_token(environ: WSGIEnvironment) -> str | None:
+def cut_path_token(environ: WSGIEnvironment) -> str | None:
     """Remove ``/t/<TOKEN>`` from the front of the path and return the token."""
     path: str = environ.get("PATH_INFO", "")
     if not path.startswith("/t/"):
@@ -174,7 +175,7 @@ class TokenAuthMiddleware:
         self.store = store
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        secret = _cut_path_token(environ)
+        secret = cut_path_token(environ)
         source = "path"
         if secret is None:
             secret, source = credentials(environ), "header"

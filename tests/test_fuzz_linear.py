@@ -40,6 +40,7 @@ from private_channels.auth import credentials
 from private_channels.conda import package as conda_package
 from private_channels.core import archive, proxy
 from private_channels.core import upload as core_upload
+from private_channels.core.answers import Answers
 from private_channels.core.limits import Limits
 from private_channels.core.manage import find_target
 from private_channels.core.upload import parse_upload_form
@@ -328,6 +329,17 @@ def _request(server: Server, path: str, headers: dict[str, str], method: str = "
 
 LOG = accesslog.AccessLogMiddleware(lambda e, r: [], format="json")
 ECOSYSTEMS = ecosystems(MemoryStorage())
+ANSWERS = Answers.of(MemoryStorage(), ttl=5.0)
+assert ANSWERS is not None
+
+
+def _kept_answer(text: str) -> object:
+    """The key of a kept answer, made from a path and credentials of that text."""
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/" + text, "HTTP_AUTHORIZATION": text}
+    assert ANSWERS is not None
+    return ANSWERS(environ, lambda status, headers: None, lambda environ, start: [])
+
+
 PARSERS: dict[str, Callable[[str], object]] = {
     "redact_tokens": redaction.redact_tokens,
     "reason_phrase": errors.reason_phrase,
@@ -349,6 +361,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "verify": tokens.TokenStore(MemoryStorage(), secret_key="k" * 32).verify,
     "conda_filename": lambda text: conda_package.parse_filename(text + ".conda"),
     "conda_version_key": conda_package.version_key,
+    "kept_answer": _kept_answer,
 }
 
 

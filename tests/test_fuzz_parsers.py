@@ -38,7 +38,7 @@ from private_channels import (
 )
 from private_channels.accesslog import AccessLogMiddleware
 from private_channels.app import ecosystems
-from private_channels.auth import _basic_pair, _cut_path_token, credentials
+from private_channels.auth import _basic_pair, credentials, cut_path_token
 from private_channels.channels import InvalidChannelNameError, validate_channel_name
 from private_channels.conda import package as conda
 from private_channels.config import Config, ConfigError, load_config, parse_size
@@ -480,7 +480,7 @@ def test_path_tokens_leave_no_trace(token: str, rest: str, quote: bool, script: 
         "RAW_URI": uri,
     }
     assume(f"t/{token}" not in rest)  # the same token again later in the path is the client's
-    assert _cut_path_token(environ) == token
+    assert cut_path_token(environ) == token
     assert environ["PATH_INFO"] == f"/{rest}"
     for key in ("REQUEST_URI", "RAW_URI"):
         assert f"/t/{token}" not in unquote(environ[key])

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from ..core.answers import offer
 from ..core.download import document_response, file_response
 from ..core.reader import ReadMiddleware
 from ..errors import http_error
@@ -78,7 +79,8 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
         if path == "/channeldata.json":
             channel = self.readable(environ)
             body, etag = self.channeldata(channel)
-            return document_response(environ, body, etag=etag, mimetype="application/json")
+            response = document_response(environ, body, etag=etag, mimetype="application/json")
+            return offer(environ, response, size=len(body))
         if subdir_name not in SUBDIRS or not rest:
             return None
         channel = self.readable(environ)
@@ -86,11 +88,13 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
         if rest in _DOCUMENTS:
             mimetype, _ = _DOCUMENTS[rest]
             body, etag = self.rendered(channel, subdir, rest)
-            return document_response(environ, body, etag=etag, mimetype=mimetype)
+            response = document_response(environ, body, etag=etag, mimetype=mimetype)
+            return offer(environ, response, size=len(body))
         if rest == SHARD_INDEX:
             index, _ = self.shards(channel, subdir)
             etag = hashlib.sha256(index).hexdigest()[:32]
-            return document_response(environ, index, etag=etag, mimetype="application/zstd")
+            response = document_response(environ, index, etag=etag, mimetype="application/zstd")
+            return offer(environ, response, size=len(index))
         if rest.startswith(_SHARD_PREFIX) and rest.endswith(_SHARD_SUFFIX):
             return self.shard(
                 environ, channel, subdir, rest[len(_SHARD_PREFIX) : -len(_SHARD_SUFFIX)]
@@ -194,4 +198,5 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
             cache_control="private",
             redirect=self.redirect_downloads,
             not_found=f"{filename} is listed but missing.",
+            keep=True,
         )

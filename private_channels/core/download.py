@@ -47,6 +47,7 @@ from werkzeug.wsgi import wrap_file
 
 from ..errors import http_error
 from ..storage import PresignsURLs
+from .answers import PRECONDITIONS, offer
 from .cache import DocumentCache
 
 if TYPE_CHECKING:
@@ -125,7 +126,9 @@ class _PlainDownload:
         self.block_size = min(BLOCK_SIZE, max(size, 8192))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        start_response("200 OK", self.headers)
+        # A copy: a kept answer is given again (core.answers), and a layer outside may
+        # append to the list it is handed.
+        start_response("200 OK", self.headers.copy())
         if self.stream is None:
             return []
         if isinstance(self.stream, bytes):
@@ -158,14 +161,7 @@ def _small_file(storage: Storage, key: str, cache: DocumentCache) -> tuple[bytes
 _http_date = functools.lru_cache(maxsize=1024)(http_date)  # a blob's mtime rarely changes
 
 # Request headers after which werkzeug decides the answer (304, 206, 412, 416).
-_CONDITIONAL = (
-    "HTTP_RANGE",
-    "HTTP_IF_RANGE",
-    "HTTP_IF_NONE_MATCH",
-    "HTTP_IF_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_IF_UNMODIFIED_SINCE",
-)
+_CONDITIONAL = PRECONDITIONS
 
 
 def file_response(
@@ -180,10 +176,16 @@ def file_response(
     vary: Iterable[str] = (),
     not_found: str = "This file is listed but its content is missing.",
     headers: Iterable[tuple[str, str]] = (),
+    keep: bool = False,
 ) -> WSGIApplication:
     """The response to ``GET``/``HEAD`` of the blob at ``key`` (see the module);
-    ``headers`` are added to it, whatever it is."""
-    headers = list(headers)
+    ``headers`` are added to it, whatever it is.
+
+    With ``keep``, a whole small file in memory (or a ``HEAD``'s headers) is offered to
+    be kept for requests like this one (:func:`~.answers.offer`): for a caller that
+    decided the download from the request's path and credentials and the storage alone.
+    """
+    headers, vary = list(headers), tuple(vary)
     kept = _kept_of(storage)
     if redirect and kept.presigns:
         # The store sends the bytes; the presigned URL is made locally, no request.
@@ -207,7 +209,7 @@ def file_response(
     except FileNotFoundError:
         raise http_error(404, not_found) from None
     if plain:
-        return _PlainDownload(
+        download = _PlainDownload(
             stream if content is None else content,
             [
                 ("Content-Type", get_content_type(mimetype, "utf-8")),
@@ -221,6 +223,10 @@ def file_response(
             ],
             stat.size,
         )
+        if keep and stream is None:
+            fields = (*_CONDITIONAL, *(f"HTTP_{n.upper().replace('-', '_')}" for n in vary))
+            offer(environ, download, vary=fields, size=stat.size if content else 0)
+        return download
     response = Response(
         wrap_file(environ, stream, BLOCK_SIZE) if stream is not None else b"",
         mimetype=mimetype,

@@ -53,6 +53,7 @@ from urllib.parse import urljoin
 
 from werkzeug.utils import get_content_type
 
+from ..core.answers import offer
 from ..core.blobs import RecordDocument
 from ..core.cache import DocumentCache
 from ..core.document import DocumentResponse
@@ -290,7 +291,9 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
     ) -> DocumentResponse:
         assert name in (*INDEX_FILES, "archive.rds")
         body, etag = self.rendered(channel, path, name)
-        return self._index_response(body, etag, name)
+        # Decided by the path, the credentials and the storage (not so a merged index,
+        # whose upstream part ages with time).
+        return offer(environ, self._index_response(body, etag, name), size=len(body))
 
     @staticmethod
     def _index_response(
@@ -511,4 +514,5 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
             redirect=self.redirect_downloads,
             vary=["User-Agent"] if vary else [],
             not_found=f"{record.filename} is listed but missing.",
+            keep=True,
         )

@@ -43,6 +43,7 @@ from werkzeug.http import is_resource_modified, parse_accept_header
 from werkzeug.wrappers import Response
 
 from ..auth import authorize
+from ..core.answers import PRECONDITIONS, offer
 from ..core.blobs import RecordDocument
 from ..core.document import DocumentResponse
 from ..core.download import file_response
@@ -295,7 +296,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             body = render(data, media_type)
             self.cache.put(cache_key, storage_etag, body, len(body))
             page_etag = _page_etag(storage_etag, media_type)
-        return DocumentResponse(
+        response = DocumentResponse(
             body,
             etag=page_etag,
             content_type=media_type if media_type == JSON else f"{media_type}; charset=utf-8",
@@ -305,6 +306,10 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             ),
             vary=("Accept",),
         )
+        if not body:  # the 304 this request's preconditions earn, without the page
+            return offer(environ, response, vary=("HTTP_ACCEPT", *PRECONDITIONS))
+        # Decided by the path, the query's format, the credentials, Accept and storage.
+        return offer(environ, response, vary=("HTTP_ACCEPT",), size=len(body))
 
     # -- projects from the upstream -------------------------------------------------
 
@@ -486,6 +491,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             ),
             redirect=0 if metadata else self.redirect_downloads,
             not_found=f"File {filename!r} is not in this channel.",
+            keep=True,
         )
         try:
             return respond()

@@ -34,6 +34,7 @@ __all__ = [
     "StaleWriteError",
     "Stat",
     "Storage",
+    "TellsWrites",
     "copy_storage",
     "read_bytes",
     "read_document",
@@ -129,6 +130,19 @@ class PresignsURLs(Protocol):
 
     def presigned_url(self, key: str, expires: int) -> str:
         """A URL that reads ``key`` for ``expires`` seconds, made without a request."""
+        ...
+
+
+@runtime_checkable
+class TellsWrites(Protocol):
+    """A storage that can tell, for the price of reading a number, whether anything was
+    written to it since: what lets a process keep whole answers (``core.answers``)."""
+
+    def writes(self) -> Callable[[], int] | None:
+        """A function of no arguments whose value changes after every write (``put``,
+        ``create``, ``delete``, failed ones too) made through any storage object over the
+        same data, in any process that can reach it, once that write is done; ``None``
+        when this one cannot tell (a file system other processes reach over a network)."""
         ...
 
 

@@ -402,6 +402,11 @@ class _KeptStats:
         except (OSError, ValueError):  # a link or a FIFO planted there; no mmap here
             return None
 
+    @property
+    def words(self) -> memoryview:
+        """The shared word, as a one-item view (what :meth:`word` reads)."""
+        return self._word
+
     def word(self) -> int:
         """Read before the stat it is kept with: a write after it changes it."""
         return self._word[0]
@@ -526,6 +531,12 @@ class FileSystemStorage:
 
     def __repr__(self) -> str:
         return f"FileSystemStorage({str(self.root)!r})"
+
+    def writes(self) -> Callable[[], int] | None:  # TellsWrites
+        """The word every write of every process changes (:class:`_KeptStats`), read by a
+        call into C alone; ``None`` off a local file system."""
+        kept = self._kept
+        return None if kept is None else functools.partial(kept.words.__getitem__, 0)
 
     def _path(self, key: str) -> Path:
         return Path(self._checked(key)[0])

@@ -9,11 +9,12 @@ Two servers share nothing through it, so it suits one process only.
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from .base import CHUNK_SIZE, StaleWriteError, Stat, validate_key, validate_prefix
@@ -25,9 +26,14 @@ class MemoryStorage:
     def __init__(self) -> None:
         self._blobs: dict[str, tuple[bytes, Stat]] = {}
         self._lock = threading.Lock()
+        self._count = [0]  # of writes done (TellsWrites)
 
     def __repr__(self) -> str:
         return f"MemoryStorage(<{len(self._blobs)} keys>)"
+
+    def writes(self) -> Callable[[], int]:  # TellsWrites
+        """The count of writes done, read by a call into C alone."""
+        return functools.partial(self._count.__getitem__, 0)
 
     def _get(self, key: str) -> tuple[bytes, Stat]:
         try:
@@ -58,6 +64,7 @@ class MemoryStorage:
                 if current is None or current[1].etag != if_match:
                     raise StaleWriteError(key)
             self._blobs[key] = blob
+            self._count[0] += 1
         return blob[1]
 
     def create(self, key: str, data: IO[bytes]) -> Stat:
@@ -67,6 +74,7 @@ class MemoryStorage:
             if key in self._blobs:
                 raise FileExistsError(key)
             self._blobs[key] = blob
+            self._count[0] += 1
         return blob[1]
 
     def list(self, prefix: str) -> Iterator[str]:
@@ -84,3 +92,4 @@ class MemoryStorage:
             if if_match is not None and current[1].etag != if_match:
                 raise StaleWriteError(key)
             del self._blobs[key]
+            self._count[0] += 1

@@ -1,0 +1,215 @@
+"""Answers kept whole: a read given again from memory while nothing that decided it has
+changed.
+
+::
+
+    answers = Answers.of(storage, ttl=5.0)  # None on a storage that cannot tell its writes
+    app = ReadPath(app, read, answers=answers)
+
+    # In a read side, once every check is made, for an answer decided by the request's
+    # method, path, query and credentials, the storage's content and the named fields:
+    return offer(environ, DocumentResponse(...), vary=("HTTP_ACCEPT",), size=len(body))
+
+Most of what a package server answers is the same file or index page asked again, by
+the same client with the same token.  Each such read walks the token check, the
+channel's record, the committed-file check, a ``stat`` and a cache: some forty Python
+functions, and on a busy small machine every one of them starts with the CPU's caches
+cold (docs/performance.md).  A kept answer is found with one lookup and given with one
+call, after three checks that make it exactly the answer the whole walk would give:
+
+- **the storage has not been written since** the kept answer was decided: a storage
+  that can tell (:class:`~..storage.TellsWrites`: the file system's word shared by every
+  process of the host, the memory storage's count) gives a value read *before* the
+  walk, which any write after it changes.  An upload, a yank, a deletion, a new or
+  revoked token, a changed channel: each is a write, seen by the next request of every
+  process, as the walk itself would see it;
+- **it is younger than** ``ttl`` seconds (the token cache's: how long a process may
+  trust what it read of a token), so that a change made behind the storage's back (a
+  file edited by hand) is seen as late as the walk's own caches see it, and no later;
+- **its token has not expired**: an answer given to a token is kept no later than the
+  token's expiry.
+
+It is kept under a keyed digest of the request's method, ``SCRIPT_NAME``,
+``PATH_INFO``, query, credential headers (``Authorization``, ``X-Auth``; a token in the
+path is in ``PATH_INFO``) and ``Accept`` (so that the HTML and the JSON of one page are
+kept side by side), each told apart from its neighbours by its length, so
+that only the same request with the same credentials finds it and no secret is kept
+in memory past its request; and with the values its read side named in ``vary`` (a
+download's conditional headers, all absent; a page's ``Accept``), which a request must
+have too.  What the walk leaves in the environ for the layers outside (the identity,
+``REMOTE_USER``, the token cut out of the path and the credential headers taken out)
+is left there again.
+
+Only an answer a read side offers is kept, and it offers only answers that its checks
+decided from those alone: a small file's bytes and its headers, a rendered page (whose
+``304`` the kept :class:`~.document.DocumentResponse` decides itself for each request's
+``If-None-Match``).  Never a refusal, a redirect, a streamed file, a proxied page (its
+upstream's freshness is a matter of time, not of the storage) or anything under a
+session cookie (:class:`~..app.ReadPath` sends those the whole way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..auth import IDENTITY_KEY, TOKEN_SOURCE_KEY, cut_path_token
+from ..storage import TellsWrites
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..storage import Storage
+    from ..tokens import Token
+
+__all__ = ["ANSWERS_KEY", "MAX_ANSWERS", "MAX_BYTES", "PRECONDITIONS", "Answers", "offer"]
+
+#: Where a read side finds the list its offers go to (absent: nothing is kept).
+ANSWERS_KEY = "private_channels.answers"
+#: At most this many answers are kept, and at most :data:`MAX_BYTES` of their bodies;
+#: past either, all of them go at once (as the file system's kept stats do).
+MAX_ANSWERS = 16_384
+MAX_BYTES = 32 * 1024 * 1024
+
+#: The request fields after which a server may answer 304, 206, 412 or 416 instead:
+#: what an answer kept for a request with none of them must find absent.
+PRECONDITIONS = (
+    "HTTP_RANGE",
+    "HTTP_IF_RANGE",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_UNMODIFIED_SINCE",
+)
+
+R = TypeVar("R", bound="WSGIApplication")
+
+# An answer kept: the storage's word it was decided under, until when (monotonic), the
+# fields it varies on and their values, the response, and the identity to leave in the
+# environ (the token and where it came from; None for an anonymous read).
+_Entry = tuple[int, float, tuple[str, ...], tuple[Any, ...], "WSGIApplication", "Token | None", str]
+
+
+def offer(environ: WSGIEnvironment, response: R, *, vary: tuple[str, ...] = (), size: int = 0) -> R:
+    """Offer ``response``, the answer to this request, to be kept; return it.
+
+    Only for an answer decided by the request's method, path, query and credentials,
+    the storage's content and the request fields named in ``vary`` (their absence
+    counts as a value), that answers every request like it the same way, any number
+    of times at once: a :class:`~.document.DocumentResponse`, a small file in memory.
+    ``size`` is about the bytes it holds.
+    """
+    offers: list[tuple[Any, ...]] | None = environ.get(ANSWERS_KEY)
+    if offers is not None:
+        offers.append((response, vary, tuple(map(environ.get, vary)), size))
+    return response
+
+
+class Answers:
+    """The answers kept for one storage (see the module)."""
+
+    __slots__ = ("_bytes", "_entries", "_secret", "_ttl", "_written")
+
+    def __init__(self, written: Callable[[], int], *, ttl: float) -> None:
+        self._written = written
+        self._ttl = ttl
+        self._secret = os.urandom(32)
+        self._entries: dict[bytes, _Entry] = {}
+        self._bytes = 0
+
+    @classmethod
+    def of(cls, storage: Storage, *, ttl: float) -> Answers | None:
+        """Answers for ``storage``, or ``None`` where they could not be kept soundly (a
+        storage that cannot tell its writes, such as S3 or a network file system) or
+        are not wanted (``ttl`` 0: tokens are checked on every request)."""
+        if ttl <= 0 or not isinstance(storage, TellsWrites):
+            return None
+        written = storage.writes()
+        return None if written is None else cls(written, ttl=ttl)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries = {}
+        self._bytes = 0
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse, read: WSGIApplication
+    ) -> Iterable[bytes]:
+        """The kept answer to the request, else ``read``'s (kept if it offers it)."""
+        get = environ.get
+        method = get("REQUEST_METHOD") or ""
+        script = get("SCRIPT_NAME") or ""
+        path = get("PATH_INFO") or ""
+        query = get("QUERY_STRING") or ""
+        authorization = get("HTTP_AUTHORIZATION")
+        x_auth = get("HTTP_X_AUTH")
+        accept = get("HTTP_ACCEPT")  # pages are negotiated: each kind kept beside the other
+        # Each field after its length (an absent header as "-"): no two requests that
+        # differ in any of them spell the same text.
+        spelled = (
+            f"{len(method)}:{method}{len(script)}:{script}{len(path)}:{path}"
+            f"{len(query)}:{query}"
+            f"{'-' if authorization is None else f'{len(authorization)}:{authorization}'}"
+            f"{'-' if x_auth is None else f'{len(x_auth)}:{x_auth}'}"
+            f"{'-' if accept is None else f'{len(accept)}:{accept}'}"
+        )
+        key = hashlib.blake2b(
+            spelled.encode("utf-8", "surrogatepass"), digest_size=16, key=self._secret
+        ).digest()
+        word = self._written()
+        entry = self._entries.get(key)
+        if entry is not None:
+            kept_word, until, names, values, response, token, source = entry
+            if kept_word == word and time.monotonic() < until and tuple(map(get, names)) == values:
+                # What the token layer leaves in the environ (auth.TokenAuthMiddleware).
+                if token is None:
+                    environ[IDENTITY_KEY] = None
+                else:
+                    if source == "path":
+                        cut_path_token(environ)
+                    if authorization is not None:
+                        del environ["HTTP_AUTHORIZATION"]
+                    if x_auth is not None:
+                        del environ["HTTP_X_AUTH"]
+                    environ[IDENTITY_KEY] = token
+                    environ[TOKEN_SOURCE_KEY] = source
+                    environ["REMOTE_USER"] = token.id
+                return response(environ, start_response)
+        started = time.monotonic()
+        offers: list[tuple[Any, ...]] = []
+        environ[ANSWERS_KEY] = offers
+        body = read(environ, start_response)
+        if len(offers) == 1:
+            self._keep(key, word, started, offers[0], environ)
+        return body
+
+    def _keep(
+        self,
+        key: bytes,
+        word: int,
+        started: float,
+        offered: tuple[Any, ...],
+        environ: WSGIEnvironment,
+    ) -> None:
+        response, names, values, size = offered
+        token: Token | None = environ.get(IDENTITY_KEY)
+        until = started + self._ttl
+        if token is not None and token.expires is not None:
+            until = min(until, started + token.expires - time.time())
+        if len(self._entries) >= MAX_ANSWERS or self._bytes + size > MAX_BYTES:
+            self.clear()
+        self._entries[key] = (
+            word,
+            until,
+            names,
+            values,
+            response,
+            token,
+            environ.get(TOKEN_SOURCE_KEY, ""),
+        )
+        self._bytes += size
