@@ -157,6 +157,10 @@ class ReadPath:
     little, but a request on a busy small machine starts with cold CPU caches, where
     every layer walked costs several times its warm time (docs/performance.md), and
     these reads are most of what a package server answers.
+
+    With ``answers`` (:class:`~.core.answers.Answers`), such a read asked again gets the
+    answer kept for it, while nothing it was decided by has changed, and ``read`` is not
+    walked at all.
     """
 
     def __init__(

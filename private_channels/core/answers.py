@@ -26,8 +26,8 @@ call, after three checks that make it exactly the answer the whole walk would gi
 - **it is younger than** ``ttl`` seconds (the token cache's: how long a process may
   trust what it read of a token), so that a change made behind the storage's back (a
   file edited by hand) is seen as late as the walk's own caches see it, and no later;
-- **its token has not expired**: an answer given to a token is kept no later than the
-  token's expiry.
+- **its token has not expired**: checked against the clock on every use, as the token
+  layer checks it on every request.
 
 It is kept under a keyed digest of the request's method, ``SCRIPT_NAME``,
 ``PATH_INFO``, query, credential headers (``Authorization``, ``X-Auth``; a token in the
@@ -87,10 +87,20 @@ PRECONDITIONS = (
 
 R = TypeVar("R", bound="WSGIApplication")
 
-# An answer kept: the storage's word it was decided under, until when (monotonic), the
-# fields it varies on and their values, the response, and the identity to leave in the
-# environ (the token and where it came from; None for an anonymous read).
-_Entry = tuple[int, float, tuple[str, ...], tuple[Any, ...], "WSGIApplication", "Token | None", str]
+# An answer kept: the storage's word it was decided under, until when (monotonic), its
+# token's expiry (time.time(), as Token.expired reads it; None: none), the fields it
+# varies on and their values, the response, and the identity to leave in the environ
+# (the token and where it came from; None for an anonymous read).
+_Entry = tuple[
+    int,
+    float,
+    "float | None",
+    tuple[str, ...],
+    tuple[Any, ...],
+    "WSGIApplication",
+    "Token | None",
+    str,
+]
 
 
 def offer(environ: WSGIEnvironment, response: R, *, vary: tuple[str, ...] = (), size: int = 0) -> R:
@@ -164,8 +174,13 @@ class Answers:
         word = self._written()
         entry = self._entries.get(key)
         if entry is not None:
-            kept_word, until, names, values, response, token, source = entry
-            if kept_word == word and time.monotonic() < until and tuple(map(get, names)) == values:
+            kept_word, until, expires, names, values, response, token, source = entry
+            if (
+                kept_word == word
+                and time.monotonic() < until
+                and (expires is None or time.time() < expires)
+                and tuple(map(get, names)) == values
+            ):
                 # What the token layer leaves in the environ (auth.TokenAuthMiddleware).
                 if token is None:
                     environ[IDENTITY_KEY] = None
@@ -198,14 +213,12 @@ class Answers:
     ) -> None:
         response, names, values, size = offered
         token: Token | None = environ.get(IDENTITY_KEY)
-        until = started + self._ttl
-        if token is not None and token.expires is not None:
-            until = min(until, started + token.expires - time.time())
         if len(self._entries) >= MAX_ANSWERS or self._bytes + size > MAX_BYTES:
             self.clear()
         self._entries[key] = (
             word,
-            until,
+            started + self._ttl,
+            None if token is None else token.expires,
             names,
             values,
             response,
