@@ -12,7 +12,7 @@ changed.
 
 Most of what a package server answers is the same file or index page asked again, by
 the same client with the same token.  Each such read walks the token check, the
-channel's record, the committed-file check, a ``stat`` and a cache: some forty Python
+channel's record, the committed-file check, a ``stat`` and a cache: some fifty Python
 functions, and on a busy small machine every one of them starts with the CPU's caches
 cold (docs/performance.md).  A kept answer is found with one lookup and given with one
 call, after three checks that make it exactly the answer the whole walk would give:
@@ -25,7 +25,8 @@ call, after three checks that make it exactly the answer the whole walk would gi
   process, as the walk itself would see it;
 - **it is younger than** ``ttl`` seconds (the token cache's: how long a process may
   trust what it read of a token), so that a change made behind the storage's back (a
-  file edited by hand) is seen as late as the walk's own caches see it, and no later;
+  file edited by hand), which no word tells, is seen within ``ttl`` of when the walk's
+  own caches would see it;
 - **its token has not expired**: checked against the clock on every use, as the token
   layer checks it on every request.
 

@@ -140,9 +140,10 @@ class TellsWrites(Protocol):
 
     def writes(self) -> Callable[[], int] | None:
         """A function of no arguments whose value changes after every write (``put``,
-        ``create``, ``delete``, failed ones too) made through any storage object over the
-        same data, in any process that can reach it, once that write is done; ``None``
-        when this one cannot tell (a file system other processes reach over a network)."""
+        ``create``, ``delete``) that may have changed the data, made through any storage
+        object over the same data, in any process that can reach it, once that write is
+        done; ``None`` when this one cannot tell (a file system other processes reach
+        over a network)."""
         ...
 
 
