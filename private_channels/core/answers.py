@@ -15,7 +15,8 @@ the same client with the same token.  Each such read walks the token check, the
 channel's record, the committed-file check, a ``stat`` and a cache: some fifty Python
 functions, and on a busy small machine every one of them starts with the CPU's caches
 cold (docs/performance.md).  A kept answer is found with one lookup and given with one
-call, after three checks that make it exactly the answer the whole walk would give:
+call, after the checks that make it the answer the whole walk would give (the fields it
+varies on, below, and these three):
 
 - **the storage has not been written since** the kept answer was decided: a storage
   that can tell (:class:`~..storage.TellsWrites`: the file system's word shared by every
