@@ -11,6 +11,12 @@ the environ a server would pass, and prints microseconds per request for each ki
 request (and, with ``--profile KIND``, cProfile's top functions for it; with ``--cold``,
 the median with the CPU caches emptied before each request, which is closer to what a
 request costs under a server on a small machine).
+
+A request made again is answered from what the app kept of its first answer
+(``core/answers.py``), so each kind's figures are those of a request asked again;
+``--walk`` gives every request a query string of its own (``?walk=N``, which every
+route ignores), so that none is kept and the whole walk is measured, as for a request
+asked for the first time in a while.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import base64
 import cProfile
 import io
+import itertools
 import os
 import pstats
 import random
@@ -91,6 +98,10 @@ def main() -> None:
         "--cold", action="store_true",
         help="touch 16 MiB of memory between requests, as a server's other work does",
     )  # fmt: skip
+    parser.add_argument(
+        "--walk", action="store_true",
+        help="a query string of its own to each request: none answered from kept answers",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ["PRIVATE_CHANNELS_LOG_FORMAT"] = args.log
     app = load_config().replace(storage=args.storage).build_app()
@@ -139,6 +150,13 @@ def main() -> None:
         "PACKAGES.rds": lambda: environ("GET", f"{PREFIX}/src/contrib/PACKAGES.rds", auth),
         "upload": upload,
     }
+    if args.walk:
+        walks = itertools.count()
+
+        def walked(make: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+            return lambda: {**make(), "QUERY_STRING": f"walk={next(walks)}"}
+
+        kinds = {kind: walked(make) for kind, make in kinds.items()}
     if args.cold:
         cold(app, kinds, args.count)
         return

@@ -160,9 +160,6 @@ def _small_file(storage: Storage, key: str, cache: DocumentCache) -> tuple[bytes
 
 _http_date = functools.lru_cache(maxsize=1024)(http_date)  # a blob's mtime rarely changes
 
-# Request headers after which werkzeug decides the answer (304, 206, 412, 416).
-_CONDITIONAL = PRECONDITIONS
-
 
 def file_response(
     environ: WSGIEnvironment,
@@ -195,7 +192,7 @@ def file_response(
         response.vary.update(vary)
         response.headers.extend(headers)
         return response
-    plain = environ.keys().isdisjoint(_CONDITIONAL)
+    plain = environ.keys().isdisjoint(PRECONDITIONS)
     content: bytes | None = None
     try:
         if environ.get("REQUEST_METHOD") == "HEAD":
@@ -224,7 +221,7 @@ def file_response(
             stat.size,
         )
         if keep and stream is None:
-            fields = (*_CONDITIONAL, *(f"HTTP_{n.upper().replace('-', '_')}" for n in vary))
+            fields = (*PRECONDITIONS, *(f"HTTP_{n.upper().replace('-', '_')}" for n in vary))
             offer(environ, download, vary=fields, size=stat.size if content else 0)
         return download
     response = Response(
