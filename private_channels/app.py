@@ -136,8 +136,9 @@ def make_app(
     if health:
         app = HealthMiddleware(app, storage)
     read = TokenAuthMiddleware(ChannelMiddleware(readers, registry), store)
-    # Kept as long as the token store trusts what it read of a token.
-    app = ReadPath(app, read, answers=Answers.of(storage, ttl=token_cache_ttl))
+    # Kept while nothing is written, and no longer than the token store trusts what it
+    # read of a token before a write.
+    app = ReadPath(app, read, answers=Answers.of(storage, ttl=token_cache_ttl, tokens=store))
     app = FailureMiddleware(app)
     if access_log is not None:
         app = AccessLogMiddleware(app, format=access_log)

@@ -56,6 +56,7 @@ from .storage import (
     CorruptDocumentError,
     StaleWriteError,
     Storage,
+    TellsWrites,
     dump_json,
     read_bytes,
     read_document,
@@ -294,6 +295,9 @@ def stored_key(storage: Storage, key: str, *, purpose: str) -> bytes:
 class _CacheEntry:
     token: Token | None
     until: float
+    # The storage's write word read before the token (or its revocation marker) was
+    # read; None where the storage cannot tell its writes.
+    word: int | None = None
 
 
 #: The characters of a signed token: URL-safe base64 and the dots between its parts.
@@ -329,6 +333,14 @@ class TokenStore:
     _hashes_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), init=False,
                                repr=False)  # fmt: skip
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # The entry of each stored token in _cache by the token's id (see trust), and the
+    # storage's write word (None: a storage that cannot tell its writes).
+    _entries: dict[str, _CacheEntry] = field(default_factory=dict, init=False, repr=False)
+    _written: Callable[[], int] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.storage, TellsWrites):
+            self._written = self.storage.writes()
 
     # -- hashing ---------------------------------------------------------------
 
@@ -450,6 +462,7 @@ class TokenStore:
             self.storage.create(f"registry/revoked/{token_id}", io.BytesIO(b""))
         with self._lock:
             self._cache.pop(f"revoked:{token_id}", None)
+            self._entries.pop(token_id, None)
             if digest is not None:
                 self._cache.pop(digest, None)
         return digest is not None
@@ -508,18 +521,46 @@ class TokenStore:
                 return None
         return _live(token)
 
+    def trust(self, token: Token) -> tuple[int | None, float]:
+        """How this process trusts ``token``, which a verification of it just returned:
+        the storage's write word (:class:`~.storage.TellsWrites`) read before its record
+        (or a signed token's revocation marker) was read, and until when (monotonic)
+        the cache keeps that read.  ``(None, 0.0)`` when the word is not known or the
+        token is not the one the cache holds (read again since, by another thread).
+
+        While the word is still the one read, nothing was written since, so no
+        revocation either: what keeps whole answers (``core.answers``) keeps an
+        answer to this token as long as nothing is written, and otherwise no longer
+        than the cache trusts the token.
+        """
+        with self._lock:
+            if token.signed:
+                entry = self._cache.get(f"revoked:{token.id}")
+                if entry is not None and entry.token is None:  # read as not revoked
+                    return entry.word, entry.until
+            else:
+                entry = self._entries.get(token.id)
+                if entry is not None and entry.token is token:
+                    return entry.word, entry.until
+        return None, 0.0
+
     def _cached(self, cache_key: str, load: Callable[[str], Token | None]) -> Token | None:
         now = time.monotonic()
         with self._lock:
             entry = self._cache.get(cache_key)
         if entry is not None and entry.until > now:
             return entry.token
+        word = None if self._written is None else self._written()  # before the read
         token = load(cache_key)
         if self.cache_ttl > 0:
+            entry = _CacheEntry(token, now + self.cache_ttl, word)
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
-                self._cache[cache_key] = _CacheEntry(token, now + self.cache_ttl)
+                    self._entries.clear()
+                self._cache[cache_key] = entry
+                if token is not None and not cache_key.startswith("revoked:"):
+                    self._entries[token.id] = entry
         return token
 
     def _load_stored(self, digest: str, *, touch: bool) -> Token | None:

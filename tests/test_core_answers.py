@@ -19,6 +19,7 @@ from private_channels.auth import IDENTITY_KEY, TOKEN_SOURCE_KEY
 from private_channels.core import answers as answers_module
 from private_channels.core.answers import Answers, offer
 from private_channels.storage import FileSystemStorage, Stat, Storage, TellsWrites
+from private_channels.tokens import mint_signed_token
 
 from .conda_packages import build_conda
 from .packages import make_wheel
@@ -320,19 +321,106 @@ def test_an_answer_to_a_token_ends_with_the_token(
     site.get(download, secret, status=401)
 
 
-def test_answers_are_kept_no_longer_than_the_token_cache(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    site = Site(CountedMemory(), tmp_path / "a", token_cache_ttl=0.3)
+class Clock:
+    """``time.monotonic`` moved on by hand (the token cache and kept answers read it)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = 0.0
+        real = time.monotonic
+        monkeypatch.setattr(time, "monotonic", lambda: real() + self.offset)
+
+
+def test_an_answer_outlives_the_token_cache_while_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    site = Site(CountedMemory(), tmp_path, token_cache_ttl=1)
+    download = site.file_url()  # (the reader's first use: a write after its record's read)
+    site.get(download, site.reader)
+    clock.offset += 1.5  # the cache reads the record again, since the last write
+    site.get(download, site.reader)
+    clock.offset += 30
+    assert not site.walks(lambda: site.get(download, site.reader))
+    clock.offset += answers_module.KEPT_FOR
+    assert site.walks(lambda: site.get(download, site.reader))
+    # An anonymous read of a public channel: decided by the storage alone.
+    public = site.file_url("open")
+    site.get(public)
+    clock.offset += 30
+    assert not site.walks(lambda: site.get(public))
+    clock.offset += answers_module.KEPT_FOR
+    assert site.walks(lambda: site.get(public))
+
+
+def test_a_token_read_before_a_write_is_kept_no_longer_than_the_cache_trusts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process revokes the token: this one trusts its earlier read of it for
+    what is left of token_cache_ttl (the documented bound), and not a moment longer
+    because of an answer decided in that time."""
+    clock = Clock(monkeypatch)
+    site = Site(CountedFiles(tmp_path / "data"), tmp_path, token_cache_ttl=5)
     download = site.file_url()
+    clock.offset += 6
     site.get(download, site.reader)
     assert not site.walks(lambda: site.get(download, site.reader))
-    time.sleep(0.35)
+    clock.offset += 4  # about a second of the cache's trust left
+    assert TokenStore(FileSystemStorage(tmp_path / "data")).revoke(site.reader_token.id)
+    site.get(download, site.reader)  # still trusted here, by time
+    site.get(download, site.reader)
+    clock.offset += 1.5
+    site.get(download, site.reader, status=401)
+
+
+def test_a_signed_token_is_trusted_as_its_revocation_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    site = Site(CountedMemory(), tmp_path, token_cache_ttl=1, secret_key="k" * 32)
+    signed = mint_signed_token("k" * 32, channels=["team"], scope=Scope.READ, token_id="a" * 12)
+    download = site.file_url()
+    site.get(download, signed)
+    clock.offset += 30
+    assert not site.walks(lambda: site.get(download, signed))
+    site.get("/team/simple/demo/", signed)  # a walk: its revocation read again
+    # Revoked by another process: the same storage, another token store.
+    TokenStore(site.storage, secret_key="k" * 32).revoke("a" * 12)
+    site.get(download, signed)  # trusted by the cache's read, less than a second old
+    site.get(download, signed)
+    clock.offset += 1.5
+    site.get(download, signed, status=401)
+
+
+def test_the_token_store_tells_how_it_trusts_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(monkeypatch)
+    storage = MemoryStorage()
+    written = storage.writes()
+    assert written is not None
+    store = TokenStore(storage, cache_ttl=5, secret_key="k" * 32)
+    secret, made = store.create(channels=["*"], scope=Scope.READ)
+    before = written()
+    token = store.verify(secret)  # reads its record, then notes its first use (a write)
+    assert token is not None and written() != before
+    word, until = store.trust(token)
+    assert word == before and until == pytest.approx(time.monotonic() + 5, abs=1)
+    assert store.trust(made) == (None, 0.0)  # not the token the cache holds
+    clock.offset += 6
+    again = store.verify(secret)
+    assert again is not token and store.trust(again)[0] == written()
+    assert store.trust(token) == (None, 0.0)
+    signed = store.verify(mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ))
+    assert signed is not None and store.trust(signed)[0] == written()
+    store.revoke(signed.id)
+    assert store.verify(mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ,
+                                          token_id=signed.id)) is None  # fmt: skip
+    assert store.trust(signed) == (None, 0.0)  # read as revoked
+
+
+def test_no_answers_without_the_token_cache(tmp_path: Path) -> None:
+    site = Site(CountedMemory(), tmp_path, token_cache_ttl=0)
+    download = site.file_url()
+    site.get(download, site.reader)
     assert site.walks(lambda: site.get(download, site.reader))
-    uncached = Site(CountedMemory(), tmp_path / "b", token_cache_ttl=0)
-    download = uncached.file_url()
-    uncached.get(download, uncached.reader)
-    assert uncached.walks(lambda: uncached.get(download, uncached.reader))
 
 
 def test_only_a_storage_that_tells_its_writes_keeps_answers() -> None:
@@ -439,16 +527,25 @@ def test_answers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         call({"PATH_INFO": f"/{i}"})
     assert len(answers) == 4
     call({"PATH_INFO": "/4"})
-    assert len(answers) == 1
+    # The older half went: the newer answers are still given without a walk.
+    assert len(answers) == 3
+    for i in (2, 3, 4):
+        call({"PATH_INFO": f"/{i}"})
+    assert walks[0] == 5
+    call({"PATH_INFO": "/0"})
+    assert walks[0] == 6
     monkeypatch.setattr(answers_module, "MAX_BYTES", 10)
     call, answers, walks = _app_offering(lambda environ: b"12345")
     call({"PATH_INFO": "/a"})
     call({"PATH_INFO": "/b"})
     assert len(answers) == 2
+    call({"PATH_INFO": "/c"})  # 15 bytes: /a goes
+    assert len(answers) == 2
     call({"PATH_INFO": "/c"})
-    assert len(answers) == 1
-    call({"PATH_INFO": "/c"})
+    call({"PATH_INFO": "/b"})
     assert walks[0] == 3
+    call({"PATH_INFO": "/a"})
+    assert walks[0] == 4
 
 
 def test_an_answer_offered_twice_is_not_kept() -> None:

@@ -3,7 +3,8 @@ changed.
 
 ::
 
-    answers = Answers.of(storage, ttl=5.0)  # None on a storage that cannot tell its writes
+    # None on a storage that cannot tell its writes
+    answers = Answers.of(storage, ttl=5.0, tokens=token_store)
     app = ReadPath(app, read, answers=answers)
 
     # In a read side, once every check is made, for an answer decided by the request's
@@ -24,10 +25,15 @@ varies on, below, and these three):
   walk, which any write after it changes.  An upload, a yank, a deletion, a new or
   revoked token, a changed channel: each is a write, seen by the next request of every
   process, as the walk itself would see it;
-- **it is younger than** ``ttl`` seconds (the token cache's: how long a process may
-  trust what it read of a token), so that a change made behind the storage's back (a
-  file edited by hand), which no word tells, is seen within ``ttl`` of when the walk's
-  own caches would see it;
+- **it is younger than** :data:`KEPT_FOR` seconds (a minute), so that a change made
+  behind the storage's back (a file edited by hand), which no word tells, is seen
+  within that; and, for an answer to a token whose record was read *before* a write
+  the word tells of (a token the cache trusts for a while by time alone, however it
+  was changed since: revoked, perhaps, by another process), no longer than the token
+  cache trusts that read (:meth:`~..tokens.TokenStore.trust`, at most ``ttl``, the
+  token cache's: how long a process may trust what it read of a token).  A token read
+  since the last write is as the storage holds it: revoking it is a write, which ends
+  the answer;
 - **its token has not expired**: checked against the clock on every use, as the token
   layer checks it on every request.
 
@@ -53,6 +59,7 @@ session cookie (:class:`~..app.ReadPath` sends those the whole way).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -65,16 +72,27 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ..storage import Storage
-    from ..tokens import Token
+    from ..tokens import Token, TokenStore
 
-__all__ = ["ANSWERS_KEY", "MAX_ANSWERS", "MAX_BYTES", "PRECONDITIONS", "Answers", "offer"]
+__all__ = [
+    "ANSWERS_KEY",
+    "KEPT_FOR",
+    "MAX_ANSWERS",
+    "MAX_BYTES",
+    "PRECONDITIONS",
+    "Answers",
+    "offer",
+]
 
 #: Where a read side finds the list its offers go to (absent: nothing is kept).
 ANSWERS_KEY = "private_channels.answers"
 #: At most this many answers are kept, and at most :data:`MAX_BYTES` of their bodies;
-#: past either, all of them go at once (as the file system's kept stats do).
+#: past either, the older half of them go at once.
 MAX_ANSWERS = 16_384
 MAX_BYTES = 32 * 1024 * 1024
+#: Seconds an answer is kept at most while nothing is written: how long a change made
+#: behind the storage's back may go unseen.
+KEPT_FOR = 60.0
 
 #: The request fields after which a server may answer 304, 206, 412 or 416 instead:
 #: what an answer kept for a request with none of them must find absent.
@@ -91,8 +109,8 @@ R = TypeVar("R", bound="WSGIApplication")
 
 # An answer kept: the storage's word it was decided under, until when (monotonic), its
 # token's expiry (time.time(), as Token.expired reads it; None: none), the fields it
-# varies on and their values, the response, and the identity to leave in the environ
-# (the token and where it came from; None for an anonymous read).
+# varies on and their values, the response, the identity to leave in the environ (the
+# token and where it came from; None for an anonymous read) and about its bytes.
 _Entry = tuple[
     int,
     float,
@@ -102,7 +120,10 @@ _Entry = tuple[
     "WSGIApplication",
     "Token | None",
     str,
+    int,
 ]
+#: How a token is trusted: TokenStore.trust.
+Trust = Callable[["Token"], tuple["int | None", float]]
 
 
 def offer(environ: WSGIEnvironment, response: R, *, vary: tuple[str, ...] = (), size: int = 0) -> R:
@@ -123,24 +144,34 @@ def offer(environ: WSGIEnvironment, response: R, *, vary: tuple[str, ...] = (), 
 class Answers:
     """The answers kept for one storage (see the module)."""
 
-    __slots__ = ("_bytes", "_entries", "_secret", "_ttl", "_written")
+    __slots__ = ("_bytes", "_entries", "_kept_for", "_secret", "_trust", "_ttl", "_written")
 
-    def __init__(self, written: Callable[[], int], *, ttl: float) -> None:
+    def __init__(
+        self, written: Callable[[], int], *, ttl: float, trust: Trust | None = None
+    ) -> None:
         self._written = written
         self._ttl = ttl
+        self._kept_for = max(KEPT_FOR, ttl)
+        # Without the token store's trust, an answer to a token is kept ttl at most.
+        self._trust = trust
         self._secret = os.urandom(32)
         self._entries: dict[bytes, _Entry] = {}
         self._bytes = 0
 
     @classmethod
-    def of(cls, storage: Storage, *, ttl: float) -> Answers | None:
-        """Answers for ``storage``, or ``None`` where they could not be kept soundly (a
-        storage that cannot tell its writes, such as S3 or a network file system) or
-        are not wanted (``ttl`` 0: tokens are checked on every request)."""
+    def of(
+        cls, storage: Storage, *, ttl: float, tokens: TokenStore | None = None
+    ) -> Answers | None:
+        """Answers for ``storage`` (whose tokens ``tokens`` verifies), or ``None`` where
+        they could not be kept soundly (a storage that cannot tell its writes, such as
+        S3 or a network file system) or are not wanted (``ttl`` 0: tokens are checked
+        on every request)."""
         if ttl <= 0 or not isinstance(storage, TellsWrites):
             return None
         written = storage.writes()
-        return None if written is None else cls(written, ttl=ttl)
+        if written is None:
+            return None
+        return cls(written, ttl=ttl, trust=None if tokens is None else tokens.trust)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -176,7 +207,7 @@ class Answers:
         word = self._written()
         entry = self._entries.get(key)
         if entry is not None:
-            kept_word, until, expires, names, values, response, token, source = entry
+            kept_word, until, expires, names, values, response, token, source, _ = entry
             if (
                 kept_word == word
                 and time.monotonic() < until
@@ -215,16 +246,36 @@ class Answers:
     ) -> None:
         response, names, values, size = offered
         token: Token | None = environ.get(IDENTITY_KEY)
+        if token is None:  # an anonymous read: decided by the storage alone
+            until = started + self._kept_for
+        elif self._trust is None:
+            until = started + self._ttl
+        else:
+            read_under, trusted_until = self._trust(token)
+            if read_under == word:  # its record read since the last write
+                until = started + self._kept_for
+            else:  # no longer than the cache trusts it (not at all: not known)
+                until = min(started + self._ttl, trusted_until)
+                if until <= started:
+                    return
         if len(self._entries) >= MAX_ANSWERS or self._bytes + size > MAX_BYTES:
-            self.clear()
+            self._halve()
         self._entries[key] = (
             word,
-            started + self._ttl,
+            until,
             None if token is None else token.expires,
             names,
             values,
             response,
             token,
             environ.get(TOKEN_SOURCE_KEY, ""),
+            size,
         )
         self._bytes += size
+
+    def _halve(self) -> None:
+        """Let the older half of the answers go (a dict keeps them in the order kept)."""
+        entries = self._entries
+        newer = dict(itertools.islice(entries.items(), len(entries) // 2, None))
+        self._entries = newer
+        self._bytes = sum(entry[8] for entry in newer.values())
