@@ -22,8 +22,10 @@ server), it starts side by side:
 
 and measures each workload on each of them in turn, ``--rounds`` times, for
 ``--seconds`` each, with ``--clients`` keep-alive HTTP/1.1 connections spread over
-client processes.  It prints the median requests per second and the ratio to the limit,
-writes everything to ``--json``, and checks the targets of docs/performance.md.
+client processes; a read workload is first run ``--warmup`` times (1) on each of
+them unmeasured (their rates are in the JSON, under ``warmup``).  It prints the median
+requests per second and the ratio to the limit, writes everything to ``--json``, and
+checks the targets of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -1072,6 +1074,10 @@ def main() -> None:
     parser.add_argument("--workloads", default=None, type=lambda t: t.split(","),
                         help="a comma-separated subset of the workload names")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--warmup", type=int, default=1,
+        help="unmeasured rounds of each read workload on each target before its rounds",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="client processes")
@@ -1123,8 +1129,13 @@ def main() -> None:
                     }
                     for workload in workloads:
                         rates: dict[str, list[float]] = {t: [] for t in running}
+                        warmup: dict[str, list[float]] = {t: [] for t in running}
                         errors: dict[str, int] = dict.fromkeys(running, 0)
-                        for _ in range(args.rounds):
+                        # A read workload is run first unmeasured (--warmup rounds): the
+                        # rounds then measure servers that have served it for a moment,
+                        # as a server in use has (uploads are distinct every time).
+                        unmeasured = 0 if workload.name == "upload" else args.warmup
+                        for measured in [False] * unmeasured + [True] * args.rounds:
                             for target, run in running.items():
                                 if workload.name in PYTHON_ONLY and not LAYOUTS[target].cran:
                                     continue
@@ -1137,7 +1148,7 @@ def main() -> None:
                                     pool, args.processes, run.port, workload, target, dataset,
                                     states[target], args.seconds, args.clients,
                                 )  # fmt: skip
-                                rates[target].append(rate)
+                                (rates if measured else warmup)[target].append(rate)
                                 errors[target] += failed
                         median = {t: statistics.median(r) for t, r in rates.items() if r}
                         ratio = {
@@ -1145,7 +1156,8 @@ def main() -> None:
                             if t != "limit" and median.get("limit")
                         }  # fmt: skip
                         row = {"size": size, "server": server, "workload": workload.name,
-                               "rates": rates, "median": median, "ratio": ratio,
+                               "rates": rates, "warmup": warmup, "median": median,
+                               "ratio": ratio,
                                "errors": errors, "load": load_average(),
                                "own_server": own_servers(running)}  # fmt: skip
                         rows.append(row)
