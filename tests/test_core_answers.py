@@ -548,6 +548,21 @@ def test_answers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert walks[0] == 4
 
 
+def test_answers_changed_while_halved_all_go() -> None:
+    """Another thread keeping an answer while the older half goes: none is served
+    from a half-made dict, and the request that halves them does not fail."""
+    call, answers, _ = _app_offering(lambda environ: b"x")
+    call({"PATH_INFO": "/a"})
+
+    class Changing(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            raise RuntimeError("dictionary changed size during iteration")
+
+    answers._entries = Changing(answers._entries)
+    answers._halve()
+    assert len(answers) == 0 and answers._bytes == 0
+
+
 def test_an_answer_offered_twice_is_not_kept() -> None:
     answers = Answers.of(MemoryStorage(), ttl=60)
     assert answers is not None

@@ -276,6 +276,10 @@ class Answers:
     def _halve(self) -> None:
         """Let the older half of the answers go (a dict keeps them in the order kept)."""
         entries = self._entries
-        newer = dict(itertools.islice(entries.items(), len(entries) // 2, None))
-        self._entries = newer
+        try:
+            newer = dict(itertools.islice(entries.items(), len(entries) // 2, None))
+        except RuntimeError:  # changed by another thread meanwhile: let all go
+            newer = {}
+        # Counted before other threads can add to it.
         self._bytes = sum(entry[8] for entry in newer.values())
+        self._entries = newer
