@@ -391,31 +391,6 @@ def test_a_signed_token_is_trusted_as_its_revocation_was_read(
     site.get(download, signed, status=401)
 
 
-def test_the_token_store_tells_how_it_trusts_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock(monkeypatch)
-    storage = MemoryStorage()
-    written = storage.writes()
-    assert written is not None
-    store = TokenStore(storage, cache_ttl=5, secret_key="k" * 32)
-    secret, made = store.create(channels=["*"], scope=Scope.READ)
-    before = written()
-    token = store.verify(secret)  # reads its record, then notes its first use (a write)
-    assert token is not None and written() != before
-    word, until = store.trust(token)
-    assert word == before and until == pytest.approx(time.monotonic() + 5, abs=1)
-    assert store.trust(made) == (None, 0.0)  # not the token the cache holds
-    clock.offset += 6
-    again = store.verify(secret)
-    assert again is not token and store.trust(again)[0] == written()
-    assert store.trust(token) == (None, 0.0)
-    signed = store.verify(mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ))
-    assert signed is not None and store.trust(signed)[0] == written()
-    store.revoke(signed.id)
-    assert store.verify(mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ,
-                                          token_id=signed.id)) is None  # fmt: skip
-    assert store.trust(signed) == (None, 0.0)  # read as revoked
-
-
 def test_no_answers_without_the_token_cache(tmp_path: Path) -> None:
     site = Site(CountedMemory(), tmp_path, token_cache_ttl=0)
     download = site.file_url()

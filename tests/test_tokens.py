@@ -555,3 +555,33 @@ def test_store_round_trip_through_json(storage: Storage) -> None:
     assert Token.from_json(token.to_json()) == token
     storage.put("registry/unrelated", io.BytesIO(b"x"))
     assert [t.id for t in store.list()] == [token.id]
+
+
+def test_the_token_store_tells_how_it_trusts_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What kept answers (core.answers) ask: the write word read before the token's
+    record (or a signed token's revocation marker) was read, while the cache holds
+    that very read."""
+    offset = [0.0]
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + offset[0])
+    storage = MemoryStorage()
+    written = storage.writes()
+    assert written is not None
+    store = TokenStore(storage, cache_ttl=5, secret_key="k" * 32)
+    secret, made = store.create(channels=["*"], scope=Scope.READ)
+    before = written()
+    token = store.verify(secret)  # reads its record, then notes its first use (a write)
+    assert token is not None and written() != before
+    word, until = store.trust(token)
+    assert word == before and until == pytest.approx(time.monotonic() + 5, abs=1)
+    assert store.trust(made) == (None, 0.0)  # not the token the cache holds
+    offset[0] += 6
+    again = store.verify(secret)
+    assert again is not token and store.trust(again)[0] == written()
+    assert store.trust(token) == (None, 0.0)
+    signed = store.verify(mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ))
+    assert signed is not None and store.trust(signed)[0] == written()
+    store.revoke(signed.id)
+    assert store.verify(mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ,
+                                          token_id=signed.id)) is None  # fmt: skip
+    assert store.trust(signed) == (None, 0.0)  # read as revoked
