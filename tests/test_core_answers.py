@@ -402,15 +402,16 @@ def test_only_a_storage_that_tells_its_writes_keeps_answers() -> None:
     class Plain:  # the protocol's five methods, and no writes()
         pass
 
-    assert Answers.of(MemoryStorage(), ttl=5) is not None
-    assert Answers.of(MemoryStorage(), ttl=0) is None
-    assert Answers.of(Plain(), ttl=5) is None  # type: ignore[arg-type]
+    memory = MemoryStorage()
+    assert Answers.of(memory, ttl=5, tokens=TokenStore(memory)) is not None
+    assert Answers.of(memory, ttl=0, tokens=TokenStore(memory)) is None
+    assert Answers.of(Plain(), ttl=5, tokens=TokenStore(memory)) is None  # type: ignore[arg-type]
 
     class Unsure(MemoryStorage):
         def writes(self) -> None:  # type: ignore[override]
             return None
 
-    assert Answers.of(Unsure(), ttl=5) is None
+    assert Answers.of(Unsure(), ttl=5, tokens=TokenStore(memory)) is None
     assert isinstance(MemoryStorage(), TellsWrites)
 
 
@@ -447,7 +448,8 @@ def _app_offering(
     """A call of kept answers over a read side that offers ``answer``'s bytes; the
     answers, and how many times the read side was walked."""
     walks = [0]
-    answers = Answers.of(MemoryStorage(), ttl=60)
+    storage = MemoryStorage()
+    answers = Answers.of(storage, ttl=60, tokens=TokenStore(storage))
     assert answers is not None
 
     def read(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -539,7 +541,8 @@ def test_answers_changed_while_halved_all_go() -> None:
 
 
 def test_an_answer_offered_twice_is_not_kept() -> None:
-    answers = Answers.of(MemoryStorage(), ttl=60)
+    storage = MemoryStorage()
+    answers = Answers.of(storage, ttl=60, tokens=TokenStore(storage))
     assert answers is not None
     walks = []
 

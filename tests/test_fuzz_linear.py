@@ -329,7 +329,8 @@ def _request(server: Server, path: str, headers: dict[str, str], method: str = "
 
 LOG = accesslog.AccessLogMiddleware(lambda e, r: [], format="json")
 ECOSYSTEMS = ecosystems(MemoryStorage())
-ANSWERS = Answers.of(MemoryStorage(), ttl=5.0)
+_ANSWERED = MemoryStorage()
+ANSWERS = Answers.of(_ANSWERED, ttl=5.0, tokens=tokens.TokenStore(_ANSWERED))
 assert ANSWERS is not None
 
 

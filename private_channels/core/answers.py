@@ -146,22 +146,17 @@ class Answers:
 
     __slots__ = ("_bytes", "_entries", "_kept_for", "_secret", "_trust", "_ttl", "_written")
 
-    def __init__(
-        self, written: Callable[[], int], *, ttl: float, trust: Trust | None = None
-    ) -> None:
+    def __init__(self, written: Callable[[], int], *, ttl: float, trust: Trust) -> None:
         self._written = written
         self._ttl = ttl
         self._kept_for = max(KEPT_FOR, ttl)
-        # Without the token store's trust, an answer to a token is kept ttl at most.
         self._trust = trust
         self._secret = os.urandom(32)
         self._entries: dict[bytes, _Entry] = {}
         self._bytes = 0
 
     @classmethod
-    def of(
-        cls, storage: Storage, *, ttl: float, tokens: TokenStore | None = None
-    ) -> Answers | None:
+    def of(cls, storage: Storage, *, ttl: float, tokens: TokenStore) -> Answers | None:
         """Answers for ``storage`` (whose tokens ``tokens`` verifies), or ``None`` where
         they could not be kept soundly (a storage that cannot tell its writes, such as
         S3 or a network file system) or are not wanted (``ttl`` 0: tokens are checked
@@ -171,7 +166,7 @@ class Answers:
         written = storage.writes()
         if written is None:
             return None
-        return cls(written, ttl=ttl, trust=None if tokens is None else tokens.trust)
+        return cls(written, ttl=ttl, trust=tokens.trust)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -248,8 +243,6 @@ class Answers:
         token: Token | None = environ.get(IDENTITY_KEY)
         if token is None:  # an anonymous read: decided by the storage alone
             until = started + self._kept_for
-        elif self._trust is None:
-            until = started + self._ttl
         else:
             read_under, trusted_until = self._trust(token)
             if read_under == word:  # its record read since the last write
