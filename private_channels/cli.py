@@ -40,6 +40,7 @@ from .serving import (
     SERVERS,
     close_dropped,
     closed_when_dropped,
+    collect_less,
     gunicorn_arguments,
     run_until_stopped,
     waitress_server,
@@ -216,6 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     redact_loggers()
     if config.log_format != "off":
         configure_logging(flush_interval=FLUSH_INTERVAL)
+    collect_less()  # gunicorn's workers: in private_channels.wsgi
     # Bind here rather than in the server, so that every server reports a busy port alike
     # (werkzeug would print its own two-line error and exit).
     try:

@@ -35,6 +35,7 @@ handler's ``connection_dropped``) close it then.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -51,11 +52,13 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = [
+    "COLLECT_AFTER",
     "GUNICORN_THREADS",
     "SERVERS",
     "WAITRESS_THREADS",
     "close_dropped",
     "closed_when_dropped",
+    "collect_less",
     "gunicorn_arguments",
     "run_until_stopped",
     "waitress_server",
@@ -69,6 +72,32 @@ WAITRESS_THREADS = 8
 #: The threads of each gunicorn worker that ``serve --workers N`` runs, as many as
 #: waitress's for the same reason.
 GUNICORN_THREADS = 8
+
+
+#: The cyclic garbage collector's first threshold in a server process: a young
+#: collection once this many more container objects were made than freed (Python's
+#: default is 700, or 2,000 from 3.13).
+COLLECT_AFTER = 10_000
+
+
+def collect_less() -> None:
+    """Let the cyclic garbage collector run less often in this server process.
+
+    A server keeps what it read and rendered (pages, documents, answers: some 150,000
+    objects in a process serving 10,000 projects), and every full collection walks all
+    of them: 100 ms and more on a small machine, with the interpreter lock held, so
+    every thread of the process waits.  Python starts one after a fixed number of
+    young collections, each after 700 container objects made and not freed (a
+    request's own, until their reference counts free them, and whatever the caches
+    keep): under load, one every few seconds while the caches fill
+    (docs/performance.md, sixteenth round).  Raised to :data:`COLLECT_AFTER`, a full
+    collection waits for fourteen times as many objects, and fewer of a request's
+    objects live long enough to count; cyclic garbage still goes within that many.  A threshold the host raised further, or a collector it
+    turned off (``gc.disable()`` or a threshold of 0), is left as it is.
+    """
+    first, middle, oldest = gc.get_threshold()
+    if gc.isenabled() and 0 < first < COLLECT_AFTER:
+        gc.set_threshold(COLLECT_AFTER, middle, oldest)
 
 
 def gunicorn_arguments(workers: int) -> list[str]:
