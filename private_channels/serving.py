@@ -75,8 +75,8 @@ GUNICORN_THREADS = 8
 
 
 #: The cyclic garbage collector's first threshold in a server process: a young
-#: collection once this many more container objects were made than freed (Python's
-#: default is 700, or 2,000 from 3.13).
+#: collection once this many more container objects were made than freed (700 in
+#: Python 3.11 and 3.12).
 COLLECT_AFTER = 10_000
 
 
@@ -87,13 +87,14 @@ def collect_less() -> None:
     objects in a process serving 10,000 projects), and every full collection walks all
     of them: 100 ms and more on a small machine, with the interpreter lock held, so
     every thread of the process waits.  Python starts one after a fixed number of
-    young collections, each after 700 container objects made and not freed (a
+    young collections, each once 700 more container objects were made than freed (a
     request's own, until their reference counts free them, and whatever the caches
     keep): under load, one every few seconds while the caches fill
     (docs/performance.md, sixteenth round).  Raised to :data:`COLLECT_AFTER`, a full
     collection waits for fourteen times as many objects, and fewer of a request's
-    objects live long enough to count; cyclic garbage still goes within that many.  A threshold the host raised further, or a collector it
-    turned off (``gc.disable()`` or a threshold of 0), is left as it is.
+    objects live long enough to count; cyclic garbage still goes within that many.  A
+    threshold the host raised further, or a collector it turned off (``gc.disable()``
+    or a threshold of 0), is left as it is.
     """
     first, middle, oldest = gc.get_threshold()
     if gc.isenabled() and 0 < first < COLLECT_AFTER:

@@ -1,8 +1,10 @@
 """``private-channels serve`` on each of its servers: waitress (the default), werkzeug's
-and gunicorn's; what waitress would log or echo of a token; a clean stop on SIGTERM."""
+and gunicorn's; what waitress would log or echo of a token; a clean stop on SIGTERM;
+the garbage collector's threshold in a server's process."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -10,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from private_channels import ChannelRegistry, Scope, TokenStore, open_storage
+from private_channels import cli as command_line
+from private_channels.serving import COLLECT_AFTER, collect_less
 
 from .packages import make_wheel
 from .support import cli, live_server
@@ -239,3 +244,69 @@ def test_waitress_keeps_the_connection_after_a_304() -> None:
         connection.close()
     finally:
         server.close()
+
+
+# -- the garbage collector in a server's process -----------------------------------------
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """Python's defaults for the test, and the collector as it was after it."""
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
+    gc.set_threshold(700, 10, 10)
+    gc.enable()
+    yield
+    gc.set_threshold(*thresholds)
+    if not enabled:
+        gc.disable()
+
+
+def test_collect_less_raises_the_first_threshold_alone(collector: None) -> None:
+    collect_less()
+    assert gc.get_threshold() == (COLLECT_AFTER, 10, 10)
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize("first", [0, COLLECT_AFTER * 5])
+def test_collect_less_leaves_a_threshold_the_host_chose(collector: None, first: int) -> None:
+    gc.set_threshold(first, 7, 9)  # 0: the collector off
+    collect_less()
+    assert gc.get_threshold() == (first, 7, 9)
+
+
+def test_collect_less_leaves_a_collector_turned_off_off(collector: None) -> None:
+    gc.disable()
+    collect_less()
+    assert not gc.isenabled()
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_serve_runs_its_server_with_the_collector_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collector: None
+) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def run_until_stopped(run: Any, close: Any) -> None:  # the server, stopped at once
+        seen.append(gc.get_threshold())
+        close()
+
+    monkeypatch.setattr(command_line, "run_until_stopped", run_until_stopped)
+    monkeypatch.setenv("PRIVATE_CHANNELS_LOG_FORMAT", "off")  # no writer thread left behind
+    for server in ("waitress", "werkzeug"):
+        gc.set_threshold(700, 10, 10)
+        argv = ["serve", "--storage", str(tmp_path / "data"), "--port", "0", "--server", server]
+        assert command_line.main(argv) == 0
+    assert seen == [(COLLECT_AFTER, 10, 10)] * 2
+
+
+def test_the_deployment_module_raises_the_collector(tmp_path: Path) -> None:
+    """gunicorn's workers (``serve --workers N`` too) and ``waitress-serve`` import it."""
+    script = (
+        "import gc; gc.set_threshold(700, 10, 10); import private_channels.wsgi; "
+        "print(gc.get_threshold())"
+    )
+    env = {**os.environ, "PRIVATE_CHANNELS_STORAGE": str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == repr((COLLECT_AFTER, 10, 10))
