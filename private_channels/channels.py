@@ -410,23 +410,30 @@ class ChannelRegistry:
 
     def get(self, name: str) -> Channel | None:
         """The channel called ``name``, or ``None`` (also for names that are invalid)."""
+        found = self.find(name)
+        return None if found is None else found[0]
+
+    def find(self, name: str) -> tuple[Channel, str, str] | None:
+        """The channel called ``name``, its record's storage key and the ETag it was
+        read at, or ``None`` (also for names that are invalid)."""
         try:
             validate_channel_name(name)
-            etag = self.storage.stat(self._key(name)).etag
+            key = self._key(name)
+            etag = self.storage.stat(key).etag
         except (FileNotFoundError, InvalidChannelNameError):
             self._known.pop(name, None)
             return None
         known = self._known.get(name)
         if known is not None and known[0] == etag:
-            return known[1]
+            return known[1], key, etag
         try:
-            channel, stat = read_document(self.storage, self._key(name), _channel)
+            channel, stat = read_document(self.storage, key, _channel)
         except FileNotFoundError:
             return None
         if len(self._known) >= 10_000:  # a bound, whatever names are asked for
             self._known.clear()
         self._known[name] = (stat.etag, channel)
-        return channel
+        return channel, key, stat.etag
 
     def list(self) -> Iterator[Channel]:
         for key in self.storage.list("registry/channels/"):

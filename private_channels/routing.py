@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from .auth import require_known
 from .channels import Channel, ChannelRegistry
+from .core.answers import depends
 from .errors import http_error
 
 if TYPE_CHECKING:
@@ -47,12 +48,14 @@ class ChannelMiddleware:
         try:
             if not name:
                 raise http_error(404, "Name a channel in the URL: <prefix>/<channel>/simple/.")
-            channel = self.registry.get(name)
-            if channel is None:
+            found = self.registry.find(name)
+            if found is None:
                 require_known(environ, name)
         except HTTPException as error:
             return error(environ, start_response)
-        assert channel is not None
+        assert found is not None
+        channel, key, etag = found
+        depends(environ, key, etag)  # an answer kept is decided by the channel's record
         environ[CHANNEL_KEY] = channel
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "").rstrip("/") + "/" + name
         environ["PATH_INFO"] = slash + rest

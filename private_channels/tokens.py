@@ -544,6 +544,21 @@ class TokenStore:
                     return entry.word, entry.until
         return None, 0.0
 
+    def vouches(self, token: Token, word: int) -> bool:
+        """Whether this process read ``token``'s record (or a signed token's revocation
+        marker) while the storage's write word was ``word``, trusts that read still,
+        and read this same token there (another thread's read of it counts): what
+        renews an answer kept for it (``core.answers``) without a walk."""
+        with self._lock:
+            if token.signed:
+                entry = self._cache.get(f"revoked:{token.id}")
+            else:
+                entry = self._entries.get(token.id)
+        if entry is None or entry.word != word or entry.until <= time.monotonic():
+            return False
+        # A signed token's entry is its revocation marker, read as absent (None).
+        return entry.token is None if token.signed else entry.token == token
+
     def _cached(self, cache_key: str, load: Callable[[str], Token | None]) -> Token | None:
         now = time.monotonic()
         with self._lock:

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from private_channels import ChannelRegistry, MemoryStorage, Scope, TokenStore, make_app
+from private_channels.app import ReadPath
 from private_channels.auth import IDENTITY_KEY, TOKEN_SOURCE_KEY
 from private_channels.core import answers as answers_module
 from private_channels.core.answers import Answers, offer
@@ -578,3 +579,153 @@ def test_a_layer_outside_may_change_the_headers_it_is_handed(tmp_path: Path) -> 
         for _ in range(3):
             response = app.get(f"{PREFIX}{path}", headers={**headers, "X-Auth": site.reader})
             assert response.headers.getall("X-Outer") == ["1"]
+
+
+# -- renewed past KEPT_FOR -------------------------------------------------------------
+
+
+class Walks:
+    """How many requests walked the read side (the composition's ReadPath.read)."""
+
+    def __init__(self, site: Site) -> None:
+        self.count = 0
+        app = site.seen.app
+        while not isinstance(app, ReadPath):
+            app = app.app
+        read = app.read
+
+        def counted(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            self.count += 1
+            return read(environ, start_response)
+
+        app.read = counted
+
+    def during(self, request: Callable[[], webtest.TestResponse]) -> int:
+        before = self.count
+        request()
+        return self.count - before
+
+
+def _on_disk(site: Site, key: str) -> Path:
+    return site.tmp / "data" / key
+
+
+def test_a_page_past_its_time_is_renewed_while_its_documents_are_unchanged(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    walks = Walks(site)
+    page = "/open/simple/demo/"  # an anonymous read of a public channel
+    first = site.get(page, headers={"Accept": JSON})
+    clock.offset += answers_module.KEPT_FOR + 1
+    before = site.storage.stats
+    assert walks.during(lambda: site.get(page, headers={"Accept": JSON})) == 0
+    # One stat for each document it was decided by: the channel's record, the project's.
+    assert site.storage.stats - before == 2
+    assert _answer(site.get(page, headers={"Accept": JSON})) == _answer(first)
+    # Renewed for as long again: no stat until then.
+    clock.offset += answers_module.KEPT_FOR - 1
+    assert not site.walks(lambda: site.get(page, headers={"Accept": JSON}))
+    # Its 304s too: the page kept answers them.
+    etag = first.headers["ETag"]
+    site.get(page, headers={"Accept": JSON, "If-None-Match": etag}, status=304)
+    clock.offset += answers_module.KEPT_FOR + 1
+    assert walks.during(lambda: site.get(
+        page, headers={"Accept": JSON, "If-None-Match": etag}, status=304)) == 0  # fmt: skip
+    # A write: the next request walks, as before.
+    site.upload("open", make_wheel(site.tmp, "demo", "2.0"))
+    assert walks.during(lambda: site.get(page, headers={"Accept": JSON})) == 1
+
+
+def test_an_answer_to_a_token_is_renewed_while_the_token_cache_vouches_for_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    walks = Walks(site)
+    page = "/team/simple/demo/"
+    site.get(page, site.reader, headers={"Accept": JSON})
+    site.get(page, site.reader, headers={"Accept": JSON})
+    clock.offset += answers_module.KEPT_FOR + 1
+    # The token cache's read of the token is older than it trusts: the walk reads it.
+    assert walks.during(lambda: site.get(page, site.reader, headers={"Accept": JSON})) == 1
+    site.get("/team/simple/demo/", site.reader, headers={"Accept": "text/html"})
+    clock.offset += answers_module.KEPT_FOR + 1
+    site.get("/team/simple/", site.reader, headers={"Accept": JSON})  # a walk: read again
+    assert walks.during(lambda: site.get(page, site.reader, headers={"Accept": JSON})) == 0
+    assert walks.during(lambda: site.get(page, site.reader, headers={"Accept": "text/html"})) == 0
+
+
+def test_downloads_and_cran_indexes_are_not_renewed(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only an answer whose read side names every document it was decided by."""
+    clock = Clock(monkeypatch)
+    walks = Walks(site)
+    download, page, cran = site.file_url("open"), "/open/simple/demo/", "/team/src/contrib/PACKAGES"
+    site.get(download)
+    site.get(page, headers={"Accept": JSON})
+    site.get(cran, site.admin)
+    clock.offset += answers_module.KEPT_FOR + 1
+    site.get("/team/simple/", site.admin, headers={"Accept": JSON})  # the token read again
+    assert walks.during(lambda: site.get(page, headers={"Accept": JSON})) == 0
+    assert walks.during(lambda: site.get(download)) == 1
+    assert walks.during(lambda: site.get(cran, site.admin)) == 1
+
+
+def test_a_document_changed_behind_the_storage_is_seen_when_renewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    site = Site(CountedFiles(tmp_path / "data"), tmp_path)
+    walks = Walks(site)
+    page = "/open/simple/demo/"
+    body = site.get(page, headers={"Accept": JSON}).body
+    # The project's document, rewritten by hand: the same records, another ETag.
+    document = _on_disk(site, "channels/open/pypi/projects/demo.json")
+    assert document.is_file()
+    document.write_bytes(document.read_bytes() + b"\n")
+    assert not site.walks(lambda: site.get(page, headers={"Accept": JSON}))  # its minute
+    clock.offset += answers_module.KEPT_FOR + 1
+    assert walks.during(lambda: site.get(page, headers={"Accept": JSON})) == 1
+    assert site.get(page, headers={"Accept": JSON}).body == body
+    # Removed by hand: the walk, and its 404.
+    document.unlink()
+    clock.offset += answers_module.KEPT_FOR + 1
+    site.get(page, headers={"Accept": JSON}, status=404)
+
+
+def test_a_channel_made_private_by_hand_is_seen_when_renewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    clock = Clock(monkeypatch)
+    site = Site(CountedFiles(tmp_path / "data"), tmp_path)
+    page = "/open/simple/demo/"
+    site.get(page, headers={"Accept": JSON})
+    record = _on_disk(site, "registry/channels/open.json")
+    assert record.is_file()
+    record.write_bytes(json.dumps({**json.loads(record.read_bytes()), "public": False}).encode())
+    clock.offset += answers_module.KEPT_FOR + 1
+    site.get(page, headers={"Accept": JSON}, status=401)
+
+
+def test_a_token_changed_by_hand_is_not_vouched_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    clock = Clock(monkeypatch)
+    site = Site(CountedFiles(tmp_path / "data"), tmp_path)
+    page = "/team/simple/demo/"
+    site.get(page, site.reader, headers={"Accept": JSON})
+    site.get(page, site.reader, headers={"Accept": JSON})  # kept, the token read since
+    reference = site.tokens.reference(site.reader)
+    assert reference is not None
+    record = _on_disk(site, f"registry/tokens/{reference['hash']}.json")
+    changed = {**json.loads(record.read_bytes()), "channels": ["other"]}
+    record.write_bytes(json.dumps(changed).encode())
+    clock.offset += answers_module.KEPT_FOR + 1
+    # Another request with the token walks and reads its record again, as it is now.
+    site.get("/other/simple/", site.reader, headers={"Accept": JSON})
+    site.get(page, site.reader, headers={"Accept": JSON}, status=403)

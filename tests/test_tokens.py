@@ -9,6 +9,7 @@ import re
 import time
 import types
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -585,3 +586,38 @@ def test_the_token_store_tells_how_it_trusts_a_token(monkeypatch: pytest.MonkeyP
     assert store.verify(mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ,
                                           token_id=signed.id)) is None  # fmt: skip
     assert store.trust(signed) == (None, 0.0)  # read as revoked
+
+
+def test_the_token_store_vouches_for_a_token_it_read_since_the_last_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What renews a kept answer past its minute (core.answers): a read of the token's
+    record made under the write word given, still trusted, that found this token."""
+    offset = [0.0]
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + offset[0])
+    storage = MemoryStorage()
+    written = storage.writes()
+    assert written is not None
+    store = TokenStore(storage, cache_ttl=5, secret_key="k" * 32)
+    secret, _ = store.create(channels=["team"], scope=Scope.READ)
+    token = store.verify(secret)  # read, then its first use noted: a write after the read
+    assert token is not None
+    assert not store.vouches(token, written())
+    offset[0] += 6
+    again = store.verify(secret)  # read again, since that write
+    assert again is not None and again is not token and again == token
+    assert store.vouches(token, written()) and store.vouches(again, written())
+    assert not store.vouches(token, written() + 1)  # under another word
+    assert not store.vouches(replace(token, channels=frozenset(["other"])), written())
+    assert not store.vouches(replace(token, id="b" * 12), written())  # never read
+    offset[0] += 6  # no longer trusted
+    assert not store.vouches(token, written())
+    signed = store.verify(mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ))
+    assert signed is not None and store.vouches(signed, written())
+    offset[0] += 6
+    assert not store.vouches(signed, written())
+    store.revoke(signed.id)
+    again_signed = mint_signed_token("k" * 32, channels=["*"], scope=Scope.READ, token_id=signed.id)
+    assert store.verify(again_signed) is None  # read as revoked
+    assert not store.vouches(signed, written())

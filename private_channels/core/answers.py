@@ -27,7 +27,8 @@ varies on, below, and these three):
   process, as the walk itself would see it;
 - **it is younger than** :data:`KEPT_FOR` seconds (a minute), so that a change made
   behind the storage's back (a file edited by hand), which no word tells, is seen
-  within that; and, for an answer to a token whose record was read *before* a write
+  within that (or it is *renewed* for as long again, below); and, for an answer to a
+  token whose record was read *before* a write
   the word tells of (a token the cache trusts for a while by time alone, however it
   was changed since: revoked, perhaps, by another process), no longer than the token
   cache trusts that read (:meth:`~..tokens.TokenStore.trust`, at most ``ttl``, the
@@ -36,6 +37,19 @@ varies on, below, and these three):
   the answer;
 - **its token has not expired**: checked against the clock on every use, as the token
   layer checks it on every request.
+
+An answer past its minute is renewed, not walked again, when the read side that offered
+it named every stored document it was decided by (``offer(..., renew=True)``): the
+walk's layers tell each document they checked, with the storage ETag they found, by
+:func:`depends` (the channel's record, a project's document), and the renewal checks
+each of them again with one ``stat``.  A document edited by hand is then seen within
+the minute, as before, for the price of the ``stat`` calls instead of the walk; the token
+is vouched for by the token cache (:meth:`~..tokens.TokenStore.vouches`: a read of its
+record made since the last write, still trusted, and the same token), or the walk
+reads it again.  A server asked for more pages than a minute brings back (10,000
+projects, each asked for now and then) then answers a page it has kept for what one
+asked every second costs, less a few ``stat`` calls (docs/performance.md, seventeenth
+round).
 
 It is kept under a keyed digest of the request's method, ``SCRIPT_NAME``,
 ``PATH_INFO``, query, credential headers (``Authorization``, ``X-Auth``; a token in the
@@ -71,7 +85,7 @@ from ..storage import TellsWrites
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from ..storage import Storage
+    from ..storage import Stat, Storage
     from ..tokens import Token, TokenStore
 
 __all__ = [
@@ -80,18 +94,23 @@ __all__ = [
     "MAX_ANSWERS",
     "MAX_BYTES",
     "PRECONDITIONS",
+    "SOURCES_KEY",
     "Answers",
+    "depends",
     "offer",
 ]
 
 #: Where a read side finds the list its offers go to (absent: nothing is kept).
 ANSWERS_KEY = "private_channels.answers"
-#: At most this many answers are kept, and at most :data:`MAX_BYTES` of their bodies;
-#: past either, the older half of them go at once.
-MAX_ANSWERS = 16_384
-MAX_BYTES = 32 * 1024 * 1024
-#: Seconds an answer is kept at most while nothing is written: how long a change made
-#: behind the storage's back may go unseen.
+#: Where the walk's layers name the stored documents an answer was decided by.
+SOURCES_KEY = "private_channels.sources"
+#: At most this many answers are kept (each format of each page of 10,000 projects),
+#: and at most :data:`MAX_BYTES` of their bodies; past either, the older half of them
+#: go at once.
+MAX_ANSWERS = 32_768
+MAX_BYTES = 64 * 1024 * 1024
+#: Seconds an answer is kept at most while nothing is written before its documents are
+#: checked again: how long a change made behind the storage's back may go unseen.
 KEPT_FOR = 60.0
 
 #: The request fields after which a server may answer 304, 206, 412 or 416 instead:
@@ -110,7 +129,8 @@ R = TypeVar("R", bound="WSGIApplication")
 # An answer kept: the storage's word it was decided under, until when (monotonic), its
 # token's expiry (time.time(), as Token.expired reads it; None: none), the fields it
 # varies on and their values, the response, the identity to leave in the environ (the
-# token and where it came from; None for an anonymous read) and about its bytes.
+# token and where it came from; None for an anonymous read), about its bytes, and the
+# documents it was decided by with their ETags (None: it is not renewed).
 _Entry = tuple[
     int,
     float,
@@ -121,36 +141,69 @@ _Entry = tuple[
     "Token | None",
     str,
     int,
+    "tuple[tuple[str, str], ...] | None",
 ]
 #: How a token is trusted: TokenStore.trust.
 Trust = Callable[["Token"], tuple["int | None", float]]
+#: Whether the token cache vouches for a token under a write word: TokenStore.vouches.
+Vouches = Callable[["Token", int], bool]
 
 
-def offer(environ: WSGIEnvironment, response: R, *, vary: tuple[str, ...] = (), size: int = 0) -> R:
+def offer(
+    environ: WSGIEnvironment,
+    response: R,
+    *,
+    vary: tuple[str, ...] = (),
+    size: int = 0,
+    renew: bool = False,
+) -> R:
     """Offer ``response``, the answer to this request, to be kept; return it.
 
     Only for an answer decided by the request's method, path, query and credentials,
     the storage's content and the request fields named in ``vary`` (their absence
     counts as a value), that answers every request like it the same way, any number
     of times at once: a :class:`~.document.DocumentResponse`, a small file in memory.
-    ``size`` is about the bytes it holds.
+    ``size`` is about the bytes it holds.  ``renew``: besides the token, the answer was
+    decided by the stored documents named with :func:`depends` in this walk alone, so
+    that it may be renewed past :data:`KEPT_FOR` while each has the ETag named.
     """
     offers: list[tuple[Any, ...]] | None = environ.get(ANSWERS_KEY)
     if offers is not None:
-        offers.append((response, vary, tuple(map(environ.get, vary)), size))
+        offers.append((response, vary, tuple(map(environ.get, vary)), size, renew))
     return response
+
+
+def depends(environ: WSGIEnvironment, key: str, etag: str) -> None:
+    """Name a stored document that decides this request's answer, with the storage ETag
+    the walk found it at (see :func:`offer`'s ``renew``)."""
+    sources: list[tuple[str, str]] | None = environ.get(SOURCES_KEY)
+    if sources is not None:
+        sources.append((key, etag))
 
 
 class Answers:
     """The answers kept for one storage (see the module)."""
 
-    __slots__ = ("_bytes", "_entries", "_kept_for", "_secret", "_trust", "_ttl", "_written")
+    __slots__ = (
+        "_bytes", "_entries", "_kept_for", "_secret", "_stat", "_trust", "_ttl", "_vouches",
+        "_written",
+    )  # fmt: skip
 
-    def __init__(self, written: Callable[[], int], *, ttl: float, trust: Trust) -> None:
+    def __init__(
+        self,
+        written: Callable[[], int],
+        *,
+        ttl: float,
+        trust: Trust,
+        vouches: Vouches,
+        stat: Callable[[str], Stat],
+    ) -> None:
         self._written = written
         self._ttl = ttl
         self._kept_for = max(KEPT_FOR, ttl)
         self._trust = trust
+        self._vouches = vouches
+        self._stat = stat
         self._secret = os.urandom(32)
         self._entries: dict[bytes, _Entry] = {}
         self._bytes = 0
@@ -166,7 +219,7 @@ class Answers:
         written = storage.writes()
         if written is None:
             return None
-        return cls(written, ttl=ttl, trust=tokens.trust)
+        return cls(written, ttl=ttl, trust=tokens.trust, vouches=tokens.vouches, stat=storage.stat)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -202,12 +255,12 @@ class Answers:
         word = self._written()
         entry = self._entries.get(key)
         if entry is not None:
-            kept_word, until, expires, names, values, response, token, source, _ = entry
+            kept_word, until, expires, names, values, response, token, source, _, _ = entry
             if (
                 kept_word == word
-                and time.monotonic() < until
                 and (expires is None or time.time() < expires)
                 and tuple(map(get, names)) == values
+                and (time.monotonic() < until or self._renewed(key, entry, word))
             ):
                 # What the token layer leaves in the environ (auth.TokenAuthMiddleware).
                 if token is None:
@@ -226,10 +279,27 @@ class Answers:
         started = time.monotonic()
         offers: list[tuple[Any, ...]] = []
         environ[ANSWERS_KEY] = offers
+        environ[SOURCES_KEY] = []
         body = read(environ, start_response)
         if len(offers) == 1:
             self._keep(key, word, started, offers[0], environ)
         return body
+
+    def _renewed(self, key: bytes, entry: _Entry, word: int) -> bool:
+        """Whether an answer past its time, kept under ``word`` (still the storage's),
+        is renewed: it names the documents it was decided by, each has the ETag it had,
+        and the token cache vouches for its token under ``word`` (read since the last
+        write, trusted still, and the same token)."""
+        sources, token = entry[9], entry[6]
+        if sources is None or (token is not None and not self._vouches(token, word)):
+            return False
+        try:
+            if any(self._stat(source).etag != etag for source, etag in sources):
+                return False
+        except OSError:  # gone, or not readable: the walk says what
+            return False
+        self._entries[key] = (entry[0], time.monotonic() + self._kept_for, *entry[2:])
+        return True
 
     def _keep(
         self,
@@ -239,7 +309,7 @@ class Answers:
         offered: tuple[Any, ...],
         environ: WSGIEnvironment,
     ) -> None:
-        response, names, values, size = offered
+        response, names, values, size, renew = offered
         token: Token | None = environ.get(IDENTITY_KEY)
         if token is None:  # an anonymous read: decided by the storage alone
             until = started + self._kept_for
@@ -263,6 +333,7 @@ class Answers:
             token,
             environ.get(TOKEN_SOURCE_KEY, ""),
             size,
+            tuple(environ[SOURCES_KEY]) if renew else None,
         )
         self._bytes += size
 

@@ -43,7 +43,7 @@ from werkzeug.http import is_resource_modified, parse_accept_header
 from werkzeug.wrappers import Response
 
 from ..auth import authorize
-from ..core.answers import PRECONDITIONS, offer
+from ..core.answers import PRECONDITIONS, depends, offer
 from ..core.blobs import RecordDocument
 from ..core.document import DocumentResponse
 from ..core.download import file_response
@@ -306,10 +306,12 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             ),
             vary=("Accept",),
         )
+        # Decided by the path, the credentials, Accept and this document (the channel's
+        # record, which decided the rest, the channel layer named).
+        depends(environ, key, storage_etag)
         if not body:  # the 304 this request's preconditions earn, without the page
-            return offer(environ, response, vary=("HTTP_ACCEPT", *PRECONDITIONS))
-        # Decided by the path, the query's format, the credentials, Accept and storage.
-        return offer(environ, response, vary=("HTTP_ACCEPT",), size=len(body))
+            return offer(environ, response, vary=("HTTP_ACCEPT", *PRECONDITIONS), renew=True)
+        return offer(environ, response, vary=("HTTP_ACCEPT",), size=len(body), renew=True)
 
     # -- projects from the upstream -------------------------------------------------
 
