@@ -610,6 +610,13 @@ def _on_disk(site: Site, key: str) -> Path:
     return site.tmp / "data" / key
 
 
+def _edit_by_hand(document: Path, **fields: Any) -> None:
+    """Change fields of a stored JSON document behind the storage's back."""
+    import json
+
+    document.write_bytes(json.dumps({**json.loads(document.read_bytes()), **fields}).encode())
+
+
 def test_a_page_past_its_time_is_renewed_while_its_documents_are_unchanged(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -697,15 +704,11 @@ def test_a_document_changed_behind_the_storage_is_seen_when_renewed(
 def test_a_channel_made_private_by_hand_is_seen_when_renewed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import json
-
     clock = Clock(monkeypatch)
     site = Site(CountedFiles(tmp_path / "data"), tmp_path)
     page = "/open/simple/demo/"
     site.get(page, headers={"Accept": JSON})
-    record = _on_disk(site, "registry/channels/open.json")
-    assert record.is_file()
-    record.write_bytes(json.dumps({**json.loads(record.read_bytes()), "public": False}).encode())
+    _edit_by_hand(_on_disk(site, "registry/channels/open.json"), public=False)
     clock.offset += answers_module.KEPT_FOR + 1
     site.get(page, headers={"Accept": JSON}, status=401)
 
@@ -713,8 +716,6 @@ def test_a_channel_made_private_by_hand_is_seen_when_renewed(
 def test_a_token_changed_by_hand_is_not_vouched_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import json
-
     clock = Clock(monkeypatch)
     site = Site(CountedFiles(tmp_path / "data"), tmp_path)
     page = "/team/simple/demo/"
@@ -722,9 +723,7 @@ def test_a_token_changed_by_hand_is_not_vouched_for(
     site.get(page, site.reader, headers={"Accept": JSON})  # kept, the token read since
     reference = site.tokens.reference(site.reader)
     assert reference is not None
-    record = _on_disk(site, f"registry/tokens/{reference['hash']}.json")
-    changed = {**json.loads(record.read_bytes()), "channels": ["other"]}
-    record.write_bytes(json.dumps(changed).encode())
+    _edit_by_hand(_on_disk(site, f"registry/tokens/{reference['hash']}.json"), channels=["other"])
     clock.offset += answers_module.KEPT_FOR + 1
     # Another request with the token walks and reads its record again, as it is now.
     site.get("/other/simple/", site.reader, headers={"Accept": JSON})

@@ -8,7 +8,7 @@ import io
 import re
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -558,17 +558,25 @@ def test_store_round_trip_through_json(storage: Storage) -> None:
     assert [t.id for t in store.list()] == [token.id]
 
 
-def test_the_token_store_tells_how_it_trusts_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What kept answers (core.answers) ask: the write word read before the token's
-    record (or a signed token's revocation marker) was read, while the cache holds
-    that very read."""
+def _watched_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[float], TokenStore, Callable[[], int]]:
+    """A token store over memory (5 s cache, a signing key), ``time.monotonic`` moved
+    on by ``offset[0]``, and the storage's write word."""
     offset = [0.0]
     real = time.monotonic
     monkeypatch.setattr(time, "monotonic", lambda: real() + offset[0])
     storage = MemoryStorage()
     written = storage.writes()
     assert written is not None
-    store = TokenStore(storage, cache_ttl=5, secret_key="k" * 32)
+    return offset, TokenStore(storage, cache_ttl=5, secret_key="k" * 32), written
+
+
+def test_the_token_store_tells_how_it_trusts_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What kept answers (core.answers) ask: the write word read before the token's
+    record (or a signed token's revocation marker) was read, while the cache holds
+    that very read."""
+    offset, store, written = _watched_store(monkeypatch)
     secret, made = store.create(channels=["*"], scope=Scope.READ)
     before = written()
     token = store.verify(secret)  # reads its record, then notes its first use (a write)
@@ -593,13 +601,7 @@ def test_the_token_store_vouches_for_a_token_it_read_since_the_last_write(
 ) -> None:
     """What renews a kept answer past its minute (core.answers): a read of the token's
     record made under the write word given, still trusted, that found this token."""
-    offset = [0.0]
-    real = time.monotonic
-    monkeypatch.setattr(time, "monotonic", lambda: real() + offset[0])
-    storage = MemoryStorage()
-    written = storage.writes()
-    assert written is not None
-    store = TokenStore(storage, cache_ttl=5, secret_key="k" * 32)
+    offset, store, written = _watched_store(monkeypatch)
     secret, _ = store.create(channels=["team"], scope=Scope.READ)
     token = store.verify(secret)  # read, then its first use noted: a write after the read
     assert token is not None
