@@ -610,6 +610,13 @@ def _on_disk(site: Site, key: str) -> Path:
     return site.tmp / "data" / key
 
 
+@pytest.fixture
+def on_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Clock, Site]:
+    """The site on the file system, which can be changed behind the storage's back, and
+    a clock to move on."""
+    return Clock(monkeypatch), Site(CountedFiles(tmp_path / "data"), tmp_path)
+
+
 def _edit_by_hand(document: Path, **fields: Any) -> None:
     """Change fields of a stored JSON document behind the storage's back."""
     import json
@@ -680,10 +687,9 @@ def test_downloads_and_cran_indexes_are_not_renewed(
 
 
 def test_a_document_changed_behind_the_storage_is_seen_when_renewed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    on_files: tuple[Clock, Site],
 ) -> None:
-    clock = Clock(monkeypatch)
-    site = Site(CountedFiles(tmp_path / "data"), tmp_path)
+    clock, site = on_files
     walks = Walks(site)
     page = "/open/simple/demo/"
     body = site.get(page, headers={"Accept": JSON}).body
@@ -701,11 +707,8 @@ def test_a_document_changed_behind_the_storage_is_seen_when_renewed(
     site.get(page, headers={"Accept": JSON}, status=404)
 
 
-def test_a_channel_made_private_by_hand_is_seen_when_renewed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = Clock(monkeypatch)
-    site = Site(CountedFiles(tmp_path / "data"), tmp_path)
+def test_a_channel_made_private_by_hand_is_seen_when_renewed(on_files: tuple[Clock, Site]) -> None:
+    clock, site = on_files
     page = "/open/simple/demo/"
     site.get(page, headers={"Accept": JSON})
     _edit_by_hand(_on_disk(site, "registry/channels/open.json"), public=False)
@@ -713,11 +716,8 @@ def test_a_channel_made_private_by_hand_is_seen_when_renewed(
     site.get(page, headers={"Accept": JSON}, status=401)
 
 
-def test_a_token_changed_by_hand_is_not_vouched_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = Clock(monkeypatch)
-    site = Site(CountedFiles(tmp_path / "data"), tmp_path)
+def test_a_token_changed_by_hand_is_not_vouched_for(on_files: tuple[Clock, Site]) -> None:
+    clock, site = on_files
     page = "/team/simple/demo/"
     site.get(page, site.reader, headers={"Accept": JSON})
     site.get(page, site.reader, headers={"Accept": JSON})  # kept, the token read since
