@@ -19,15 +19,14 @@ from urllib.parse import quote, urlsplit
 
 from ..channels import Channel
 from ..core.ecosystem import (
-    Description,
     ListedFile,
     Package,
     PackageDetail,
     Snippet,
     curl_upload,
     listed_packages,
+    package_detail,
     path_token_url,
-    shown_version,
 )
 from .package import version_key
 from .render import newest_first
@@ -80,20 +79,15 @@ def package(
                      key=newest_first, reverse=True)  # fmt: skip
     if not records:
         return None
-    versions = sorted({r.index["version"] for r in records}, key=version_key)
-    version = shown_version(version, ((r.index["version"], r.yanked) for r in records))
-    chosen = next(r for r in records if r.index["version"] == version)
-    text = chosen.about.get("description", "")
-    about = [("License", v) for v in (chosen.index.get("license"),) if v]
-    about += [(label, v) for key, label in _ABOUT if (v := chosen.about.get(key))]
-    return PackageDetail(
-        package=Package(ECOSYSTEM, name, name, tuple(versions)),
-        files=tuple(_listed(r) for r in records),
-        version=version,
-        summary=chosen.about.get("summary", ""),
-        description=Description(text) if text else None,
-        about=tuple(about),
-    )
+
+    def describe(version: str) -> tuple[str, str, list[tuple[str, str]]]:
+        chosen = next(r for r in records if r.index["version"] == version)
+        about = [("License", v) for v in (chosen.index.get("license"),) if v]
+        about += [(label, v) for key, label in _ABOUT if (v := chosen.about.get(key))]
+        return chosen.about.get("summary", ""), chosen.about.get("description", ""), about
+
+    return package_detail(ECOSYSTEM, name, map(_listed, records), key=version_key,
+                          requested=version, describe=describe)  # fmt: skip
 
 
 def snippets(channel_url: str, package: Package | None) -> list[Snippet]:

@@ -64,6 +64,7 @@ __all__ = [
     "UploadKind",
     "curl_upload",
     "listed_packages",
+    "package_detail",
     "path_token_url",
     "shown_version",
 ]
@@ -221,6 +222,33 @@ class PackageDetail:
     description: Description | None = None
     #: Facts about ``version`` worth showing (license, maintainer, home page...).
     about: tuple[tuple[str, str], ...] = ()
+
+
+def package_detail(
+    ecosystem: str,
+    name: str,
+    files: Iterable[ListedFile],
+    *,
+    key: Callable[[str], Any],
+    requested: str | None,
+    describe: Callable[[str], tuple[str, str, Iterable[tuple[str, str]]]],
+) -> PackageDetail:
+    """The :class:`PackageDetail` of a package whose name is its handle (R, conda):
+    ``files`` newest version first (at least one), its versions in ``key``'s order, the
+    version :func:`shown_version` picks, and what ``describe`` says of that version (its
+    summary, its description as plain text, its :attr:`~PackageDetail.about`)."""
+    files = tuple(files)
+    versions = tuple(sorted({f.version for f in files}, key=key))
+    version = shown_version(requested, ((f.version, f.yanked) for f in files))
+    summary, text, about = describe(version)
+    return PackageDetail(
+        package=Package(ecosystem, name, name, versions),
+        files=files,
+        version=version,
+        summary=summary,
+        description=Description(text) if text else None,
+        about=tuple(about),
+    )
 
 
 def shown_version(requested: str | None, files: Iterable[tuple[str, str | None]]) -> str:

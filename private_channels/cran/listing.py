@@ -18,15 +18,14 @@ from urllib.parse import quote
 
 from ..channels import Channel
 from ..core.ecosystem import (
-    Description,
     ListedFile,
     Package,
     PackageDetail,
     Snippet,
     curl_upload,
     listed_packages,
+    package_detail,
     path_token_url,
-    shown_version,
 )
 from .description import r_version_key, valid_package_name
 from .manage import ECOSYSTEM
@@ -100,9 +99,6 @@ def package(
     ordered = sorted(
         files.values(), key=lambda e: (_version_order(e[0].version), e[0].upload_time), reverse=True
     )
-    versions = sorted({e[0].version for e in ordered}, key=_version_order)
-    version = shown_version(version, ((e[0].version, e[0].yanked) for e in ordered))
-    chosen = next(e[0] for e in ordered if e[0].version == version)
     listed = []
     for record, url, where in ordered:
         details = [("Directory", ", ".join(where))]
@@ -112,17 +108,15 @@ def package(
                 record, version=record.version, url=url, yanked=record.yanked, details=details
             )
         )
-    text = chosen.about.get("Description", "")
-    about = [(k, v) for k in ("License",) if (v := chosen.fields.get(k))]
-    about += [(k, v) for k in ("Maintainer", "URL", "BugReports") if (v := chosen.about.get(k))]
-    return PackageDetail(
-        package=Package(ECOSYSTEM, name, name, tuple(versions)),
-        files=tuple(listed),
-        version=version,
-        summary=chosen.about.get("Title", ""),
-        description=Description(text) if text else None,
-        about=tuple(about),
-    )
+
+    def describe(version: str) -> tuple[str, str, list[tuple[str, str]]]:
+        chosen = next(e[0] for e in ordered if e[0].version == version)
+        about = [(k, v) for k in ("License",) if (v := chosen.fields.get(k))]
+        about += [(k, v) for k in ("Maintainer", "URL", "BugReports") if (v := chosen.about.get(k))]
+        return chosen.about.get("Title", ""), chosen.about.get("Description", ""), about
+
+    return package_detail(ECOSYSTEM, name, listed, key=_version_order, requested=version,
+                          describe=describe)  # fmt: skip
 
 
 def snippets(channel_url: str, package: Package | None) -> list[Snippet]:
