@@ -111,12 +111,30 @@ def gunicorn_arguments(workers: int) -> list[str]:
     open a new one for each request.  A threaded worker's main loop reports every
     second whatever its threads do, and keeps connections alive; on 2 cores it also
     answered about a quarter more requests a second (docs/performance.md).
+
+    Where gunicorn has one (version 25.1 and later), its control socket stays closed: a
+    Unix socket under ``$XDG_RUNTIME_DIR`` or ``~/.gunicorn`` that takes commands (stop
+    the workers, reload, show the configuration) is not a way into the server that
+    ``serve`` needs, and every gunicorn of one user on a host binds the same path, so
+    that a second server takes the first one's over and removes it when it stops.
     """
-    return [
+    arguments = [
         "--workers", str(workers),
         "--worker-class", "gthread",
         "--threads", str(GUNICORN_THREADS),
     ]  # fmt: skip
+    if "control_socket_disable" in _gunicorn_settings():
+        arguments.append("--no-control-socket")
+    return arguments
+
+
+def _gunicorn_settings() -> frozenset[str]:
+    """The names of the installed gunicorn's settings (none without gunicorn)."""
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:
+        return frozenset()
+    return frozenset(setting.name for setting in KNOWN_SETTINGS)
 
 
 def _log_waitress() -> None:

@@ -447,6 +447,28 @@ def test_serve_workers_runs_gunicorn_on_the_bound_port(
     assert tokens["read"] not in log
 
 
+def test_serve_workers_opens_no_control_socket(
+    tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    """gunicorn 25.1 and later listen on a control socket of their own, one path for
+    every gunicorn of a user; ``serve --workers`` asks for none."""
+    env, tokens = deployment
+    runtime, home = tmp_path / "runtime", tmp_path / "home"
+    runtime.mkdir()
+    home.mkdir()
+    places = {**env, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
+    with serving_workers(tmp_path, places, 1) as server:
+        assert server.get(f"/api/repo/t/{tokens['read']}/team/simple/")[0] == 200
+        # While it runs (gunicorn removes its socket when it stops), for a while: its
+        # arbiter binds it from a thread of its own after starting the workers, within
+        # a fraction of a second.
+        deadline = time.monotonic() + 3
+        while not [*runtime.iterdir(), *home.iterdir()] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [*runtime.iterdir(), *home.iterdir()] == []
+        assert "Control socket" not in server.log.read_text()
+
+
 def test_serve_workers_answers_an_upload_that_outlasts_gunicorns_worker_timeout(
     tmp_path: Path, deployment: tuple[dict[str, str], dict[str, str]]
 ) -> None:

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from private_channels import ChannelRegistry, Scope, TokenStore, open_storage
+from private_channels import ChannelRegistry, Scope, TokenStore, open_storage, serving
 from private_channels import cli as command_line
-from private_channels.serving import COLLECT_AFTER, collect_less
+from private_channels.serving import COLLECT_AFTER, collect_less, gunicorn_arguments
 
 from .packages import make_wheel
 from .support import cli, live_server
@@ -137,6 +137,19 @@ def test_workers_is_gunicorn_and_no_other_server(tmp_path: Path) -> None:
     assert result.stderr == (
         "private-channels: error: --workers runs gunicorn; leave it out to run werkzeug\n"
     )
+
+
+def test_gunicorn_arguments_are_options_of_the_installed_gunicorn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gunicorn.config import Config
+
+    parsed = Config().parser().parse_args([*gunicorn_arguments(3), "app:app"])
+    assert (parsed.workers, parsed.worker_class, parsed.threads) == (3, "gthread", 8)
+    assert parsed.control_socket_disable is True  # gunicorn 25.1 and later
+    # A gunicorn from before its control socket knows no option to close it.
+    monkeypatch.setattr(serving, "_gunicorn_settings", frozenset)
+    assert "--no-control-socket" not in gunicorn_arguments(3)
 
 
 def test_waitress_logs_no_token_of_a_request_that_failed(tmp_path: Path) -> None:
