@@ -6,9 +6,10 @@
 
 It does the least a package index can do on the same server: map the path to a file
 under ``LIMIT_ROOT`` (``<path>/index.json`` or ``index.html`` by a plain look at
-``Accept`` for a page, the file itself otherwise), answer ``304`` when
-``If-None-Match`` names its ETag (from ``fstat``: no hashing), and send files through
-``wsgi.file_wrapper`` in blocks of the same size as private-channels.  An upload (a
+``Accept`` for a page, the file itself otherwise), ``stat`` it, answer ``304`` when
+``If-None-Match`` names its ETag (from the stat: no hashing, no open), and send a file
+of up to 64 KiB read whole, a larger one through ``wsgi.file_wrapper`` in blocks of
+the same size as private-channels (gunicorn sends that with ``sendfile``).  An upload (a
 ``POST``) is parsed with werkzeug's multipart parser and its file written to
 ``LIMIT_ROOT/uploads/`` and fsynced once: no authentication, no validation, no index.
 ``side_by_side.py`` runs private-channels against it on the same server; their ratio
@@ -18,12 +19,14 @@ is what docs/performance.md reports.
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 
 from werkzeug.formparser import parse_form_data
 
 ROOT = os.environ.get("LIMIT_ROOT", ".")
 BLOCK_SIZE = 512 * 1024
+WHOLE = 64 * 1024
 TYPES = {
     ".json": "application/vnd.pypi.simple.v1+json",
     ".html": "text/html; charset=utf-8",
@@ -60,15 +63,16 @@ def app(environ, start_response):  # type: ignore[no-untyped-def]
     if environ["REQUEST_METHOD"] == "POST":
         return _upload(environ, start_response)
     path = _page(environ.get("PATH_INFO", "/"), environ.get("HTTP_ACCEPT", ""))
+    full = os.path.join(ROOT, path.lstrip("/"))
     try:
-        stream = open(os.path.join(ROOT, path.lstrip("/")), "rb")  # noqa: SIM115
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        st = os.stat(full)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
         return [b""]
-    st = os.fstat(stream.fileno())
     etag = f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'
     if environ.get("HTTP_IF_NONE_MATCH") == etag:
-        stream.close()
         start_response("304 Not Modified", [("ETag", etag)])
         return [b""]
     content_type = TYPES.get(os.path.splitext(path)[1], "application/octet-stream")
@@ -77,8 +81,13 @@ def app(environ, start_response):  # type: ignore[no-untyped-def]
     headers = [("Content-Type", content_type), ("Content-Length", str(st.st_size)), ("ETag", etag)]
     start_response("200 OK", headers)
     if environ.get("REQUEST_METHOD") == "HEAD":
-        stream.close()
         return [b""]
+    stream = open(full, "rb")  # noqa: SIM115
+    if st.st_size <= WHOLE:
+        # One read: cheaper than the file wrapper's seeks and reads for a small file
+        # on every server (nineteenth round of docs/performance.md).
+        with stream:
+            return [stream.read()]
     wrapper = environ.get("wsgi.file_wrapper")
     if wrapper is not None:
         return wrapper(stream, BLOCK_SIZE)  # type: ignore[no-any-return]
