@@ -6,6 +6,8 @@
     python benchmarks/ab.py HEAD~3 --server waitress
     python benchmarks/ab.py main --server gunicorn --workloads "upload" --rounds 6
 
+    python benchmarks/ab.py 964f77f --limit --server gunicorn   # the limit app, A and B
+
 The full harness (``side_by_side.py``) compares us with the limit; a change of a few
 per cent hides in its noise on a shared 2-core machine.  Here both trees serve the same
 channel (the harness's dataset, filled if missing) at once, and each workload runs on
@@ -15,6 +17,9 @@ the server's CPU time a request (its processes' user and system time over each b
 from ``/proc``), less blurred than the rates by the clients sharing the machine.  The
 revision is checked out with ``git worktree`` into a temporary directory, removed at
 the end; after an upload workload the project documents are put back as filled.
+With ``--limit`` the two are each tree's ``limit_app.py`` instead of private-channels,
+over the channel's pre-rendered tree, as the harness serves the limit (which is how the
+nineteenth round of docs/performance.md compared two limits).
 """
 
 from __future__ import annotations
@@ -39,10 +44,16 @@ DEFAULT_WORKLOADS = "project page (JSON),304 revalidation,small download"
 
 
 def serve(
-    tree: Path, label: str, dataset: harness.Dataset, server: str, logs: Path
+    tree: Path, label: str, dataset: harness.Dataset, server: str, logs: Path, *, limit: bool
 ) -> harness.Running:
-    """Ours, as the harness starts it, from ``tree``."""
+    """Ours, or with ``limit`` the limit app, as the harness starts it, from ``tree``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
+    if limit:
+        port = harness.free_port()
+        env |= {"LIMIT_ROOT": str(dataset.static), "PYTHONPATH": str(tree / "benchmarks")}
+        command = [sys.executable, str(HERE / "run_server.py"), "--server", server,
+                   "--port", str(port), "limit_app:app"]  # fmt: skip
+        return harness.start(label, command, env, logs / f"ab-limit-{label}.log", port)
     env["PYTHONPATH"] = str(tree)  # ahead of the installed package
     return harness.start_ours(label, dataset, server, env, logs / f"ab-{label}.log")
 
@@ -51,6 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("revision", help="the tree to compare this checkout with (A)")
     parser.add_argument("--server", default="waitress", choices=harness.SERVERS)
+    parser.add_argument(
+        "--limit", action="store_true", help="compare the trees' limit apps instead of ours"
+    )
     harness.burst_options(parser, workloads=DEFAULT_WORKLOADS, rounds=8, seconds=2.0)
     args = parser.parse_args()
     dataset, workloads = harness.burst_setup(parser, args)
@@ -75,15 +89,17 @@ def compare(
     trees: dict[str, Path],
     workloads: list[harness.Workload],
 ) -> None:
+    target = "limit" if args.limit else "ours"  # the URLs and credentials its requests use
     running = {
-        label: serve(t, label, dataset, args.server, args.work) for label, t in trees.items()
+        label: serve(t, label, dataset, args.server, args.work, limit=args.limit)
+        for label, t in trees.items()
     }
     try:
         for run in running.values():
-            harness.warm(run.port, "ours", dataset, args.server)
+            harness.warm(run.port, target, dataset, args.server)
         states = {
             label: {
-                "etags": harness.etags(run.port, "ours", dataset),
+                "etags": harness.etags(run.port, target, dataset),
                 "run": random.randrange(10**6),
             }
             for label, run in running.items()
@@ -96,7 +112,7 @@ def compare(
                     for label in ("A", "B") if i % 2 == 0 else ("B", "A"):
                         used, began = running[label].cpu_seconds(), time.perf_counter()
                         rate, _ = harness.measure(
-                            pool, 2, running[label].port, workload, "ours", dataset,
+                            pool, 2, running[label].port, workload, target, dataset,
                             states[label], args.seconds, 8,
                         )  # fmt: skip
                         requests = rate * (time.perf_counter() - began)

@@ -1,5 +1,6 @@
 """What a request costs the server: the limit and private-channels on one WSGI server,
-their CPU time and context switches a request, in alternating bursts.
+their CPU time and context switches a request, in alternating bursts (the limit first
+in the first round, ours first in the next, and so on: ``side_by_side.round_order``).
 
 ::
 
@@ -53,8 +54,8 @@ def main() -> None:
         }  # fmt: skip
         with multiprocessing.get_context("fork").Pool(2) as pool:
             for workload in workloads:
-                for _ in range(args.rounds):
-                    for target, run in running.items():
+                for i in range(args.rounds):
+                    for target, run in harness.round_order(running, i):
                         cpu, switches, idle = run.cpu_seconds(), run.context_switches(), _busy()
                         began = time.perf_counter()
                         rate, errors = harness.measure(
