@@ -49,11 +49,8 @@ def serve(
     """Ours, or with ``limit`` the limit app, as the harness starts it, from ``tree``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVATE_CHANNELS_")}
     if limit:
-        port = harness.free_port()
-        env |= {"LIMIT_ROOT": str(dataset.static), "PYTHONPATH": str(tree / "benchmarks")}
-        command = [sys.executable, str(HERE / "run_server.py"), "--server", server,
-                   "--port", str(port), "limit_app:app"]  # fmt: skip
-        return harness.start(label, command, env, logs / f"ab-limit-{label}.log", port)
+        log = logs / f"ab-limit-{label}.log"
+        return harness.start_limit(label, dataset, server, env, log, tree / "benchmarks")
     env["PYTHONPATH"] = str(tree)  # ahead of the installed package
     return harness.start_ours(label, dataset, server, env, logs / f"ab-{label}.log")
 

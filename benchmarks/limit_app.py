@@ -66,7 +66,7 @@ def app(environ, start_response):  # type: ignore[no-untyped-def]
     full = os.path.join(ROOT, path.lstrip("/"))
     try:
         st = os.stat(full)
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL in it
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])

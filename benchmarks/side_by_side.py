@@ -462,12 +462,7 @@ def start_targets(
     if devpi is not None:
         fill_devpi(dataset, devpi, env, logs)
     if "limit" in targets:
-        port = free_port()
-        limit_env = {**env, "LIMIT_ROOT": str(dataset.static), "PYTHONPATH": str(HERE)}
-        running["limit"] = start(
-            "limit", [sys.executable, *runner, "--port", str(port), "limit_app:app"],
-            limit_env, logs / f"limit-{tag}.log", port,
-        )  # fmt: skip
+        running["limit"] = start_limit("limit", dataset, server, env, logs / f"limit-{tag}.log")
     if "ours" in targets:
         running["ours"] = start_ours("ours", dataset, server, env, logs / f"ours-{tag}.log")
     if "pypiserver" in targets:
@@ -494,6 +489,20 @@ def start_targets(
         dataset.devpi_auth = devpi_login(running["devpi"].port)
         running["devpi"].reset_peak_rss()  # the login's argon2 hash (512 MiB) is not serving
     return running
+
+
+def start_limit(
+    name: str, dataset: Dataset, server: str, env: dict[str, str], log: Path,
+    benchmarks: Path = HERE,
+) -> Running:  # fmt: skip
+    """``limit_app.py`` of ``benchmarks`` (this checkout's, or another tree's for
+    ``ab.py --limit``) over the dataset's pre-rendered tree, on ``server`` as ``serve``
+    configures it."""
+    port = free_port()
+    env = {**env, "LIMIT_ROOT": str(dataset.static), "PYTHONPATH": str(benchmarks)}
+    command = [sys.executable, str(HERE / "run_server.py"), "--server", server,
+               "--port", str(port), "limit_app:app"]  # fmt: skip
+    return start(name, command, env, log, port)
 
 
 def start_ours(name: str, dataset: Dataset, server: str, env: dict[str, str], log: Path) -> Running:
