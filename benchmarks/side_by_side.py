@@ -376,9 +376,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(name: str, command: list[str], env: dict[str, str], log: Path, port: int) -> Running:
+def start(
+    name: str, command: list[str], env: dict[str, str], log: Path, port: int,
+    cwd: Path | None = None,
+) -> Running:  # fmt: skip
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -505,15 +508,21 @@ def start_limit(
     return start(name, command, env, log, port)
 
 
-def start_ours(name: str, dataset: Dataset, server: str, env: dict[str, str], log: Path) -> Running:
+def start_ours(
+    name: str, dataset: Dataset, server: str, env: dict[str, str], log: Path,
+    tree: Path | None = None,
+) -> Running:  # fmt: skip
     """``private-channels serve`` over the dataset on ``server`` (gunicorn: 2 workers), as
-    the README starts it; ``env`` may put another tree ahead on ``PYTHONPATH``
-    (``ab.py``)."""
+    the README starts it; with ``tree``, that tree's code (``ab.py``): started in it,
+    since ``python -m`` puts the working directory ahead of ``PYTHONPATH`` and gunicorn
+    puts its own (``--chdir``, the working directory) ahead of both."""
     port = free_port()
     options = ["--workers", "2"] if server == "gunicorn" else ["--server", server]
     command = [sys.executable, "-m", "private_channels", "serve", "--storage",
                str(dataset.storage), "--port", str(port), *options]  # fmt: skip
-    return start(name, command, env, log, port)
+    if tree is not None:
+        env = {**env, "PYTHONPATH": str(tree)}
+    return start(name, command, env, log, port, cwd=tree)
 
 
 # -- devpi-server ----------------------------------------------------------------------
