@@ -16,7 +16,10 @@ B/A and the median of the per-round ratios (with their range) are what to read, 
 the server's CPU time a request (its processes' user and system time over each burst,
 from ``/proc``), less blurred than the rates by the clients sharing the machine.  The
 revision is checked out with ``git worktree`` into a temporary directory, removed at
-the end; after an upload workload the project documents are put back as filled.
+the end; each side is served from its own tree (its working directory too: ``python
+-m`` and gunicorn put that ahead of ``PYTHONPATH``), and the tool stops before it
+measures if a side would import code from elsewhere; after an upload workload the
+project documents are put back as filled.
 With ``--limit`` the two are each tree's ``limit_app.py`` instead of private-channels,
 over the channel's pre-rendered tree, as the harness serves the limit (which is how the
 nineteenth round of docs/performance.md compared two limits).
