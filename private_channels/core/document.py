@@ -40,6 +40,15 @@ _OTHER_PRECONDITIONS = frozenset(
 )
 
 
+def _spares_a_copy(wrapper: object) -> bool:
+    """Whether a large body in memory costs the server less through its file wrapper
+    than handed whole: waitress's, which sends the blocks it reads (one copy fewer).
+    gunicorn's reads them and sends each with a call of its own; handed whole, it sends
+    a body with one: ``PACKAGES`` of 10,000 projects (1.66 MB) 1.28 times as many a
+    second, with 28% less server CPU each (docs/performance.md, twentieth round)."""
+    return getattr(wrapper, "__module__", "").startswith("waitress.")
+
+
 class DocumentResponse:
     """``200`` with ``body``, or ``304`` to a client whose copy has ``etag`` (strong);
     ``headers`` go with both."""
@@ -78,12 +87,14 @@ class DocumentResponse:
         start_response("200 OK", [*self.headers, ("Content-Length", str(len(self.body)))])
         if method == "HEAD":
             return []
-        wrapper = environ.get("wsgi.file_wrapper")
-        if wrapper is not None and len(self.body) > _LARGE:
-            # A large index (the root page of 10,000 projects, PACKAGES) through the
-            # server's file wrapper: waitress then sends it from here, where a body it is
-            # handed it copies into its output buffer, and past 1 MB into a temporary file.
-            return wrapper(io.BytesIO(self.body), _LARGE)  # type: ignore[no-any-return]
+        if len(self.body) > _LARGE:
+            wrapper = environ.get("wsgi.file_wrapper")
+            if _spares_a_copy(wrapper):
+                # A large index (PACKAGES, a root page of tens of thousands of projects)
+                # through waitress's file wrapper: waitress then sends it from here,
+                # where a body it is handed it copies into its output buffer, and past
+                # 1 MB into a temporary file.
+                return wrapper(io.BytesIO(self.body), _LARGE)  # type: ignore[misc,no-any-return]
         return [self.body]
 
     def _werkzeug(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
