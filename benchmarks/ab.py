@@ -54,13 +54,6 @@ def serve(
     if limit:
         log = logs / f"ab-limit-{label}.log"
         return harness.start_limit(label, dataset, server, env, log, tree / "benchmarks")
-    imported = subprocess.run(
-        [sys.executable, "-c", "import private_channels; print(private_channels.__file__)"],
-        env={**env, "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True, text=True,
-        check=True,
-    ).stdout.strip()  # fmt: skip
-    if not Path(imported).resolve().is_relative_to(tree.resolve()):
-        raise SystemExit(f"ab.py: {label} would serve {imported}, not the code of {tree}")
     return harness.start_ours(label, dataset, server, env, logs / f"ab-{label}.log", tree)
 
 

@@ -515,13 +515,20 @@ def start_ours(
     """``private-channels serve`` over the dataset on ``server`` (gunicorn: 2 workers), as
     the README starts it; with ``tree``, that tree's code (``ab.py``): started in it,
     since ``python -m`` puts the working directory ahead of ``PYTHONPATH`` and gunicorn
-    puts its own (``--chdir``, the working directory) ahead of both."""
+    puts its own (``--chdir``, the working directory) ahead of both; it stops first if
+    the tree's code is not what that would import."""
     port = free_port()
     options = ["--workers", "2"] if server == "gunicorn" else ["--server", server]
     command = [sys.executable, "-m", "private_channels", "serve", "--storage",
                str(dataset.storage), "--port", str(port), *options]  # fmt: skip
     if tree is not None:
         env = {**env, "PYTHONPATH": str(tree)}
+        imported = subprocess.run(
+            [sys.executable, "-c", "import private_channels; print(private_channels.__file__)"],
+            env=env, cwd=tree, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        if not Path(imported).resolve().is_relative_to(tree.resolve()):
+            raise SystemExit(f"{name} would serve {imported}, not the code of {tree}")
     return start(name, command, env, log, port, cwd=tree)
 
 
