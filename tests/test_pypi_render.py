@@ -7,6 +7,8 @@ import json
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from packaging.utils import canonicalize_name
 
 from private_channels.pypi.render import (
@@ -18,6 +20,8 @@ from private_channels.pypi.render import (
     project_page,
     render,
     upload_time,
+    version_key,
+    version_ranks,
 )
 from private_channels.pypi.store import FileRecord, Project
 from private_channels.storage import Stat
@@ -98,6 +102,60 @@ def test_upload_time_is_pep_700_format(timestamp: float, expected: str) -> None:
     assert upload_time(timestamp) == expected
     parsed = dt.datetime.fromisoformat(expected)
     assert parsed.tzinfo == dt.UTC
+
+
+@given(st.floats(min_value=0, max_value=253402300798.0, allow_nan=False))
+def test_upload_time_is_what_strftime_gives(timestamp: float) -> None:
+    # From 1970 to the end of year 9999: isoformat, less its offset, as strftime wrote it.
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    assert upload_time(timestamp) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Versions as uploads and upstream pages spell them: PEP 440 ones, equal ones spelled
+# apart (1.0, 1.0.0, 1.0.post0 against 1.0-post0), and legacy ones that go last.
+_VERSIONS = st.sampled_from(
+    ["1.0", "1.0.0", "1!0.5", "0.9", "1.0a1", "1.0.post0", "1.0-post0", "2.0.dev3", "1.0+local",
+     "1.0+LOCAL", "10.0", "2", "not a version", "2013b", "", "0.9rc1", "v1.0"]
+)  # fmt: skip
+
+
+@given(st.lists(st.tuples(_VERSIONS, st.sampled_from("abc")), max_size=30))
+def test_files_sorted_by_rank_as_by_version_key(files: list[tuple[str, str]]) -> None:
+    ranks = version_ranks({version for version, _ in files})
+    # The two keys order every pair alike (below), so the stable sorts agree wholly.
+    assert sorted(files, key=lambda f: (ranks[f[0]], f[1])) == sorted(
+        files, key=lambda f: (version_key(f[0]), f[1])
+    )
+    assert list(ranks) == sorted(ranks, key=version_key)
+    # Equal by the key: one place; apart by it: places in its order.
+    for one in ranks:
+        for other in ranks:
+            assert (ranks[one] == ranks[other]) == (version_key(one) == version_key(other))
+            assert (ranks[one] < ranks[other]) == (version_key(one) < version_key(other))
+
+
+def test_a_project_page_lists_versions_equal_by_pep_440_together() -> None:
+    page = project_page(
+        project(
+            record("holy_grail-1.0.0.tar.gz", version="1.0.0"),
+            record("holy_grail-0.9.tar.gz", version="0.9"),
+            record("holy_grail-1.0-py3-none-any.whl", version="1.0"),
+            record("holy_grail-10.0.tar.gz", version="10.0"),
+            record("holy_grail-2.tar.gz", version="2"),
+        )
+    )
+    # 1.0 and 1.0.0 are one version to PEP 440: their files by filename, between 0.9
+    # and 2; 10.0 after 2, as numbers, not as text.
+    assert [f["filename"] for f in page["files"]] == [
+        "holy_grail-0.9.tar.gz",
+        "holy_grail-1.0-py3-none-any.whl",
+        "holy_grail-1.0.0.tar.gz",
+        "holy_grail-2.tar.gz",
+        "holy_grail-10.0.tar.gz",
+    ]
+    assert page["versions"][0] == "0.9"
+    assert set(page["versions"][1:3]) == {"1.0", "1.0.0"}
+    assert page["versions"][3:] == ["2", "10.0"]
 
 
 @pytest.mark.parametrize(

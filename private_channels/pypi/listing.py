@@ -30,7 +30,7 @@ from ..core.ecosystem import (
     shown_version,
 )
 from .manage import ECOSYSTEM
-from .render import version_key
+from .render import version_key, version_ranks
 from .store import FileRecord, Project, PythonStore
 
 __all__ = ["package", "packages", "snippets"]
@@ -88,7 +88,8 @@ def package(
     project = store.project(channel, name)
     if project is None or not project.files:
         return None
-    files = sorted(project.files, key=lambda f: (version_key(f.version), f.filename), reverse=True)
+    ranks = version_ranks({f.version for f in project.files})
+    files = sorted(project.files, key=lambda f: (ranks[f.version], f.filename), reverse=True)
     version = shown_version(version, ((f.version, f.yanked) for f in files))
     chosen = [f for f in files if f.version == version]
     # A wheel's METADATA is complete; an sdist's PKG-INFO may leave fields dynamic.

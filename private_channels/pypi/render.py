@@ -17,6 +17,7 @@ token in the path (``P/t/<TOKEN>/<CHANNEL>/simple/``) keeps it when it follows a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import json
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,7 @@ __all__ = [
     "sort_key",
     "upload_time",
     "version_key",
+    "version_ranks",
 ]
 
 # PEP 700 defines 1.1: ``versions``, ``size`` and ``upload-time`` in JSON. HTML carries
@@ -64,16 +66,38 @@ def file_url(record: FileRecord) -> str:
 
 def upload_time(timestamp: float) -> str:
     """PEP 700's exact format: ``yyyy-mm-ddThh:mm:ss.ffffffZ``, always UTC."""
+    # isoformat, not strftime, which parses its format for every file of every page.
     moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{moment.isoformat(timespec='microseconds')[:-6]}Z"  # less its "+00:00"
 
 
+@functools.lru_cache(maxsize=4096)
 def version_key(version: str) -> tuple[int, Version | str]:
-    """Order PEP 440 versions; those it cannot parse (legacy uploads) go last, by text."""
+    """Order PEP 440 versions; those it cannot parse (legacy uploads) go last, by text.
+
+    Remembered: the same few version strings recur on every page of a channel, and
+    parsing one costs as much as the rest of its file's entry.
+    """
     try:
         return (0, Version(version))
     except InvalidVersion:
         return (1, version)
+
+
+def version_ranks(versions: Iterable[str]) -> dict[str, int]:
+    """Each of ``versions`` to its place in :func:`version_key`'s order, versions equal
+    by it (``1.0``, ``1.0.0``) in one place: a key that sorts a project's files with
+    integer comparisons, not two of :class:`~packaging.version.Version`'s each."""
+    ranks: dict[str, int] = {}
+    previous: tuple[int, Version | str] | None = None
+    place = -1
+    for version in sorted(versions, key=version_key):
+        key = version_key(version)
+        if key != previous:
+            place += 1
+            previous = key
+        ranks[version] = place
+    return ranks
 
 
 def sort_key(version: str, filename: str) -> tuple[tuple[int, Version | str], str]:
@@ -105,12 +129,12 @@ def _file(record: FileRecord) -> dict[str, Any]:
 
 def project_page(project: Project) -> dict[str, Any]:
     """The PEP 691/700 project detail dictionary, files ordered by version then name."""
-    files = sorted(project.files, key=lambda f: sort_key(f.version, f.filename))
-    versions = sorted({f.version for f in project.files}, key=version_key)
+    ranks = version_ranks({f.version for f in project.files})
+    files = sorted(project.files, key=lambda f: (ranks[f.version], f.filename))
     return {
         "meta": {"api-version": API_VERSION},
         "name": project.name,
-        "versions": versions,
+        "versions": list(ranks),
         "files": [_file(f) for f in files],
         # Not part of the standard (PEP 700 reserves leading underscores for servers):
         # the title of the HTML page shows the name as it was uploaded.

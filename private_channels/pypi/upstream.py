@@ -38,7 +38,7 @@ from ..core.proxy import STRONG_HASHES, valid_hash
 from ..core.upstream import check_link, display_url
 from . import metadata
 from .links import parse_links
-from .render import HTML, JSON, TEXT_HTML, sort_key, version_key
+from .render import HTML, JSON, TEXT_HTML, sort_key, upload_time, version_key, version_ranks
 
 if TYPE_CHECKING:
     from ..channels import Channel, Upstream
@@ -325,8 +325,7 @@ def _served_file(entry: Mapping[str, Any]) -> dict[str, Any]:
     if entry.get("size") is not None:
         served["size"] = entry["size"]
     if entry.get("upload-time") is not None:
-        moment = dt.datetime.fromtimestamp(entry["upload-time"], dt.UTC)
-        served["upload-time"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        served["upload-time"] = upload_time(entry["upload-time"])
     return served
 
 
@@ -339,11 +338,9 @@ def upstream_page(
     stored: Mapping[str, Any], *, project: str, upstream: Upstream, cutoff: float | None
 ) -> dict[str, Any]:
     """The page the channel serves for a project found only upstream."""
-    files = sorted(
-        (_served_file(e) | {"_version": e["version"]} for e in offered(stored["files"], cutoff)),
-        key=lambda f: sort_key(f["_version"], f["filename"]),
-    )
-    versions = sorted({f.pop("_version") for f in files}, key=version_key)
+    entries = offered(stored["files"], cutoff)
+    ranks = version_ranks({e["version"] for e in entries})
+    entries.sort(key=lambda e: (ranks[e["version"]], e["filename"]))
     page: dict[str, Any] = {
         "meta": {
             # PEP 708's version: this page says which project it tracks.
@@ -353,8 +350,8 @@ def upstream_page(
             "tracks": list(stored.get("tracks") or [project_url(upstream, project)]),
         },
         "name": project,
-        "versions": versions,
-        "files": files,
+        "versions": list(ranks),
+        "files": [_served_file(e) for e in entries],
         "_display-name": stored.get("name") or project,
     }
     if stored.get("alternate-locations"):
