@@ -361,8 +361,21 @@ def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
     stored_bytes, _ = storage.open(DOC)
     with stored_bytes:
         assert stored_bytes.read() == dump_json_of(storage)
+    # D was committed to another process's version: encoded whole, its records new
+    # objects that no piece fits.  The next commit, to this process's own version,
+    # makes the pieces that the one after it reuses.
+    kept = cache.get(("committed", DOC), storage.stat(DOC).etag)
+    assert kept.pieces == {}
+    assert _kept_add(counting, cache, b"E", "e-1.0.zip")
     kept = cache.get(("committed", DOC), storage.stat(DOC).etag)
     assert sorted(kept.pieces) == (_filenames(storage) if pieces else [])
+    assert _kept_add(counting, cache, b"F", "f-1.0.zip")
+    stored_bytes, _ = storage.open(DOC)
+    with stored_bytes:
+        assert stored_bytes.read() == dump_json_of(storage)
+    if pieces:
+        again = cache.get(("committed", DOC), storage.stat(DOC).etag).pieces
+        assert again["a-1.0.zip"] is kept.pieces["a-1.0.zip"]  # reused, not encoded again
 
 
 def dump_json_of(storage: Storage) -> bytes:

@@ -250,7 +250,13 @@ class RecordDocument:
     kept there, so that the next commit to the document through this process, if no
     other wrote it since (one stat tells), neither reads nor parses it, and encodes
     only its new record: an upload costs the same whether the document holds ten files
-    or thousands.  Only documents of up to :data:`KEPT_BYTES` bytes are kept.
+    or thousands.  Only documents of up to :data:`KEPT_BYTES` bytes are kept.  A
+    version another process wrote (gunicorn's other worker) is encoded whole, in one
+    call of the C encoder: encoding each of its records apart, for pieces the next
+    commit may find another process's version again and not use, cost an upload to a
+    project of 300 files four times what it cost in one process (docs/performance.md,
+    twenty-first round).  Pieces are made when this process commits to its own
+    version.
     """
 
     #: The largest document whose committed version is kept (encoded); what it takes
@@ -273,11 +279,12 @@ class RecordDocument:
         self.kept = kept
         self._read: JSONRead | None = None
         self._pieces: Mapping[str, _Piece] = {}
+        self._mine = False  # the version read is the one this process committed last
 
     def _current(self) -> JSONRead:
         """The document as stored now: the version this process committed last when
         it is still the stored one, else read and parsed."""
-        self._pieces = {}
+        self._pieces, self._mine = {}, False
         # Only a document this process committed is worth the stat first: any other is
         # read at once (one request to an object store, not two).
         if self.kept is not None and self.kept.holds(("committed", self.key)):
@@ -287,7 +294,7 @@ class RecordDocument:
                 return JSONRead(b"", None, None)
             committed = self.kept.get(("committed", self.key), etag)
             if committed is not None:
-                self._pieces = committed.pieces
+                self._pieces, self._mine = committed.pieces, True
                 return committed.read()  # type: ignore[no-any-return]
         return JSONRead.of(self.storage, self.key)
 
@@ -353,8 +360,11 @@ class RecordDocument:
         kept = self._pieces
         made: list[dict[str, _Piece]] = [{}]
         # Encoded in pieces only where reusing them pays: a small document is encoded
-        # whole in less than its pieces take to make, a large one is not kept.
-        whole = not kept and not self.PIECES_FROM <= len(current.raw) <= self.KEPT_BYTES
+        # whole in less than its pieces take to make, a large one is not kept, and a
+        # version another process wrote is as likely to be followed by another.
+        whole = not kept and (
+            not self._mine or not self.PIECES_FROM <= len(current.raw) <= self.KEPT_BYTES
+        )
 
         def encode(doc: dict[str, Any]) -> bytes:
             if whole:
