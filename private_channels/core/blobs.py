@@ -252,11 +252,11 @@ class RecordDocument:
     only its new record: an upload costs the same whether the document holds ten files
     or thousands.  Only documents of up to :data:`KEPT_BYTES` bytes are kept.  A
     version another process wrote (gunicorn's other worker) is encoded whole, in one
-    call of the C encoder: encoding each of its records apart, for pieces the next
-    commit may find another process's version again and not use, cost an upload to a
-    project of 300 files four times what it cost in one process (docs/performance.md,
-    twenty-first round).  Pieces are made when this process commits to its own
-    version.
+    call of the C encoder: encoding each of its records apart, for pieces that the
+    next commit may find another process's version again and not use, was the larger
+    part of such a commit to a document of 350 records (2.4 ms, against 0.1 in one
+    process; docs/performance.md, twenty-first round).  Pieces are made when this
+    process commits to its own version.
     """
 
     #: The largest document whose committed version is kept (encoded); what it takes
