@@ -39,7 +39,6 @@ __all__ = [
     "index_page",
     "project_page",
     "render",
-    "sort_key",
     "upload_time",
     "version_key",
     "version_ranks",
@@ -98,11 +97,6 @@ def version_ranks(versions: Iterable[str]) -> dict[str, int]:
             previous = key
         ranks[version] = place
     return ranks
-
-
-def sort_key(version: str, filename: str) -> tuple[tuple[int, Version | str], str]:
-    """Where a file goes on a project page: by version, then by filename."""
-    return version_key(version), filename
 
 
 def _file(record: FileRecord) -> dict[str, Any]:

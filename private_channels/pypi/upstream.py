@@ -38,7 +38,7 @@ from ..core.proxy import STRONG_HASHES, valid_hash
 from ..core.upstream import check_link, display_url
 from . import metadata
 from .links import parse_links
-from .render import HTML, JSON, TEXT_HTML, sort_key, upload_time, version_key, version_ranks
+from .render import HTML, JSON, TEXT_HTML, upload_time, version_key, version_ranks
 
 if TYPE_CHECKING:
     from ..channels import Channel, Upstream
@@ -359,12 +359,11 @@ def upstream_page(
     return page
 
 
-def _file_order(entry: Mapping[str, Any]) -> tuple[Any, str]:
+def _file_version(entry: Mapping[str, Any]) -> str:
     try:
-        version = parse_filename(entry["filename"])[1]
+        return parse_filename(entry["filename"])[1]
     except ValueError:
-        version = ""
-    return sort_key(version, entry["filename"])
+        return ""
 
 
 def merge_pages(
@@ -376,9 +375,11 @@ def merge_pages(
     taken = {f["filename"] for f in local["files"]} | set(deleted)
     files = [*local["files"], *(f for f in upstream["files"] if f["filename"] not in taken)]
     versions = set(local["versions"]) | set(upstream["versions"])
+    of = {f["filename"]: _file_version(f) for f in files}
+    ranks = version_ranks(of.values())
     return {
         **local,
         "meta": {**local["meta"], "api-version": "1.2", "tracks": upstream["meta"]["tracks"]},
         "versions": sorted(versions, key=version_key),
-        "files": sorted(files, key=_file_order),
+        "files": sorted(files, key=lambda f: (ranks[of[f["filename"]]], f["filename"])),
     }
