@@ -357,10 +357,29 @@ def test_quoting_is_json_quoting(text: str) -> None:
 
 
 def test_made_request_ids_are_distinct_and_well_formed() -> None:
+    """Ids are made a block at a time: across blocks, middlewares and threads that
+    find a block used up at once, each is made once and taken once."""
+    import threading
+
+    from private_channels.accesslog import _ID_BLOCK
+
     middleware = AccessLogMiddleware(lambda environ, start_response: [])
     other = AccessLogMiddleware(lambda environ, start_response: [])
-    ids = [middleware.request_id({}) for _ in range(1000)] + [other.request_id({})]
-    assert len(set(ids)) == len(ids)
+    ids = [middleware.request_id({}) for _ in range(2 * _ID_BLOCK + 7)] + [other.request_id({})]
+    taken: list[list[str]] = [[] for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def take(mine: list[str]) -> None:
+        start.wait()
+        mine.extend(middleware.request_id({}) for _ in range(_ID_BLOCK + 3))
+
+    threads = [threading.Thread(target=take, args=(mine,)) for mine in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids += [i for mine in taken for i in mine]
+    assert len(set(ids)) == len(ids) == 2 * _ID_BLOCK + 8 + 8 * (_ID_BLOCK + 3)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
