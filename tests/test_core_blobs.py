@@ -339,8 +339,10 @@ def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
     storage: Storage, pieces: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Encoded in pieces (a large document's records reused) or whole (a small one)."""
+    from private_channels.core import blobs
     from private_channels.core.cache import DocumentCache
 
+    monkeypatch.setattr(blobs._own_share, "share", 1.0)  # one process, as far as it knows
     if pieces:
         monkeypatch.setattr(RecordDocument, "PIECES_FROM", 0)
     counting, cache = _Counting(storage), DocumentCache(1 << 20)
@@ -376,6 +378,47 @@ def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
     if pieces:
         again = cache.get(("committed", DOC), storage.stat(DOC).etag).pieces
         assert again["a-1.0.zip"] is kept.pieces["a-1.0.zip"]  # reused, not encoded again
+
+
+def test_processes_taking_turns_encode_whole_and_one_alone_in_pieces(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where two processes take turns on a document at random (gunicorn's workers),
+    a process finds its own version again about half the time, too seldom for pieces
+    to pay: it encodes whole, even after a commit of its own.  One process alone keeps
+    making and reusing them.  The bytes are the same either way."""
+    import random
+
+    from private_channels.core import blobs
+    from private_channels.core.cache import DocumentCache
+
+    monkeypatch.setattr(blobs._own_share, "share", 1.0)
+    monkeypatch.setattr(RecordDocument, "PIECES_FROM", 0)
+    caches, rng = [DocumentCache(1 << 20), DocumentCache(1 << 20)], random.Random(3)
+
+    def pieces(cache: DocumentCache) -> dict[str, Any]:
+        return cache.get(("committed", DOC), storage.stat(DOC).etag).pieces  # type: ignore[no-any-return]
+
+    made = []
+    for i in range(100):
+        cache = caches[rng.randrange(2)]
+        assert _kept_add(storage, cache, b"%d" % i, f"p-{i}.0.zip")
+        made.append(bool(pieces(cache)))
+    assert blobs._own_share.share < blobs._OwnShare.PIECES_PAY
+    assert sum(made[50:]) <= 5, made  # about one commit in four made them before
+    # The other's version, then this process's own twice: whole all the same.
+    for i, cache in [(100, caches[1]), (101, caches[0]), (102, caches[0])]:
+        assert _kept_add(storage, cache, b"%d" % i, f"p-{i}.0.zip")
+        assert pieces(cache) == {}
+    stored_bytes, _ = storage.open(DOC)
+    with stored_bytes:
+        assert stored_bytes.read() == dump_json_of(storage)
+    # Alone again: its own version every time, the share climbs back, pieces are made.
+    alone = caches[0]
+    for i in range(103, 160):
+        assert _kept_add(storage, alone, b"%d" % i, f"p-{i}.0.zip")
+    assert blobs._own_share.share > blobs._OwnShare.PIECES_PAY
+    assert sorted(pieces(alone)) == _filenames(storage)
 
 
 def dump_json_of(storage: Storage) -> bytes:

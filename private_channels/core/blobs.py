@@ -240,6 +240,31 @@ def _encode_records(
     return b"{" + encoded + b"}", pieces
 
 
+class _OwnShare:
+    """How often this process, committing to a document it committed before, found its
+    own version still the stored one: a running average over its recent commits (one
+    per process; the threads' updates may race, which costs an estimate nothing).
+
+    Pieces (:func:`_encode_records`) cost some three times a whole encoding to make and
+    save a whole encoding on each next commit that finds them: they pay where a
+    process commits again in a row more often than not, twice in three.  Where
+    processes take turns on the same documents (gunicorn's workers, each upload going to
+    either) the share is a half, and a document is encoded whole.
+    """
+
+    PIECES_PAY = 2 / 3
+    WEIGHT = 0.05  # of the latest commit in the average: about the last 20 count
+
+    def __init__(self) -> None:
+        self.share = 1.0
+
+    def seen(self, own: bool) -> None:
+        self.share += self.WEIGHT * ((1.0 if own else 0.0) - self.share)
+
+
+_own_share = _OwnShare()
+
+
 class RecordDocument:
     """A JSON document of file records keyed by filename, changed by compare-and-swap.
 
@@ -293,6 +318,7 @@ class RecordDocument:
             except FileNotFoundError:
                 return JSONRead(b"", None, None)
             committed = self.kept.get(("committed", self.key), etag)
+            _own_share.seen(committed is not None)
             if committed is not None:
                 self._pieces, self._mine = committed.pieces, True
                 return committed.read()  # type: ignore[no-any-return]
@@ -363,7 +389,9 @@ class RecordDocument:
         # whole in less than its pieces take to make, a large one is not kept, and a
         # version another process wrote is as likely to be followed by another.
         whole = not kept and (
-            not self._mine or not self.PIECES_FROM <= len(current.raw) <= self.KEPT_BYTES
+            not self._mine
+            or not self.PIECES_FROM <= len(current.raw) <= self.KEPT_BYTES
+            or _own_share.share < _own_share.PIECES_PAY
         )
 
         def encode(doc: dict[str, Any]) -> bytes:
