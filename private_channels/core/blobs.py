@@ -245,11 +245,12 @@ class _OwnShare:
     own version still the stored one: a running average over its recent commits (one
     per process; the threads' updates may race, which costs an estimate nothing).
 
-    Pieces (:func:`_encode_records`) cost some three times a whole encoding to make and
-    save a whole encoding on each next commit that finds them: they pay where a
-    process commits again in a row more often than not, twice in three.  Where
-    processes take turns on the same documents (gunicorn's workers, each upload going to
-    either) the share is a half, and a document is encoded whole.
+    Pieces (:func:`_encode_records`) cost nearly twice a whole encoding to make (1.8
+    against 1.0 ms at 350 records) and save one on each next commit that finds them.
+    Under :data:`PIECES_PAY` a document is encoded whole: where processes take turns on
+    the same documents (gunicorn's workers, each upload going to either) the share is
+    about a half, and commits measured some 10% faster whole at 300 to 399 records
+    (docs/performance.md, twenty-second round); a process alone stays at one.
     """
 
     PIECES_PAY = 2 / 3
@@ -281,7 +282,9 @@ class RecordDocument:
     next commit may find another process's version again and not use, was the larger
     part of such a commit to a document of 350 records (2.4 ms, against 0.1 in one
     process; docs/performance.md, twenty-first round).  Pieces are made when this
-    process commits to its own version.
+    process commits to its own version, and only while it finds its own version again
+    often enough for them to pay (:class:`_OwnShare`: one process alone, not workers
+    taking turns).
     """
 
     #: The largest document whose committed version is kept (encoded); what it takes
