@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from private_channels.conda.store import CondaRecord
@@ -26,6 +26,7 @@ from private_channels.core.blobs import (
     hash_stream,
     store_blob,
 )
+from private_channels.core.cache import DocumentCache
 from private_channels.cran.store import CranRecord
 from private_channels.pypi.store import FileRecord
 from private_channels.storage import FileSystemStorage, Stat, Storage
@@ -247,45 +248,86 @@ def test_a_record_as_json_is_what_asdict_gives_and_shares_no_container(record: A
 # -- the version a process committed, kept (RecordDocument with kept=) --------------
 
 FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+# Few characters, JSON's own among them: names that recur as a record's keys and in
+# its strings, and strings that look like the bytes a record starts with.
+NAMES = st.text(alphabet='ab-.é":{,\\', max_size=4)
+STRINGS = st.text(max_size=5) | NAMES | st.sampled_from(['","a":{', '\\","a":{', '":{', "}"])
 DOCUMENT_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | FLOATS | st.text(max_size=5),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
-    ),
+    st.none() | st.booleans() | st.integers() | FLOATS | STRINGS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(NAMES, inner, max_size=3),
     max_leaves=8,
 )
+RECORDS_OF_A_DOCUMENT = st.dictionaries(
+    NAMES | st.text(max_size=6), st.dictionaries(NAMES, DOCUMENT_VALUES, max_size=4), max_size=6
+)
 RECORD_DOCUMENTS = st.fixed_dictionaries(
-    {"files": st.dictionaries(st.text(max_size=6), st.dictionaries(st.text(max_size=4),
-                                                                   DOCUMENT_VALUES, max_size=4),
-                              max_size=6)},
-    optional={"deleted": st.lists(st.text(max_size=6), max_size=3), "name": st.text(max_size=4),
-              "about": DOCUMENT_VALUES},
+    {"files": RECORDS_OF_A_DOCUMENT},
+    optional={"deleted": st.lists(NAMES, max_size=3), "name": st.text(max_size=4),
+              "about": DOCUMENT_VALUES, "zz": DOCUMENT_VALUES},
 )  # fmt: skip
 
 
-@given(RECORD_DOCUMENTS, st.data())
-def test_a_record_document_encoded_in_pieces_is_dump_json_byte_for_byte(
-    doc: dict[str, Any], data: st.DataObject
+@given(RECORD_DOCUMENTS, NAMES | st.text(max_size=6), st.dictionaries(NAMES, DOCUMENT_VALUES))
+# A record holding an object under the name of the record the new one goes before.
+@example({"files": {"": {"": None, "a": {}}, "a": {}}}, "0", {})
+@example({"files": {"": {"a": {}, "b": 1}, "a": {}}}, "0", {"c": {}})
+# ... and a record that is no object, which would hide that one from a count.
+@example({"files": {"": [], "0": {"0": 1, "a": {}}, "a": {}}}, "1", {})
+# A deleted name taken back: the bytes before the records change too.
+@example({"deleted": ["b"], "files": {"a": {}}}, "b", {})
+def test_a_record_spliced_into_a_document_is_dump_json_byte_for_byte(
+    doc: dict[str, Any], filename: str, record: dict[str, Any]
 ) -> None:
-    """Whatever the records hold (any JSON, non-ASCII names, floats): the same bytes as
-    dump_json, reusing only a piece whose record is the very same object."""
-    from private_channels.core.blobs import _encode_records
+    """Whatever the records hold (objects, names that are other records' filenames,
+    strings that look like a record's start, non-ASCII), a splice is exactly the bytes
+    of the document encoded whole, or is not made."""
+    from private_channels.core.blobs import _spliced
     from private_channels.storage import dump_json
 
-    encoded, pieces = _encode_records(doc, {})
-    assert encoded == dump_json(doc)
-    assert json.loads(encoded) == doc
-    # Some records replaced by equal-looking new objects, some kept: a stale piece
-    # (its record not the document's) must not be reused.
-    changed = dict(doc["files"])
-    for name in data.draw(st.lists(st.sampled_from(sorted(changed) or [""]), max_size=3)):
-        if name in changed:
-            changed[name] = {**changed[name], "yanked": "now"}
-    added = data.draw(st.dictionaries(st.text(max_size=6), st.fixed_dictionaries({})))
-    changed.update(added)
-    new = {**doc, "files": changed}
-    again, _ = _encode_records(new, pieces)
-    assert again == dump_json(new)
+    assume(filename not in doc["files"])  # a commit splices only a new record in
+    raw = dump_json(doc)
+    new = {**doc, "files": {**doc["files"], filename: record}}
+    if filename in doc.get("deleted", ()):  # a deleted name taken back, as add() does
+        new["deleted"] = [name for name in doc["deleted"] if name != filename]
+    spliced = _spliced(raw, new, filename)
+    if spliced is not None:
+        encoded, names = spliced
+        assert encoded == dump_json(new)
+        # The names it gives say the new version is of the shape: a splice that trusts
+        # them is the one that reads every record to tell.
+        if names is not None:
+            assert names == sorted(new["files"])
+            last = {**new, "files": {**new["files"], "~~~~~~~": {"a": 1}}}
+            assert _spliced(encoded, last, "~~~~~~~", names) == _spliced(encoded, last, "~~~~~~~")
+            assert _spliced(encoded, last, "~~~~~~~", names)[0] == dump_json(last)  # type: ignore[index]
+    # A document whose other keys changed (a deleted name taken back) is not spliced.
+    if "deleted" in doc:
+        changed = {**new, "deleted": [*doc["deleted"], "x"]}
+        assert _spliced(raw, changed, filename) is None
+
+
+@given(
+    st.lists(st.from_regex(r"[a-z][a-z0-9_.-]{0,20}\.(zip|whl|tar\.gz)", fullmatch=True),
+             unique=True, min_size=1, max_size=40),
+    st.data(),
+)  # fmt: skip
+def test_records_of_plain_fields_are_spliced_wherever_their_name_sorts(
+    filenames: list[str], data: st.DataObject
+) -> None:
+    """What the ecosystems commit (plain filenames, records of plain values) is spliced
+    in, first, last or between, not encoded whole."""
+    from private_channels.core.blobs import _spliced
+    from private_channels.storage import dump_json
+
+    new = data.draw(st.sampled_from(filenames))
+    plain = st.fixed_dictionaries({"sha256": st.text(max_size=8), "size": st.integers(),
+                                   "depends": st.lists(st.text(max_size=4), max_size=2),
+                                   "yanked": st.none() | st.text(max_size=5)})  # fmt: skip
+    files = {name: data.draw(plain) for name in filenames}
+    doc = {"name": "demo", "deleted": data.draw(st.lists(st.text(max_size=4), max_size=2)),
+           "files": {name: record for name, record in files.items() if name != new}}  # fmt: skip
+    spliced = _spliced(dump_json(doc), {**doc, "files": files}, new)
+    assert spliced == (dump_json({**doc, "files": files}), sorted(files))
 
 
 class _Counting:
@@ -334,17 +376,9 @@ def _filenames(storage: Storage) -> list[str]:
     return sorted(RecordDocument(storage, DOC).read()["files"])  # type: ignore[index]
 
 
-@pytest.mark.parametrize("pieces", [True, False], ids=["in-pieces", "whole"])
 def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
-    storage: Storage, pieces: bool, monkeypatch: pytest.MonkeyPatch
+    storage: Storage,
 ) -> None:
-    """Encoded in pieces (a large document's records reused) or whole (a small one)."""
-    from private_channels.core import blobs
-    from private_channels.core.cache import DocumentCache
-
-    monkeypatch.setattr(blobs._own_share, "share", 1.0)  # one process, as far as it knows
-    if pieces:
-        monkeypatch.setattr(RecordDocument, "PIECES_FROM", 0)
     counting, cache = _Counting(storage), DocumentCache(1 << 20)
     assert _kept_add(counting, cache, b"A", "a-1.0.zip")
     assert counting.reads == 1  # a document this process never committed: read at once
@@ -360,65 +394,42 @@ def test_a_kept_version_spares_the_next_commit_its_read_until_another_writes(
     assert not _kept_add(counting, cache, b"D", "d-1.0.zip")
     with pytest.raises(FileConflictError):
         _kept_add(counting, cache, b"other bytes", "d-1.0.zip")
-    stored_bytes, _ = storage.open(DOC)
-    with stored_bytes:
-        assert stored_bytes.read() == dump_json_of(storage)
-    # D was committed to another process's version: encoded whole, its records new
-    # objects that no piece fits.  The next commit, to this process's own version,
-    # makes the pieces that the one after it reuses.
-    kept = cache.get(("committed", DOC), storage.stat(DOC).etag)
-    assert kept.pieces == {}
-    assert _kept_add(counting, cache, b"E", "e-1.0.zip")
-    kept = cache.get(("committed", DOC), storage.stat(DOC).etag)
-    assert sorted(kept.pieces) == (_filenames(storage) if pieces else [])
-    assert _kept_add(counting, cache, b"F", "f-1.0.zip")
-    stored_bytes, _ = storage.open(DOC)
-    with stored_bytes:
-        assert stored_bytes.read() == dump_json_of(storage)
-    if pieces:
-        again = cache.get(("committed", DOC), storage.stat(DOC).etag).pieces
-        assert again["a-1.0.zip"] is kept.pieces["a-1.0.zip"]  # reused, not encoded again
+    for data, filename in [(b"E", "e-1.0.zip"), (b"0", "0-1.0.zip"), (b"c2", "c-2.0.zip")]:
+        assert _kept_add(counting, cache, data, filename)  # last, first, between
+        stored_bytes, _ = storage.open(DOC)
+        with stored_bytes:
+            assert stored_bytes.read() == dump_json_of(storage)
+    assert counting.reads == 1
 
 
-def test_processes_taking_turns_encode_whole_and_one_alone_in_pieces(
+def test_a_commit_splices_its_record_in_and_encodes_the_document_whole_only_if_it_must(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where two processes take turns on a document at random (gunicorn's workers),
-    a process finds its own version again about half the time, too seldom for pieces
-    to pay: it encodes whole, even after a commit of its own.  One process alone keeps
-    making and reusing them.  The bytes are the same either way."""
-    import random
-
+    """The stored records are not encoded again, by a process that committed the
+    version stored or by one that read it; a record holding an object makes the next
+    commit encode the whole document, the same bytes."""
     from private_channels.core import blobs
-    from private_channels.core.cache import DocumentCache
 
-    monkeypatch.setattr(blobs._own_share, "share", 1.0)
-    monkeypatch.setattr(RecordDocument, "PIECES_FROM", 0)
-    caches, rng = [DocumentCache(1 << 20), DocumentCache(1 << 20)], random.Random(3)
+    encoded: list[Any] = []
+    whole = blobs.dump_json
 
-    def pieces(cache: DocumentCache) -> dict[str, Any]:
-        return cache.get(("committed", DOC), storage.stat(DOC).etag).pieces  # type: ignore[no-any-return]
+    def counting(doc: Any) -> bytes:
+        if isinstance(doc, dict) and "files" in doc:
+            encoded.append(sorted(doc["files"]))
+        return whole(doc)
 
-    made = []
-    for i in range(100):
-        cache = caches[rng.randrange(2)]
-        assert _kept_add(storage, cache, b"%d" % i, f"p-{i}.0.zip")
-        made.append(bool(pieces(cache)))
-    assert blobs._own_share.share < blobs._OwnShare.PIECES_PAY
-    assert sum(made[50:]) <= 5, made  # about one commit in four made them before
-    # The other's version, then this process's own twice: whole all the same.
-    for i, cache in [(100, caches[1]), (101, caches[0]), (102, caches[0])]:
-        assert _kept_add(storage, cache, b"%d" % i, f"p-{i}.0.zip")
-        assert pieces(cache) == {}
+    monkeypatch.setattr(blobs, "dump_json", counting)
+    caches = [DocumentCache(1 << 20), DocumentCache(1 << 20)]
+    for i in range(6):
+        assert _kept_add(storage, caches[i % 2], b"%d" % i, f"p-{i}.0.zip")
+    assert encoded == [["p-0.0.zip"]]  # the first commit, to no document
+    document = RecordDocument(storage, DOC, kept=caches[0])
+    assert document.add({"filename": "q.zip", "sha256": "0", "about": {"a": 1}})[0]
+    assert _kept_add(storage, caches[1], b"6", "p-6.0.zip")
+    assert encoded[1:] == [[*(f"p-{i}.0.zip" for i in range(7)), "q.zip"]]
     stored_bytes, _ = storage.open(DOC)
     with stored_bytes:
         assert stored_bytes.read() == dump_json_of(storage)
-    # Alone again: its own version every time, the share climbs back, pieces are made.
-    alone = caches[0]
-    for i in range(103, 160):
-        assert _kept_add(storage, alone, b"%d" % i, f"p-{i}.0.zip")
-    assert blobs._own_share.share > blobs._OwnShare.PIECES_PAY
-    assert sorted(pieces(alone)) == _filenames(storage)
 
 
 def dump_json_of(storage: Storage) -> bytes:
@@ -427,11 +438,126 @@ def dump_json_of(storage: Storage) -> bytes:
     return dump_json(read_json(storage, DOC)[0])
 
 
+PLAIN_RECORDS = st.fixed_dictionaries(
+    {"sha256": STRINGS, "size": st.integers(), "upload_time": FLOATS,
+     "depends": st.lists(STRINGS, max_size=2), "yanked": st.none() | STRINGS}
+)  # fmt: skip
+
+
+@given(
+    st.dictionaries(NAMES | st.text(max_size=6), PLAIN_RECORDS, max_size=6),
+    st.lists(NAMES, max_size=2),
+    NAMES | st.text(max_size=6),
+    PLAIN_RECORDS | st.dictionaries(NAMES, DOCUMENT_VALUES, max_size=3),
+    st.sampled_from(
+        ["put in", "two put in", "one changed", "one taken out", "deleted", "put in, one after"]
+    ),
+)
+def test_another_process_s_version_is_made_from_this_one_s_by_parsing_its_new_records(
+    files: dict[str, Any], deleted: list[str], filename: str, record: Any, change: str
+) -> None:
+    """From a version this process committed, the next is made by parsing only the
+    records other processes put in: exactly what parsing it whole gives, with its
+    records' names in order; or, after any other change, not at all."""
+    from private_channels.core.blobs import _Committed, _spliced, _unspliced
+    from private_channels.storage import dump_json
+
+    assume(filename not in files)
+    doc = {"deleted": deleted, "files": files, "name": "demo"}
+    raw = dump_json(doc)
+    # Names kept only for a version of the shape (each ``":{`` a record's start).
+    shaped = raw.count(b'":{') == len(files) + 1
+    ours = _Committed(doc, raw, Stat(len(raw), 0.0, "1"), sorted(files) if shaped else None)
+    theirs: dict[str, Any] = {**doc, "files": {**files, filename: record}}
+    if change == "two put in":
+        theirs["files"]["~~~~~~~"] = {}
+    elif change == "one changed" and files:
+        theirs = {**doc, "files": {**files, min(files): {**files[min(files)], "yanked": "x"}}}
+    elif change == "one taken out" and files:
+        theirs = {**doc, "files": {k: v for k, v in files.items() if k != min(files)}}
+    elif change == "deleted":
+        theirs["deleted"] = [*deleted, "x"]
+    elif change == "put in, one after" and max(files, default="") > filename:
+        later = max(files)  # changed to bytes as long: only the bytes after tell
+        theirs["files"][later] = {**files[later], "size": files[later]["size"] ^ 1}
+    grown = _unspliced(ours, dump_json(theirs))
+    if grown is not None:
+        assert grown == (theirs, sorted(theirs["files"]))
+        assert grown[0] == json.loads(dump_json(theirs))
+        # The names it gives say the version is of the shape a splice relies on.
+        last = {**theirs, "files": {**theirs["files"], "~~~~~~~~": {}}}
+        trusted = _spliced(dump_json(theirs), last, "~~~~~~~~", grown[1])
+        assert trusted == _spliced(dump_json(theirs), last, "~~~~~~~~")
+    plain = _spliced(raw, {**doc, "files": {**files, filename: record}}, filename, ours.names)
+    quoted = any('"' in name for name in [*files, filename])  # no filename holds one
+    if change in ("put in", "two put in") and shaped and plain and plain[1] and not quoted:
+        assert grown is not None  # what splices of records of plain values make
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    [
+        b'{"files":{"a":{},"c":{},"b":{}}}',  # out of their order
+        b'{"files":{"a":{},"a":{"x":1},"c":{}}}',  # a name twice
+        b'{"files":{"a":{},"b":{},"c":{"y":2}}}',  # and the record after it changed
+        b'{"files":{"a":{},"b":{},"c":{}},"more":1}',  # and a key after the records
+        b'{"files":{"a":{},"b":{"c":{}},"c":{}}}',  # one that holds an object
+        b'{"files":{"a":{},"b":[{"c":{}}],"c":{}}}',  # one that is no object
+        b'{"files":{"a":{"y":2},"b":{},"c":{"y":1}}}',  # and one before it changed
+        b'{"files":{"a":{"y":1},"b":{},"c":{"y":2}}}',  # as long, after it
+    ],
+)
+def test_another_process_s_version_is_parsed_whole_unless_it_is_this_one_s_and_one_record(
+    theirs: bytes,
+) -> None:
+    from private_channels.core.blobs import _Committed, _unspliced
+
+    ours = {"files": {"a": {"y": 1}, "c": {"y": 1}}}
+    raw = b'{"files":{"a":{"y":1},"c":{"y":1}}}'
+    committed = _Committed(ours, raw, Stat(0, 0.0, "1"), ["a", "c"])
+    theirs = theirs.replace(b'"a":{}', b'"a":{"y":1}').replace(b'"c":{}', b'"c":{"y":1}')
+    assert _unspliced(committed, theirs) is None
+    plain = b'{"files":{"a":{"y":1},"b":{"z":null},"c":{"y":1}}}'
+    assert _unspliced(committed, plain) == ({"files": {**ours["files"], "b": {"z": None}}},
+                                             ["a", "b", "c"])  # fmt: skip
+
+
+def test_a_commit_after_another_process_put_its_record_in_parses_that_record_alone(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes taking turns on a document (gunicorn's workers): once each has
+    committed a version of the shape, neither parses the other's whole; a change of
+    another kind (a yank) is parsed whole, and nothing is lost either way."""
+    from private_channels.storage import base
+
+    parsed, loads = [], base._loads
+    monkeypatch.setattr(base, "_loads", lambda key, data: parsed.append(key) or loads(key, data))
+    caches = [DocumentCache(1 << 20), DocumentCache(1 << 20)]
+    for i in range(8):
+        assert _kept_add(storage, caches[i % 2], b"%d" % i, f"p-{i}.0.zip")
+    # The second process's first read, and the first's read of the second's version
+    # of a document it had encoded whole (no names kept): then none.
+    assert parsed == [DOC, DOC]
+    RecordDocument(storage, DOC).update(
+        lambda record: {**record, "yanked": True} if record["filename"] == "p-3.0.zip" else record
+    )
+    parsed.clear()
+    assert _kept_add(storage, caches[0], b"8", "p-8.0.zip")
+    assert _kept_add(storage, caches[1], b"9", "p-9.0.zip")
+    # The yank's version, by the first; then that with p-8 put in, by the second, for
+    # whom it is not its own version with one record more.
+    assert parsed == [DOC, DOC]
+    files = RecordDocument(storage, DOC).read()["files"]  # type: ignore[index]
+    assert sorted(files) == [f"p-{i}.0.zip" for i in range(10)]
+    assert files["p-3.0.zip"]["yanked"] is True
+    stored_bytes, _ = storage.open(DOC)
+    with stored_bytes:
+        assert stored_bytes.read() == dump_json_of(storage)
+
+
 def test_a_failed_commit_leaves_the_kept_version_as_it_was(storage: Storage) -> None:
     """The commit changes a copy: a record whose write failed (its blob removed again)
     must not reach the next commit through the kept version."""
-    from private_channels.core.cache import DocumentCache
-
     counting, cache = _Counting(storage), DocumentCache(1 << 20)
     assert _kept_add(counting, cache, b"A", "a-1.0.zip")
     counting.reads, counting.fail_next_write = 0, True
@@ -445,8 +571,6 @@ def test_a_failed_commit_leaves_the_kept_version_as_it_was(storage: Storage) -> 
 def test_only_documents_up_to_a_bound_are_kept(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from private_channels.core.cache import DocumentCache
-
     counting, cache = _Counting(storage), DocumentCache(1 << 20)
     assert _kept_add(counting, cache, b"A", "a-1.0.zip")
     monkeypatch.setattr(RecordDocument, "KEPT_BYTES", len(dump_json_of(storage)))

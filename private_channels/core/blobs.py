@@ -25,10 +25,12 @@ temporary files of writes that never finished.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import functools
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -194,14 +196,15 @@ class RecordSnapshot(Generic[F]):
 
 class _Committed:
     """A version of a record document as this process committed it: the document, its
-    bytes and stat, and each record's bytes in them (:meth:`RecordDocument.add`)."""
+    bytes and stat, and its records' names in their order when its bytes are known to
+    be of the shape :func:`_spliced` relies on (:meth:`RecordDocument.add`)."""
 
-    __slots__ = ("doc", "encoded", "pieces", "stat")
+    __slots__ = ("doc", "encoded", "names", "stat")
 
     def __init__(
-        self, doc: dict[str, Any], encoded: bytes, stat: Stat, pieces: dict[str, _Piece]
+        self, doc: dict[str, Any], encoded: bytes, stat: Stat, names: list[str] | None
     ) -> None:
-        self.doc, self.encoded, self.stat, self.pieces = doc, encoded, stat, pieces
+        self.doc, self.encoded, self.stat, self.names = doc, encoded, stat, names
 
     def read(self) -> JSONRead:
         """A read of this version whose document the caller may change (its records
@@ -212,58 +215,153 @@ class _Committed:
         return JSONRead(self.encoded, self.stat, doc)
 
 
-# A record in an encoded document: the record (a dict of the document), and its
-# ``"filename":{...}`` bytes there.
-_Piece = tuple[dict[str, Any], bytes]
+def _around(doc: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """The bytes of a record document before its records' and after them."""
+    others = sorted(name for name in doc if name != "files")
+    head = b"".join(dump_json(name) + b":" + dump_json(doc[name]) + b"," for name in others
+                    if name < "files")  # fmt: skip
+    tail = b"".join(b"," + dump_json(name) + b":" + dump_json(doc[name]) for name in others
+                    if name > "files")  # fmt: skip
+    return b"{" + head + b'"files":{', b"}" + tail + b"}"
 
 
-def _encode_records(
-    doc: Mapping[str, Any], kept: Mapping[str, _Piece]
-) -> tuple[bytes, dict[str, _Piece]]:
-    """:func:`~..storage.dump_json` of a record document, byte for byte, and each
-    record's piece of it; a record that is the very one of a piece in ``kept`` (the
-    same object) reuses its bytes, so that committing one record to a document of
-    thousands encodes one record, not thousands."""
-    files = doc["files"]
-    pieces: dict[str, _Piece] = {}
-    for filename in sorted(files):
-        record = files[filename]
-        piece = kept.get(filename)
-        if piece is None or piece[0] is not record:
-            piece = (record, dump_json(filename) + b":" + dump_json(record))
-        pieces[filename] = piece
-    encoded_files = b"{" + b",".join(piece for _, piece in pieces.values()) + b"}"
-    encoded = b",".join(
-        dump_json(name) + b":" + (encoded_files if name == "files" else dump_json(doc[name]))
-        for name in sorted(doc)
-    )
-    return b"{" + encoded + b"}", pieces
+def _spliced(
+    raw: bytes, doc: Mapping[str, Any], filename: str, names: list[str] | None = None
+) -> tuple[bytes, list[str] | None] | None:
+    """:func:`~..storage.dump_json` of the record document ``doc``, byte for byte, made
+    from ``raw``, that of the same document without the record of ``filename``: the
+    record's bytes put where they belong among the others', which are not encoded
+    again.  A commit to a document of 350 records costs some 50 µs so, against 1 ms
+    for encoding it whole (docs/performance.md, twenty-third round).  With the bytes,
+    the names of the new version's records in order, or ``None`` if it is not of the
+    shape (below) itself.
 
-
-class _OwnShare:
-    """How often this process, committing to a document it committed before, found its
-    own version still the stored one: a running average over its recent commits (one
-    per process; the threads' updates may race, which costs an estimate nothing).
-
-    Pieces (:func:`_encode_records`) cost nearly twice a whole encoding to make (1.8
-    against 1.0 ms at 350 records) and save one on each next commit that finds them.
-    Under :data:`PIECES_PAY` a document is encoded whole: where processes take turns on
-    the same documents (gunicorn's workers, each upload going to either) the share is
-    about a half, and commits measured some 10% faster whole at 300 to 399 records
-    (docs/performance.md, twenty-second round); a process alone stays at one.
+    ``None`` when ``raw`` is not of the shape the splice relies on, and the document is
+    then encoded whole: the keys beside ``files`` must be the same, and every record
+    a JSON object that holds no other, so that each ``":{`` in the records' bytes starts
+    a record (in a string it would be ``\\":{``).  ``names``, those of ``raw``'s records
+    in order, says that ``raw`` is of that shape (a version made by a splice), which
+    spares reading every record to tell.
     """
+    files = doc["files"]
+    head, tail = _around(doc)
+    start, end = len(head), len(raw) - len(tail)
+    if end < start or not raw.startswith(head) or not raw.endswith(tail):
+        return None
+    if names is None:
+        if not all(type(record) is dict for record in files.values()):
+            return None
+        if raw.count(b'":{', start, end) != len(files) - 1:
+            return None  # a record that holds an object (or stands for more than one)
+        names = sorted(name for name in files if name != filename)
+    record = files[filename]
+    piece = dump_json(filename) + b":" + dump_json(record)
+    at = bisect.bisect(names, filename)
+    plain = type(record) is dict and piece.count(b'":{') == 1
+    made = [*names[:at], filename, *names[at:]] if plain else None
+    if at == len(names):  # the last record: at the end, after a comma unless the first
+        return raw[:end] + (b"," if names else b"") + piece + raw[end:], made
+    before = dump_json(names[at]) + b":{"
+    if at == 0:
+        if not raw.startswith(before, start):
+            return None
+        return raw[:start] + piece + b"," + raw[start:], made
+    found = raw.find(b"," + before, start, end)
+    if found < 0:
+        return None
+    return raw[:found] + b"," + piece + raw[found:], made
 
-    PIECES_PAY = 2 / 3
-    WEIGHT = 0.05  # of the latest commit in the average: about the last 20 count
 
-    def __init__(self) -> None:
-        self.share = 1.0
+def _common_prefix(a: bytes, b: bytes, i: int = 0, j: int = 0, block: int = 4096) -> int:
+    """How many bytes ``a[i:]`` and ``b[j:]`` begin with alike (compared a block at a
+    time, then halving)."""
+    size, same = min(len(a) - i, len(b) - j), 0
+    while same + block <= size and a[i + same : i + same + block] == b[j + same : j + same + block]:
+        same += block
+    low, high = same, min(same + block, size)
+    while low < high:  # alike up to low; they differ before high + 1, if at all
+        middle = (low + high + 1) // 2
+        if a[i + same : i + middle] == b[j + same : j + middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
-    def seen(self, own: bool) -> None:
-        self.share += self.WEIGHT * ((1.0 if own else 0.0) - self.share)
+
+_DECODER = json.JSONDecoder()
 
 
-_own_share = _OwnShare()
+def _unspliced(old: _Committed, raw: bytes) -> tuple[dict[str, Any], list[str]] | None:
+    """The record document whose bytes are ``raw``, made from ``old``, a version of it
+    this process committed, when ``raw`` is ``old``'s bytes with records put in (as
+    other processes' :func:`_spliced` put them): only those are parsed, the others are
+    ``old``'s.  With its records' names in order.  A commit to a document of 350
+    records that another process wrote since costs some 100 µs so, against 600 for
+    parsing it whole (docs/performance.md, twenty-third round).
+
+    ``None`` after any other change, and ``raw`` is parsed whole.  ``old`` must be of
+    the shape :func:`_spliced` relies on (its ``names`` known), so that where a record
+    was put is found by the first ``":{`` after the first byte that differs: the one
+    of the record put before.
+    """
+    names, before = old.names, old.encoded
+    if names is None or len(raw) <= len(before):
+        return None
+    head, tail = _around(old.doc)
+    start, end = len(head), len(before) - len(tail)
+    try:
+        text = raw.decode("ascii")  # dump_json writes nothing else
+    except UnicodeDecodeError:
+        return None
+    added: dict[str, Any] = {}
+    last: tuple[int, str] | None = None  # where the record put in last went, its name
+    b = r = 0  # before[:b] and raw[:r] are alike, but for the records put in
+    while len(raw) - r > len(before) - b:
+        differs = b + _common_prefix(before, raw, b, r)
+        if not start <= differs <= end:
+            return None  # not among the records
+        key_end = before.find(b'":{', differs, end)
+        if key_end < 0:  # after the last record
+            at, put = len(names), end
+        else:  # before the record whose name ends there
+            opens = before.rfind(b'"', start, key_end)
+            try:
+                name = json.loads(before[opens : key_end + 1])
+            except ValueError:
+                return None
+            at = bisect.bisect_left(names, name)
+            if at == len(names) or names[at] != name:
+                return None
+            put = start if at == 0 else opens - 1
+        if not b <= put <= differs:
+            return None
+        here = r + put - b  # a comma and the record, or the record and a comma (the first)
+        try:
+            if at > 0 and text[here] != ",":
+                return None
+            filename, colon = _DECODER.raw_decode(text, here + (at > 0))
+            if text[colon] != ":":
+                return None
+            record, after = _DECODER.raw_decode(text, colon + 1)
+        except (ValueError, IndexError, RecursionError):
+            return None
+        if type(filename) is not str or type(record) is not dict:
+            return None
+        if raw.count(b'":{', here, after) != 1:
+            return None  # a record that holds an object
+        previous = last[1] if last is not None and last[0] == at else names[at - 1] if at else None
+        if (previous is not None and not previous < filename) or (
+            at < len(names) and names[at] <= filename
+        ):
+            return None  # not where dump_json puts it (or a name it holds already)
+        added[filename], last = record, (at, filename)
+        b, r = put, after + (at == 0 and text[after : after + 1] == ",")
+    if len(raw) - r != len(before) - b or not raw.endswith(memoryview(before)[b:]):
+        return None
+    doc = {**old.doc, "files": {**old.doc["files"], **added}}
+    if "deleted" in doc:
+        doc["deleted"] = list(doc["deleted"])
+    return doc, sorted([*names, *added])
 
 
 class RecordDocument:
@@ -272,26 +370,19 @@ class RecordDocument:
     Its shape is ``{"files": {filename: record}, "deleted": [filename, ...], ...}``;
     an ecosystem may keep more keys beside (a display name), given as ``initial``.
 
-    With ``kept`` (the store's cache) the version a commit of this process wrote is
-    kept there, so that the next commit to the document through this process, if no
-    other wrote it since (one stat tells), neither reads nor parses it, and encodes
-    only its new record: an upload costs the same whether the document holds ten files
-    or thousands.  Only documents of up to :data:`KEPT_BYTES` bytes are kept.  A
-    version another process wrote (gunicorn's other worker) is encoded whole, in one
-    call of the C encoder: encoding each of its records apart, for pieces that the
-    next commit may find another process's version again and not use, was the larger
-    part of such a commit to a document of 350 records (2.4 ms, against 0.1 in one
-    process; docs/performance.md, twenty-first round).  Pieces are made when this
-    process commits to its own version, and only while it finds its own version again
-    often enough for them to pay (:class:`_OwnShare`: one process alone, not workers
-    taking turns).
+    A commit puts its record's bytes among the stored ones (:func:`_spliced`) rather
+    than encoding the document again, and with ``kept`` (the store's cache) the version
+    a commit of this process wrote is kept there, so that the next commit to the
+    document through this process, if no other wrote it since (one stat tells), neither
+    reads nor parses it: an upload costs about the same whether the document holds ten
+    files or thousands.  Only documents of up to :data:`KEPT_BYTES` bytes are kept.  A
+    version another process wrote (gunicorn's other worker) is read, and parsed whole
+    unless it is the kept one with a record put in (:func:`_unspliced`).
     """
 
     #: The largest document whose committed version is kept (encoded); what it takes
-    #: in the cache is counted at four times that (its parsed records and their bytes).
+    #: in the cache is counted at four times that (its parsed records and its bytes).
     KEPT_BYTES = 2 * 1024 * 1024
-    #: The smallest document encoded in pieces (each record apart, to be reused).
-    PIECES_FROM = 32 * 1024
 
     def __init__(
         self,
@@ -306,13 +397,12 @@ class RecordDocument:
         self.initial = dict(initial or {})
         self.kept = kept
         self._read: JSONRead | None = None
-        self._pieces: Mapping[str, _Piece] = {}
-        self._mine = False  # the version read is the one this process committed last
+        self._names: list[str] | None = None  # of the version read, when of the shape
 
     def _current(self) -> JSONRead:
         """The document as stored now: the version this process committed last when
         it is still the stored one, else read and parsed."""
-        self._pieces, self._mine = {}, False
+        self._names = None
         # Only a document this process committed is worth the stat first: any other is
         # read at once (one request to an object store, not two).
         if self.kept is not None and self.kept.holds(("committed", self.key)):
@@ -321,11 +411,23 @@ class RecordDocument:
             except FileNotFoundError:
                 return JSONRead(b"", None, None)
             committed = self.kept.get(("committed", self.key), etag)
-            _own_share.seen(committed is not None)
             if committed is not None:
-                self._pieces, self._mine = committed.pieces, True
+                self._names = committed.names
                 return committed.read()  # type: ignore[no-any-return]
+            # Another process's version, most often this one's with a record put in.
+            older = self.kept.latest(("committed", self.key))
+            if older is not None:
+                return JSONRead.of(
+                    self.storage, self.key, known=lambda raw: self._grown(older, raw)
+                )
         return JSONRead.of(self.storage, self.key)
+
+    def _grown(self, older: _Committed, raw: bytes) -> dict[str, Any] | None:
+        grown = _unspliced(older, raw)
+        if grown is None:
+            return None
+        doc, self._names = grown
+        return doc
 
     def read(self) -> dict[str, Any] | None:
         """The document as stored now; the next :meth:`add` starts from this very read
@@ -379,29 +481,22 @@ class RecordDocument:
             return doc
 
         current, self._read = self._read, None
-        if self.kept is None:
-            doc = update_json(self.storage, self.key, change, current=current)
-            return added[0], doc
-        if current is None:
+        if current is None and self.kept is not None:
             current = self._current()
-        # The pieces of the version the first attempt starts from; a later attempt
-        # reads the document afresh, and its records are new objects (no piece fits).
-        kept = self._pieces
-        made: list[dict[str, _Piece]] = [{}]
-        # Encoded in pieces only where reusing them pays: a small document is encoded
-        # whole in less than its pieces take to make, a large one is not kept, and a
-        # version another process wrote is as likely to be followed by another.
-        whole = not kept and (
-            not self._mine
-            or not self.PIECES_FROM <= len(current.raw) <= self.KEPT_BYTES
-            or _own_share.share < _own_share.PIECES_PAY
-        )
+        # The names of the version the first attempt starts from, when known; a later
+        # attempt reads the document afresh.
+        first, names = (current.raw if current is not None else None), self._names
+        made: list[list[str] | None] = [None]
 
-        def encode(doc: dict[str, Any]) -> bytes:
-            if whole:
-                return dump_json(doc)
-            encoded, made[0] = _encode_records(doc, kept)
-            return encoded
+        def encode(doc: dict[str, Any], raw: bytes) -> bytes:
+            # ``raw`` is the version ``change`` was given, which lacked the record if new.
+            made[0] = None
+            if added[0] and raw:
+                spliced = _spliced(raw, doc, record["filename"], names if raw is first else None)
+                if spliced is not None:
+                    encoded, made[0] = spliced
+                    return encoded
+            return dump_json(doc)
 
         def written(doc: dict[str, Any], encoded: bytes, stat: Stat) -> None:
             if self.kept is not None and len(encoded) <= self.KEPT_BYTES:

@@ -47,6 +47,12 @@ class DocumentCache:
             self._entries.move_to_end(key)
             return cached[1]
 
+    def latest(self, key: Hashable) -> Any:
+        """The value kept for ``key``, for whatever ETag, or ``None``: for a caller that
+        can tell what changed since (it is not moved up as :meth:`get` moves it)."""
+        cached = self._entries.get(key)
+        return None if cached is None else cached[1]
+
     def holds(self, key: Hashable) -> bool:
         """Whether some value is kept for ``key``, for whatever ETag (a caller may then
         skip the stat that would find the ETag to ask for)."""

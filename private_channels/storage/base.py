@@ -252,12 +252,17 @@ class JSONRead:
     doc: Any
 
     @classmethod
-    def of(cls, storage: Storage, key: str) -> JSONRead:
+    def of(
+        cls, storage: Storage, key: str, *, known: Callable[[bytes], Any] | None = None
+    ) -> JSONRead:
+        """Read and parse ``key``; ``known(raw)`` may give the document without parsing
+        it (from an earlier version the caller holds), or ``None`` to have it parsed."""
         try:
             raw, stat = read_bytes(storage, key)
         except FileNotFoundError:
             return cls(b"", None, None)
-        return cls(raw, stat, _loads(key, raw))
+        doc = known(raw) if known is not None else None
+        return cls(raw, stat, _loads(key, raw) if doc is None else doc)
 
 
 # One encoder for every document: json.dumps makes a new one for each call with these
@@ -276,7 +281,7 @@ def update_json(
     *,
     attempts: int = 50,
     current: JSONRead | None = None,
-    encode: Callable[[Any], bytes] = dump_json,
+    encode: Callable[[T, bytes], bytes] | None = None,
     written: Callable[[T, bytes, Stat], None] | None = None,
 ) -> T:
     """Apply ``change`` to the JSON document at ``key`` with compare-and-swap.
@@ -286,9 +291,10 @@ def update_json(
     changing it in place is fine).  A result equal to what is stored writes nothing.
     ``current``, a :class:`JSONRead` of the key made just before, saves the first
     attempt its read (should the key have changed since, the write fails and the next
-    attempt reads afresh); ``change`` may change its document in place.  ``encode``
-    makes the bytes stored (the same as :func:`dump_json`'s, perhaps from parts kept
-    of an earlier version), and ``written(new, encoded, stat)`` learns what was stored.
+    attempt reads afresh); ``change`` may change its document in place.
+    ``encode(new, raw)`` makes the bytes stored, the same as :func:`dump_json`'s of
+    ``new``, perhaps from ``raw``, the bytes of the version ``change`` was given (empty
+    for none); ``written(new, encoded, stat)`` learns what was stored.
     """
     for _ in range(attempts):
         if current is not None:
@@ -305,7 +311,7 @@ def update_json(
         new = change(doc)
         if new is None and stat_or_none is None:
             return new  # absent and to stay absent
-        encoded = encode(new)
+        encoded = dump_json(new) if encode is None else encode(new, raw)
         if encoded == raw:
             return new
         body = io.BytesIO(encoded)
