@@ -231,8 +231,9 @@ def _spliced(
     """:func:`~..storage.dump_json` of the record document ``doc``, byte for byte, made
     from ``raw``, that of the same document without the record of ``filename``: the
     record's bytes put where they belong among the others', which are not encoded
-    again.  A commit to a document of 350 records costs some 50 µs so, against 1 ms
-    for encoding it whole (docs/performance.md, twenty-third round).  With the bytes,
+    again.  A commit to a document of 350 records costs some 25 µs so (160 where it
+    must first read every record to tell the shape, below), against 1 ms for encoding
+    it whole (docs/performance.md, twenty-third round).  With the bytes,
     the names of the new version's records in order, or ``None`` if it is not of the
     shape (below) itself.
 
@@ -295,9 +296,9 @@ def _unspliced(old: _Committed, raw: bytes) -> tuple[dict[str, Any], list[str]] 
     """The record document whose bytes are ``raw``, made from ``old``, a version of it
     this process committed, when ``raw`` is ``old``'s bytes with records put in (as
     other processes' :func:`_spliced` put them): only those are parsed, the others are
-    ``old``'s.  With its records' names in order.  A commit to a document of 350
-    records that another process wrote since costs some 100 µs so, against 600 for
-    parsing it whole (docs/performance.md, twenty-third round).
+    ``old``'s.  With its records' names in order.  Reading a document of 350 records
+    that another process put one in since costs some 35 µs so, against 600 for parsing
+    it whole (docs/performance.md, twenty-third round).
 
     ``None`` after any other change, and ``raw`` is parsed whole.  ``old`` must be of
     the shape :func:`_spliced` relies on (its ``names`` known), so that where a record
