@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 import io
 import lzma
+import time
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -12,6 +16,7 @@ from private_channels import ChannelRegistry, Scope, TokenStore
 from private_channels.cran.dcf import parse_dcf
 from private_channels.storage import MemoryStorage, Storage
 
+from .support import test_app
 from .test_cran_description import source_package, windows_zip
 from .test_cran_upload import PREFIXES, Channel
 
@@ -278,3 +283,29 @@ def test_an_unsatisfiable_range_is_416_and_closes_the_file(
     assert response.headers["Content-Range"] == f"bytes */{size}"
     (blob,) = opened
     assert blob.closed
+
+
+def test_a_directory_asked_for_at_once_by_many_is_parsed_once(
+    channel: Channel,
+    versions: dict,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+) -> None:
+    """R clients at once on a process that has not parsed the directory yet: one reads
+    and parses it, the others wait for its snapshot (a parse each of a large directory
+    is tens of MB each)."""
+    from private_channels.cran.store import CranStore
+
+    parsed, directory = [], CranStore.directory
+
+    def slow(self: CranStore, *args: Any) -> Any:
+        parsed.append(args)
+        time.sleep(0.2)  # long enough for every other request to arrive meanwhile
+        return directory(self, *args)
+
+    monkeypatch.setattr(CranStore, "directory", slow)
+    cold = test_app(channel.storage, channel.url.removesuffix("/team"))  # nothing kept yet
+    ask = partial(cold.get, f"{channel.url}/src/contrib/PACKAGES", headers={"X-Auth": channel.read})
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        bodies = {response.body for response in pool.map(lambda _: ask(), range(6))}
+    assert len(bodies) == 1 and b"Package: abc\nVersion: 1.10\n" in bodies.pop()
+    assert len(parsed) == 1

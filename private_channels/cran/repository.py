@@ -47,6 +47,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
@@ -157,6 +158,11 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         # with 3 versions each weighs some 17 MB, more than a quarter of the page cache,
         # and every download of a package looks its record up in it.
         self.snapshots = DocumentCache(self.cache_bytes, max_entry=self.cache_bytes)
+        # One thread reads and parses a directory that is not kept; the others asking
+        # for it meanwhile wait for its snapshot rather than parse it too (R clients
+        # at once on a cold process: a 14 MB document is some 35 MB parsed, each).
+        # A lock per directory, so that a slow one holds up no other.
+        self._parsing: dict[tuple[str, str], threading.Lock] = {}
 
     def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
         if not path.startswith(_ROOTS) or len(path) > MAX_PATH:
@@ -226,13 +232,17 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         """The snapshot of the document version ``etag`` (a stat just found it)."""
         key = ("directory", self.store.index_key(channel, path))
         directory: Directory | None = self.snapshots.get(key, etag)
-        if directory is None:
-            directory = self.store.directory(channel, path)
-            if directory.stat is not None:
-                # About what the parsed records hold: their DESCRIPTION fields mostly.
-                weight = sum(512 + sum(map(len, filter(None, r.fields.values())))
-                             for r in directory.records)  # fmt: skip
-                self.snapshots.put(key, directory.stat.etag, directory, weight)
+        if directory is not None:
+            return directory
+        with self._parsing.setdefault(key, threading.Lock()):
+            directory = self.snapshots.get(key, etag)  # parsed while this one waited
+            if directory is None:
+                directory = self.store.directory(channel, path)
+                if directory.stat is not None:
+                    # About what the parsed records hold: their DESCRIPTION fields mostly.
+                    weight = sum(512 + sum(map(len, filter(None, r.fields.values())))
+                                 for r in directory.records)  # fmt: skip
+                    self.snapshots.put(key, directory.stat.etag, directory, weight)
         return directory
 
     def linux_binary(
