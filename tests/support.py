@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -51,6 +52,28 @@ def test_app(storage: Storage, prefix: str = "/api/repo", **options) -> webtest.
 
 
 test_app.__test__ = False  # type: ignore[attr-defined]
+
+
+def slowed(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[tuple[Any, ...]]:
+    """Make ``owner.name`` (a function of a class or module) take 0.2 s longer, long
+    enough for every other request of :func:`at_once` to arrive meanwhile: the
+    arguments of each call, as they come."""
+    calls: list[tuple[Any, ...]] = []
+    function = getattr(owner, name)
+
+    def slow(*args: Any) -> Any:
+        calls.append(args)
+        time.sleep(0.2)
+        return function(*args)
+
+    monkeypatch.setattr(owner, name, slow)
+    return calls
+
+
+def at_once(ask: Callable[[], T], count: int = 6) -> list[T]:
+    """``ask()`` from ``count`` threads at once (clients on a cold process)."""
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: ask(), range(count)))
 
 
 def cli(

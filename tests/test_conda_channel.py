@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from private_channels.core.manage import change_files
 from private_channels.storage import MemoryStorage
 
 from .conda_packages import build_conda
-from .support import test_app
+from .support import at_once, slowed, test_app
 from .test_conda_upload import PREFIXES, Channel
 
 
@@ -244,3 +245,18 @@ def test_repodata_agrees_with_rattlers_own_indexer(
                 for field, value in theirs[key][filename].items():
                     if field != "indexed_timestamp":  # when each indexed it
                         assert entry[field] == value, (filename, field)
+
+
+def test_a_subdir_asked_for_at_once_by_many_is_parsed_once(
+    channel: Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """conda clients at once on a process that has not read the subdir yet: one reads and
+    parses its document, the others wait for its snapshot and its repodata."""
+    from private_channels.conda.store import CondaStore
+
+    parsed = slowed(monkeypatch, CondaStore, "subdir")
+    cold = test_app(channel.storage, channel.url.removesuffix("/team"))  # nothing kept yet
+    ask = partial(cold.get, f"{channel.url}/noarch/repodata.json", headers={"X-Auth": channel.read})
+    bodies = {response.body for response in at_once(ask)}
+    assert len(bodies) == 1 and "beta-1.0-0.conda" in json.loads(bodies.pop())["packages.conda"]
+    assert len(parsed) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from private_channels.core.cache import DocumentCache
 
@@ -72,3 +73,96 @@ def test_holds_tells_a_key_kept_for_any_etag() -> None:
     for name in "bcde":  # past the limit: "a", the least recently used, goes
         cache.put(name, "etag-1", b"y", 25)
     assert not cache.holds("a") and cache.holds("b") and cache.holds("e")
+
+
+def _at_once(count: int, ask):  # type: ignore[no-untyped-def]
+    """``ask()`` in ``count`` threads at once: what each got, or raised."""
+    results: list[object] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = ask()
+        except Exception as error:  # what it raised is its result
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+def test_a_value_asked_for_at_once_is_made_once_and_handed_to_all() -> None:
+    cache, made = DocumentCache(1000), []
+
+    def make():  # type: ignore[no-untyped-def]
+        made.append(1)
+        time.sleep(0.2)  # long enough for every other thread to ask meanwhile
+        return object(), 10
+
+    results = _at_once(8, lambda: cache.get_or_make("k", "1", make))
+    assert len(made) == 1
+    assert len({id(value) for value in results}) == 1  # the very value it made, to each
+    assert cache.get("k", "1") is results[0]
+    assert not cache._flights  # nothing left behind: a key a client chose cannot pile up
+
+
+def test_other_keys_and_etags_are_not_held_up_by_a_flight() -> None:
+    cache, release = DocumentCache(1000), threading.Event()
+
+    def slow():  # type: ignore[no-untyped-def]
+        release.wait(10)
+        return "slow", 1
+
+    waiting = threading.Thread(target=cache.get_or_make, args=("k", "1", slow))
+    waiting.start()
+    try:
+        assert cache.get_or_make("k", "2", lambda: ("newer", 1)) == "newer"
+        assert cache.get_or_make("other", "1", lambda: ("other", 1)) == "other"
+    finally:
+        release.set()
+        waiting.join(10)
+
+
+def test_when_its_maker_fails_the_waiting_threads_make_it_in_turn() -> None:
+    cache, made = DocumentCache(1000), []
+
+    def make():  # type: ignore[no-untyped-def]
+        made.append(1)
+        time.sleep(0.1)
+        if len(made) == 1:
+            raise OSError("storage unreachable")
+        return "page", 4
+
+    results = _at_once(6, lambda: cache.get_or_make("k", "1", make))
+    failures = [r for r in results if isinstance(r, OSError)]
+    assert len(failures) == 1 and results.count("page") == 5
+    assert len(made) == 2  # the failed one, then one of those that waited for it
+    assert not cache._flights
+
+
+def test_a_snapshot_is_kept_under_the_version_its_read_found() -> None:
+    cache = DocumentCache(1000)
+    # The stat found "1"; the read, after an upload meanwhile, read "2".
+    assert cache.snapshot("k", "1", lambda: ("v2", 2, "2")) == ("v2", "2")
+    assert cache.get("k", "1") is None and cache.get("k", "2") == "v2"
+    # A document gone meanwhile: what the read made is handed back, and kept under none.
+    assert cache.snapshot("g", "1", lambda: ("gone", 0, None)) == ("gone", "1")
+    assert not cache.holds("g")
+
+
+def test_a_make_that_asks_for_its_own_key_does_not_wait_for_itself() -> None:
+    cache = DocumentCache(1000)
+
+    def make():  # type: ignore[no-untyped-def]
+        inner = cache.get_or_make("k", "1", lambda: ("inner", 1))
+        return f"outer of {inner}", 1
+
+    done: list[str] = []
+    thread = threading.Thread(target=lambda: done.append(cache.get_or_make("k", "1", make)))
+    thread.start()
+    thread.join(5)
+    assert done == ["outer of inner"]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import gzip
 import io
 import lzma
-import time
 from functools import partial
-from typing import Any
 
 import pytest
 
@@ -16,7 +13,7 @@ from private_channels import ChannelRegistry, Scope, TokenStore
 from private_channels.cran.dcf import parse_dcf
 from private_channels.storage import MemoryStorage, Storage
 
-from .support import test_app
+from .support import at_once, slowed, test_app
 from .test_cran_description import source_package, windows_zip
 from .test_cran_upload import PREFIXES, Channel
 
@@ -295,17 +292,9 @@ def test_a_directory_asked_for_at_once_by_many_is_parsed_once(
     is tens of MB each)."""
     from private_channels.cran.store import CranStore
 
-    parsed, directory = [], CranStore.directory
-
-    def slow(self: CranStore, *args: Any) -> Any:
-        parsed.append(args)
-        time.sleep(0.2)  # long enough for every other request to arrive meanwhile
-        return directory(self, *args)
-
-    monkeypatch.setattr(CranStore, "directory", slow)
+    parsed = slowed(monkeypatch, CranStore, "directory")
     cold = test_app(channel.storage, channel.url.removesuffix("/team"))  # nothing kept yet
     ask = partial(cold.get, f"{channel.url}/src/contrib/PACKAGES", headers={"X-Auth": channel.read})
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        bodies = {response.body for response in pool.map(lambda _: ask(), range(6))}
+    bodies = {response.body for response in at_once(ask)}
     assert len(bodies) == 1 and b"Package: abc\nVersion: 1.10\n" in bodies.pop()
     assert len(parsed) == 1

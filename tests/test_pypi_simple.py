@@ -34,7 +34,7 @@ from private_channels.storage import (
 from private_channels.tokens import Scope, TokenStore
 
 from .packages import make_sdist, make_wheel
-from .support import cli, test_app
+from .support import at_once, cli, slowed, test_app
 from .test_pypi_render import parse_html
 
 PIP_ACCEPT = (
@@ -821,3 +821,18 @@ def test_downloads_go_through_the_servers_file_wrapper(tmp_path: Path) -> None:
     finally:
         body.close()  # type: ignore[attr-defined]
     assert statuses == ["200 OK"]
+
+
+@pytest.mark.parametrize("path", ["/simple/", "/simple/holy-grail/"])
+def test_a_page_asked_for_at_once_by_many_is_rendered_once(
+    repo: Repo, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients at once on a process that has not rendered the page yet (the root page of
+    10,000 projects after a restart): one renders it, the others wait for it."""
+    from private_channels.pypi import simple
+
+    rendered = slowed(monkeypatch, simple, "render")
+    answers = at_once(lambda: repo.get(path, headers={"Accept": PIP_ACCEPT}))
+    assert len({(a.body, a.headers["ETag"]) for a in answers}) == 1
+    assert "holy_grail" in answers[0].text.lower()  # the root lists it, the page names it
+    assert [media_type for _, media_type in rendered] == [JSON_TYPE]

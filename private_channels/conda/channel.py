@@ -108,12 +108,15 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
             etag = self.storage.stat(key).etag
         except FileNotFoundError:
             return Subdir(name, records=(), stat=None)
-        subdir: Subdir | None = self.cache.get(("subdir", key), etag)
-        if subdir is None:
+
+        def read() -> tuple[Subdir, int, str | None]:
             subdir = self.store.subdir(channel, name)
             # About what the parsed records hold: index.json's lists, mostly.
             weight = sum(1024 + len(str(r.index)) + len(str(r.about)) for r in subdir.records)
-            self.cache.put(("subdir", key), subdir.version, subdir, weight)
+            return subdir, weight, subdir.version
+
+        # Parsed once however many requests ask for it at once (the cache's flights).
+        subdir: Subdir = self.cache.snapshot(("subdir", key), etag, read)[0]
         return subdir
 
     def _cached(
@@ -145,20 +148,19 @@ class CondaChannelMiddleware(ReadMiddleware[CondaStore]):
         """The shard index of a snapshot and its shards (every shard also kept by its
         hash, so that one rendered for an older snapshot stays there while it is cached)."""
         key = ("sharded", self.store.index_key(channel, subdir.name))
-        rendered: tuple[bytes, dict[str, bytes]] | None = self.cache.get(key, subdir.version)
-        if rendered is None:
+
+        def make() -> tuple[tuple[bytes, dict[str, bytes]], int]:
             try:
-                rendered = sharded(subdir)
+                index, shards = sharded(subdir)
             except MissingExtraError:
                 raise http_error(
                     404, f"This server serves no sharded repodata ({EXTRA}); use repodata.json."
                 ) from None
-            index, shards = rendered
-            self.cache.put(
-                key, subdir.version, rendered, len(index) + sum(map(len, shards.values()))
-            )
             for digest, body in shards.items():
                 self.cache.put(("shard", digest), "immutable", body, len(body))
+            return (index, shards), len(index) + sum(map(len, shards.values()))
+
+        rendered: tuple[bytes, dict[str, bytes]] = self.cache.get_or_make(key, subdir.version, make)
         return rendered
 
     def shard(

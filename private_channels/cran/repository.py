@@ -47,7 +47,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
-import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
@@ -160,9 +159,8 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         self.snapshots = DocumentCache(self.cache_bytes, max_entry=self.cache_bytes)
         # One thread reads and parses a directory that is not kept; the others asking
         # for it meanwhile wait for its snapshot rather than parse it too (R clients
-        # at once on a cold process: a 14 MB document is some 35 MB parsed, each).
-        # A lock per directory, so that a slow one holds up no other.
-        self._parsing: dict[tuple[str, str], threading.Lock] = {}
+        # at once on a cold process: a 14 MB document is some 35 MB parsed, each):
+        # DocumentCache.snapshot, a flight per directory and version.
 
     def route(self, environ: WSGIEnvironment, path: str) -> WSGIApplication | None:
         if not path.startswith(_ROOTS) or len(path) > MAX_PATH:
@@ -229,20 +227,20 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         return self._snapshot(channel, path, etag)
 
     def _snapshot(self, channel: Channel, path: str, etag: str) -> Directory:
-        """The snapshot of the document version ``etag`` (a stat just found it)."""
+        """The snapshot of the document version ``etag`` (a stat just found it), parsed
+        once however many requests ask for it at once (the cache's single flight)."""
+
+        def read() -> tuple[Directory, int, str | None]:
+            directory = self.store.directory(channel, path)
+            if directory.stat is None:
+                return directory, 0, None
+            # About what the parsed records hold: their DESCRIPTION fields mostly.
+            weight = sum(512 + sum(map(len, filter(None, r.fields.values())))
+                         for r in directory.records)  # fmt: skip
+            return directory, weight, directory.stat.etag
+
         key = ("directory", self.store.index_key(channel, path))
-        directory: Directory | None = self.snapshots.get(key, etag)
-        if directory is not None:
-            return directory
-        with self._parsing.setdefault(key, threading.Lock()):
-            directory = self.snapshots.get(key, etag)  # parsed while this one waited
-            if directory is None:
-                directory = self.store.directory(channel, path)
-                if directory.stat is not None:
-                    # About what the parsed records hold: their DESCRIPTION fields mostly.
-                    weight = sum(512 + sum(map(len, filter(None, r.fields.values())))
-                                 for r in directory.records)  # fmt: skip
-                    self.snapshots.put(key, directory.stat.etag, directory, weight)
+        directory: Directory = self.snapshots.snapshot(key, etag, read)[0]
         return directory
 
     def linux_binary(
@@ -277,23 +275,22 @@ class CranRepositoryMiddleware(ReadMiddleware[CranStore]):
         return self._rendered(channel, path, name, version)
 
     def _rendered(self, channel: Channel, path: str, name: str, version: str) -> tuple[bytes, str]:
+        def render_it() -> tuple[tuple[bytes, str], int, str | None]:
+            if version == "-":
+                directory, read = Directory(path=path, records=(), stat=None), "-"
+            else:
+                directory = self._snapshot(channel, path, version)
+                read = directory.stat.etag if directory.stat is not None else "-"
+            if name == "archive.rds":
+                body = render_archive_rds(directory)
+            elif name == "PACKAGES.gz":  # the PACKAGES text, rendered once for both
+                body = gzip_packages(self._rendered(channel, path, "PACKAGES", read)[0])
+            else:
+                body = render(directory, name)
+            return (body, hashlib.sha256(body).hexdigest()[:32]), len(body), read
+
         key = ("rendered", self.store.index_key(channel, path), name)
-        cached: tuple[bytes, str] | None = self.cache.get(key, version)
-        if cached is not None:
-            return cached
-        if version == "-":
-            directory = Directory(path=path, records=(), stat=None)
-        else:
-            directory = self._snapshot(channel, path, version)
-            version = directory.stat.etag if directory.stat is not None else "-"
-        if name == "archive.rds":
-            body = render_archive_rds(directory)
-        elif name == "PACKAGES.gz":  # the PACKAGES text, rendered once for both
-            body = gzip_packages(self._rendered(channel, path, "PACKAGES", version)[0])
-        else:
-            body = render(directory, name)
-        rendered = (body, hashlib.sha256(body).hexdigest()[:32])
-        self.cache.put(key, version, rendered, len(body))
+        rendered: tuple[bytes, str] = self.cache.snapshot(key, version, render_it)[0]
         return rendered
 
     def index_file(

@@ -290,11 +290,17 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
         if body is None and not is_resource_modified(environ, page_etag):
             body = b""  # the client's copy is current (a 304 follows): nothing to read
         if body is None:
-            data, storage_etag = load()
-            if data is None:
-                raise _not_found(f"Project {project!r}")
-            body = render(data, media_type)
-            self.cache.put(cache_key, storage_etag, body, len(body))
+
+            def make() -> tuple[bytes, int, str | None]:
+                data, read = load()
+                if data is None:
+                    raise _not_found(f"Project {project!r}")
+                body = render(data, media_type)
+                return body, len(body), read
+
+            # Rendered once however many requests ask for it at once (the root page of
+            # 10,000 projects on a cold process: the cache's flights).
+            body, storage_etag = self.cache.snapshot(cache_key, storage_etag, make)
             page_etag = _page_etag(storage_etag, media_type)
         response = DocumentResponse(
             body,
