@@ -298,8 +298,8 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
                 body = render(data, media_type)
                 return body, len(body), read
 
-            # Rendered once however many requests ask for it at once (the root page of
-            # 10,000 projects on a cold process: the cache's flights).
+            # Rendered once however many requests ask for it at once (the cache's flights;
+            # the read's own ETag, which may be newer than the stat's, names the page).
             body, storage_etag = self.cache.snapshot(cache_key, storage_etag, make)
             page_etag = _page_etag(storage_etag, media_type)
         response = DocumentResponse(
