@@ -7,6 +7,8 @@ import time
 
 from private_channels.core.cache import DocumentCache
 
+from .support import at_once
+
 
 def test_an_entry_is_valid_for_its_etag_only() -> None:
     cache = DocumentCache(1000)
@@ -75,26 +77,6 @@ def test_holds_tells_a_key_kept_for_any_etag() -> None:
     assert not cache.holds("a") and cache.holds("b") and cache.holds("e")
 
 
-def _at_once(count: int, ask):  # type: ignore[no-untyped-def]
-    """``ask()`` in ``count`` threads at once: what each got, or raised."""
-    results: list[object] = [None] * count
-    start = threading.Barrier(count)
-
-    def run(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = ask()
-        except Exception as error:  # what it raised is its result
-            results[i] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    return results
-
-
 def test_a_value_asked_for_at_once_is_made_once_and_handed_to_all() -> None:
     cache, made = DocumentCache(1000), []
 
@@ -103,7 +85,7 @@ def test_a_value_asked_for_at_once_is_made_once_and_handed_to_all() -> None:
         time.sleep(0.2)  # long enough for every other thread to ask meanwhile
         return object(), 10
 
-    results = _at_once(8, lambda: cache.get_or_make("k", "1", make))
+    results = at_once(lambda: cache.get_or_make("k", "1", make), count=8)
     assert len(made) == 1
     assert len({id(value) for value in results}) == 1  # the very value it made, to each
     assert cache.get("k", "1") is results[0]
@@ -137,7 +119,13 @@ def test_when_its_maker_fails_the_waiting_threads_make_it_in_turn() -> None:
             raise OSError("storage unreachable")
         return "page", 4
 
-    results = _at_once(6, lambda: cache.get_or_make("k", "1", make))
+    def ask():  # type: ignore[no-untyped-def]
+        try:
+            return cache.get_or_make("k", "1", make)
+        except OSError as error:  # what it raised is its result
+            return error
+
+    results = at_once(ask)
     failures = [r for r in results if isinstance(r, OSError)]
     assert len(failures) == 1 and results.count("page") == 5
     assert len(made) == 2  # the failed one, then one of those that waited for it
