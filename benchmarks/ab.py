@@ -112,7 +112,7 @@ def compare(
                         used, began = running[label].cpu_seconds(), time.perf_counter()
                         rate, _ = harness.measure(
                             pool, 2, running[label].port, workload, target, dataset,
-                            states[label], args.seconds, 8,
+                            states[label], args.seconds, 8, args.client,
                         )  # fmt: skip
                         requests = rate * (time.perf_counter() - began)
                         used = running[label].cpu_seconds() - used

@@ -60,7 +60,7 @@ def main() -> None:
                         began = time.perf_counter()
                         rate, errors = harness.measure(
                             pool, 2, run.port, workload, target, dataset, states[target],
-                            args.seconds, 8,
+                            args.seconds, 8, args.client,
                         )  # fmt: skip
                         requests = rate * (time.perf_counter() - began) or 1.0
                         cpu = run.cpu_seconds() - cpu

@@ -45,6 +45,7 @@ import os
 import posixpath
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -436,6 +437,15 @@ def burst_options(
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "pc-side-by-side"
     )
+    client_option(parser)
+
+
+def client_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--client", choices=sorted(CLIENTS), default="lean",
+        help="how the clients read answers: lean (the default since the twenty-sixth "
+        "round of docs/performance.md) or http.client (before it)",
+    )  # fmt: skip
 
 
 def burst_setup(
@@ -790,26 +800,149 @@ WORKLOADS = [
 PYTHON_ONLY = {"CRAN PACKAGES", "CRAN PACKAGES.gz", "CRAN PACKAGES.rds"}
 
 
+class LeanConnection:
+    """One keep-alive HTTP/1.1 connection that does no more than a load generator
+    (wrk, h2load) does with an answer: it sends what ``http.client`` sends (the request
+    line, ``Host``, ``Accept-Encoding: identity``, the workload's headers, a body's
+    ``Content-Length``, all in one ``send``), reads the status and the body's length,
+    and reads the body into one reused buffer, without parsing the header fields.
+
+    ``http.client`` parses every header field of every answer with the ``email``
+    package: some 10 µs of the client's CPU for four fields more (ours sends
+    ``Last-Modified``, ``Cache-Control``, ``Accept-Ranges`` and ``X-Request-ID`` on a
+    download, the limit none of them), taken from the two cores the servers run on, so
+    that a server was measured slower for each field it sends (docs/performance.md,
+    twenty-sixth round)."""
+
+    def __init__(self, port: int, timeout: float = 120) -> None:
+        self.port = port
+        self.timeout = timeout
+        self.host = f"Host: 127.0.0.1:{port}\r\nAccept-Encoding: identity\r\n"
+        self.sock: socket.socket | None = None
+        self.rest = b""  # what was read past the last answer (nothing, as it is used)
+        self.scratch = memoryview(bytearray(1 << 20))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.rest = None, b""
+
+    def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> int:
+        """Send one request and read its whole answer: its status (``OSError`` or
+        ``ValueError`` when the connection or the answer is broken)."""
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        sock = self.sock
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        length = "" if body is None else f"Content-Length: {len(body)}\r\n"
+        head = f"{method} {path} HTTP/1.1\r\n{self.host}{fields}{length}\r\n".encode("latin-1")
+        sock.sendall(head if body is None else head + body)
+        buffer = self.rest
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            if len(buffer) > 65536:
+                raise ValueError("an answer's header is over 64 KiB")
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before the answer's header ended")
+            buffer += chunk
+        if not buffer.startswith(b"HTTP/1."):
+            raise ValueError(f"not an HTTP/1.x answer: {buffer[:40]!r}")
+        status = int(buffer[9:12])
+        fields_ = buffer[:end].lower()
+        body_read = buffer[end + 4 :]
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            self.rest = body_read
+        elif (at := fields_.find(b"\r\ncontent-length:")) >= 0:
+            stop = fields_.find(b"\r\n", at + 2)
+            self.rest = self._read(int(fields_[at + 17 : stop if stop >= 0 else None]), body_read)
+        elif b"\r\ntransfer-encoding: chunked" in fields_:
+            self.rest = self._chunked(body_read)
+        else:  # to the end of the connection
+            while self._recv():
+                pass
+            self.close()
+            return status
+        if b"\r\nconnection: close" in fields_:
+            self.close()
+        return status
+
+    def _recv(self, most: int = 1 << 20) -> int:
+        assert self.sock is not None
+        return self.sock.recv_into(self.scratch, min(most, len(self.scratch)))
+
+    def _read(self, length: int, have: bytes) -> bytes:
+        """Read to the end of a body of ``length`` of which ``have`` came with the
+        header; what came after it."""
+        if len(have) >= length:
+            return have[length:]
+        remaining = length - len(have)
+        while remaining > 0:
+            got = self._recv(remaining)
+            if not got:
+                raise ConnectionError("closed in the middle of a body")
+            remaining -= got
+        return b""
+
+    def _chunked(self, buffer: bytes) -> bytes:
+        assert self.sock is not None
+        while True:
+            while (end := buffer.find(b"\r\n")) < 0:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed in the middle of a chunked body")
+                buffer += chunk
+            size = int(buffer[:end].split(b";")[0], 16)
+            while len(buffer) < end + 2 + size + 2:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed in the middle of a chunked body")
+                buffer += chunk
+            buffer = buffer[end + 2 + size + 2 :]
+            if size == 0:  # no trailer fields: the server's own answers have none
+                return buffer
+
+
+class _HttpClientConnection:
+    """``http.client``, as the harness used until the twenty-sixth round (``--client
+    http.client``): it parses every header field of every answer."""
+
+    def __init__(self, port: int, timeout: float = 120) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> int:
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        while response.read(1 << 20):
+            pass
+        return response.status
+
+
+CLIENTS: dict[str, type[LeanConnection] | type[_HttpClientConnection]] = {
+    "lean": LeanConnection,
+    "http.client": _HttpClientConnection,
+}
+
+
 def _client(
     port: int, workload: Workload, target: str, dataset: Dataset, state: dict[str, Any],
-    until: float, seed: int, counts: list[int],
+    until: float, seed: int, counts: list[int], client: str = "lean",
 ) -> None:  # fmt: skip
     rng = random.Random(seed)
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    connection = CLIENTS[client](port)
     ok = errors = 0
     try:
         while time.perf_counter() < until:
             method, path, headers, body = workload.make(target, dataset, rng, state)
             try:
-                connection.request(method, path, body=body, headers=headers)
-                response = connection.getresponse()
-                while response.read(1 << 20):
-                    pass
-            except (OSError, http.client.HTTPException):
+                status = connection.request(method, path, headers, body)
+            except (OSError, ValueError, http.client.HTTPException):
                 connection.close()
                 errors += 1
                 continue
-            if response.status == workload.expect:
+            if status == workload.expect:
                 ok += 1
             else:
                 errors += 1
@@ -819,16 +952,14 @@ def _client(
 
 
 def _process(args: tuple[Any, ...]) -> tuple[int, int, float]:
-    port, workload_name, target, dataset, state, seconds, threads, seed = args
+    port, workload_name, target, dataset, state, seconds, threads, seed, client = args
     workload = next(w for w in WORKLOADS if w.name == workload_name)
     start_at = time.perf_counter()
     until = start_at + seconds
     results: list[list[int]] = [[] for _ in range(threads)]
+    common = (port, workload, target, dataset, state, until)
     workers = [
-        threading.Thread(
-            target=_client,
-            args=(port, workload, target, dataset, state, until, seed * 100 + i, results[i]),
-        )
+        threading.Thread(target=_client, args=(*common, seed * 100 + i, results[i], client))
         for i in range(threads)
     ]
     for worker in workers:
@@ -852,13 +983,14 @@ def round_order(running: dict[str, Running], index: int) -> list[tuple[str, Runn
 
 def measure(
     pool: Any, processes: int, port: int, workload: Workload, target: str, dataset: Dataset,
-    state: dict[str, Any], seconds: float, clients: int,
+    state: dict[str, Any], seconds: float, clients: int, client: str = "lean",
 ) -> tuple[float, int]:  # fmt: skip
     threads = max(1, clients // processes)
     jobs = [
-        (port, workload.name, target, dataset, state, seconds, threads, random.randrange(10**9))
+        (port, workload.name, target, dataset, state, seconds, threads,
+         random.randrange(10**9), client)
         for _ in range(processes)
-    ]
+    ]  # fmt: skip
     results = pool.map(_process, jobs)
     ok = sum(r[0] for r in results)
     errors = sum(r[1] for r in results)
@@ -1149,6 +1281,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="client processes")
+    client_option(parser)
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "pc-side-by-side"
     )
@@ -1215,7 +1348,7 @@ def main() -> None:
                                     continue
                                 rate, failed = measure(
                                     pool, args.processes, run.port, workload, target, dataset,
-                                    states[target], args.seconds, args.clients,
+                                    states[target], args.seconds, args.clients, args.client,
                                 )  # fmt: skip
                                 (rates if measured else warmup)[target].append(rate)
                                 errors[target] += failed
