@@ -76,6 +76,7 @@ def main() -> None:
                         )
                 if workload.name == "upload":
                     dataset.restore_pages()
+                    dataset.restore_files()
     finally:
         for run in running.values():
             harness.stop(run)

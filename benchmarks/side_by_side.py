@@ -22,10 +22,13 @@ server), it starts side by side:
 
 and measures each workload on each of them in turn, ``--rounds`` times, for
 ``--seconds`` each, with ``--clients`` keep-alive HTTP/1.1 connections spread over
-client processes, the targets in the order above in the first measured round and in
-the reverse order in the next, and so on (:func:`round_order`); a read workload is
-first run ``--warmup`` times (1) on each of them unmeasured (their rates are in the
-JSON, under ``warmup``).  It prints the median
+client processes (:class:`LeanConnection`, which reads an answer's status, length and
+body and parses none of its header fields; ``--client http.client`` parses them all,
+as the harness did until the twenty-sixth round of docs/performance.md), the targets
+in the order above in the first measured round and in the reverse order in the next,
+and so on (:func:`round_order`); a read workload is first run ``--warmup`` times (1) on
+each of them unmeasured (their rates are in the JSON, under ``warmup``).  After the
+uploads the store is put back as filled (documents and files).  It prints the median
 requests per second and the ratio to the limit, writes everything to ``--json``, and
 checks the targets of docs/performance.md.
 """
@@ -173,6 +176,25 @@ class Dataset:
                 storage.put(key, io.BytesIO(path.read_bytes()))
         finally:
             os.fsync = real_fsync
+
+    def restore_files(self) -> None:
+        """Delete the files that uploads stored, ours' and the limit's, so that each
+        run's uploads start from the store as filled (:meth:`restore_pages` takes them
+        out of the documents, and left them on disk until the twenty-sixth round: the
+        channel of 1,000 projects then held 418,557 blob directories, of which 3,000
+        were filled, and the limit's folder of uploads 167,008 files, each run's
+        uploads slower than the last's by what a directory of so many entries costs)."""
+        filled: set[str] = set()
+        for path in self.pages_snapshot.glob("[!.]*"):
+            filled.update(r["sha256"] for r in json.loads(path.read_bytes())["files"].values())
+        if not filled:
+            return  # a dataset filled before snapshots (see --fresh)
+        blobs = self.storage / "channels" / CHANNEL / "pypi" / "blobs"
+        with os.scandir(blobs) as entries:
+            stored = [entry.path for entry in entries if entry.name not in filled]
+        for path in stored:
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(self.static / "uploads", ignore_errors=True)
 
     def restore_flat(self) -> None:
         """Take pypiserver's uploads out of its folder, which it lists on every page: the
@@ -457,7 +479,9 @@ def burst_setup(
     if len(workloads) != len(names):
         parser.error(f"workloads are among: {', '.join(w.name for w in WORKLOADS)}")
     args.work.mkdir(parents=True, exist_ok=True)
-    return fill(args.size, args.work / f"data-{args.size}"), workloads
+    dataset = fill(args.size, args.work / f"data-{args.size}")
+    dataset.restore_files()  # what the uploads of an earlier run left
+    return dataset, workloads
 
 
 def start_targets(
@@ -1316,6 +1340,7 @@ def main() -> None:
             print(f"filling {size} projects ...", flush=True)
             dataset = fill(size, args.work / f"data-{size}")
             dataset.restore_flat()  # uploads of a run that was stopped halfway
+            dataset.restore_files()
             for server in args.servers:
                 print(
                     f"{size} projects on {server}: starting {', '.join(args.targets)}", flush=True
@@ -1369,6 +1394,7 @@ def main() -> None:
                         if workload.name == "upload":
                             dataset.restore_pages()
                             dataset.restore_flat()
+                            dataset.restore_files()
                     for target, run in running.items():
                         meta[f"peak_rss_mb {size} {server} {target}"] = run.peak_rss() / 1e6
                 finally:
