@@ -177,7 +177,7 @@ class Dataset:
         finally:
             os.fsync = real_fsync
 
-    def restore_files(self) -> None:
+    def restore_files(self, *, compact: bool = False) -> None:
         """Delete the files that uploads stored, ours' and the limit's, so that each
         run's uploads start from the store as filled (:meth:`restore_pages` takes them
         out of the documents, and left them on disk until the twenty-sixth round: the
@@ -195,6 +195,17 @@ class Dataset:
         for path in stored:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.static / "uploads", ignore_errors=True)
+        if compact and blobs.stat().st_size > 1 << 20:
+            # ext4 never shrinks a directory: one that held 400,000 entries stays some
+            # 40 MB of blocks, each new entry's one found among them.  With ``compact``
+            # (no server running) the folder is made anew, as a fill makes it.
+            fresh, old = blobs.with_name("blobs.fresh"), blobs.with_name("blobs.old")
+            fresh.mkdir()
+            for name in os.listdir(blobs):
+                os.rename(blobs / name, fresh / name)
+            blobs.rename(old)
+            fresh.rename(blobs)
+            old.rmdir()
 
     def restore_flat(self) -> None:
         """Take pypiserver's uploads out of its folder, which it lists on every page: the
@@ -480,7 +491,7 @@ def burst_setup(
         parser.error(f"workloads are among: {', '.join(w.name for w in WORKLOADS)}")
     args.work.mkdir(parents=True, exist_ok=True)
     dataset = fill(args.size, args.work / f"data-{args.size}")
-    dataset.restore_files()  # what the uploads of an earlier run left
+    dataset.restore_files(compact=True)  # what the uploads of an earlier run left
     return dataset, workloads
 
 
@@ -1340,7 +1351,7 @@ def main() -> None:
             print(f"filling {size} projects ...", flush=True)
             dataset = fill(size, args.work / f"data-{size}")
             dataset.restore_flat()  # uploads of a run that was stopped halfway
-            dataset.restore_files()
+            dataset.restore_files(compact=True)
             for server in args.servers:
                 print(
                     f"{size} projects on {server}: starting {', '.join(args.targets)}", flush=True
