@@ -883,21 +883,21 @@ class LeanConnection:
         if not buffer.startswith(b"HTTP/1."):
             raise ValueError(f"not an HTTP/1.x answer: {buffer[:40]!r}")
         status = int(buffer[9:12])
-        fields_ = buffer[:end].lower()
+        header = buffer[:end].lower()
         body_read = buffer[end + 4 :]
         if method == "HEAD" or status in (204, 304) or status < 200:
             self.rest = body_read
-        elif (at := fields_.find(b"\r\ncontent-length:")) >= 0:
-            stop = fields_.find(b"\r\n", at + 2)
-            self.rest = self._read(int(fields_[at + 17 : stop if stop >= 0 else None]), body_read)
-        elif b"\r\ntransfer-encoding: chunked" in fields_:
+        elif (at := header.find(b"\r\ncontent-length:")) >= 0:
+            stop = header.find(b"\r\n", at + 2)
+            self.rest = self._read(int(header[at + 17 : stop if stop >= 0 else None]), body_read)
+        elif b"\r\ntransfer-encoding: chunked" in header:
             self.rest = self._chunked(body_read)
         else:  # to the end of the connection
             while self._recv():
                 pass
             self.close()
             return status
-        if b"\r\nconnection: close" in fields_:
+        if b"\r\nconnection: close" in header:
             self.close()
         return status
 
