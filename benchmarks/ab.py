@@ -119,8 +119,7 @@ def compare(
                         rates[label].append(rate)
                         cpu[label].append(1e6 * used / requests if requests else 0.0)
                 if workload.name == "upload":
-                    dataset.restore_pages()
-                    dataset.restore_files()
+                    dataset.restore_uploaded()
                 a, b = statistics.median(rates["A"]), statistics.median(rates["B"])
                 pairs = sorted(y / x for x, y in zip(rates["A"], rates["B"], strict=True))
                 print(

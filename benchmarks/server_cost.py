@@ -75,8 +75,7 @@ def main() -> None:
                             flush=True,
                         )
                 if workload.name == "upload":
-                    dataset.restore_pages()
-                    dataset.restore_files()
+                    dataset.restore_uploaded()
     finally:
         for run in running.values():
             harness.stop(run)

@@ -161,6 +161,15 @@ class Dataset:
         """The project documents as filled (see :meth:`restore_pages`)."""
         return self.root / "pages-snapshot"
 
+    def restore_uploaded(self, *, compact: bool = False) -> None:
+        """Put the store back as filled after an upload workload, or when a run starts
+        (``compact``: no server running), whatever an earlier run stopped halfway left:
+        the project documents first, so that none names a file taken out after them
+        (:meth:`restore_pages`, :meth:`restore_files`, :meth:`restore_flat`)."""
+        self.restore_pages()
+        self.restore_files(compact=compact)
+        self.restore_flat()
+
     def restore_pages(self) -> None:
         """Put the project documents back as filled.  Uploads add versions to ours
         and not to the limit's pre-rendered pages: without this, the next server's
@@ -190,6 +199,7 @@ class Dataset:
         if not filled:
             return  # a dataset filled before snapshots (see --fresh)
         blobs = self.storage / "channels" / CHANNEL / "pypi" / "blobs"
+        _mend_compaction(blobs)
         with os.scandir(blobs) as entries:
             stored = [entry.path for entry in entries if entry.name not in filled]
         for path in stored:
@@ -245,6 +255,21 @@ class Dataset:
         except FileNotFoundError:
             return None
         return cls(size, root, meta["token"], meta["files"], meta["big"])
+
+
+def _mend_compaction(blobs: Path) -> None:
+    """Put back the folder of blobs as one, where a run stopped while
+    :meth:`Dataset.restore_files` made it anew: the entries it had moved to
+    ``blobs.fresh`` go back, and an emptied ``blobs.old`` goes."""
+    fresh = blobs.with_name("blobs.fresh")
+    if fresh.is_dir():
+        if not blobs.exists():
+            fresh.rename(blobs)
+        else:
+            for name in os.listdir(fresh):
+                os.rename(fresh / name, blobs / name)
+            fresh.rmdir()
+    shutil.rmtree(blobs.with_name("blobs.old"), ignore_errors=True)
 
 
 def _static(dataset: Dataset, path: str, body: bytes) -> None:
@@ -491,7 +516,7 @@ def burst_setup(
         parser.error(f"workloads are among: {', '.join(w.name for w in WORKLOADS)}")
     args.work.mkdir(parents=True, exist_ok=True)
     dataset = fill(args.size, args.work / f"data-{args.size}")
-    dataset.restore_files(compact=True)  # what the uploads of an earlier run left
+    dataset.restore_uploaded(compact=True)  # what the uploads of an earlier run left
     return dataset, workloads
 
 
@@ -1350,8 +1375,7 @@ def main() -> None:
         for size in args.sizes:
             print(f"filling {size} projects ...", flush=True)
             dataset = fill(size, args.work / f"data-{size}")
-            dataset.restore_flat()  # uploads of a run that was stopped halfway
-            dataset.restore_files(compact=True)
+            dataset.restore_uploaded(compact=True)  # uploads of a run stopped halfway
             for server in args.servers:
                 print(
                     f"{size} projects on {server}: starting {', '.join(args.targets)}", flush=True
@@ -1403,9 +1427,7 @@ def main() -> None:
                         if any(errors.values()):
                             print(f"    errors: {errors}", flush=True)
                         if workload.name == "upload":
-                            dataset.restore_pages()
-                            dataset.restore_flat()
-                            dataset.restore_files()
+                            dataset.restore_uploaded()
                     for target, run in running.items():
                         meta[f"peak_rss_mb {size} {server} {target}"] = run.peak_rss() / 1e6
                 finally:
