@@ -951,6 +951,61 @@ def test_held_calls_do_what_os_does(local_root: Path) -> None:
         os.close(directory)
 
 
+# Run in a child process: a call that kept the GIL while it waits would stop the test
+# itself, and the child can be killed.
+_WAITING_CALLS = """
+import os, sys, threading, time
+from private_channels.storage.filesystem import _HeldCalls
+
+held, root = _HeldCalls(), sys.argv[1]
+directory = os.open(root, os.O_PATH | os.O_DIRECTORY)
+
+def waits(call, release):
+    # The call blocks until this thread (Python code, the GIL's) lets it go on.
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (call(), done.set()))
+    worker.start()
+    time.sleep(0.2)
+    release()
+    assert done.wait(10)
+    worker.join()
+
+# An open that makes a file (O_CREAT) of a FIFO waits for a reader.
+os.mkfifo(os.path.join(root, "fifo"))
+opened = []
+waits(
+    lambda: opened.append(held.open("fifo", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=directory)),
+    lambda: opened.append(os.open(os.path.join(root, "fifo"), os.O_RDONLY | os.O_NONBLOCK)),
+)
+# A small write to a full pipe waits for the pipe to be read.
+read_end, write_end = os.pipe()
+os.set_blocking(write_end, False)
+try:
+    while True:
+        os.write(write_end, b"x" * 4096)
+except BlockingIOError:
+    pass
+os.set_blocking(write_end, True)
+waits(lambda: held.write(write_end, b"y" * 100), lambda: os.read(read_end, 1 << 20))
+print("let go")
+"""
+
+
+@pytest.mark.skipif(not HELD, reason="the held calls are 64-bit Linux's")
+def test_held_calls_that_change_the_file_system_let_go_of_the_gil(local_root: Path) -> None:
+    """An open that makes a file and a write may wait (for ext4's journal, which another
+    thread's fsync is committing): they let the server's other threads run meanwhile.
+    A FIFO and a full pipe make them wait here."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _WAITING_CALLS, str(local_root)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("a call kept the GIL while it waited: the process stopped")
+    assert done.stdout.strip() == "let go", done.stderr
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

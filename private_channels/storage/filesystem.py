@@ -165,15 +165,11 @@ class _Calls:
         fcntl.flock(fd, fcntl.LOCK_EX)
 
 
-class _Timespecs(ctypes.Structure):
-    _fields_ = [("times", ctypes.c_int64 * 4)]  # two struct timespec: seconds, nanoseconds
-
-
-_AT_FDCWD = -100
-_AT_SYMLINK_FOLLOW = 0x400
-# Reads and writes of at most this much keep the GIL too (a page-cache copy of
-# microseconds); larger ones, and every fsync, let go of it.
+# Reads of at most this much keep the GIL too (a page-cache copy of microseconds);
+# larger ones let go of it.
 _HELD_IO = 64 * 1024
+# An open with either makes a file: it changes the file system (see _HeldCalls).
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 
 
 class _HeldCalls(_Calls):
@@ -185,20 +181,25 @@ class _HeldCalls(_Calls):
     (three calls a stat: :meth:`stat_beneath`), and the better part of an upload's
     server CPU (some forty calls, against the limit's eleven; docs/performance.md,
     third and seventh rounds).  Only on a local file system, where no such call waits
-    on a network; ``fsync``, ``rename`` and ``unlink`` (which may free a file's
-    blocks), and large reads and writes still let go of it.
+    on a network.
+
+    Only the calls that look keep it: opens that make nothing, ``statx``, ``close``,
+    small reads, a lock taken without waiting.  A call that changes the file system
+    (an open that makes a file, ``mkdir``, ``link``, ``write``, ``futimens``, and
+    ``fsync``, ``rename`` and ``unlink``) may wait for the journal: while another
+    thread's ``fsync`` commits it, ext4 makes every change wait its turn, and a call
+    that kept the GIL then would stop every thread of the server.  Those let go of it
+    (``os``'s calls); on uploads that is what let waitress and gunicorn go faster
+    (docs/performance.md, twenty-eighth round).
     """
 
     def __init__(self) -> None:
         libc = ctypes.PyDLL(None, use_errno=True)
         self._openat, self._close, self._statx = libc.openat, libc.close, libc.statx
-        self._mkdirat, self._linkat, self._futimens = libc.mkdirat, libc.linkat, libc.futimens
-        self._write, self._read, self._flock = libc.write, libc.read, libc.flock
+        self._read, self._flock = libc.read, libc.flock
         self._openat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint]
-        self._mkdirat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-        self._write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
         self._read.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-        self._write.restype = self._read.restype = ctypes.c_ssize_t
+        self._read.restype = ctypes.c_ssize_t
         self._syscall = libc.syscall
         self._syscall.restype = ctypes.c_long
         self._how = _OpenHow(_O_PATH | os.O_CLOEXEC, 0, _RESOLVE_BENEATH)
@@ -235,6 +236,8 @@ class _HeldCalls(_Calls):
     def open(  # type: ignore[override]
         self, path: str, flags: int, mode: int = 0o777, *, dir_fd: int
     ) -> int:
+        if flags & os.O_CREAT or (_O_TMPFILE and flags & _O_TMPFILE == _O_TMPFILE):
+            return os.open(path, flags, mode, dir_fd=dir_fd)
         while (fd := self._openat(dir_fd, os.fsencode(path), flags, mode)) < 0:
             if ctypes.get_errno() != errno.EINTR:
                 raise self._error(path)
@@ -266,30 +269,6 @@ class _HeldCalls(_Calls):
     def stat(self, path: str, *, dir_fd: int) -> os.stat_result:  # type: ignore[override]
         return self._statx_result(dir_fd, os.fsencode(path), 0, path)
 
-    def mkdir(self, path: str, mode: int = 0o777, *, dir_fd: int) -> None:  # type: ignore[override]
-        if self._mkdirat(dir_fd, os.fsencode(path), mode) != 0:
-            raise self._error(path)
-
-    def link(  # type: ignore[override]
-        self, src: str, dst: str, *, dst_dir_fd: int, follow_symlinks: bool = True
-    ) -> None:
-        flags = _AT_SYMLINK_FOLLOW if follow_symlinks else 0
-        if self._linkat(_AT_FDCWD, os.fsencode(src), dst_dir_fd, os.fsencode(dst), flags) != 0:
-            raise self._error(src, None, dst)
-
-    def utime(self, fd: int, *, ns: tuple[int, int]) -> None:  # type: ignore[override]
-        times = _Timespecs((*divmod(ns[0], 10**9), *divmod(ns[1], 10**9)))
-        if self._futimens(fd, ctypes.byref(times)) != 0:
-            raise self._error()
-
-    def write(self, fd: int, data: bytes | memoryview) -> int:  # type: ignore[override]
-        if len(data) > _HELD_IO:
-            return os.write(fd, data)
-        while (written := self._write(fd, bytes(data), len(data))) < 0:
-            if ctypes.get_errno() != errno.EINTR:
-                raise self._error()
-        return int(written)
-
     def read(self, fd: int, size: int) -> bytes:
         if size > _HELD_IO:
             return os.read(fd, size)
@@ -309,7 +288,7 @@ class _HeldCalls(_Calls):
 def _calls(local: bool) -> _Calls:
     """Held calls on a local file system where libc has them all, else ``os``'s.  Only
     on the 64-bit machines of :data:`_OPENAT2_MACHINES`, whose ``struct timespec`` is
-    two 64-bit integers (:class:`_Timespecs`)."""
+    two 64-bit integers."""
     if local and sys.platform == "linux" and platform.machine() in _OPENAT2_MACHINES:
         with contextlib.suppress(OSError, AttributeError):
             return _HeldCalls()
@@ -482,7 +461,11 @@ def _lock_name(name: str) -> str:
 
 @contextlib.contextmanager
 def _locked_at(dir_fd: int, name: str, calls: _Calls) -> Iterator[None]:
-    fd = calls.open(_lock_name(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    lock = _lock_name(name)
+    try:  # there since the key's first write: an open that makes nothing keeps the GIL
+        fd = calls.open(lock, os.O_RDWR | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        fd = calls.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
         calls.lock(fd)
         yield
