@@ -287,8 +287,8 @@ class _HeldCalls(_Calls):
 
 def _calls(local: bool) -> _Calls:
     """Held calls on a local file system where libc has them all, else ``os``'s.  Only
-    on the 64-bit machines of :data:`_OPENAT2_MACHINES`, whose ``struct timespec`` is
-    two 64-bit integers."""
+    on the 64-bit machines of :data:`_OPENAT2_MACHINES`, whose system call numbers and
+    structures (``openat2``'s, ``statx``'s) these calls are written for."""
     if local and sys.platform == "linux" and platform.machine() in _OPENAT2_MACHINES:
         with contextlib.suppress(OSError, AttributeError):
             return _HeldCalls()
