@@ -900,7 +900,7 @@ def test_held_calls_do_what_os_does(local_root: Path) -> None:
     directory = os.open(local_root, os.O_PATH | os.O_DIRECTORY)
     try:
         fd = held.open("f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640, dir_fd=directory)
-        small, large = b"s" * 100, os.urandom(filesystem._HELD_IO + 5)  # kept, let go
+        small, large = b"s" * 100, os.urandom(filesystem._HELD_IO + 5)  # reads: kept, let go
         assert held.write(fd, small) == 100
         assert held.write(fd, memoryview(large)) == len(large)
         held.utime(fd, ns=(1_234_567_890_123_456_789, 1_000_000_000_987_654_321))
