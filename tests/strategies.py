@@ -72,6 +72,35 @@ METADATA_FIELDS = [
 ]
 
 
+#: Header names as METADATA spells them and as it should not: other cases, a space
+#: before the colon, none, one the email parser takes for an envelope, MIME headers.
+HEADER_NAMES = [
+    *METADATA_FIELDS, "NAME", "name", "version", "METADATA-VERSION", "requires-python",
+    "Name ", " Name", "Na me", "N\u00e4me", "", "From", "From ", "Content-Type",
+    "content-transfer-encoding", "X-Other",
+]  # fmt: skip
+#: Line ends, the bare carriage return among them (a line end to the email parser).
+LINE_ENDS = ["\n", "\n", "\r\n", "\r", ""]
+#: Values made of what a header's reading turns on: blanks, line ends, colons, controls.
+header_values = st.text(st.sampled_from(" \t\r\n:\x0b\x0c\x1c\x85\u00e9az19.=<>,-"), max_size=8)
+
+
+@st.composite
+def header_blocks(draw: st.DrawFn) -> bytes:
+    """METADATA's header block as the email parser may read it: fields, continuations,
+    blank and stray lines, a body; in UTF-8 or Latin-1."""
+    line = st.one_of(
+        st.builds("{}{}{}{}".format, st.sampled_from(HEADER_NAMES),
+                  st.sampled_from([":", ": ", ":\t", " :", ""]), header_values,
+                  st.sampled_from(LINE_ENDS)),
+        st.builds("{}{}{}".format, st.sampled_from([" ", "\t", "  "]), header_values,
+                  st.sampled_from(LINE_ENDS)),
+        st.sampled_from(["\n", "\r\n", "\r", "From x\n", ":x\n"]),
+    )  # fmt: skip
+    text = "".join(draw(st.lists(line, max_size=12))) + draw(header_values)
+    return text.encode(draw(st.sampled_from(["utf-8", "latin-1"])), "replace")
+
+
 @st.composite
 def metadata_texts(draw: st.DrawFn, name: str = "demo", version: str = "1.0") -> bytes:
     """METADATA or PKG-INFO bytes: mostly the right name and version, hostile values."""

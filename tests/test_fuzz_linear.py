@@ -119,6 +119,10 @@ PATTERNS = [
       "demo-1.0.dist-info/METADATA"),
     P(metadata._METADATA["sdist"][0], ("fullmatch",), "member paths of an sdist",
       "demo-1.0/PKG-INFO"),
+    P(metadata._BLOCK, ("match",), "METADATA's header block (max_metadata_size)",
+      b"Name: demo\n folded\n"),
+    P(metadata._FIELD, ("finditer",), "METADATA's header block, in lower case",
+      b"\nname: demo\n folded"),
     P(simple._PROJECT_NAME, ("match",), "a project name from the URL", "Demo_Pkg.x"),
     P(simple._SHA256, ("match",), "a digest from the URL", "0a" * 32),
     P(redaction._LOGGED_PATH_TOKEN, ("sub",), "whole paths and log lines",
@@ -209,6 +213,8 @@ def _alphabet(regex: re.Pattern[Any]) -> str:
 def _apply(regex: re.Pattern[Any], method: str) -> Callable[[Any], object]:
     if method == "sub":
         return lambda text: regex.sub("", text)
+    if method == "finditer":  # lazy: each match is found as the iterator is read
+        return lambda text: list(regex.finditer(text))
     return getattr(regex, method)  # type: ignore[no-any-return]
 
 
@@ -473,6 +479,21 @@ def test_metadata_fields_are_linear(field: str, unit: str) -> None:
         return lambda: read_distribution("demo-1.0-py3-none-any.whl", io.BytesIO(data))
 
     assert_linear(make, f"METADATA {field} of {unit!r} pumped")
+
+
+@pytest.mark.parametrize(
+    "line", ["Classifier: a\n", " folded\n", "Name: demo\n", "X-Y:\r\n", "Summary:\t\t \n"]
+)
+def test_metadata_header_lines_are_linear(line: str) -> None:
+    """The header block read line by line (``_header_fields``): many lines cost each
+    its own, and so does an answer from it or the email parser's behind it."""
+
+    def make(n: int) -> Callable[[], object]:
+        text = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n" + _pump(line, n) + "\n"
+        data = wheel_bytes(text)
+        return lambda: read_distribution("demo-1.0-py3-none-any.whl", io.BytesIO(data))
+
+    assert_linear(make, f"METADATA with lines of {line!r} pumped")
 
 
 def test_sizes_are_what_the_issue_asks() -> None:

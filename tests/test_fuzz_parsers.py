@@ -25,6 +25,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
+from packaging.metadata import parse_email
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import EnvironBuilder
 
@@ -58,6 +59,7 @@ from private_channels.cran.description import (
 )
 from private_channels.cran.store import directories_for
 from private_channels.errors import reason_phrase
+from private_channels.pypi import metadata
 from private_channels.pypi.manage import InvalidTargetError, parse_target, project_of
 from private_channels.pypi.metadata import (
     InvalidDistributionError,
@@ -160,6 +162,25 @@ def test_metadata(text: bytes) -> None:
     dist = only(InvalidDistributionError, read_distribution, "demo-1.0-py3-none-any.whl", archive)
     if dist is not None:
         assert dist.name == "demo" and dist.metadata == text
+
+
+@fuzz(500)
+@given(s.header_blocks() | s.metadata_texts())
+@example(b"Name: demo\nName: demo\n")
+@example(b"Name:\n demo\r\nVersion: 1.0\r\n\r\nName: other\n")
+@example(b"Name : demo\nVersion: 1.0\n")
+def test_the_header_reading_agrees_with_packaging(data: bytes) -> None:
+    """Where the upload's own reading of METADATA's header block answers, the checked
+    fields are what packaging's ``parse_email`` reads, which then raises nothing."""
+    fields = metadata._header_fields(data)
+    if fields is None:
+        return
+    raw, unparsed = parse_email(data)
+    for name, field in metadata._CHECKED.items():
+        values = fields.get(field, [])
+        assert (raw.get(field), unparsed.get(name.decode())) == (
+            (values[0], None) if len(values) == 1 else (None, values or None)
+        ), field
 
 
 @fuzz(100)

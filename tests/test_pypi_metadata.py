@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from private_channels.core.limits import Limits
+from private_channels.pypi import metadata as metadata_module
 from private_channels.pypi.metadata import (
     InvalidDistributionError,
     is_known_metadata_version,
@@ -67,12 +68,21 @@ def test_metadata_versions() -> None:
         assert not is_known_metadata_version(unknown)
 
 
+@pytest.fixture(params=["own reading", "parse_email"])
+def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each metadata check twice: by the upload's own reading of the header block, and
+    by packaging's ``parse_email``, which reads what the own reading leaves."""
+    if request.param == "parse_email":
+        monkeypatch.setattr(metadata_module, "_header_fields", lambda data: None)
+    return str(request.param)
+
+
 def read(path: Path, limits: Limits | None = None):  # type: ignore[no-untyped-def]
     with path.open("rb") as stream:
         return read_distribution(path.name, stream, limits=limits)
 
 
-def test_wheel_and_sdist_metadata(tmp_path: Path) -> None:
+def test_wheel_and_sdist_metadata(tmp_path: Path, reading: str) -> None:
     wheel = read(make_wheel(tmp_path, "Demo.Pkg", "1.0", requires_python=">=3.8"))
     assert (wheel.kind, wheel.name, wheel.display_name, wheel.version) == (
         "wheel",
@@ -300,6 +310,14 @@ def test_damaged_deflate_stream_in_an_sdist(tmp_path: Path) -> None:
         ("Metadata-Version: 2.1\nVersion: 1.0\n\n", "no Name"),
         ("Metadata-Version: 2.1\nName: demo\n\n", "no Version"),
         ("Metadata-Version: 2.1\nName: demo\nName: evil\nVersion: 1.0\n\n", "more than one"),
+        ("Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nversion: 1.0\n\n", "more than one"),
+        (
+            "Metadata-Version: 2.1\nMetadata-Version: 2.1\nName: demo\nVersion: 1.0\n\n",
+            "more than one .* Metadata-Version field",
+        ),
+        ("Metadata-Version: 2.1\nName : demo\nVersion: 1.0\n\n", "no Name"),
+        ("Metadata-Version: 2.1\nVersion: 1.0\n\nName: demo\n", "no Name"),
+        ("Metadata-Version: 2.1\nName:\n demo\nVersion: 1.0\n\n", "invalid project name"),
         ("Metadata-Version: 2.1\nName: demo\nVersion: one\n\n", "invalid version 'one'"),
         ("Metadata-Version: 2.1\nName: -demo-\nVersion: 1.0\n\n", "invalid project name"),
         (
@@ -308,7 +326,7 @@ def test_damaged_deflate_stream_in_an_sdist(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_metadata_must_agree(tmp_path: Path, metadata: str, says: str) -> None:
+def test_metadata_must_agree(tmp_path: Path, metadata: str, says: str, reading: str) -> None:
     with pytest.raises(InvalidDistributionError, match=says):
         read(make_wheel(tmp_path, "demo", "1.0", metadata=metadata))
     sdist_says = says.replace("METADATA", "PKG-INFO")
@@ -316,3 +334,41 @@ def test_metadata_must_agree(tmp_path: Path, metadata: str, says: str) -> None:
     other.mkdir()
     with pytest.raises(InvalidDistributionError, match=sdist_says):
         read(make_sdist(other, "demo", "1.0", metadata=metadata))
+
+
+# What build tools write: a long description after the headers, in any language, lines
+# that end in CRLF on Windows, a field folded onto a second line.
+README = "# Démo\n\nWhat it does, in many words: été, 東京.\n" * 200
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_typical_metadata_is_read_without_the_email_parser(tmp_path: Path, newline: str) -> None:
+    text = (
+        "Metadata-Version: 2.4\nName: Demo.Pkg\nVersion: 1.0\nSummary: A demo,\n folded\n"
+        "Classifier: Programming Language :: Python :: 3\nRequires-Python: >=3.9\n"
+        "Description-Content-Type: text/markdown\n\n" + README
+    ).replace("\n", newline)
+    assert metadata_module._header_fields(text.encode()) == {
+        "metadata_version": ["2.4"], "name": ["Demo.Pkg"], "version": ["1.0"],
+        "requires_python": [">=3.9"],
+    }  # fmt: skip
+    wheel = read(make_wheel(tmp_path, "Demo.Pkg", "1.0", metadata=text))
+    assert (wheel.name, wheel.version, wheel.requires_python) == ("demo-pkg", "1.0", ">=3.9")
+    assert wheel.metadata == text.encode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Metadata-Version: 2.1\nAuthor: Jürgen\nName: demo\nVersion: 1.0\n\n",  # not ASCII
+        "Metadata-Version: 2.1\rName: demo\nVersion: 1.0\n\n",  # a bare CR ends a line
+        "From demo\nMetadata-Version: 2.1\nName: demo\nVersion: 1.0\n\n",  # an envelope
+        " x\nMetadata-Version: 2.1\nName: demo\nVersion: 1.0\n\n",  # folded onto nothing
+        ":x\nMetadata-Version: 2.1\nName: demo\nVersion: 1.0\n\n",  # no name
+        "Metadata-Version: 2.1\nContent-Type: multipart/mixed\nName: demo\nVersion: 1.0\n",
+    ],
+)
+def test_what_the_own_reading_leaves_to_the_email_parser(tmp_path: Path, text: str) -> None:
+    assert metadata_module._header_fields(text.encode()) is None
+    wheel = read(make_wheel(tmp_path, "demo", "1.0", metadata=text))
+    assert (wheel.name, wheel.version) == ("demo", "1.0")
