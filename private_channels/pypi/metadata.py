@@ -203,8 +203,8 @@ def _header_fields(data: bytes) -> dict[str, list[str]] | None:
     ``parse_email`` reads it).
 
     ``parse_email`` parses the whole file, the description too, line by line in
-    Python: most of what reading a typical wheel's metadata cost (150 to 250 µs for
-    3.5 to 8 kB, docs/performance.md) for four fields of its first lines.  The plain case: a block of
+    Python: most of what reading a typical wheel's metadata cost (130 to 280 µs for
+    3.5 to 7.5 kB, docs/performance.md) for four fields of its first lines.  The plain case: a block of
     ASCII whose lines end in ``\n`` or ``\r\n``, that neither starts with a folded
     line nor holds an envelope ("From ") line, a line with no name before its colon,
     or a MIME header.  The property tests check that both readings agree wherever
