@@ -204,11 +204,11 @@ def _header_fields(data: bytes) -> dict[str, list[str]] | None:
 
     ``parse_email`` parses the whole file, the description too, line by line in
     Python: most of what reading a typical wheel's metadata cost (130 to 280 µs for
-    3.5 to 7.5 kB, docs/performance.md) for four fields of its first lines.  The plain case: a block of
-    ASCII whose lines end in ``\n`` or ``\r\n``, that neither starts with a folded
-    line nor holds an envelope ("From ") line, a line with no name before its colon,
-    or a MIME header.  The property tests check that both readings agree wherever
-    this one answers.
+    3.5 to 7.5 kB, docs/performance.md) for four fields of its first lines.  The
+    plain case: a block of ASCII whose lines end in ``\n`` or ``\r\n``, that neither
+    starts with a folded line nor holds an envelope ("From ") line, a line with no
+    name before its colon, or a MIME header.  The property tests check that both
+    readings agree wherever this one answers.
     """
     if not data.endswith(b"\n"):
         data += b"\n"  # the email parser takes a last line without its line end
