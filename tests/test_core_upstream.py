@@ -309,7 +309,7 @@ def test_a_file_is_fetched_once_checked_and_stored_under_the_upstream_prefix(
     assert (record.sha256, record.size, state) == (digest, len(body), "fetched")
     assert record.source == f"sha256={digest}"
     assert list(proxy.storage.list("channels/c/pypi/upstream/blobs/")) == [
-        f"channels/c/pypi/upstream/blobs/{digest}-x.whl"
+        f"channels/c/pypi/upstream/blobs/{digest}/x.whl"
     ]
     assert fetch(("sha256", digest))[1] == "cached"
     assert len(pages.seen) == 1

@@ -49,7 +49,7 @@ from ..storage import (
     sweep,
     update_json,
 )
-from ..storage.base import CHUNK_SIZE, MAX_SEGMENT_LENGTH
+from ..storage.base import CHUNK_SIZE
 from .cache import DocumentCache
 from .limits import Limits
 
@@ -107,11 +107,6 @@ def hash_stream(stream: IO[bytes]) -> Digests:
     return Digests(size, sha256.hexdigest(), md5.hexdigest(), blake2.hexdigest())
 
 
-#: The longest suffix of a key kept beside a blob (PyPI's ``.metadata``, ``.pkg-info``),
-#: which a flat blob's name leaves room for.
-BESIDE_ROOM = len(".pkg-info")
-
-
 @dataclass(frozen=True, kw_only=True)
 class StoredFile:
     """What every ecosystem records of a file; each adds its own format's fields."""
@@ -121,12 +116,6 @@ class StoredFile:
     sha256: str
     upload_time: float  # seconds since the epoch
     uploader: str | None = None  # token id
-    #: Whether the blob is ``blobs/<sha256>-<filename>``, an entry of the folder of blobs
-    #: (:meth:`uploaded` makes it so when the name fits one segment of a key), rather
-    #: than ``blobs/<sha256>/<filename>``, in a folder of its own: on a local disk, a
-    #: directory made for every upload (docs/performance.md, thirtieth round).  Records
-    #: made before 7 December 2026 keep theirs.
-    flat: bool = False
 
     @classmethod
     def uploaded(cls, filename: str, digests: Digests, token: Token | None, **fields: Any) -> Self:
@@ -137,32 +126,13 @@ class StoredFile:
             sha256=digests.sha256,
             upload_time=time.time(),
             uploader=token.id if token is not None else None,
-            flat=cls.fits_flat(filename),
             **fields,
         )
-
-    @classmethod
-    def stored_name(cls, filename: str) -> str:
-        """The file's name in its blob's key (an ecosystem whose filenames may hold what
-        no key may changes it)."""
-        return filename
-
-    @classmethod
-    def fits_flat(cls, filename: str) -> bool:
-        """Whether a flat blob's name (:attr:`flat`) fits one segment of a key, with room
-        for the suffix of a key kept beside it."""
-        length = len("0" * 64 + "-") + len(cls.stored_name(filename)) + BESIDE_ROOM
-        return length <= MAX_SEGMENT_LENGTH
-
-    @property
-    def blob_name(self) -> str:
-        """The blob's key below a folder of blobs (``.../blobs/``)."""
-        return f"{self.sha256}{'-' if self.flat else '/'}{self.stored_name(self.filename)}"
 
     @property
     def blob(self) -> str:
         """The blob's key below the ecosystem's prefix of the channel."""
-        return f"blobs/{self.blob_name}"
+        return f"blobs/{self.sha256}/{self.filename}"
 
     def to_json(self) -> dict[str, Any]:
         # What dataclasses.asdict gives, without its recursion into every plain value
@@ -193,7 +163,7 @@ def _field_names(cls: type) -> frozenset[str]:
 
 def blob_key(blobs: str, record: StoredFile) -> str:
     """Where the blob of ``record`` lives below a folder of blobs (``.../blobs/``)."""
-    return f"{blobs}{record.blob_name}"
+    return f"{blobs}{record.sha256}/{record.filename}"
 
 
 F = TypeVar("F", bound=StoredFile)

@@ -407,7 +407,6 @@ class UpstreamProxy:
             size=digests.size,
             sha256=digests.sha256,
             upload_time=self.now(),
-            flat=UpstreamFile.fits_flat(filename),
             source=hash_label(*expected) if expected else "",
             url=display_url(url),
         )
