@@ -201,9 +201,14 @@ class Dataset:
         blobs = self.storage / "channels" / CHANNEL / "pypi" / "blobs"
         _mend_compaction(blobs)
         with os.scandir(blobs) as entries:
-            stored = [entry.path for entry in entries if entry.name not in filled]
-        for path in stored:
-            shutil.rmtree(path, ignore_errors=True)
+            # A folder ``<sha256>`` of a filled file, or a flat ``<sha256>-<filename>``.
+            stored = [entry for entry in entries if entry.name[:64] not in filled]
+        for entry in stored:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
         shutil.rmtree(self.static / "uploads", ignore_errors=True)
         if compact and blobs.stat().st_size > 1 << 20:
             # ext4 never shrinks a directory: one that held 400,000 entries stays some
@@ -232,10 +237,12 @@ class Dataset:
             else:
                 present.add(path.name)
         if len(present) < len(filled):
-            for blob in self.storage.glob(f"channels/{CHANNEL}/pypi/blobs/*/*.whl"):
-                if blob.name in filled and blob.name not in present:
-                    _link(blob, self.flat / blob.name)
-                    present.add(blob.name)
+            blobs = self.storage / "channels" / CHANNEL / "pypi" / "blobs"
+            for blob in [*blobs.glob("*/*.whl"), *blobs.glob("*.whl")]:
+                name = blob.name if blob.parent != blobs else blob.name[65:]  # <sha256>-
+                if name in filled and name not in present:
+                    _link(blob, self.flat / name)
+                    present.add(name)
 
     def filled_wheels(self) -> Iterator[tuple[str, str, str]]:
         """Project name, version and wheel filename of every Python file filled."""
@@ -311,10 +318,10 @@ def fill(size: int, root: Path) -> Dataset:
                     filename=filename, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                     upload_time=time.time(), project=name, version=f"1.{v}",
                     blake2b_256=hashlib.blake2b(data, digest_size=32).hexdigest(),
-                    requires_python=">=3.8",
+                    requires_python=">=3.8", flat=True,
                     metadata_sha256=hashlib.sha256(b"Metadata-Version: 2.1\n").hexdigest(),
                 )  # fmt: skip
-                blob = python.blob_key(channel, record.sha256, filename)
+                blob = python.blob_key(channel, record)
                 storage.create(blob, io.BytesIO(data))
                 storage.create(blob + ".metadata", io.BytesIO(b"Metadata-Version: 2.1\n"))
                 doc["files"][filename] = record.to_json()
@@ -347,7 +354,7 @@ def fill(size: int, root: Path) -> Dataset:
                 md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
                 record = CranRecord(
                     filename=f"{package}_{version}.tar.gz", size=len(data),
-                    sha256=hashlib.sha256(data).hexdigest(), upload_time=time.time() + v,
+                    sha256=hashlib.sha256(data).hexdigest(), upload_time=time.time() + v, flat=True,
                     package=package, version=version, md5=md5,
                     fields={"Package": package, "Version": version, "Depends": "R (>= 3.5)",
                             "Imports": "stats, utils", "License": "MIT + file LICENSE",

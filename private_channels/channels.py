@@ -10,7 +10,9 @@
 
 A channel is the record ``registry/channels/<name>.json`` (so listing channels costs
 one listing of small records); everything a channel holds lives under
-``channels/<name>/``, so deleting a channel is deleting that prefix.
+``channels/<name>/``, so deleting a channel is deleting that prefix.  The first channel
+of a storage also writes ``registry/format.json``, which says that the storage keeps
+its files' blobs flat (:func:`keeps_blobs_flat`).
 
 Every request reads the record afresh (:class:`~.routing.ChannelMiddleware` calls
 :meth:`ChannelRegistry.get`, one small read), so a change made by ``channel update``
@@ -41,10 +43,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from .storage import Storage, dump_json, read_document, update_json
+from .storage import CorruptDocumentError, Storage, dump_json, read_document, read_json, update_json
 
 __all__ = [
     "DEFAULT_UPSTREAM_TTL",
+    "FORMAT_KEY",
     "KEEP",
     "RESERVED_CHANNEL_NAMES",
     "Channel",
@@ -54,6 +57,7 @@ __all__ = [
     "InvalidUpstreamError",
     "Upstream",
     "channel_prefix",
+    "keeps_blobs_flat",
     "parse_upstream_url",
     "upstream_settings",
     "validate_channel_name",
@@ -311,6 +315,23 @@ def _channel(doc: Mapping[str, Any]) -> Channel:
     )
 
 
+#: Says how a storage keeps its files: ``{"blobs": "flat"}`` where its first channel was
+#: made by a version that keeps them flat (:attr:`~.core.blobs.StoredFile.flat`).  A
+#: storage made before has none and keeps a folder for each blob, which every version
+#: reads: so an older version still serves all a storage it made holds after an upgrade
+#: (docs/upgrading.md).
+FORMAT_KEY = "registry/format.json"
+
+
+def keeps_blobs_flat(storage: Storage) -> bool:
+    """Whether the files uploaded to ``storage`` get flat blobs (:data:`FORMAT_KEY`)."""
+    try:
+        doc, _ = read_json(storage, FORMAT_KEY)
+    except (FileNotFoundError, CorruptDocumentError):
+        return False
+    return isinstance(doc, dict) and doc.get("blobs") == "flat"
+
+
 class ChannelRegistry:
     """The channels of a storage.  :meth:`get` keeps the records it read, and checks each
     against its storage ETag (one ``stat``) on every call, so a channel created,
@@ -355,6 +376,10 @@ class ChannelRegistry:
             allow_reupload=allow_reupload,
             **upstreams,
         )
+        if next(iter(self.storage.list("registry/channels/")), None) is None:
+            # A new storage (a storage made before has channels, and no format).
+            with contextlib.suppress(FileExistsError):
+                self.storage.create(FORMAT_KEY, io.BytesIO(dump_json({"blobs": "flat"})))
         try:
             self.storage.create(self._key(name), io.BytesIO(dump_json(_record(channel))))
         except FileExistsError:

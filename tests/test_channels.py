@@ -1,20 +1,24 @@
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from private_channels.channels import (
+    FORMAT_KEY,
     Channel,
     ChannelExistsError,
     ChannelRegistry,
     InvalidChannelNameError,
     InvalidUpstreamError,
     Upstream,
+    keeps_blobs_flat,
     parse_upstream_url,
     upstream_settings,
     validate_channel_name,
     validate_upstream_settings,
 )
-from private_channels.storage import Storage
+from private_channels.storage import Storage, read_json
 
 
 @pytest.mark.parametrize(
@@ -51,6 +55,19 @@ def test_create_get_list_delete(storage: Storage) -> None:
     assert registry.get("a-public") is None
     with pytest.raises(FileNotFoundError):
         registry.delete("a-public")
+
+
+def test_a_new_storage_s_first_channel_says_its_blobs_are_flat(storage: Storage) -> None:
+    assert not keeps_blobs_flat(storage)
+    ChannelRegistry(storage).create("first")
+    assert read_json(storage, FORMAT_KEY)[0] == {"blobs": "flat"} and keeps_blobs_flat(storage)
+    # A storage an older version made: channels, and no word; a later channel adds none.
+    storage.delete(FORMAT_KEY)
+    ChannelRegistry(storage).create("second")
+    assert not keeps_blobs_flat(storage)
+    for damaged in (b"{", b"[]", b'{"blobs": "folders"}'):
+        storage.put(FORMAT_KEY, io.BytesIO(damaged))
+        assert not keeps_blobs_flat(storage)
 
 
 def test_delete_removes_everything_the_channel_holds(storage: Storage) -> None:

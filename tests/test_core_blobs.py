@@ -75,6 +75,33 @@ def test_records_round_trip_and_ignore_unknown_fields() -> None:
     assert StoredFile.from_json({**record.to_json(), "added_later": 1}) == record
 
 
+def test_an_uploaded_record_keeps_its_blob_flat_when_its_name_fits_one_segment() -> None:
+    digests = hash_stream(io.BytesIO(b"x"))
+    sha = digests.sha256
+    record = FileRecord.uploaded("demo-1.0-py3-none-any.whl", digests, None, flat=True,
+                                 project="demo", version="1.0", blake2b_256="")  # fmt: skip
+    assert record.flat and record.blob == f"blobs/{sha}-demo-1.0-py3-none-any.whl"
+    assert not dataclasses.replace(record, flat=False).flat
+    assert not StoredFile.uploaded("demo-1.0.zip", digests, None).flat  # the storage's word
+    # With room for the longest key kept beside it (".pkg-info") in 255 characters.
+    fits, longer = "a" * (255 - 65 - 9 - 4) + ".zip", "a" * (255 - 65 - 9 - 3) + ".zip"
+    assert StoredFile.uploaded(fits, digests, None, flat=True).blob == f"blobs/{sha}-{fits}"
+    assert StoredFile.uploaded(longer, digests, None, flat=True).blob == f"blobs/{sha}/{longer}"
+    # A conda epoch's "!" is "=" in the key, flat or not.
+    conda = CondaRecord.uploaded("x-1!2.0-0.conda", digests, None, flat=True,
+                                 md5="", subdir="", name="x")  # fmt: skip
+    assert conda.blob == f"blobs/{sha}-x-1=2.0-0.conda"
+    assert dataclasses.replace(conda, flat=False).blob == f"blobs/{sha}/x-1=2.0-0.conda"
+
+
+def test_a_record_made_before_flat_blobs_names_its_blob_in_a_folder_of_its_own() -> None:
+    record = stored(b"x")
+    old = {k: v for k, v in dataclasses.replace(record, flat=True).to_json().items() if k != "flat"}
+    assert StoredFile.from_json(old) == record and not record.flat
+    assert record.blob == f"blobs/{record.sha256}/f-1.0.zip"
+    assert StoredFile.from_json(dataclasses.replace(record, flat=True).to_json()).flat
+
+
 def test_add_same_conflict_delete_reuse(storage: Storage) -> None:
     assert add(storage, b"A") is True
     assert add(storage, b"A") is False

@@ -250,7 +250,7 @@ def test_linux_upload_rejections(channel: Channel, form: dict[str, str], says: s
 
 
 def test_a_listed_file_missing_from_storage_is_404(channel: Channel, versions: dict) -> None:  # type: ignore[type-arg]
-    (blob,) = [k for k in channel.cran_keys() if k.endswith("/abc_1.10.tar.gz")]
+    (blob,) = [k for k in channel.cran_keys() if k.endswith("-abc_1.10.tar.gz")]
     channel.storage.delete(blob)
     response = channel.get("src/contrib/abc_1.10.tar.gz", status=404)
     assert "missing" in response.text

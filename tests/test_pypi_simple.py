@@ -470,7 +470,7 @@ def test_pages_cost_one_stat_when_cached_and_never_list(storage: Storage, tmp_pa
     # Downloads check the record in the cached document too: one stat; then a small
     # file kept in memory is checked with a stat, a larger one is opened.
     record = publish(storage, channel, make_wheel(tmp_path, "demo", "1.2"))
-    blob = PythonStore(storage).blob_key(channel, record.sha256, record.filename)
+    blob = PythonStore(storage).blob_key(channel, record)
     client.get(f"/files/{record.sha256}/{record.filename}")
     counting.calls.clear()
     client.get(f"/files/{record.sha256}/{record.filename}")
@@ -479,7 +479,7 @@ def test_pages_cost_one_stat_when_cached_and_never_list(storage: Storage, tmp_pa
     small_read = ("open" if isinstance(storage, PresignsURLs) else "stat", blob)
     assert counting.calls == [("stat", project_key), small_read]
     large = publish(storage, channel, make_wheel(tmp_path, "demo", "1.3", module_source=LARGE))
-    blob = PythonStore(storage).blob_key(channel, large.sha256, large.filename)
+    blob = PythonStore(storage).blob_key(channel, large)
     client.get(f"/files/{large.sha256}/{large.filename}")
     counting.calls.clear()
     client.get(f"/files/{large.sha256}/{large.filename}")

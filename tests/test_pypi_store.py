@@ -28,7 +28,8 @@ from private_channels.storage.base import PresignsURLs
 from .packages import make_sdist, make_wheel
 
 
-def record(filename: str, data: bytes, project: str = "demo") -> FileRecord:
+def record(filename: str, data: bytes, project: str = "demo", *, flat: bool = True) -> FileRecord:
+    """A record as an upload makes it (``flat=False``: as one made before flat blobs)."""
     return FileRecord(
         filename=filename,
         project=canonicalize_name(project),
@@ -37,6 +38,7 @@ def record(filename: str, data: bytes, project: str = "demo") -> FileRecord:
         sha256=hashlib.sha256(data).hexdigest(),
         blake2b_256=hashlib.blake2b(data, digest_size=32).hexdigest(),
         upload_time=time.time(),
+        flat=flat,
     )
 
 
@@ -65,6 +67,37 @@ def test_add_same_conflict_delete(storage: Storage) -> None:
     assert not any("/blobs/" in key for key in storage.list(""))
     with pytest.raises(DeletedFilenameError):
         store.add_file(channel, record(name, b"A"), io.BytesIO(b"A"), display_name="Demo")
+
+
+def test_files_stored_before_flat_blobs_are_served_kept_beside_and_deleted_in_place(
+    storage: Storage,
+) -> None:
+    """A channel holds both layouts at once: each record names its own blob's key."""
+    channel = ChannelRegistry(storage).create("c")
+    store = PythonStore(storage)
+    store.derives_beside = False
+    prefix = f"{store.prefix(channel)}blobs/"
+    old, new = record("demo-1.0.tar.gz", b"O", flat=False), record("demo-2.0.tar.gz", b"N")
+    for each in (old, new):
+        store.add_file(channel, each, io.BytesIO(each.filename.encode()), display_name="demo",
+                       pkg_info=b"Metadata-Version: 2.1\n")  # fmt: skip
+    assert set(storage.list(prefix)) == {
+        f"{prefix}{old.sha256}/demo-1.0.tar.gz",
+        f"{prefix}{old.sha256}/demo-1.0.tar.gz.pkg-info",
+        f"{prefix}{new.sha256}-demo-2.0.tar.gz",
+        f"{prefix}{new.sha256}-demo-2.0.tar.gz.pkg-info",
+    }
+    for each in (old, new):
+        with store.open_blob(channel, each.sha256, each.filename)[0] as stream:
+            assert stream.read() == each.filename.encode()
+        assert store.read_metadata(channel, each, limit=100) == b"Metadata-Version: 2.1\n"
+    assert set(storage.list(prefix)) <= store.referenced(channel)
+    assert store.collect_garbage(channel, grace=-1) == []
+    store.update_files(channel, "demo", lambda r: None if r.version == "1.0" else r)
+    assert set(storage.list(prefix)) == {
+        f"{prefix}{new.sha256}-demo-2.0.tar.gz",
+        f"{prefix}{new.sha256}-demo-2.0.tar.gz.pkg-info",
+    }
 
 
 def test_metadata_digest_comes_from_the_stored_metadata(storage: Storage) -> None:
@@ -175,7 +208,7 @@ def test_conflict_found_at_commit_removes_the_blob(storage: Storage) -> None:
 
 def _orphan(storage: Storage, channel: Channel, data: bytes, filename: str) -> str:
     """What a process killed between writing a blob and committing its record leaves."""
-    key = PythonStore(storage).blob_key(channel, hashlib.sha256(data).hexdigest(), filename)
+    key = PythonStore(storage).blob_key(channel, record(filename, data))
     storage.create(key, io.BytesIO(data))
     return key
 

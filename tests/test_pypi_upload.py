@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from private_channels import ChannelRegistry, Scope, TokenStore
 from private_channels.auth import TokenAuthMiddleware
+from private_channels.channels import FORMAT_KEY, keeps_blobs_flat
 from private_channels.core.ecosystem import Upload
 from private_channels.core.upload import UploadMiddleware
 from private_channels.pypi.ecosystem import PythonEcosystem
@@ -137,6 +138,33 @@ def test_wheel_and_sdist_are_recorded_for_the_index(team: Channel, tmp_path: Pat
         assert stream.read() == metadata  # verbatim, for PEP 658
     assert records[sdist.name].metadata_sha256 is None
     assert team.store.projects(team.channel)[0] == {"demo-pkg": "Demo.Pkg"}
+
+
+@pytest.mark.parametrize("made_before_flat_blobs", [False, True])
+def test_a_storage_made_before_flat_blobs_keeps_a_folder_for_each(
+    storage: Storage, tmp_path: Path, made_before_flat_blobs: bool
+) -> None:
+    """A new storage's first channel says that its blobs are flat; a storage made by a
+    version before flat blobs has channels and no such word, and keeps its folders, so
+    that such a version can still serve what a later one stored (docs/upgrading.md)."""
+    if made_before_flat_blobs:  # a channel record written as such a version wrote it
+        ChannelRegistry(storage).create("older")
+        storage.delete(FORMAT_KEY)
+    team = Channel(storage, "/api/repo")
+    assert keeps_blobs_flat(storage) is not made_before_flat_blobs
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    team.post(wheel)
+    (record,) = team.store.project(team.channel, "demo").files  # type: ignore[union-attr]
+    sha = record.sha256
+    assert record.flat is not made_before_flat_blobs
+    where = f"{sha}/{wheel.name}" if made_before_flat_blobs else f"{sha}-{wheel.name}"
+    assert [k for k in storage.list("channels/team/pypi/blobs/") if k.endswith(".whl")] == [
+        f"channels/team/pypi/blobs/{where}"
+    ]
+    answer = team.app.get(
+        f"/api/repo/team/files/{sha}/{wheel.name}", headers={"X-Auth": team.token}
+    )
+    assert answer.body == wheel.read_bytes()
 
 
 def test_same_file_again_changes_nothing(team: Channel, tmp_path: Path) -> None:

@@ -269,6 +269,7 @@ def test_concurrent_uploads_through_many_processes_lose_nothing(
     python_blobs = [k for k in storage.list("channels/team/pypi/blobs/") if k.endswith(".whl")]
     cran_blobs = [k for k in storage.list("channels/team/cran/blobs/")]
     conda_blobs = [k for k in storage.list("channels/team/conda/blobs/")]
-    assert sorted(k.rsplit("/", 1)[1] for k in python_blobs) == sorted(wheels)
-    assert sorted(k.rsplit("/", 1)[1] for k in cran_blobs) == sorted(r_files)
-    assert sorted(k.rsplit("/", 1)[1] for k in conda_blobs) == sorted(conda_files)
+    # Each ``blobs/<sha256>-<filename>``.
+    assert sorted(k.rsplit("/", 1)[1][65:] for k in python_blobs) == sorted(wheels)
+    assert sorted(k.rsplit("/", 1)[1][65:] for k in cran_blobs) == sorted(r_files)
+    assert sorted(k.rsplit("/", 1)[1][65:] for k in conda_blobs) == sorted(conda_files)

@@ -9,8 +9,9 @@
 
 Layout under ``channels/<channel>/conda/``:
 
-- ``blobs/<sha256>/<filename>``: the package file, content-addressed, so two uploads
-  that race on one filename never overwrite each other's bytes.
+- ``blobs/<sha256>-<filename>``: the package file, content-addressed, so two uploads
+  that race on one filename never overwrite each other's bytes (``blobs/<sha256>/<filename>``
+  in a storage made before flat blobs: :attr:`~..core.blobs.StoredFile.flat`).
 - ``index/<subdir>.json`` (``index/noarch.json``, ``index/linux-64.json``...): one record
   per file of the subdir, with what its ``info/index.json`` and ``info/about.json`` say.
   It is the commit point of an upload and changes only by compare-and-swap, through the
@@ -54,11 +55,11 @@ class CondaRecord(StoredFile):
     about: dict[str, str] = field(default_factory=dict)  # the channeldata fields
     yanked: str | None = None  # None: offered; a reason ("" for none): listed as removed
 
-    @property
-    def blob(self) -> str:
+    @classmethod
+    def stored_name(cls, filename: str) -> str:
         # A version's epoch ("1!2.0") has a "!", which no storage key may hold; "=" is in
         # no conda filename, so the key still names one file.
-        return f"blobs/{self.sha256}/{self.filename.replace('!', '=')}"
+        return filename.replace("!", "=")
 
     def entry(self) -> dict[str, Any]:
         """The file's repodata entry: index.json's fields and the stored file's digests."""
@@ -157,10 +158,10 @@ class CondaStore(ChannelStore):
         removed = self._document(channel, subdir).update(apply)
         current = self.subdir(channel, subdir).find(filename)
         for raw in removed:
-            record = CondaRecord.from_json(raw)
+            blob = self.blob_key(channel, CondaRecord.from_json(raw))
             # Where deleted names may be reused, the very same file may be back already.
-            if current is None or current.sha256 != record.sha256:
-                forget(self.storage, [self.blob_key(channel, record)])
+            if current is None or self.blob_key(channel, current) != blob:
+                forget(self.storage, [blob])
         return touched[0]
 
     def referenced(self, channel: Channel) -> set[str]:

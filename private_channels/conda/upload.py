@@ -68,6 +68,7 @@ def upload_package(store: CondaStore, upload: Upload) -> Response:
         filename,
         digests,
         upload.token,
+        flat=store.flat_blobs,
         md5=digests.md5,
         subdir=package.subdir,
         name=package.name,

@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from ..channels import Channel
+from ..channels import Channel, keeps_blobs_flat
 from ..storage import (
     CleansIncompleteWrites,
     JSONRead,
@@ -49,7 +49,7 @@ from ..storage import (
     sweep,
     update_json,
 )
-from ..storage.base import CHUNK_SIZE
+from ..storage.base import CHUNK_SIZE, MAX_SEGMENT_LENGTH
 from .cache import DocumentCache
 from .limits import Limits
 
@@ -107,6 +107,11 @@ def hash_stream(stream: IO[bytes]) -> Digests:
     return Digests(size, sha256.hexdigest(), md5.hexdigest(), blake2.hexdigest())
 
 
+#: The longest suffix of a key kept beside a blob (PyPI's ``.metadata``, ``.pkg-info``),
+#: which a flat blob's name leaves room for.
+_BESIDE_ROOM = len(".pkg-info")
+
+
 @dataclass(frozen=True, kw_only=True)
 class StoredFile:
     """What every ecosystem records of a file; each adds its own format's fields."""
@@ -116,23 +121,58 @@ class StoredFile:
     sha256: str
     upload_time: float  # seconds since the epoch
     uploader: str | None = None  # token id
+    #: Whether the blob is ``blobs/<sha256>-<filename>``, an entry of the folder of blobs,
+    #: rather than ``blobs/<sha256>/<filename>``, in a folder of its own: on a local disk
+    #: a directory made for every upload (docs/performance.md, thirtieth round).  Only
+    #: in a storage that says so (:meth:`ChannelStore.flat_blobs`), which no version
+    #: before flat blobs reads; every record says where its own blob is.
+    flat: bool = False
 
     @classmethod
-    def uploaded(cls, filename: str, digests: Digests, token: Token | None, **fields: Any) -> Self:
-        """The record of a file uploaded now by ``token``, with the ecosystem's ``fields``."""
+    def uploaded(
+        cls,
+        filename: str,
+        digests: Digests,
+        token: Token | None,
+        *,
+        flat: bool = False,
+        **fields: Any,
+    ) -> Self:
+        """The record of a file uploaded now by ``token``, with the ecosystem's ``fields``;
+        its blob flat with ``flat`` (the store's :attr:`~ChannelStore.flat_blobs`) where
+        the name fits (:meth:`fits_flat`)."""
         return cls(
             filename=filename,
             size=digests.size,
             sha256=digests.sha256,
             upload_time=time.time(),
             uploader=token.id if token is not None else None,
+            flat=flat and cls.fits_flat(filename),
             **fields,
         )
+
+    @classmethod
+    def stored_name(cls, filename: str) -> str:
+        """The file's name in its blob's key (an ecosystem whose filenames may hold what
+        no key may changes it)."""
+        return filename
+
+    @classmethod
+    def fits_flat(cls, filename: str) -> bool:
+        """Whether a flat blob's name (:attr:`flat`) fits one segment of a key, with room
+        for the suffix of a key kept beside it."""
+        # <sha256>-<name><suffix>
+        return 64 + 1 + len(cls.stored_name(filename)) + _BESIDE_ROOM <= MAX_SEGMENT_LENGTH
+
+    @property
+    def blob_name(self) -> str:
+        """The blob's key below a folder of blobs (``.../blobs/``)."""
+        return f"{self.sha256}{'-' if self.flat else '/'}{self.stored_name(self.filename)}"
 
     @property
     def blob(self) -> str:
         """The blob's key below the ecosystem's prefix of the channel."""
-        return f"blobs/{self.sha256}/{self.filename}"
+        return f"blobs/{self.blob_name}"
 
     def to_json(self) -> dict[str, Any]:
         # What dataclasses.asdict gives, without its recursion into every plain value
@@ -163,7 +203,7 @@ def _field_names(cls: type) -> frozenset[str]:
 
 def blob_key(blobs: str, record: StoredFile) -> str:
     """Where the blob of ``record`` lives below a folder of blobs (``.../blobs/``)."""
-    return f"{blobs}{record.sha256}/{record.filename}"
+    return f"{blobs}{record.blob_name}"
 
 
 F = TypeVar("F", bound=StoredFile)
@@ -656,6 +696,13 @@ class ChannelStore:
 
     def prefix(self, channel: Channel) -> str:
         return f"{channel.prefix}{self.folder}/"
+
+    @functools.cached_property
+    def flat_blobs(self) -> bool:
+        """Whether files uploaded now get flat blobs (:attr:`StoredFile.flat`): what the
+        storage says (:func:`~..channels.keeps_blobs_flat`), read at the first upload,
+        which comes after the storage's first channel, which says it."""
+        return keeps_blobs_flat(self.storage)
 
     def referenced(self, channel: Channel) -> set[str]:
         """The keys of every blob a committed record names."""

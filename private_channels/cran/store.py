@@ -10,8 +10,9 @@
 
 Layout under ``channels/<channel>/cran/``:
 
-- ``blobs/<sha256>/<filename>``: the file itself, content-addressed, so two uploads that
-  race on one filename never overwrite each other's bytes.
+- ``blobs/<sha256>-<filename>``: the file itself, content-addressed, so two uploads that
+  race on one filename never overwrite each other's bytes (``blobs/<sha256>/<filename>``
+  in a storage made before flat blobs: :attr:`~..core.blobs.StoredFile.flat`).
 - ``index/<directory>.json`` (``index/src/contrib.json``,
   ``index/bin/windows/contrib/4.3.json``...): one record per file of that repository
   directory.  It is the commit point of an upload and changes only by compare-and-swap,

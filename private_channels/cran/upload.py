@@ -87,6 +87,7 @@ def upload_package(store: CranStore, upload: Upload) -> Response:
         package.filename,
         digests,
         upload.token,
+        flat=store.flat_blobs,
         package=package.name,
         version=package.version,
         md5=digests.md5,

@@ -490,7 +490,7 @@ class SimpleIndexMiddleware(ReadMiddleware[PythonStore]):
             file_response,
             environ,
             self.storage,
-            self.store.blob_key(channel, sha256, filename),
+            self.store.blob_key(channel, record) + (".metadata" if metadata else ""),
             # The path names the file's sha256, and its METADATA is derived from it.
             etag=f"{sha256}-metadata" if metadata else sha256,
             mimetype="text/plain" if metadata else "application/octet-stream",

@@ -8,10 +8,12 @@
 
 Layout under ``channels/<channel>/pypi/``:
 
-- ``blobs/<sha256>/<filename>``: the file itself, content-addressed so that two uploads
-  that race on one filename can never overwrite each other's bytes;
-  ``blobs/<sha256>/<filename>.metadata``: a wheel's METADATA, verbatim (PEP 658);
-  ``blobs/<sha256>/<filename>.pkg-info``: an sdist's PKG-INFO, for the pages only.
+- ``blobs/<sha256>-<filename>``: the file itself, content-addressed so that two uploads
+  that race on one filename can never overwrite each other's bytes
+  (``blobs/<sha256>/<filename>`` in a storage made before flat blobs:
+  :attr:`~..core.blobs.StoredFile.flat`);
+  ``blobs/<sha256>-<filename>.metadata``: a wheel's METADATA, verbatim (PEP 658);
+  ``blobs/<sha256>-<filename>.pkg-info``: an sdist's PKG-INFO, for the pages only.
   On a local store these two are written on their first read, from the file itself
   (:meth:`PythonStore.keep_beside`), not by the upload.
 - ``projects/<normalized-name>.json``: the project document, one record per file. It is
@@ -165,8 +167,8 @@ class PythonStore(ChannelStore):
     def projects_key(self, channel: Channel) -> str:
         return f"{self.prefix(channel)}projects.json"
 
-    def blob_key(self, channel: Channel, sha256: str, filename: str) -> str:
-        return f"{self.prefix(channel)}blobs/{sha256}/{filename}"
+    def blob_key(self, channel: Channel, record: FileRecord) -> str:
+        return f"{self.prefix(channel)}{record.blob}"
 
     def _document(self, channel: Channel, name: str, display_name: str = "") -> RecordDocument:
         return RecordDocument(
@@ -205,7 +207,7 @@ class PythonStore(ChannelStore):
 
     def beside_key(self, channel: Channel, record: FileRecord) -> str:
         """Where a file's METADATA (a wheel) or PKG-INFO (an sdist) is kept beside it."""
-        blob = self.blob_key(channel, record.sha256, record.filename)
+        blob = self.blob_key(channel, record)
         return f"{blob}.metadata" if record.metadata_sha256 is not None else f"{blob}.pkg-info"
 
     def read_metadata(self, channel: Channel, record: FileRecord, *, limit: int) -> bytes | None:
@@ -258,7 +260,7 @@ class PythonStore(ChannelStore):
         return True
 
     def _derive_beside(self, channel: Channel, record: FileRecord) -> bytes:
-        stream, _ = self.storage.open(self.blob_key(channel, record.sha256, record.filename))
+        stream, _ = self.storage.open(self.blob_key(channel, record))
         with contextlib.ExitStack() as stack:
             stack.enter_context(stream)
             if not stream.seekable():  # an object store's body: archives are read by seeking
@@ -286,7 +288,8 @@ class PythonStore(ChannelStore):
                     record.metadata_sha256 is None or not self.keep_beside(channel, record)
                 ):
                     break
-                return self.storage.open(self.blob_key(channel, sha256, filename))
+                suffix = ".metadata" if wants_metadata else ""
+                return self.storage.open(self.blob_key(channel, record) + suffix)
         raise FileNotFoundError(f"{filename} ({sha256}) is not in channel {channel.name}")
 
     # -- writes ----------------------------------------------------------------
@@ -332,7 +335,7 @@ class PythonStore(ChannelStore):
         check = partial(_one_sdist_per_release, record)
         if existing is not None:
             check(existing)
-        blob = self.blob_key(channel, record.sha256, record.filename)
+        blob = self.blob_key(channel, record)
         blobs = {blob: content}
         if metadata is not None and not self.derives_beside:
             blobs[f"{blob}.metadata"] = io.BytesIO(metadata)
@@ -397,11 +400,10 @@ class PythonStore(ChannelStore):
         project = self.project(channel, name)
         # Where deleted names may be reused, the very same file may have been uploaded
         # again since the commit above: its blob is the same key, so keep it.
-        named = {(f.sha256, f.filename) for f in project.files} if project else set()
+        named = {self.blob_key(channel, f) for f in project.files} if project else set()
         for raw in removed:
-            record = FileRecord.from_json(raw)
-            if (record.sha256, record.filename) not in named:
-                blob = self.blob_key(channel, record.sha256, record.filename)
+            blob = self.blob_key(channel, FileRecord.from_json(raw))
+            if blob not in named:
                 forget(self.storage, [blob, *(blob + suffix for suffix in _BESIDE)])
         return project
 
@@ -415,7 +417,7 @@ class PythonStore(ChannelStore):
             doc, _ = read_json(self.storage, key)
             for raw in doc["files"].values():
                 record = FileRecord.from_json(raw)
-                blob = self.blob_key(channel, record.sha256, record.filename)
+                blob = self.blob_key(channel, record)
                 referenced.update((blob, *(blob + suffix for suffix in _BESIDE)))
             if doc["files"]:
                 self._add_project_name(channel, canonicalize_name(doc["name"]), doc["name"])
