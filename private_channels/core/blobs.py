@@ -697,7 +697,7 @@ class ChannelStore:
     def prefix(self, channel: Channel) -> str:
         return f"{channel.prefix}{self.folder}/"
 
-    @functools.cached_property
+    @cached_property
     def flat_blobs(self) -> bool:
         """Whether files uploaded now get flat blobs (:attr:`StoredFile.flat`): what the
         storage says (:func:`~..channels.keeps_blobs_flat`), read at the first upload,
