@@ -64,11 +64,11 @@ def upload_package(store: CondaStore, upload: Upload) -> Response:
         package = read_package(filename, stream, limits=upload.limits)
     except InvalidPackageError as exc:
         raise http_error(400, str(exc)) from None
-    record = CondaRecord.uploaded(
+    record = store.uploaded(
+        CondaRecord,
         filename,
         digests,
         upload.token,
-        flat=store.flat_blobs,
         md5=digests.md5,
         subdir=package.subdir,
         name=package.name,

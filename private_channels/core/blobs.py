@@ -124,7 +124,7 @@ class StoredFile:
     #: Whether the blob is ``blobs/<sha256>-<filename>``, an entry of the folder of blobs,
     #: rather than ``blobs/<sha256>/<filename>``, in a folder of its own: on a local disk
     #: a directory made for every upload (docs/performance.md, thirtieth round).  Only
-    #: in a storage that says so (:meth:`ChannelStore.flat_blobs`), which no version
+    #: in a storage that says so (:attr:`ChannelStore.flat_blobs`), which no version
     #: before flat blobs reads; every record says where its own blob is.
     flat: bool = False
 
@@ -703,6 +703,14 @@ class ChannelStore:
         storage says (:func:`~..channels.keeps_blobs_flat`), read at the first upload,
         which comes after the storage's first channel, which says it."""
         return keeps_blobs_flat(self.storage)
+
+    def uploaded(
+        self, record: type[F], filename: str, digests: Digests, token: Token | None, **fields: Any
+    ) -> F:
+        """The ``record`` of a file uploaded now (:meth:`StoredFile.uploaded`), its blob
+        flat where this storage keeps them so (:attr:`flat_blobs`): the one place every
+        ecosystem's upload makes its record."""
+        return record.uploaded(filename, digests, token, flat=self.flat_blobs, **fields)
 
     def referenced(self, channel: Channel) -> set[str]:
         """The keys of every blob a committed record names."""

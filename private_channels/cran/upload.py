@@ -83,11 +83,11 @@ def upload_package(store: CranStore, upload: Upload) -> Response:
             f"No R version reads a {package.kind} built for "
             f"R {package.built.r_version if package.built else '?'} on this platform.",
         )
-    record = CranRecord.uploaded(
+    record = store.uploaded(
+        CranRecord,
         package.filename,
         digests,
         upload.token,
-        flat=store.flat_blobs,
         package=package.name,
         version=package.version,
         md5=digests.md5,

@@ -60,7 +60,7 @@ def upload_distribution(store: PythonStore, upload: Upload) -> Response:
     check_against_form(dist, form)
     # Attestations (PEP 740), when sent, are accepted and not kept: serving them
     # would claim a verification this server does not make.
-    record = new_record(dist, digests, upload.token, flat=store.flat_blobs)
+    record = new_record(store, dist, digests, upload.token)
     if store_file(store, channel, record, content.stream, dist):
         text = f"Uploaded {dist.filename} to channel {channel.name}.\n"
     else:
@@ -105,15 +105,14 @@ def store_file(
 
 
 def new_record(
-    dist: Distribution, digests: Digests, token: Token | None, *, flat: bool = False
+    store: PythonStore, dist: Distribution, digests: Digests, token: Token | None
 ) -> FileRecord:
-    """Everything the index will show about the file, so that it never opens archives
-    (``flat``: the store's :attr:`~..core.blobs.ChannelStore.flat_blobs`)."""
-    return FileRecord.uploaded(
+    """Everything the index will show about the file, so that it never opens archives."""
+    return store.uploaded(
+        FileRecord,
         dist.filename,
         digests,
         token,
-        flat=flat,
         project=dist.name,
         version=dist.version,
         blake2b_256=digests.blake2_256,
