@@ -12,7 +12,8 @@ A channel is the record ``registry/channels/<name>.json`` (so listing channels c
 one listing of small records); everything a channel holds lives under
 ``channels/<name>/``, so deleting a channel is deleting that prefix.  The first channel
 of a storage also writes ``registry/format.json``, which says that the storage keeps
-its files' blobs flat (:func:`keeps_blobs_flat`).
+its files' blobs flat (:func:`keeps_blobs_flat`) and takes a new record as a text
+appended to its document (:func:`storage_format`).
 
 Every request reads the record afresh (:class:`~.routing.ChannelMiddleware` calls
 :meth:`ChannelRegistry.get`, one small read), so a change made by ``channel update``
@@ -47,6 +48,7 @@ from .storage import CorruptDocumentError, Storage, dump_json, read_document, re
 
 __all__ = [
     "DEFAULT_UPSTREAM_TTL",
+    "FORMAT",
     "FORMAT_KEY",
     "KEEP",
     "RESERVED_CHANNEL_NAMES",
@@ -55,10 +57,12 @@ __all__ = [
     "ChannelRegistry",
     "InvalidChannelNameError",
     "InvalidUpstreamError",
+    "StorageFormat",
     "Upstream",
     "channel_prefix",
     "keeps_blobs_flat",
     "parse_upstream_url",
+    "storage_format",
     "upstream_settings",
     "validate_channel_name",
     "validate_upstream_settings",
@@ -315,21 +319,45 @@ def _channel(doc: Mapping[str, Any]) -> Channel:
     )
 
 
-#: Says how a storage keeps its files: ``{"blobs": "flat"}`` where its first channel was
-#: made by a version that keeps them flat (:attr:`~.core.blobs.StoredFile.flat`).  A
-#: storage made before has none and keeps a folder for each blob, which every version
-#: reads: so an older version still serves all a storage it made holds after an upgrade
-#: (docs/upgrading.md).
+#: Says how a storage keeps its files, where its first channel was made by a version
+#: that writes it: ``{"blobs": "flat"}`` since the thirtieth round of
+#: docs/performance.md (:attr:`~.core.blobs.StoredFile.flat`), ``"records":
+#: "appended"`` too since the thirty-first (:attr:`~.core.blobs.ChannelStore.appends`).
+#: A storage made before has none, or says less, and keeps what every version before
+#: reads: so an older version still serves all a storage it made holds after an
+#: upgrade (docs/upgrading.md).
 FORMAT_KEY = "registry/format.json"
+#: What a storage made now says (:data:`FORMAT_KEY`).
+FORMAT = {"blobs": "flat", "records": "appended"}
+
+
+@dataclass(frozen=True)
+class StorageFormat:
+    """What :data:`FORMAT_KEY` says of a storage."""
+
+    #: The files uploaded get flat blobs (:attr:`~.core.blobs.StoredFile.flat`).
+    flat_blobs: bool = False
+    #: A record uploaded may be appended to its document as a text
+    #: (:func:`~.storage.update_json`'s ``append``), which no version before reads.
+    appended_records: bool = False
+
+
+def storage_format(storage: Storage) -> StorageFormat:
+    """What the storage says of itself (:data:`FORMAT_KEY`): one read."""
+    try:
+        doc, _ = read_json(storage, FORMAT_KEY)
+    except (FileNotFoundError, CorruptDocumentError):
+        doc = None
+    if not isinstance(doc, dict):
+        return StorageFormat()
+    return StorageFormat(
+        flat_blobs=doc.get("blobs") == "flat", appended_records=doc.get("records") == "appended"
+    )
 
 
 def keeps_blobs_flat(storage: Storage) -> bool:
     """Whether the files uploaded to ``storage`` get flat blobs (:data:`FORMAT_KEY`)."""
-    try:
-        doc, _ = read_json(storage, FORMAT_KEY)
-    except (FileNotFoundError, CorruptDocumentError):
-        return False
-    return isinstance(doc, dict) and doc.get("blobs") == "flat"
+    return storage_format(storage).flat_blobs
 
 
 class ChannelRegistry:
@@ -379,7 +407,7 @@ class ChannelRegistry:
         if next(iter(self.storage.list("registry/channels/")), None) is None:
             # A new storage (a storage made before has channels, and no format).
             with contextlib.suppress(FileExistsError):
-                self.storage.create(FORMAT_KEY, io.BytesIO(dump_json({"blobs": "flat"})))
+                self.storage.create(FORMAT_KEY, io.BytesIO(dump_json(FORMAT)))
         try:
             self.storage.create(self._key(name), io.BytesIO(dump_json(_record(channel))))
         except FileExistsError:

@@ -11,9 +11,11 @@ from private_channels.channels import (
     ChannelRegistry,
     InvalidChannelNameError,
     InvalidUpstreamError,
+    StorageFormat,
     Upstream,
     keeps_blobs_flat,
     parse_upstream_url,
+    storage_format,
     upstream_settings,
     validate_channel_name,
     validate_upstream_settings,
@@ -57,17 +59,24 @@ def test_create_get_list_delete(storage: Storage) -> None:
         registry.delete("a-public")
 
 
-def test_a_new_storage_s_first_channel_says_its_blobs_are_flat(storage: Storage) -> None:
-    assert not keeps_blobs_flat(storage)
+def test_a_new_storage_s_first_channel_says_its_blobs_are_flat_and_records_appended(
+    storage: Storage,
+) -> None:
+    assert storage_format(storage) == StorageFormat() and not keeps_blobs_flat(storage)
     ChannelRegistry(storage).create("first")
-    assert read_json(storage, FORMAT_KEY)[0] == {"blobs": "flat"} and keeps_blobs_flat(storage)
+    assert read_json(storage, FORMAT_KEY)[0] == {"blobs": "flat", "records": "appended"}
+    assert storage_format(storage) == StorageFormat(flat_blobs=True, appended_records=True)
+    assert keeps_blobs_flat(storage)
     # A storage an older version made: channels, and no word; a later channel adds none.
     storage.delete(FORMAT_KEY)
     ChannelRegistry(storage).create("second")
-    assert not keeps_blobs_flat(storage)
-    for damaged in (b"{", b"[]", b'{"blobs": "folders"}'):
+    assert storage_format(storage) == StorageFormat()
+    # The thirtieth round's word: flat blobs, records written whole.
+    storage.put(FORMAT_KEY, io.BytesIO(b'{"blobs": "flat"}'))
+    assert storage_format(storage) == StorageFormat(flat_blobs=True)
+    for damaged in (b"{", b"[]", b'{"blobs": "folders", "records": "whole"}'):
         storage.put(FORMAT_KEY, io.BytesIO(damaged))
-        assert not keeps_blobs_flat(storage)
+        assert storage_format(storage) == StorageFormat()
 
 
 def test_delete_removes_everything_the_channel_holds(storage: Storage) -> None:

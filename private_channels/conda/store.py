@@ -100,7 +100,9 @@ class CondaStore(ChannelStore):
         return f"{self.prefix(channel)}{record.blob}"
 
     def _document(self, channel: Channel, subdir: str) -> RecordDocument:
-        return RecordDocument(self.storage, self.index_key(channel, subdir), kept=self._derived)
+        return RecordDocument(
+            self.storage, self.index_key(channel, subdir), kept=self._derived, appends=self.appends
+        )
 
     # -- reads -----------------------------------------------------------------
 

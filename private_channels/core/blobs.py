@@ -37,12 +37,15 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from ..channels import Channel, keeps_blobs_flat
+from ..channels import Channel, StorageFormat, storage_format
 from ..storage import (
+    RS,
     CleansIncompleteWrites,
     JSONRead,
     Stat,
     Storage,
+    appended_sets,
+    apply_sets,
     dump_json,
     read_document,
     read_json,
@@ -419,11 +422,21 @@ class RecordDocument:
     files or thousands.  Only documents of up to :data:`KEPT_BYTES` bytes are kept.  A
     version another process wrote (gunicorn's other worker) is read, and parsed whole
     unless it is the kept one with a record put in (:func:`_unspliced`).
+
+    With ``appends`` (the storage's word: :attr:`ChannelStore.appends`), where the
+    storage :class:`~..storage.Appends`, a new record is instead appended to the stored
+    bytes as a text of RFC 7464 (``["files", filename, record]``,
+    :func:`~..storage.update_json`'s ``append``): no new file and no rename
+    (docs/performance.md, thirty-first round).  Until the texts together are as long
+    as :data:`APPENDED_BYTES` or half the document before them, whichever is more; the
+    commit after writes the document whole again, so a read never applies more.
     """
 
     #: The largest document whose committed version is kept (encoded); what it takes
     #: in the cache is counted at four times that (its parsed records and its bytes).
     KEPT_BYTES = 2 * 1024 * 1024
+    #: What the texts appended to a document may come to at least (``appends``).
+    APPENDED_BYTES = 4096
 
     def __init__(
         self,
@@ -432,11 +445,13 @@ class RecordDocument:
         *,
         initial: Mapping[str, Any] | None = None,
         kept: DocumentCache | None = None,
+        appends: bool = False,
     ):
         self.storage = storage
         self.key = key
         self.initial = dict(initial or {})
         self.kept = kept
+        self.appends = appends
         self._read: JSONRead | None = None
         self._names: list[str] | None = None  # of the version read, when of the shape
 
@@ -464,6 +479,16 @@ class RecordDocument:
         return JSONRead.of(self.storage, self.key)
 
     def _grown(self, older: _Committed, raw: bytes) -> dict[str, Any] | None:
+        before = older.encoded
+        if raw[len(before) : len(before) + 1] == RS and raw.startswith(before):
+            # Another process appended records to the version kept: only they are read.
+            try:
+                sets = appended_sets(raw[len(before) :])
+            except (ValueError, RecursionError):
+                return None
+            if not all(len(path) == 3 and path[0] == "files" for path in sets):
+                return None  # not only records (never written so): read whole
+            return apply_sets(older.read().doc, sets)  # type: ignore[no-any-return]
         grown = _unspliced(older, raw)
         if grown is None:
             return None
@@ -511,13 +536,16 @@ class RecordDocument:
         pass it."""
         added = [False]
 
+        reused = [False]
+
         def change(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {**self.initial, "files": {}, "deleted": []}
             added[0] = self.is_new(doc, record["filename"], record["sha256"], reuse=reuse)
             if added[0] and check is not None:
                 check(doc)
             doc["files"].setdefault(record["filename"], dict(record))
-            if record["filename"] in doc.get("deleted", ()):
+            reused[0] = record["filename"] in doc.get("deleted", ())
+            if reused[0]:
                 doc["deleted"].remove(record["filename"])
             return doc
 
@@ -532,6 +560,8 @@ class RecordDocument:
         def encode(doc: dict[str, Any], raw: bytes) -> bytes:
             # ``raw`` is the version ``change`` was given, which lacked the record if new.
             made[0] = None
+            if not added[0] and raw:
+                return raw  # the very same file again: nothing to write
             if added[0] and raw:
                 spliced = _spliced(raw, doc, record["filename"], names if raw is first else None)
                 if spliced is not None:
@@ -544,9 +574,24 @@ class RecordDocument:
                 committed = _Committed(doc, encoded, stat, made[0])
                 self.kept.put(("committed", self.key), stat.etag, committed, 4 * len(encoded))
 
+        def append(doc: dict[str, Any], raw: bytes) -> bytes | None:
+            made[0] = None
+            if not added[0] or reused[0]:
+                return None  # nothing to write, or a change beside the record's
+            end = raw.find(RS)
+            if end >= 0 and not raw.endswith(b"\n"):
+                return None  # a text cut short by a write that never finished: rewrite
+            filename = record["filename"]
+            piece = RS + dump_json(["files", filename, doc["files"][filename]]) + b"\n"
+            before = len(raw) if end < 0 else end
+            if len(raw) - before + len(piece) > max(self.APPENDED_BYTES, before // 2):
+                return None  # enough appended: the document written whole again
+            return piece
+
         doc = update_json(
-            self.storage, self.key, change, current=current, encode=encode, written=written
-        )
+            self.storage, self.key, change, current=current, encode=encode,
+            append=append if self.appends else None, written=written,
+        )  # fmt: skip
         return added[0], doc
 
     def remove(self, record: Mapping[str, Any]) -> None:
@@ -698,11 +743,21 @@ class ChannelStore:
         return f"{channel.prefix}{self.folder}/"
 
     @cached_property
+    def format(self) -> StorageFormat:
+        """What the storage says of itself (:func:`~..channels.storage_format`), read at
+        the first upload, which comes after the storage's first channel, which says it."""
+        return storage_format(self.storage)
+
+    @property
     def flat_blobs(self) -> bool:
-        """Whether files uploaded now get flat blobs (:attr:`StoredFile.flat`): what the
-        storage says (:func:`~..channels.keeps_blobs_flat`), read at the first upload,
-        which comes after the storage's first channel, which says it."""
-        return keeps_blobs_flat(self.storage)
+        """Whether files uploaded now get flat blobs (:attr:`StoredFile.flat`)."""
+        return self.format.flat_blobs
+
+    @property
+    def appends(self) -> bool:
+        """Whether a record uploaded now may be appended to its document as a text
+        (:class:`RecordDocument`'s ``appends``)."""
+        return self.format.appended_records
 
     def uploaded(
         self, record: type[F], filename: str, digests: Digests, token: Token | None, **fields: Any

@@ -293,7 +293,9 @@ class CranStore(ChannelStore):
     # -- writes ----------------------------------------------------------------
 
     def _document(self, channel: Channel, path: str) -> RecordDocument:
-        return RecordDocument(self.storage, self.index_key(channel, path), kept=self._derived)
+        return RecordDocument(
+            self.storage, self.index_key(channel, path), kept=self._derived, appends=self.appends
+        )
 
     def add(self, channel: Channel, directories: Iterable[str], record: CranRecord,
             content: IO[bytes]) -> bool:  # fmt: skip

@@ -176,6 +176,7 @@ class PythonStore(ChannelStore):
             self.project_key(channel, name),
             initial={"name": display_name},
             kept=self._derived,
+            appends=self.appends,
         )
 
     # -- reads -----------------------------------------------------------------

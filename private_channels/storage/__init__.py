@@ -13,6 +13,8 @@ import os
 from urllib.parse import urlsplit
 
 from .base import (
+    RS,
+    Appends,
     CleansIncompleteWrites,
     CorruptDocumentError,
     InvalidKeyError,
@@ -22,6 +24,8 @@ from .base import (
     Stat,
     Storage,
     TellsWrites,
+    appended_sets,
+    apply_sets,
     copy_storage,
     dump_json,
     read_bytes,
@@ -36,6 +40,8 @@ from .memory import MemoryStorage
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "RS",
+    "Appends",
     "CleansIncompleteWrites",
     "CorruptDocumentError",
     "FileSystemStorage",
@@ -48,6 +54,8 @@ __all__ = [
     "Storage",
     "StorageURLError",
     "TellsWrites",
+    "appended_sets",
+    "apply_sets",
     "copy_storage",
     "dump_json",
     "open_storage",

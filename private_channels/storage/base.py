@@ -10,6 +10,12 @@ are updated optimistically, by compare-and-swap on their ETag::
     storage = MemoryStorage()
     update_json(storage, "counters/uploads.json", lambda doc: {"n": (doc or {}).get("n", 0) + 1})
 
+A backend that can add bytes to the end of a key in place (:class:`Appends`: the
+filesystem's) lets a document take a change as a text appended to it instead of being
+written whole (:func:`update_json`'s ``append``): the document is then followed by
+texts of RFC 7464 (``RS`` JSON ``LF``), each ``[key, ..., value]``, which sets the
+value at that path, and every read applies them (:func:`read_json`).
+
 Not-found is the builtin :class:`FileNotFoundError`; an existing key on create is
 :class:`FileExistsError`; a lost race on a compare-and-swap is :class:`StaleWriteError`;
 a JSON document that does not parse, or lacks what its reader needs, is
@@ -26,6 +32,8 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
+    "RS",
+    "Appends",
     "CleansIncompleteWrites",
     "CorruptDocumentError",
     "InvalidKeyError",
@@ -35,6 +43,8 @@ __all__ = [
     "Stat",
     "Storage",
     "TellsWrites",
+    "appended_sets",
+    "apply_sets",
     "copy_storage",
     "read_bytes",
     "read_document",
@@ -148,6 +158,19 @@ class TellsWrites(Protocol):
 
 
 @runtime_checkable
+class Appends(Protocol):
+    """A storage that adds bytes to the end of a key in place, durably, for less than
+    writing it whole (the filesystem's: no new file, no rename), and whose every
+    writer of the key excludes the others meanwhile."""
+
+    def append(self, key: str, data: bytes, *, if_match: str) -> Stat:
+        """Add ``data`` to the end of ``key`` if its current version has the ETag
+        ``if_match``, else raise :class:`StaleWriteError` (:class:`FileNotFoundError`
+        where it is gone); the new version's stat."""
+        ...
+
+
+@runtime_checkable
 class CleansIncompleteWrites(Protocol):
     """A storage that keeps something of a write killed halfway (the filesystem's
     hidden temporary files, S3's unfinished multipart uploads) and can remove it."""
@@ -214,10 +237,44 @@ def read_stream(stream: IO[bytes], stat: Stat, key: str, limit: int) -> tuple[by
     return data, stat
 
 
+#: RFC 7464's record separator, which starts each text appended to a document.  JSON
+#: itself never holds the byte (a string escapes it), so the first one ends the document.
+RS = b"\x1e"
+
+
+def appended_sets(tail: bytes) -> list[list[Any]]:
+    """The texts appended to a document (``tail``: from its first :data:`RS` on), each
+    ``[key, ..., value]``.  A text not ended by its ``LF`` was cut short by a write that
+    never finished, whose change was never reported done: it is dropped, as RFC 7464
+    has a parser drop a truncated text.  ``ValueError`` for any other malformed one."""
+    texts = [text for text in tail.split(RS)[1:] if text.endswith(b"\n")]
+    sets = json.loads(b"[" + b",".join(texts) + b"]")
+    for path in sets:
+        if type(path) is not list or len(path) < 2 or not all(type(k) is str for k in path[:-1]):
+            raise ValueError(f"an appended text is not [key, ..., value]: {path!r:.80}")
+    return sets  # type: ignore[no-any-return]
+
+
+def apply_sets(doc: Any, sets: list[list[Any]]) -> Any:
+    """``doc`` with each of :func:`appended_sets`' paths set, in order (in place)."""
+    for path in sets:
+        *keys, last, value = path
+        target = doc
+        for key in keys:
+            target = target.get(key) if type(target) is dict else None
+        if type(target) is not dict:
+            raise ValueError(f"an appended text sets {path[:-1]!r:.80} in no object")
+        target[last] = value
+    return doc
+
+
 def _loads(key: str, data: bytes) -> Any:
     try:
-        return json.loads(data)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        end = data.find(RS)
+        if end < 0:
+            return json.loads(data)
+        return apply_sets(json.loads(data[:end]), appended_sets(data[end:]))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise CorruptDocumentError(key, str(exc)) from None
 
 
@@ -282,6 +339,7 @@ def update_json(
     attempts: int = 50,
     current: JSONRead | None = None,
     encode: Callable[[T, bytes], bytes] | None = None,
+    append: Callable[[T, bytes], bytes | None] | None = None,
     written: Callable[[T, bytes, Stat], None] | None = None,
 ) -> T:
     """Apply ``change`` to the JSON document at ``key`` with compare-and-swap.
@@ -295,7 +353,11 @@ def update_json(
     ``encode(new, raw)`` makes the bytes stored, the same as :func:`dump_json`'s of
     ``new``, perhaps from ``raw``, the bytes of the version ``change`` was given (empty
     for none); ``written(new, encoded, stat)`` learns what was stored.
+    ``append(new, raw)``, where the storage :class:`Appends`, may instead give texts
+    (:data:`RS`) whose :func:`appended_sets` make ``new`` of ``raw``'s document, to add
+    to the stored bytes in place, or ``None`` to write the document whole.
     """
+    appends = getattr(storage, "append", None) if append is not None else None
     for _ in range(attempts):
         if current is not None:
             raw, stat_or_none, doc = current.raw, current.stat, current.doc
@@ -311,6 +373,17 @@ def update_json(
         new = change(doc)
         if new is None and stat_or_none is None:
             return new  # absent and to stay absent
+        if appends is not None and stat_or_none is not None and new is not None:
+            assert append is not None
+            piece = append(new, raw)
+            if piece is not None:
+                try:
+                    stored = appends(key, piece, if_match=stat_or_none.etag)
+                except (FileNotFoundError, StaleWriteError):
+                    continue
+                if written is not None:
+                    written(new, raw + piece, stored)
+                return new
         encoded = dump_json(new) if encode is None else encode(new, raw)
         if encoded == raw:
             return new

@@ -77,6 +77,19 @@ class MemoryStorage:
             self._count[0] += 1
         return blob[1]
 
+    def append(self, key: str, data: bytes, *, if_match: str) -> Stat:  # Appends
+        validate_key(key)
+        with self._lock:
+            current = self._blobs.get(key)
+            if current is None:
+                raise FileNotFoundError(key)
+            if current[1].etag != if_match:
+                raise StaleWriteError(key)
+            blob = self._read(io.BytesIO(current[0] + data))
+            self._blobs[key] = blob
+            self._count[0] += 1
+        return blob[1]
+
     def list(self, prefix: str) -> Iterator[str]:
         validate_prefix(prefix)
         with self._lock:
