@@ -20,6 +20,9 @@ the end; each side is served from its own tree (its working directory too: ``pyt
 -m`` and gunicorn put that ahead of ``PYTHONPATH``), and the tool stops before it
 measures if a side would import code from elsewhere; after an upload workload the
 project documents are put back as filled.
+With ``--apart`` B serves a copy of the channel (``cp -a`` beside the work directory,
+removed at the end) and A the channel itself: for a change to what the storage holds
+that A does not read (the thirty-first round's appended records), measured so since.
 With ``--limit`` the two are each tree's ``limit_app.py`` instead of private-channels,
 over the channel's pre-rendered tree, as the harness serves the limit (which is how the
 nineteenth round of docs/performance.md compared two limits).
@@ -64,17 +67,27 @@ def main() -> None:
     parser.add_argument(
         "--limit", action="store_true", help="compare the trees' limit apps instead of ours"
     )
+    parser.add_argument(
+        "--apart", action="store_true", help="B serves a copy of the channel, A the channel"
+    )
     harness.burst_options(parser, workloads=DEFAULT_WORKLOADS, rounds=8, seconds=2.0)
     args = parser.parse_args()
     dataset, workloads = harness.burst_setup(parser, args)
-    with tempfile.TemporaryDirectory(prefix="ab-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="ab-", dir=args.work) as scratch:
         tree = Path(scratch) / "a"
         subprocess.run(
             ["git", "-C", str(HERE.parent), "worktree", "add", "--detach", "-q", str(tree),
              args.revision], check=True,
         )  # fmt: skip
+        datasets = {"A": dataset, "B": dataset}
+        if args.apart:
+            # cp keeps the hard links between the storage and the static trees.
+            subprocess.run(["cp", "-a", str(dataset.root), f"{scratch}/b-data"], check=True)
+            copy = harness.Dataset.load(dataset.size, Path(scratch) / "b-data")
+            assert copy is not None
+            datasets["B"] = copy
         try:
-            compare(args, dataset, {"A": tree, "B": HERE.parent}, workloads)
+            compare(args, datasets, {"A": tree, "B": HERE.parent}, workloads)
         finally:
             subprocess.run(
                 ["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tree)],
@@ -84,21 +97,21 @@ def main() -> None:
 
 def compare(
     args: argparse.Namespace,
-    dataset: harness.Dataset,
+    datasets: dict[str, harness.Dataset],
     trees: dict[str, Path],
     workloads: list[harness.Workload],
 ) -> None:
     target = "limit" if args.limit else "ours"  # the URLs and credentials its requests use
     running = {
-        label: serve(t, label, dataset, args.server, args.work, limit=args.limit)
+        label: serve(t, label, datasets[label], args.server, args.work, limit=args.limit)
         for label, t in trees.items()
     }
     try:
-        for run in running.values():
-            harness.warm(run.port, target, dataset, args.server)
+        for label, run in running.items():
+            harness.warm(run.port, target, datasets[label], args.server)
         states = {
             label: {
-                "etags": harness.etags(run.port, target, dataset),
+                "etags": harness.etags(run.port, target, datasets[label]),
                 "run": random.randrange(10**6),
             }
             for label, run in running.items()
@@ -111,7 +124,7 @@ def compare(
                     for label in ("A", "B") if i % 2 == 0 else ("B", "A"):
                         used, began = running[label].cpu_seconds(), time.perf_counter()
                         rate, _ = harness.measure(
-                            pool, 2, running[label].port, workload, target, dataset,
+                            pool, 2, running[label].port, workload, target, datasets[label],
                             states[label], args.seconds, 8, args.client,
                         )  # fmt: skip
                         requests = rate * (time.perf_counter() - began)
@@ -119,7 +132,8 @@ def compare(
                         rates[label].append(rate)
                         cpu[label].append(1e6 * used / requests if requests else 0.0)
                 if workload.name == "upload":
-                    dataset.restore_uploaded()
+                    for dataset in {id(d): d for d in datasets.values()}.values():
+                        dataset.restore_uploaded()
                 a, b = statistics.median(rates["A"]), statistics.median(rates["B"])
                 pairs = sorted(y / x for x, y in zip(rates["A"], rates["B"], strict=True))
                 print(

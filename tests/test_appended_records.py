@@ -32,6 +32,7 @@ from private_channels.storage import (
     Appends,
     CorruptDocumentError,
     FileSystemStorage,
+    InvalidKeyError,
     MemoryStorage,
     StaleWriteError,
     Storage,
@@ -101,14 +102,48 @@ def test_append_adds_at_the_end_of_the_version_it_was_asked_for(storage: Storage
     assert list(storage.list("k/")) == ["k/doc.json"]
 
 
-def test_the_filesystem_never_appends_through_a_link(tmp_path: Path) -> None:
-    storage = FileSystemStorage(tmp_path / "storage")
+WAYS = ["unnamed", "named", "walk", "let go"]
+
+
+def _way(storage: FileSystemStorage, way: str) -> FileSystemStorage:
+    """``storage`` writing as on Linux (through the key's directory opened beneath the
+    root), through named temp files, through the lstat walk, or making its calls as
+    ``os`` does (tests/test_storage.py: ``_writing``, ``_resolving``)."""
+    from private_channels.storage import filesystem
+
+    if way == "named":
+        storage._unnamed = False
+    elif way == "walk":
+        storage._openat2 = None
+    elif way == "let go":
+        storage._held_stat = None
+        storage._calls = filesystem._Calls()
+    return storage
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_the_filesystem_appends_whichever_way(tmp_path: Path, way: str) -> None:
+    storage = _way(FileSystemStorage(tmp_path / "storage"), way)
+    stat = storage.put("k/doc.json", io.BytesIO(b"{}"))
+    for n in range(3):
+        stat = storage.append("k/doc.json", b"\x1e[%d]\n" % n, if_match=stat.etag)
+    assert raw(storage, "k/doc.json") == b"{}\x1e[0]\n\x1e[1]\n\x1e[2]\n"
+    assert stat == storage.stat("k/doc.json")
+    with pytest.raises(StaleWriteError):
+        storage.append("k/doc.json", b"x", if_match="0-0-0")
+    with pytest.raises(FileNotFoundError):
+        storage.append("k/gone.json", b"x", if_match=stat.etag)
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_the_filesystem_never_appends_through_a_link(tmp_path: Path, way: str) -> None:
+    storage = _way(FileSystemStorage(tmp_path / "storage"), way)
     outside = tmp_path / "outside.json"
     outside.write_bytes(b"{}")
     stat = storage.put("k/doc.json", io.BytesIO(b"{}"))
     (tmp_path / "storage/k/doc.json").unlink()
     (tmp_path / "storage/k/doc.json").symlink_to(outside)
-    with pytest.raises((FileNotFoundError, StaleWriteError)):
+    with pytest.raises((FileNotFoundError, StaleWriteError, InvalidKeyError)):
         storage.append("k/doc.json", b"\x1e[1]\n", if_match=stat.etag)
     assert outside.read_bytes() == b"{}"
 

@@ -534,9 +534,7 @@ class RecordDocument:
         read, and raises to refuse a new file (an ecosystem's own rule across files,
         such as one sdist per Python release), so that two racing uploads cannot both
         pass it."""
-        added = [False]
-
-        reused = [False]
+        added, reused = [False], [False]
 
         def change(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {**self.initial, "files": {}, "deleted": []}
