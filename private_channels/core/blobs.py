@@ -427,9 +427,9 @@ class RecordDocument:
     storage :class:`~..storage.Appends`, a new record is instead appended to the stored
     bytes as a text of RFC 7464 (``["files", filename, record]``,
     :func:`~..storage.update_json`'s ``append``): no new file and no rename
-    (docs/performance.md, thirty-first round).  Until the texts together are as long
-    as :data:`APPENDED_BYTES` or half the document before them, whichever is more; the
-    commit after writes the document whole again, so a read never applies more.
+    (docs/performance.md, thirty-first round).  A commit whose text would take the
+    texts past :data:`APPENDED_BYTES`, or past half the document before them where that
+    is more, writes the document whole again instead, so a read never applies more.
     """
 
     #: The largest document whose committed version is kept (encoded); what it takes

@@ -483,7 +483,8 @@ def _current_etag_at(dir_fd: int, name: str, calls: _Calls) -> str | None:
 def _appended(fd: int, key: str, data: bytes, if_match: str, calls: _Calls) -> Stat:
     """:meth:`FileSystemStorage.append` to ``fd`` (opened ``O_APPEND``), which it closes.
     No fine clock (:func:`_write_synced`): an append only ever makes the file larger,
-    so its ETag (which holds the size) is never one it had."""
+    so its ETag (which holds the size) is never one it had with other bytes (one taken
+    back leaves the file's bytes, and perhaps its ETag, as they were)."""
     try:
         st = calls.fstat(fd)
         if not S_ISREG(st.st_mode):
@@ -780,10 +781,11 @@ class FileSystemStorage:
     def append(self, key: str, data: bytes, *, if_match: str) -> Stat:  # Appends
         """Add ``data`` at the end of ``key``'s file and sync it, under the key's lock,
         which every write that replaces the file after a compare takes too: no new
-        inode, no rename, and the file's block most often the one it had (a tenth of
-        the kernel's work of a put, docs/performance.md, thirty-first round).  A write
-        that fails halfway leaves the bytes it wrote, which a reader of documents
-        drops (:func:`~.base.appended_sets`)."""
+        inode, no rename, and the file's last block most often the one it had (a third
+        to a half of what a put's new file costs the kernel: docs/performance.md,
+        thirty-first round).  A write or sync that fails is taken back; one killed
+        halfway leaves the bytes it wrote, which a reader of documents drops
+        (:func:`~.base.appended_sets`)."""
         try:
             return self._append(key, data, if_match=if_match)
         finally:
