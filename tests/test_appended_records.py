@@ -203,7 +203,7 @@ def test_a_text_cut_short_is_dropped(storage: Storage, tail: bytes) -> None:
     storage.put(DOC, io.BytesIO(b'{"files":{"a":{"n":1}}}' + tail))
     doc = read_json(storage, DOC)[0]
     assert doc["files"]["a"] == {"n": 1} and "b" not in doc["files"]
-    assert doc["files"].get("c", {"n": 3}) == {"n": 3}
+    assert doc["files"].get("c") == ({"n": 3} if b'"c"' in tail else None)  # read after
 
 
 @pytest.mark.parametrize(
